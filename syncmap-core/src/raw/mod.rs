@@ -1,0 +1,1 @@
+//! Internals of [`SyncMap`](crate::SyncMap).
