@@ -1,1 +1,6 @@
-//! Internals of [`SyncMap`](crate::SyncMap).
+//! Internals of [`SyncMap`](crate::SyncMap): the shared [`entry::Entry`], the [`read::ReadOnly`]
+//! snapshot, and a striped counter. Everything `unsafe` in the crate lives here.
+
+pub(crate) mod counter;
+pub(crate) mod entry;
+pub(crate) mod read;

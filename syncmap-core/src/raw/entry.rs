@@ -1,0 +1,326 @@
+//! The shared entry of Go's design: one per key, referenced by the read snapshot and the dirty
+//! map at once, holding the value behind an atomic pointer so that a key already in the read
+//! snapshot can be updated without the lock.
+
+use std::ptr;
+
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use seize::{Guard, LocalGuard};
+
+/// The address of this static marks an entry as *expunged*; it is compared, never dereferenced.
+static EXPUNGED_MARK: u8 = 0;
+
+/// The expunged marker as a `*mut V`. Never dereferenced, never retired, never freed.
+#[inline]
+fn expunged<V>() -> *mut V {
+    ptr::addr_of!(EXPUNGED_MARK) as *mut V
+}
+
+/// Whether `p` points at a live boxed value (neither null nor the expunged marker).
+#[inline]
+fn is_live<V>(p: *mut V) -> bool {
+    !p.is_null() && p != expunged()
+}
+
+/// What a state change did to the number of live entries; the caller feeds it to the map's
+/// length counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LiveDelta {
+    /// The entry went from deleted to holding a value.
+    Added,
+    /// The entry went from holding a value to deleted.
+    Removed,
+    /// The entry held a value before and after, or held none before and after.
+    Unchanged,
+}
+
+/// One key and its value slot.
+///
+/// # Invariants
+///
+/// - `value` is either null (deleted; may be revived without the lock), the expunged marker
+///   (deleted and absent from the dirty map), or a pointer obtained from `Box::into_raw`
+///   that this entry owns.
+/// - A pointer replaced in `value` is handed to the map's collector with
+///   [`LocalGuard::defer_retire`], never freed directly, because lock-free readers may still be
+///   reading it under their own guard.
+/// - null -> expunged happens only under the dirty lock while building a dirty map or clearing;
+///   expunged -> null only under the dirty lock, immediately followed by re-inserting the
+///   entry in the dirty map.
+/// - Outside the dirty lock an entry is reached only through a read snapshot protected by a
+///   guard of the map's collector, or through an owned `Arc` clone. So when the last reference
+///   drops, no thread can be reading the current value, and `Drop` frees it directly.
+pub(crate) struct Entry<K, V> {
+    pub(crate) key: K,
+    value: AtomicPtr<V>,
+}
+
+// SAFETY: an `Entry` owns a `K` and (through `value`) a `V`; sharing it across threads hands out
+// `&K` and `&V` (requires `Sync`) and may drop or replace them on another thread (requires `Send`).
+unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Entry<K, V> {}
+// SAFETY: as above: moving the entry moves ownership of its key and value.
+unsafe impl<K: Send, V: Send> Send for Entry<K, V> {}
+
+impl<K, V> Entry<K, V> {
+    /// A new entry holding `value`.
+    pub(crate) fn new(key: K, value: V) -> Self {
+        Entry {
+            key,
+            value: AtomicPtr::new(Box::into_raw(Box::new(value))),
+        }
+    }
+
+    /// The current value, valid for as long as `guard` is held.
+    #[inline]
+    pub(crate) fn load<'g>(&self, guard: &'g LocalGuard<'_>) -> Option<&'g V> {
+        let p = guard.protect(&self.value, Ordering::Acquire);
+        if is_live(p) {
+            // SAFETY: `p` is live, so it came from `Box::into_raw`; it was loaded through
+            // `guard`, and replaced pointers are only retired through the same collector, so it
+            // stays allocated until `guard` is dropped.
+            Some(unsafe { &*p })
+        } else {
+            None
+        }
+    }
+
+    /// Retires a pointer that was just replaced in `value`, if it is a live value.
+    #[inline]
+    fn retire(old: *mut V, guard: &LocalGuard<'_>) {
+        if is_live(old) {
+            // SAFETY: `old` was unlinked from `value` by the caller's successful swap or CAS,
+            // so threads that enter later cannot reach it; it was created by `Box::into_raw`.
+            unsafe { guard.defer_retire(old, seize::reclaim::boxed::<V>) };
+        }
+    }
+
+    /// Stores a new value unless the entry is expunged. Go's `trySwap`. On success returns the
+    /// previous value (still readable under `guard`) and how the live count changed.
+    pub(crate) fn try_swap<'g>(
+        &self,
+        new: Box<V>,
+        guard: &'g LocalGuard<'_>,
+    ) -> Result<(Option<&'g V>, LiveDelta), Box<V>> {
+        let new = Box::into_raw(new);
+        let mut current = guard.protect(&self.value, Ordering::Acquire);
+        loop {
+            if current == expunged() {
+                // SAFETY: `new` came from `Box::into_raw` above and was never published.
+                return Err(unsafe { Box::from_raw(new) });
+            }
+            match self.value.compare_exchange_weak(
+                current,
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(Self::finish_replace(current, guard, true)),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Turns a just-replaced pointer into the previous value (protected by `guard`) and the
+    /// live-count change, and retires it.
+    #[inline]
+    fn finish_replace<'g>(
+        old: *mut V,
+        guard: &'g LocalGuard<'_>,
+        now_live: bool,
+    ) -> (Option<&'g V>, LiveDelta) {
+        let was_live = is_live(old);
+        Self::retire(old, guard);
+        let delta = match (was_live, now_live) {
+            (false, true) => LiveDelta::Added,
+            (true, false) => LiveDelta::Removed,
+            _ => LiveDelta::Unchanged,
+        };
+        // SAFETY: a live `old` was retired through `guard`'s collector after `guard` entered,
+        // so it stays allocated until `guard` is dropped.
+        (was_live.then(|| unsafe { &*old }), delta)
+    }
+
+    /// Stores a new value; the caller holds the dirty lock and knows the entry is not expunged.
+    pub(crate) fn swap_locked<'g>(
+        &self,
+        new: V,
+        guard: &'g LocalGuard<'_>,
+    ) -> (Option<&'g V>, LiveDelta) {
+        let old = self
+            .value
+            .swap(Box::into_raw(Box::new(new)), Ordering::AcqRel);
+        debug_assert!(old != expunged::<V>(), "swap_locked on an expunged entry");
+        Self::finish_replace(old, guard, true)
+    }
+
+    /// Marks an expunged entry as deleted-but-present so the caller (holding the dirty lock) can
+    /// put it back in the dirty map. Returns whether it was expunged.
+    pub(crate) fn unexpunge_locked(&self) -> bool {
+        self.value
+            .compare_exchange(
+                expunged(),
+                ptr::null_mut(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Marks a deleted entry as expunged (caller holds the dirty lock and is building a new dirty
+    /// map). Returns whether the entry is expunged afterwards, i.e. must not be copied.
+    pub(crate) fn try_expunge_locked(&self) -> bool {
+        let mut current = self.value.load(Ordering::Acquire);
+        while current.is_null() {
+            match self.value.compare_exchange_weak(
+                ptr::null_mut(),
+                expunged(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+        current == expunged()
+    }
+
+    /// Deletes the value and expunges the entry whatever its state (caller holds the dirty lock
+    /// and is detaching the entry from the map, as `clear` does). Returns the live-count change.
+    pub(crate) fn expunge_locked(&self, guard: &LocalGuard<'_>) -> LiveDelta {
+        let old = self.value.swap(expunged(), Ordering::AcqRel);
+        Self::finish_replace(old, guard, false).1
+    }
+
+    /// Go's `tryLoadOrStore`: returns the existing value if there is one, or stores the value in
+    /// `value` (taking it) if the entry is deleted but not expunged. `None` when expunged, with
+    /// `value` left in place for the caller's locked path.
+    pub(crate) fn try_load_or_store<'g>(
+        &self,
+        value: &mut Option<Box<V>>,
+        guard: &'g LocalGuard<'_>,
+    ) -> Option<LoadOrStored<'g, V>> {
+        let mut current = guard.protect(&self.value, Ordering::Acquire);
+        loop {
+            if current == expunged() {
+                return None;
+            }
+            if is_live(current) {
+                // SAFETY: live and loaded under `guard` (see `load`).
+                return Some(LoadOrStored::Loaded(unsafe { &*current }));
+            }
+            let new = Box::into_raw(value.take().expect("the value to store is present"));
+            match self.value.compare_exchange_weak(
+                ptr::null_mut(),
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                // SAFETY: `new` is now owned by the entry, which only retires it through
+                // `guard`'s collector, so it outlives `guard`.
+                Ok(_) => return Some(LoadOrStored::Stored(unsafe { &*new })),
+                Err(actual) => {
+                    // SAFETY: `new` was never published; give it back for the next attempt.
+                    *value = Some(unsafe { Box::from_raw(new) });
+                    current = actual;
+                }
+            }
+        }
+    }
+
+    /// Deletes the value; returns the previous value (readable under `guard`) if there was one.
+    pub(crate) fn delete<'g>(&self, guard: &'g LocalGuard<'_>) -> Option<&'g V> {
+        let mut current = guard.protect(&self.value, Ordering::Acquire);
+        loop {
+            if !is_live(current) {
+                return None;
+            }
+            match self.value.compare_exchange_weak(
+                current,
+                ptr::null_mut(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Self::finish_replace(current, guard, false).0,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Replaces the value with `new()` while the current value equals `old`. Never inserts.
+    pub(crate) fn compare_and_swap(&self, old: &V, new: V, guard: &LocalGuard<'_>) -> bool
+    where
+        V: PartialEq,
+    {
+        let mut current = guard.protect(&self.value, Ordering::Acquire);
+        let mut new = Some(Box::new(new));
+        loop {
+            // SAFETY: live and loaded under `guard` (see `load`).
+            if !is_live(current) || unsafe { &*current } != old {
+                return false;
+            }
+            let candidate = Box::into_raw(new.take().expect("the new value is still ours"));
+            match self.value.compare_exchange_weak(
+                current,
+                candidate,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    Self::retire(current, guard);
+                    return true;
+                }
+                Err(actual) => {
+                    // SAFETY: `candidate` was never published; take it back for the next try.
+                    new = Some(unsafe { Box::from_raw(candidate) });
+                    current = actual;
+                }
+            }
+        }
+    }
+
+    /// Deletes the value while it equals `old`. Returns whether it deleted.
+    pub(crate) fn compare_and_delete(&self, old: &V, guard: &LocalGuard<'_>) -> bool
+    where
+        V: PartialEq,
+    {
+        let mut current = guard.protect(&self.value, Ordering::Acquire);
+        loop {
+            // SAFETY: live and loaded under `guard` (see `load`).
+            if !is_live(current) || unsafe { &*current } != old {
+                return false;
+            }
+            match self.value.compare_exchange_weak(
+                current,
+                ptr::null_mut(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    Self::retire(current, guard);
+                    return true;
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+/// The outcome of [`Entry::try_load_or_store`].
+pub(crate) enum LoadOrStored<'g, V> {
+    /// A value was already there.
+    Loaded(&'g V),
+    /// The new value was stored.
+    Stored(&'g V),
+}
+
+impl<K, V> Drop for Entry<K, V> {
+    fn drop(&mut self) {
+        let p = *self.value.get_mut();
+        if is_live(p) {
+            // SAFETY: per the type's invariants, the last reference is gone, so no reader can
+            // hold `p`; the entry owns it and it came from `Box::into_raw`.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}

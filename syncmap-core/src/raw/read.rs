@@ -1,0 +1,107 @@
+//! The read snapshot: an immutable table of shared entries, plus what lock-free readers need to
+//! know about keys that only the dirty map has.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use equivalent::Equivalent;
+use hashbrown::HashTable;
+
+use super::entry::Entry;
+
+/// The table both the read snapshot and the dirty map use: entries by the hash of their key.
+pub(crate) type Table<K, V> = HashTable<Arc<Entry<K, V>>>;
+
+/// Finds the entry for `key` in `table`.
+#[inline]
+pub(crate) fn find<'t, K, V, Q>(
+    table: &'t Table<K, V>,
+    hash: u64,
+    key: &Q,
+) -> Option<&'t Arc<Entry<K, V>>>
+where
+    Q: ?Sized + Equivalent<K>,
+{
+    table.find(hash, |entry| key.equivalent(&entry.key))
+}
+
+/// A read snapshot, published by the map and read without locks.
+///
+/// # Invariants
+///
+/// - `table` never changes after publication; entries' values change in place.
+/// - `amended` goes from false to true at most once, under the dirty lock, before the first key
+///   absent from `table` is inserted in the dirty map; it never goes back. A newer snapshot is
+///   published instead.
+/// - For every key inserted in the dirty map while this snapshot is the current one and absent
+///   from `table`, both of its filter bits are set (under the dirty lock) before the insertion
+///   is visible. So a reader that misses in `table` and finds a bit clear may answer "absent"
+///   without the lock: the key was not in the map when the reader loaded this snapshot.
+pub(crate) struct ReadOnly<K, V> {
+    pub(crate) table: Table<K, V>,
+    amended: AtomicBool,
+    /// A two-bit Bloom filter of the hashes of dirty-only keys; its length is a power of two.
+    filter: Box<[AtomicU64]>,
+}
+
+impl<K, V> ReadOnly<K, V> {
+    /// Smallest and largest filter, in 64-bit words (64 B and 1 MiB).
+    const MIN_FILTER_WORDS: usize = 8;
+    const MAX_FILTER_WORDS: usize = 1 << 17;
+
+    /// A snapshot of `table` with no dirty-only keys. The filter gets about four bits per entry,
+    /// so that it stays selective up to [`dirty_capacity`](Self::dirty_capacity) keys.
+    pub(crate) fn new(table: Table<K, V>) -> Self {
+        let words = (table.len().next_power_of_two() / 16)
+            .clamp(Self::MIN_FILTER_WORDS, Self::MAX_FILTER_WORDS);
+        ReadOnly {
+            table,
+            amended: AtomicBool::new(false),
+            filter: (0..words).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Whether the dirty map may hold keys that `table` lacks.
+    #[inline]
+    pub(crate) fn amended(&self) -> bool {
+        self.amended.load(Ordering::SeqCst)
+    }
+
+    /// How many dirty-only keys the filter takes before false positives pass ~15%; the map
+    /// promotes the dirty map when it holds that many, which keeps negative lookups lock-free.
+    pub(crate) fn dirty_capacity(&self) -> usize {
+        self.filter.len() * 64 / 4
+    }
+
+    /// The two filter bits of `hash` as (word, mask) pairs. hashbrown uses the low bits for the
+    /// bucket and the top seven for the tag, so the filter takes bits 8.. and 36.. instead.
+    #[inline]
+    fn bits(&self, hash: u64) -> [(usize, u64); 2] {
+        let mask = self.filter.len() * 64 - 1;
+        let first = (hash >> 8) as usize & mask;
+        let second = (hash >> 36) as usize & mask;
+        [
+            (first / 64, 1 << (first % 64)),
+            (second / 64, 1 << (second % 64)),
+        ]
+    }
+
+    /// Whether a key with this hash, missing from `table`, may be in the dirty map.
+    #[inline]
+    pub(crate) fn may_be_dirty(&self, hash: u64) -> bool {
+        self.amended()
+            && self
+                .bits(hash)
+                .iter()
+                .all(|&(word, bit)| self.filter[word].load(Ordering::SeqCst) & bit != 0)
+    }
+
+    /// Records that a key with this hash is about to be inserted in the dirty map while this
+    /// snapshot is current. Caller holds the dirty lock.
+    pub(crate) fn note_dirty_key(&self, hash: u64) {
+        for (word, bit) in self.bits(hash) {
+            self.filter[word].fetch_or(bit, Ordering::SeqCst);
+        }
+        self.amended.store(true, Ordering::SeqCst);
+    }
+}
