@@ -2,5 +2,6 @@
 //! snapshot, and a striped counter. Everything `unsafe` in the crate lives here.
 
 pub(crate) mod counter;
+pub(crate) mod dirty;
 pub(crate) mod entry;
 pub(crate) mod read;

@@ -1,0 +1,160 @@
+//! The state behind the map's lock: Go's dirty map, filled incrementally.
+//!
+//! Go builds a new dirty map on the first new key after a promotion by copying every live entry
+//! of the read snapshot, under the lock: an O(n) pause for one unlucky writer. Here the copy is
+//! spread over the locked operations that follow: each visits a fixed number of the snapshot's
+//! buckets. Entries not yet visited are, logically, already in the dirty map; every locked path
+//! searches the snapshot first, so none of them needs to know which ones were copied.
+
+use std::sync::Arc;
+
+use equivalent::Equivalent;
+
+use super::entry::Entry;
+use super::read::{find, ReadOnly, Table};
+
+/// Go's `dirty`, `misses` and an incremental copy of the read snapshot.
+///
+/// # Invariants
+///
+/// - While `copy` is `Some`, its `source` is the map's current read snapshot, `table` is `Some`,
+///   and the logical dirty map is `table` plus the entries of `source` at buckets
+///   `next_bucket..` (not yet visited). Promotion and `clear`, the only operations that replace
+///   the snapshot, first finish or drop the copy.
+/// - An entry is inserted in `table` at most once: by the copy when visited live, or, if the
+///   copy expunged it, by a store that unexpunges it.
+/// - `table` was allocated with room for every entry of the source plus the
+///   [`dirty_capacity`](ReadOnly::dirty_capacity) new keys after which the map promotes, so
+///   inserts do not rehash (no O(n) pause from the table either).
+pub(crate) struct Dirty<K, V> {
+    table: Option<Table<K, V>>,
+    copy: Option<Copy<K, V>>,
+    /// Locked lookups since the last promotion.
+    pub(crate) misses: usize,
+    /// Keys the snapshot lacks inserted since the last promotion (deletions do not lower it:
+    /// their filter bits stay set).
+    pub(crate) new_keys: usize,
+}
+
+struct Copy<K, V> {
+    source: Arc<ReadOnly<K, V>>,
+    next_bucket: usize,
+    /// Entries of `source` at buckets `next_bucket..`.
+    unvisited: usize,
+}
+
+impl<K, V> Default for Dirty<K, V> {
+    fn default() -> Self {
+        Dirty {
+            table: None,
+            copy: None,
+            misses: 0,
+            new_keys: 0,
+        }
+    }
+}
+
+impl<K, V> Dirty<K, V> {
+    /// Snapshot buckets each locked operation copies. With hashbrown's load factor (at least
+    /// 7/16 after growth) this is over a dozen entries, so the copy is done long before the
+    /// misses or new keys that trigger the next promotion add up.
+    const COPY_STEP: usize = 32;
+
+    /// The length of the logical dirty map.
+    pub(crate) fn len(&self) -> usize {
+        self.table.as_ref().map_or(0, Table::len) + self.copy.as_ref().map_or(0, |c| c.unvisited)
+    }
+
+    /// Finds `key` among the entries already in the table (callers search the snapshot first).
+    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&Arc<Entry<K, V>>>
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        self.table.as_ref().and_then(|table| find(table, hash, key))
+    }
+
+    /// The entries already in the table.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Arc<Entry<K, V>>> {
+        self.table.iter().flat_map(|table| table.iter())
+    }
+
+    /// Go's `dirtyLocked`: makes sure the dirty map exists, starting an incremental copy of
+    /// `snapshot` (the current read snapshot) if it does not.
+    pub(crate) fn ensure(&mut self, snapshot: impl FnOnce() -> Arc<ReadOnly<K, V>>) {
+        if self.table.is_none() {
+            let source = snapshot();
+            self.table = Some(Table::with_capacity(
+                source.table.len() + source.dirty_capacity(),
+            ));
+            self.copy = Some(Copy {
+                unvisited: source.table.len(),
+                next_bucket: 0,
+                source,
+            });
+        }
+    }
+
+    /// Copies the next [`COPY_STEP`](Self::COPY_STEP) buckets, or all remaining ones.
+    pub(crate) fn step(&mut self, hash_of: impl Fn(&K) -> u64, finish: bool) {
+        let Some(copy) = &mut self.copy else { return };
+        let table = self.table.as_mut().expect("a copy fills the dirty table");
+        let buckets = copy.source.table.num_buckets();
+        let end = if finish {
+            buckets
+        } else {
+            buckets.min(copy.next_bucket + Self::COPY_STEP)
+        };
+        for bucket in copy.next_bucket..end {
+            if let Some(entry) = copy.source.table.get_bucket(bucket) {
+                copy.unvisited -= 1;
+                if !entry.try_expunge_locked() {
+                    table
+                        .insert_unique(hash_of(&entry.key), Arc::clone(entry), |e| hash_of(&e.key));
+                }
+            }
+        }
+        copy.next_bucket = end;
+        if end == buckets {
+            self.copy = None;
+        }
+    }
+
+    /// Inserts an entry that is in neither the table nor the unvisited part of the snapshot.
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        entry: Arc<Entry<K, V>>,
+        hash_of: impl Fn(&K) -> u64,
+    ) {
+        let table = self.table.as_mut().expect("ensure() runs before insert()");
+        table.insert_unique(hash, entry, |e| hash_of(&e.key));
+    }
+
+    /// Removes `key` from the table (a key the snapshot lacks).
+    pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q) -> Option<Arc<Entry<K, V>>>
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        let table = self.table.as_mut()?;
+        let found = table
+            .find_entry(hash, |entry| key.equivalent(&entry.key))
+            .ok()?;
+        Some(found.remove().0)
+    }
+
+    /// Finishes the copy and hands the table over for promotion; resets the dirty state.
+    pub(crate) fn take_for_promotion(
+        &mut self,
+        hash_of: impl Fn(&K) -> u64,
+    ) -> Option<Table<K, V>> {
+        self.step(hash_of, true);
+        let table = self.table.take();
+        *self = Dirty::default();
+        table
+    }
+
+    /// Drops the dirty map, as `clear` does.
+    pub(crate) fn reset(&mut self) {
+        *self = Dirty::default();
+    }
+}
