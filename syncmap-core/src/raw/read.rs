@@ -99,9 +99,16 @@ impl<K, V> ReadOnly<K, V> {
     /// Records that a key with this hash is about to be inserted in the dirty map while this
     /// snapshot is current. Caller holds the dirty lock.
     pub(crate) fn note_dirty_key(&self, hash: u64) {
+        // Only the lock holder writes, so load-then-store is race-free; it skips the locked
+        // read-modify-write when the bit (or the flag) is already set.
         for (word, bit) in self.bits(hash) {
-            self.filter[word].fetch_or(bit, Ordering::SeqCst);
+            let current = self.filter[word].load(Ordering::Relaxed);
+            if current & bit == 0 {
+                self.filter[word].store(current | bit, Ordering::SeqCst);
+            }
         }
-        self.amended.store(true, Ordering::SeqCst);
+        if !self.amended.load(Ordering::Relaxed) {
+            self.amended.store(true, Ordering::SeqCst);
+        }
     }
 }
