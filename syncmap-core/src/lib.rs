@@ -2,6 +2,39 @@
 //! read/dirty design of Go's `sync.Map`, and the [`memo`] runtime behind `#[memoize]`.
 //!
 //! Most users depend on the `syncmap` crate, which re-exports everything here.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use syncmap_core::SyncMap;
+//!
+//! let map = Arc::new(SyncMap::new());
+//! let workers: Vec<_> = (0..4u64)
+//!     .map(|t| {
+//!         let map = Arc::clone(&map);
+//!         std::thread::spawn(move || {
+//!             for i in 0..100 {
+//!                 map.load_or_store(i, t); // the first thread to store a key wins
+//!             }
+//!         })
+//!     })
+//!     .collect();
+//! for worker in workers {
+//!     worker.join().unwrap();
+//! }
+//! assert_eq!(map.len(), 100);
+//! ```
+//!
+//! # Promises
+//!
+//! - Every operation on one key is linearizable; a write happens before a read that observes it.
+//! - Loads, and stores to keys already in the read snapshot, are lock-free and a load writes no
+//!   shared memory.
+//! - [`SyncMap::range`] is weakly consistent (not a snapshot): each key at most once.
+//! - No lock is held while user code runs (closures, and `PartialEq` in compare-and-swap);
+//!   callbacks may re-enter the map. The lock does not poison: after a panic in user code the
+//!   map stays consistent and usable.
+//! - Every value stored is dropped exactly once: replaced and deleted values once no reader can
+//!   still see them, the rest when the map is dropped.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
