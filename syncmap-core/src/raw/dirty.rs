@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use equivalent::Equivalent;
 
-use super::entry::Entry;
+use super::entry::EntryPtr;
 use super::read::{find, ReadOnly, Table};
 
 /// Go's `dirty`, `misses` and an incremental copy of the read snapshot.
@@ -29,11 +29,22 @@ use super::read::{find, ReadOnly, Table};
 pub(crate) struct Dirty<K, V> {
     table: Option<Table<K, V>>,
     copy: Option<Copy<K, V>>,
+    /// Entries of the snapshot that the copy expunged: at promotion, those still expunged leave
+    /// the map (the others were stored again and are in `table`).
+    expunged: Vec<EntryPtr<K, V>>,
     /// Locked lookups since the last promotion.
     pub(crate) misses: usize,
     /// Keys the snapshot lacks inserted since the last promotion (deletions do not lower it:
     /// their filter bits stay set).
     pub(crate) new_keys: usize,
+}
+
+/// What a promotion publishes, and what leaves the map with the old snapshot.
+pub(crate) struct Promotion<K, V> {
+    /// The dirty table, complete, to become the read snapshot.
+    pub(crate) table: Table<K, V>,
+    /// Entries of the old snapshot that are in neither the new snapshot nor the dirty map.
+    pub(crate) dead: Vec<EntryPtr<K, V>>,
 }
 
 struct Copy<K, V> {
@@ -48,6 +59,7 @@ impl<K, V> Default for Dirty<K, V> {
         Dirty {
             table: None,
             copy: None,
+            expunged: Vec::new(),
             misses: 0,
             new_keys: 0,
         }
@@ -66,7 +78,7 @@ impl<K, V> Dirty<K, V> {
     }
 
     /// Finds `key` among the entries already in the table (callers search the snapshot first).
-    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&Arc<Entry<K, V>>>
+    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&EntryPtr<K, V>>
     where
         Q: ?Sized + Equivalent<K>,
     {
@@ -74,7 +86,7 @@ impl<K, V> Dirty<K, V> {
     }
 
     /// The entries already in the table.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = &Arc<Entry<K, V>>> {
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &EntryPtr<K, V>> {
         self.table.iter().flat_map(|table| table.iter())
     }
 
@@ -107,9 +119,10 @@ impl<K, V> Dirty<K, V> {
         for bucket in copy.next_bucket..end {
             if let Some(entry) = copy.source.table.get_bucket(bucket) {
                 copy.unvisited -= 1;
-                if !entry.try_expunge_locked() {
-                    table
-                        .insert_unique(hash_of(&entry.key), Arc::clone(entry), |e| hash_of(&e.key));
+                if entry.try_expunge_locked() {
+                    self.expunged.push(*entry);
+                } else {
+                    table.insert_unique(hash_of(&entry.key), *entry, |e| hash_of(&e.key));
                 }
             }
         }
@@ -120,18 +133,13 @@ impl<K, V> Dirty<K, V> {
     }
 
     /// Inserts an entry that is in neither the table nor the unvisited part of the snapshot.
-    pub(crate) fn insert(
-        &mut self,
-        hash: u64,
-        entry: Arc<Entry<K, V>>,
-        hash_of: impl Fn(&K) -> u64,
-    ) {
+    pub(crate) fn insert(&mut self, hash: u64, entry: EntryPtr<K, V>, hash_of: impl Fn(&K) -> u64) {
         let table = self.table.as_mut().expect("ensure() runs before insert()");
         table.insert_unique(hash, entry, |e| hash_of(&e.key));
     }
 
     /// Removes `key` from the table (a key the snapshot lacks).
-    pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q) -> Option<Arc<Entry<K, V>>>
+    pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q) -> Option<EntryPtr<K, V>>
     where
         Q: ?Sized + Equivalent<K>,
     {
@@ -142,15 +150,18 @@ impl<K, V> Dirty<K, V> {
         Some(found.remove().0)
     }
 
-    /// Finishes the copy and hands the table over for promotion; resets the dirty state.
+    /// Finishes the copy and hands over the table for promotion, with the entries of the old
+    /// snapshot that leave the map; resets the dirty state.
     pub(crate) fn take_for_promotion(
         &mut self,
         hash_of: impl Fn(&K) -> u64,
-    ) -> Option<Table<K, V>> {
+    ) -> Option<Promotion<K, V>> {
         self.step(hash_of, true);
         let table = self.table.take();
+        let mut dead = std::mem::take(&mut self.expunged);
+        dead.retain(|entry| entry.is_expunged());
         *self = Dirty::default();
-        table
+        table.map(|table| Promotion { table, dead })
     }
 
     /// Drops the dirty map, as `clear` does.

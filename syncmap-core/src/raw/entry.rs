@@ -2,7 +2,8 @@
 //! map at once, holding the value behind an atomic pointer so that a key already in the read
 //! snapshot can be updated without the lock.
 
-use std::ptr;
+use std::ops::Deref;
+use std::ptr::{self, NonNull};
 
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -48,9 +49,7 @@ pub(crate) enum LiveDelta {
 /// - null -> expunged happens only under the dirty lock while building a dirty map or clearing;
 ///   expunged -> null only under the dirty lock, immediately followed by re-inserting the
 ///   entry in the dirty map.
-/// - Outside the dirty lock an entry is reached only through a read snapshot protected by a
-///   guard of the map's collector, or through an owned `Arc` clone. So when the last reference
-///   drops, no thread can be reading the current value, and `Drop` frees it directly.
+/// - Entries are owned by the map through [`EntryPtr`]s, see there for when they are freed.
 pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
     value: AtomicPtr<V>,
@@ -83,6 +82,11 @@ impl<K, V> Entry<K, V> {
         } else {
             None
         }
+    }
+
+    /// Whether the entry is expunged.
+    pub(crate) fn is_expunged(&self) -> bool {
+        self.value.load(Ordering::Acquire) == expunged()
     }
 
     /// Retires a pointer that was just replaced in `value`, if it is a live value.
@@ -318,9 +322,77 @@ impl<K, V> Drop for Entry<K, V> {
     fn drop(&mut self) {
         let p = *self.value.get_mut();
         if is_live(p) {
-            // SAFETY: per the type's invariants, the last reference is gone, so no reader can
-            // hold `p`; the entry owns it and it came from `Box::into_raw`.
+            // SAFETY: the entry is being freed, which per `EntryPtr`'s invariants happens only
+            // once no reader can reach it, hence its current value; the entry owns `p`, which
+            // came from `Box::into_raw`.
             drop(unsafe { Box::from_raw(p) });
         }
+    }
+}
+
+/// A pointer to an entry, as the tables hold it (no reference count: an `Arc` per entry costs
+/// 16 bytes and two atomic read-modify-writes per entry per promotion cycle).
+///
+/// # Invariants
+///
+/// The map owns every entry it allocated until it frees or retires it. An entry leaves the map
+/// in exactly one of these ways, always under the dirty lock or in `Drop`:
+/// - at a promotion, if the copy into the dirty map expunged it and no store brought it back
+///   (it is then in neither the new snapshot nor the dirty map): retired with the old snapshot;
+/// - when `load_and_delete`/`delete` removes a key that only the dirty map has: retired;
+/// - by `clear`: retired with the old snapshot; by the map's `Drop`: freed.
+///
+/// Retiring goes through the map's collector, so every thread that found the entry through a
+/// snapshot, or through the dirty map under the lock, while holding a guard, can keep using it
+/// until its guard is dropped. Every operation holds a guard from start to end, which is what
+/// makes the safe [`Deref`] sound.
+pub(crate) struct EntryPtr<K, V>(NonNull<Entry<K, V>>);
+
+impl<K, V> Clone for EntryPtr<K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for EntryPtr<K, V> {}
+
+// SAFETY: an `EntryPtr` gives shared access to an `Entry` (like `Arc<Entry>`), so it may cross
+// threads exactly when `Arc<Entry>` could.
+unsafe impl<K: Send + Sync, V: Send + Sync> Send for EntryPtr<K, V> {}
+// SAFETY: as above.
+unsafe impl<K: Send + Sync, V: Send + Sync> Sync for EntryPtr<K, V> {}
+
+impl<K, V> EntryPtr<K, V> {
+    /// Allocates an entry; the map owns it from now on.
+    pub(crate) fn new(entry: Entry<K, V>) -> Self {
+        EntryPtr(NonNull::from(Box::leak(Box::new(entry))))
+    }
+
+    /// The raw pointer, for retiring through the collector with `reclaim::boxed`.
+    pub(crate) fn as_ptr(self) -> *mut Entry<K, V> {
+        self.0.as_ptr()
+    }
+
+    /// Frees the entry (and its value, if it still has one).
+    ///
+    /// # Safety
+    ///
+    /// The entry has left the map (see the type's invariants) and no thread can reach it: either
+    /// its collector decided so, or the map is being dropped.
+    pub(crate) unsafe fn free(self) {
+        // SAFETY: allocated by `Box` in `new`; unreachable per the caller.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+impl<K, V> Deref for EntryPtr<K, V> {
+    type Target = Entry<K, V>;
+
+    #[inline]
+    fn deref(&self) -> &Entry<K, V> {
+        // SAFETY: per the type's invariants, an `EntryPtr` is only obtained from a table of the
+        // map, or a retired bundle, while holding a guard of the map's collector, and entries are
+        // freed only once no such guard remains.
+        unsafe { self.0.as_ref() }
     }
 }

@@ -1,16 +1,14 @@
 //! The read snapshot: an immutable table of shared entries, plus what lock-free readers need to
 //! know about keys that only the dirty map has.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-
 use equivalent::Equivalent;
 use hashbrown::HashTable;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::entry::Entry;
+use super::entry::EntryPtr;
 
 /// The table both the read snapshot and the dirty map use: entries by the hash of their key.
-pub(crate) type Table<K, V> = HashTable<Arc<Entry<K, V>>>;
+pub(crate) type Table<K, V> = HashTable<EntryPtr<K, V>>;
 
 /// Finds the entry for `key` in `table`.
 #[inline]
@@ -18,7 +16,7 @@ pub(crate) fn find<'t, K, V, Q>(
     table: &'t Table<K, V>,
     hash: u64,
     key: &Q,
-) -> Option<&'t Arc<Entry<K, V>>>
+) -> Option<&'t EntryPtr<K, V>>
 where
     Q: ?Sized + Equivalent<K>,
 {
