@@ -95,6 +95,20 @@ use crate::Equivalent;
 /// map.store(1, "one");
 /// assert_eq!(map.load(&1), Some("one"));
 /// ```
+///
+/// # Thread safety
+///
+/// `SyncMap<K, V, S>` is `Send` and `Sync` when `K` and `V` are `Send + Sync` (values are read
+/// through shared references from any thread and dropped on whichever thread reclaims them) and
+/// `S` is `Send`/`Sync`. A map of `Rc`s cannot be shared:
+///
+/// ```compile_fail
+/// use std::rc::Rc;
+/// use syncmap_core::SyncMap;
+///
+/// fn share<T: Sync>(_: &T) {}
+/// share(&SyncMap::<u8, Rc<u8>>::new());
+/// ```
 pub struct SyncMap<K, V, S = RandomState> {
     /// Owns the current read snapshot.
     read: ArcSwap<ReadOnly<K, V>>,
@@ -820,6 +834,35 @@ where
         dirty.reset();
         self.publish_locked(Table::new(), dead, &guard);
     }
+}
+
+/// A panic in user code (a closure, `Hash`, `Eq`, `PartialEq`, `Clone`) leaves the map consistent,
+/// and its lock does not poison, so the map may be used across `catch_unwind`.
+///
+/// ```
+/// use syncmap_core::SyncMap;
+///
+/// let map = SyncMap::new();
+/// map.store(1, 1);
+/// let caught = std::panic::catch_unwind(|| map.load_with(&1, |_| panic!("in a closure")));
+/// assert!(caught.is_err());
+/// assert_eq!(map.load(&1), Some(1));
+/// ```
+impl<K, V, S> std::panic::RefUnwindSafe for SyncMap<K, V, S>
+where
+    K: std::panic::RefUnwindSafe,
+    V: std::panic::RefUnwindSafe,
+    S: std::panic::RefUnwindSafe,
+{
+}
+
+/// See the `RefUnwindSafe` implementation.
+impl<K, V, S> std::panic::UnwindSafe for SyncMap<K, V, S>
+where
+    K: std::panic::UnwindSafe,
+    V: std::panic::UnwindSafe,
+    S: std::panic::UnwindSafe,
+{
 }
 
 /// A replaced snapshot and the entries that left the map with it, retired together.
