@@ -42,17 +42,13 @@
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
-
-use arc_swap::ArcSwap;
-use parking_lot::{Mutex, MutexGuard};
-use seize::{Collector, Guard, LocalGuard};
 
 use crate::raw::counter::StripedCounter;
 use crate::raw::dirty::Dirty;
 use crate::raw::entry::{Entry, EntryPtr, LiveDelta, LoadOrStored};
 use crate::raw::read::{find, ReadOnly, Table};
+use crate::raw::sync::{self, ArcSwap, AtomicPtr, Collector, Guard, Mutex, MutexGuard, Ordering};
 use crate::Equivalent;
 
 /// A concurrent map with the read/dirty design of Go's `sync.Map`, typed.
@@ -175,8 +171,8 @@ impl<K, V, S> SyncMap<K, V, S> {
 
     /// The current read snapshot, valid while `guard` is held.
     #[inline]
-    fn snapshot<'g>(&self, guard: &'g LocalGuard<'_>) -> &'g ReadOnly<K, V> {
-        let p = guard.protect(&self.read_ptr, Ordering::Acquire);
+    fn snapshot<'g>(&self, guard: &'g Guard<'_>) -> &'g ReadOnly<K, V> {
+        let p = sync::protect(guard, &self.read_ptr);
         // SAFETY: `read_ptr` always points at the snapshot owned by `read`; a replaced snapshot is
         // retired through `self.collector` (see `publish_locked`), so the one loaded under
         // `guard` stays allocated until `guard` is dropped.
@@ -185,12 +181,7 @@ impl<K, V, S> SyncMap<K, V, S> {
 
     /// Replaces the read snapshot, retiring the old one together with `dead`, the entries that
     /// leave the map with it. Caller holds the dirty lock.
-    fn publish_locked(
-        &self,
-        table: Table<K, V>,
-        dead: Vec<EntryPtr<K, V>>,
-        guard: &LocalGuard<'_>,
-    ) {
+    fn publish_locked(&self, table: Table<K, V>, dead: Vec<EntryPtr<K, V>>, guard: &Guard<'_>) {
         let snapshot = Arc::new(ReadOnly::new(table));
         self.read_ptr
             .store(Arc::as_ptr(&snapshot).cast_mut(), Ordering::Release);
@@ -202,26 +193,22 @@ impl<K, V, S> SyncMap<K, V, S> {
         // table, so threads that enter later cannot reach them; `old` was created by
         // `Box::into_raw`. Readers that loaded them before are protected: the collector waits
         // for their guards.
-        unsafe { guard.defer_retire(old, seize::reclaim::boxed::<Retired<K, V>>) };
+        unsafe { sync::retire_box(guard, old) };
     }
 
     /// Applies a change of an entry's state to the live count.
     #[inline]
-    fn count(&self, delta: LiveDelta, guard: &LocalGuard<'_>) {
+    fn count(&self, delta: LiveDelta, guard: &Guard<'_>) {
         match delta {
-            LiveDelta::Added => self.live.add(guard.thread_id(), 1),
-            LiveDelta::Removed => self.live.add(guard.thread_id(), -1),
+            LiveDelta::Added => self.live.add(sync::thread_id(guard), 1),
+            LiveDelta::Removed => self.live.add(sync::thread_id(guard), -1),
             LiveDelta::Unchanged => {}
         }
     }
 
     /// Expunges every entry of the map and returns them, each once. Caller holds the dirty lock
     /// and takes the entries out of the map.
-    fn detach_all_locked(
-        &self,
-        dirty: &Dirty<K, V>,
-        guard: &LocalGuard<'_>,
-    ) -> Vec<EntryPtr<K, V>> {
+    fn detach_all_locked(&self, dirty: &Dirty<K, V>, guard: &Guard<'_>) -> Vec<EntryPtr<K, V>> {
         let read = self.snapshot(guard);
         let mut all = Vec::with_capacity(read.table.len() + dirty.entries().count());
         for entry in read.table.iter() {
@@ -293,7 +280,7 @@ where
 
     /// Go's `missLocked`: counts a locked lookup and promotes the dirty map once misses reach
     /// its length.
-    fn miss_locked(&self, dirty: &mut Dirty<K, V>, guard: &LocalGuard<'_>) {
+    fn miss_locked(&self, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
         dirty.misses += 1;
         if dirty.misses >= dirty.len() {
             self.promote_locked(dirty, guard);
@@ -301,7 +288,7 @@ where
     }
 
     /// Makes the dirty map the read snapshot (finishing its copy first, normally already done).
-    fn promote_locked(&self, dirty: &mut Dirty<K, V>, guard: &LocalGuard<'_>) {
+    fn promote_locked(&self, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
         if let Some(promotion) = dirty.take_for_promotion(|key| self.hash(key)) {
             self.publish_locked(promotion.table, promotion.dead, guard);
         }
@@ -318,7 +305,7 @@ where
     /// The locked half of a lookup: the entry for `key` in the snapshot or, if the snapshot is
     /// amended, in the dirty table (counting a miss).
     #[cold]
-    fn find_locked<Q>(&self, hash: u64, key: &Q, guard: &LocalGuard<'_>) -> Option<EntryPtr<K, V>>
+    fn find_locked<Q>(&self, hash: u64, key: &Q, guard: &Guard<'_>) -> Option<EntryPtr<K, V>>
     where
         Q: ?Sized + Equivalent<K>,
     {
@@ -342,7 +329,7 @@ where
     fn with_entry<Q, R>(
         &self,
         key: &Q,
-        guard: &LocalGuard<'_>,
+        guard: &Guard<'_>,
         f: impl FnOnce(&Entry<K, V>) -> R,
     ) -> Option<R>
     where
@@ -383,7 +370,7 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        let guard = self.collector.enter();
+        let guard = sync::enter(&self.collector);
         self.with_entry(key, &guard, |entry| entry.load(&guard).map(f))
             .flatten()
     }
@@ -431,7 +418,7 @@ where
     /// is still readable.
     fn swap_with<R>(&self, key: K, value: V, previous: impl FnOnce(Option<&V>) -> R) -> R {
         let hash = self.hash(&key);
-        let guard = self.collector.enter();
+        let guard = sync::enter(&self.collector);
         let mut value = Box::new(value);
         if let Some(entry) = find(&self.snapshot(&guard).table, hash, &key) {
             match entry.try_swap(value, &guard) {
@@ -466,7 +453,7 @@ where
         read: &ReadOnly<K, V>,
         hash: u64,
         entry: Entry<K, V>,
-        guard: &LocalGuard<'_>,
+        guard: &Guard<'_>,
     ) {
         dirty.ensure(|| self.read.load_full());
         read.note_dirty_key(hash);
@@ -524,7 +511,7 @@ where
         V: Clone,
     {
         let hash = self.hash(&key);
-        let guard = self.collector.enter();
+        let guard = sync::enter(&self.collector);
         self.load_or_store_hashed(hash, key, Box::new(value), &guard)
     }
 
@@ -551,7 +538,7 @@ where
         V: Clone,
     {
         let hash = self.hash(&key);
-        let guard = self.collector.enter();
+        let guard = sync::enter(&self.collector);
         if let Some(entry) = find(&self.snapshot(&guard).table, hash, &key) {
             if let Some(value) = entry.load(&guard) {
                 return (value.clone(), true);
@@ -566,13 +553,7 @@ where
         self.load_or_store_hashed(hash, key, Box::new(f()), &guard)
     }
 
-    fn load_or_store_hashed(
-        &self,
-        hash: u64,
-        key: K,
-        value: Box<V>,
-        guard: &LocalGuard<'_>,
-    ) -> (V, bool)
+    fn load_or_store_hashed(&self, hash: u64, key: K, value: Box<V>, guard: &Guard<'_>) -> (V, bool)
     where
         V: Clone,
     {
@@ -612,11 +593,7 @@ where
         )
     }
 
-    fn finish_load_or_store(
-        &self,
-        outcome: LoadOrStored<'_, V>,
-        guard: &LocalGuard<'_>,
-    ) -> (V, bool)
+    fn finish_load_or_store(&self, outcome: LoadOrStored<'_, V>, guard: &Guard<'_>) -> (V, bool)
     where
         V: Clone,
     {
@@ -636,7 +613,7 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let hash = self.hash(key);
-        let guard = self.collector.enter();
+        let guard = sync::enter(&self.collector);
         let read = self.snapshot(&guard);
         let old = if let Some(entry) = find(&read.table, hash, key) {
             entry.delete(&guard)
@@ -653,7 +630,7 @@ where
 
     /// Go's locked half of `LoadAndDelete`: a key the snapshot lacks leaves the dirty table.
     #[cold]
-    fn delete_locked<'g, Q>(&self, hash: u64, key: &Q, guard: &'g LocalGuard<'_>) -> Option<&'g V>
+    fn delete_locked<'g, Q>(&self, hash: u64, key: &Q, guard: &'g Guard<'_>) -> Option<&'g V>
     where
         Q: ?Sized + Equivalent<K>,
     {
@@ -670,9 +647,7 @@ where
                 // left it under the lock, so threads that take the lock later cannot reach it; it
                 // was allocated by `EntryPtr::new` (a `Box`). This thread keeps using it below,
                 // protected by `guard` like any other thread that found it earlier.
-                unsafe {
-                    guard.defer_retire(removed.as_ptr(), seize::reclaim::boxed::<Entry<K, V>>)
-                };
+                unsafe { sync::retire_box(guard, removed.as_ptr()) };
                 removed
             } else {
                 return None;
@@ -737,7 +712,7 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
         V: PartialEq,
     {
-        let guard = self.collector.enter();
+        let guard = sync::enter(&self.collector);
         self.with_entry(key, &guard, |entry| {
             entry.compare_and_swap(old, new, &guard)
         })
@@ -761,7 +736,7 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
         V: PartialEq,
     {
-        let guard = self.collector.enter();
+        let guard = sync::enter(&self.collector);
         let deleted = self
             .with_entry(key, &guard, |entry| entry.compare_and_delete(old, &guard))
             .unwrap_or(false);
@@ -797,7 +772,7 @@ where
     /// assert_eq!(sum, 285);
     /// ```
     pub fn range(&self, mut f: impl FnMut(&K, &V) -> bool) {
-        let guard = self.collector.enter();
+        let guard = sync::enter(&self.collector);
         if self.snapshot(&guard).amended() {
             let mut dirty = self.lock_dirty();
             if self.snapshot(&guard).amended() {
@@ -828,7 +803,7 @@ where
     /// assert_eq!(map.load(&1), None);
     /// ```
     pub fn clear(&self) {
-        let guard = self.collector.enter();
+        let guard = sync::enter(&self.collector);
         let mut dirty = self.dirty.lock();
         let dead = self.detach_all_locked(&dirty, &guard);
         dirty.reset();
@@ -884,11 +859,9 @@ impl<K, V> Drop for Retired<K, V> {
 impl<K, V, S> Drop for SyncMap<K, V, S> {
     fn drop(&mut self) {
         let dirty = std::mem::take(self.dirty.get_mut());
-        let guard = self.collector.enter();
         // Their values are retired to the collector, which drops them when it is dropped, right
         // after this (it is the last field).
-        let all = self.detach_all_locked(&dirty, &guard);
-        drop(guard);
+        let all = self.detach_all_locked(&dirty, &sync::enter(&self.collector));
         for entry in all {
             // SAFETY: `&mut self`: no other thread can reach the map; `detach_all_locked`
             // returns each entry once.

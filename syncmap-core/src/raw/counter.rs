@@ -1,7 +1,7 @@
 //! A striped counter: writers add to the stripe of their thread, readers sum the stripes, so
 //! counting never makes two threads write the same cache line.
 
-use std::sync::atomic::{AtomicIsize, Ordering};
+use super::sync::{AtomicIsize, Ordering};
 
 /// Aligns its content to a cache line pair (adjacent-line prefetching pulls 128 bytes on x86).
 #[repr(align(128))]

@@ -5,9 +5,7 @@
 use std::ops::Deref;
 use std::ptr::{self, NonNull};
 
-use std::sync::atomic::{AtomicPtr, Ordering};
-
-use seize::{Guard, LocalGuard};
+use super::sync::{self, AtomicPtr, Guard, Ordering};
 
 /// The address of this static marks an entry as *expunged*; it is compared, never dereferenced.
 static EXPUNGED_MARK: u8 = 0;
@@ -72,8 +70,8 @@ impl<K, V> Entry<K, V> {
 
     /// The current value, valid for as long as `guard` is held.
     #[inline]
-    pub(crate) fn load<'g>(&self, guard: &'g LocalGuard<'_>) -> Option<&'g V> {
-        let p = guard.protect(&self.value, Ordering::Acquire);
+    pub(crate) fn load<'g>(&self, guard: &'g Guard<'_>) -> Option<&'g V> {
+        let p = sync::protect(guard, &self.value);
         if is_live(p) {
             // SAFETY: `p` is live, so it came from `Box::into_raw`; it was loaded through
             // `guard`, and replaced pointers are only retired through the same collector, so it
@@ -91,11 +89,11 @@ impl<K, V> Entry<K, V> {
 
     /// Retires a pointer that was just replaced in `value`, if it is a live value.
     #[inline]
-    fn retire(old: *mut V, guard: &LocalGuard<'_>) {
+    fn retire(old: *mut V, guard: &Guard<'_>) {
         if is_live(old) {
             // SAFETY: `old` was unlinked from `value` by the caller's successful swap or CAS,
             // so threads that enter later cannot reach it; it was created by `Box::into_raw`.
-            unsafe { guard.defer_retire(old, seize::reclaim::boxed::<V>) };
+            unsafe { sync::retire_box(guard, old) };
         }
     }
 
@@ -104,10 +102,10 @@ impl<K, V> Entry<K, V> {
     pub(crate) fn try_swap<'g>(
         &self,
         new: Box<V>,
-        guard: &'g LocalGuard<'_>,
+        guard: &'g Guard<'_>,
     ) -> Result<(Option<&'g V>, LiveDelta), Box<V>> {
         let new = Box::into_raw(new);
-        let mut current = guard.protect(&self.value, Ordering::Acquire);
+        let mut current = sync::protect(guard, &self.value);
         loop {
             if current == expunged() {
                 // SAFETY: `new` came from `Box::into_raw` above and was never published.
@@ -130,7 +128,7 @@ impl<K, V> Entry<K, V> {
     #[inline]
     fn finish_replace<'g>(
         old: *mut V,
-        guard: &'g LocalGuard<'_>,
+        guard: &'g Guard<'_>,
         now_live: bool,
     ) -> (Option<&'g V>, LiveDelta) {
         let was_live = is_live(old);
@@ -149,7 +147,7 @@ impl<K, V> Entry<K, V> {
     pub(crate) fn swap_locked<'g>(
         &self,
         new: V,
-        guard: &'g LocalGuard<'_>,
+        guard: &'g Guard<'_>,
     ) -> (Option<&'g V>, LiveDelta) {
         let old = self
             .value
@@ -191,7 +189,7 @@ impl<K, V> Entry<K, V> {
 
     /// Deletes the value and expunges the entry whatever its state (caller holds the dirty lock
     /// and is detaching the entry from the map, as `clear` does). Returns the live-count change.
-    pub(crate) fn expunge_locked(&self, guard: &LocalGuard<'_>) -> LiveDelta {
+    pub(crate) fn expunge_locked(&self, guard: &Guard<'_>) -> LiveDelta {
         let old = self.value.swap(expunged(), Ordering::AcqRel);
         Self::finish_replace(old, guard, false).1
     }
@@ -202,9 +200,9 @@ impl<K, V> Entry<K, V> {
     pub(crate) fn try_load_or_store<'g>(
         &self,
         value: &mut Option<Box<V>>,
-        guard: &'g LocalGuard<'_>,
+        guard: &'g Guard<'_>,
     ) -> Option<LoadOrStored<'g, V>> {
-        let mut current = guard.protect(&self.value, Ordering::Acquire);
+        let mut current = sync::protect(guard, &self.value);
         loop {
             if current == expunged() {
                 return None;
@@ -233,8 +231,8 @@ impl<K, V> Entry<K, V> {
     }
 
     /// Deletes the value; returns the previous value (readable under `guard`) if there was one.
-    pub(crate) fn delete<'g>(&self, guard: &'g LocalGuard<'_>) -> Option<&'g V> {
-        let mut current = guard.protect(&self.value, Ordering::Acquire);
+    pub(crate) fn delete<'g>(&self, guard: &'g Guard<'_>) -> Option<&'g V> {
+        let mut current = sync::protect(guard, &self.value);
         loop {
             if !is_live(current) {
                 return None;
@@ -252,11 +250,11 @@ impl<K, V> Entry<K, V> {
     }
 
     /// Replaces the value with `new()` while the current value equals `old`. Never inserts.
-    pub(crate) fn compare_and_swap(&self, old: &V, new: V, guard: &LocalGuard<'_>) -> bool
+    pub(crate) fn compare_and_swap(&self, old: &V, new: V, guard: &Guard<'_>) -> bool
     where
         V: PartialEq,
     {
-        let mut current = guard.protect(&self.value, Ordering::Acquire);
+        let mut current = sync::protect(guard, &self.value);
         let mut new = Some(Box::new(new));
         loop {
             // SAFETY: live and loaded under `guard` (see `load`).
@@ -284,11 +282,11 @@ impl<K, V> Entry<K, V> {
     }
 
     /// Deletes the value while it equals `old`. Returns whether it deleted.
-    pub(crate) fn compare_and_delete(&self, old: &V, guard: &LocalGuard<'_>) -> bool
+    pub(crate) fn compare_and_delete(&self, old: &V, guard: &Guard<'_>) -> bool
     where
         V: PartialEq,
     {
-        let mut current = guard.protect(&self.value, Ordering::Acquire);
+        let mut current = sync::protect(guard, &self.value);
         loop {
             // SAFETY: live and loaded under `guard` (see `load`).
             if !is_live(current) || unsafe { &*current } != old {
@@ -320,7 +318,7 @@ pub(crate) enum LoadOrStored<'g, V> {
 
 impl<K, V> Drop for Entry<K, V> {
     fn drop(&mut self) {
-        let p = *self.value.get_mut();
+        let p = sync::get_mut(&mut self.value);
         if is_live(p) {
             // SAFETY: the entry is being freed, which per `EntryPtr`'s invariants happens only
             // once no reader can reach it, hence its current value; the entry owns `p`, which

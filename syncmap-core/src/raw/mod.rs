@@ -5,3 +5,4 @@ pub(crate) mod counter;
 pub(crate) mod dirty;
 pub(crate) mod entry;
 pub(crate) mod read;
+pub(crate) mod sync;

@@ -3,9 +3,9 @@
 
 use equivalent::Equivalent;
 use hashbrown::HashTable;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::entry::EntryPtr;
+use super::sync::{AtomicBool, AtomicU64, Ordering};
 
 /// The table both the read snapshot and the dirty map use: entries by the hash of their key.
 pub(crate) type Table<K, V> = HashTable<EntryPtr<K, V>>;

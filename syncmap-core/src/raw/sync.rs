@@ -1,0 +1,155 @@
+//! Every synchronization primitive the map uses, in one place, so that a loom build
+//! (`RUSTFLAGS="--cfg syncmap_loom"`) can swap in models that loom can see.
+//!
+//! Under loom, the collector never frees anything before it is dropped (loom checks the map's
+//! protocol: promotion, expunging and in-place updates; the reclamation scheme itself is checked
+//! by its own tests, miri and ThreadSanitizer), `ArcSwap` is a loom mutex around an `Arc`, and
+//! the dirty lock is a loom mutex.
+
+#[cfg(not(syncmap_loom))]
+mod imp {
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, Ordering};
+
+    pub(crate) use arc_swap::ArcSwap;
+    pub(crate) use parking_lot::{Mutex, MutexGuard};
+    pub(crate) use seize::Collector;
+
+    /// A thread's protection against reclamation, for the duration of one operation.
+    pub(crate) type Guard<'c> = seize::LocalGuard<'c>;
+
+    /// Starts protecting the current thread's loads.
+    #[inline]
+    pub(crate) fn enter(collector: &Collector) -> Guard<'_> {
+        collector.enter()
+    }
+
+    /// Loads a pointer that stays valid while `guard` is held, if only retired through
+    /// [`retire_box`].
+    #[inline]
+    pub(crate) fn protect<T>(guard: &Guard<'_>, ptr: &AtomicPtr<T>) -> *mut T {
+        seize::Guard::protect(guard, ptr, Ordering::Acquire)
+    }
+
+    /// Frees `ptr`, a `Box`, once no guard that may have loaded it remains.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from `Box::into_raw` and was unlinked: threads that enter later cannot reach it.
+    #[inline]
+    pub(crate) unsafe fn retire_box<T>(guard: &Guard<'_>, ptr: *mut T) {
+        // SAFETY: forwarded from the caller; `reclaim::boxed` matches `Box::into_raw`.
+        unsafe { seize::Guard::defer_retire(guard, ptr, seize::reclaim::boxed::<T>) }
+    }
+
+    /// A small number identifying the current thread while it lives.
+    #[inline]
+    pub(crate) fn thread_id(guard: &Guard<'_>) -> usize {
+        seize::Guard::thread_id(guard)
+    }
+
+    /// The value of an atomic pointer owned exclusively.
+    #[inline]
+    pub(crate) fn get_mut<T>(ptr: &mut AtomicPtr<T>) -> *mut T {
+        *ptr.get_mut()
+    }
+}
+
+#[cfg(syncmap_loom)]
+mod imp {
+    use std::sync::Arc;
+
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, Ordering};
+    pub(crate) use loom::sync::MutexGuard;
+
+    /// A loom mutex with `parking_lot`'s signatures (no poisoning).
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        }
+        pub(crate) fn get_mut(&mut self) -> &mut T {
+            self.0
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        }
+    }
+
+    /// `arc_swap::ArcSwap`'s operations the map uses, as a loom mutex around an `Arc`.
+    pub(crate) struct ArcSwap<T>(loom::sync::Mutex<Arc<T>>);
+
+    impl<T> ArcSwap<T> {
+        pub(crate) fn new(value: Arc<T>) -> Self {
+            ArcSwap(loom::sync::Mutex::new(value))
+        }
+        pub(crate) fn swap(&self, value: Arc<T>) -> Arc<T> {
+            std::mem::replace(&mut *self.0.lock().unwrap(), value)
+        }
+        pub(crate) fn load_full(&self) -> Arc<T> {
+            Arc::clone(&self.0.lock().unwrap())
+        }
+    }
+
+    type Retired = (*mut (), unsafe fn(*mut ()));
+
+    /// Keeps everything retired until it is dropped.
+    pub(crate) struct Collector(loom::sync::Mutex<Vec<Retired>>);
+
+    // SAFETY: the raw pointers are owned boxes of `Send` values (the map is only `Send`/`Sync`
+    // when its keys and values are), freed once, by whoever drops the collector.
+    unsafe impl Send for Collector {}
+    // SAFETY: as above; the list is behind a mutex.
+    unsafe impl Sync for Collector {}
+
+    impl Collector {
+        pub(crate) fn new() -> Self {
+            Collector(loom::sync::Mutex::new(Vec::new()))
+        }
+    }
+
+    impl Drop for Collector {
+        fn drop(&mut self) {
+            for (ptr, free) in self.0.get_mut().unwrap().drain(..) {
+                // SAFETY: each pair was pushed by `retire_box` with the matching free function.
+                unsafe { free(ptr) };
+            }
+        }
+    }
+
+    pub(crate) type Guard<'c> = &'c Collector;
+
+    pub(crate) fn enter(collector: &Collector) -> Guard<'_> {
+        collector
+    }
+
+    pub(crate) fn protect<T>(_guard: &Guard<'_>, ptr: &AtomicPtr<T>) -> *mut T {
+        ptr.load(Ordering::Acquire)
+    }
+
+    /// # Safety
+    ///
+    /// As in the real implementation.
+    pub(crate) unsafe fn retire_box<T>(guard: &Guard<'_>, ptr: *mut T) {
+        unsafe fn free<T>(ptr: *mut ()) {
+            // SAFETY: pushed by `retire_box::<T>` from a `Box<T>`.
+            drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
+        }
+        guard.0.lock().unwrap().push((ptr.cast(), free::<T>));
+    }
+
+    pub(crate) fn thread_id(_guard: &Guard<'_>) -> usize {
+        0
+    }
+
+    pub(crate) fn get_mut<T>(ptr: &mut AtomicPtr<T>) -> *mut T {
+        ptr.with_mut(|p| *p)
+    }
+}
+
+pub(crate) use imp::*;
