@@ -804,6 +804,10 @@ where
     /// ```
     pub fn clear(&self) {
         let guard = sync::enter(&self.collector);
+        let read = self.snapshot(&guard);
+        if read.table.is_empty() && !read.amended() {
+            return; // already empty, as Go checks
+        }
         let mut dirty = self.dirty.lock();
         let dead = self.detach_all_locked(&dirty, &guard);
         dirty.reset();

@@ -43,8 +43,8 @@ pub(crate) struct ReadOnly<K, V> {
 }
 
 impl<K, V> ReadOnly<K, V> {
-    /// Smallest and largest filter, in 64-bit words (64 B and 1 MiB).
-    const MIN_FILTER_WORDS: usize = 8;
+    /// Smallest and largest filter, in 64-bit words (8 B and 1 MiB).
+    const MIN_FILTER_WORDS: usize = 1;
     const MAX_FILTER_WORDS: usize = 1 << 17;
 
     /// A snapshot of `table` with no dirty-only keys. The filter gets about four bits per entry,
