@@ -1135,6 +1135,59 @@ mod tests {
         assert_eq!(drops.load(Ordering::SeqCst), created);
     }
 
+    /// Threads store, swap, delete, load and range over a few shared keys while the map promotes
+    /// and copies; every value read must be one some thread stored for that key, and miri (which
+    /// runs this too) checks that no value is read after it is freed.
+    #[test]
+    fn concurrent_mixed_operations_read_only_stored_values() {
+        let rounds = if cfg!(miri) { 60 } else { 20_000 };
+        let map: Arc<SyncMap<u64, Box<u64>>> = Arc::new(SyncMap::new());
+        let threads: Vec<_> = (0..3u64)
+            .map(|t| {
+                let map = Arc::clone(&map);
+                std::thread::spawn(move || {
+                    let mut rng = Rng(t + 1);
+                    for _ in 0..rounds {
+                        let key = rng.next() % 8;
+                        // Values encode their key, so a mixed-up entry is caught.
+                        let value = Box::new(key * 1000 + rng.next() % 1000);
+                        match rng.next() % 8 {
+                            0 => map.store(key, value),
+                            1 => {
+                                map.swap(key, value);
+                            }
+                            2 => map.delete(&key),
+                            3 => {
+                                map.load_or_store(key + 8 * (rng.next() % 4), value);
+                            }
+                            4 => {
+                                map.compare_and_swap(&key, &value, Box::new(key * 1000));
+                            }
+                            5 => map.range(|k, v| {
+                                assert_eq!(**v / 1000, *k % 8, "{k} -> {v}");
+                                true
+                            }),
+                            _ => {
+                                if let Some(v) = map.load(&key) {
+                                    assert_eq!(*v / 1000, key);
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let mut seen = 0;
+        map.range(|_, _| {
+            seen += 1;
+            true
+        });
+        assert_eq!(seen, map.len());
+    }
+
     #[test]
     fn borrowed_lookups_and_debug() {
         let map: SyncMap<String, Vec<u8>> = SyncMap::new();
