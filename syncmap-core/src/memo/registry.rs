@@ -1,0 +1,157 @@
+//! Every memoized function's cache, type-erased, for debugging tools.
+
+use std::fmt;
+use std::hash::Hash;
+
+use parking_lot::Mutex;
+
+use super::{Memo, MemoStats};
+
+/// What a tool can do with a cache without knowing its types.
+trait ErasedMemo: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn len(&self) -> usize;
+    fn stats(&self) -> MemoStats;
+    fn clear(&self);
+    fn dump(&self) -> Vec<(String, String)>;
+}
+
+impl<K, V> ErasedMemo for Memo<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn name(&self) -> &'static str {
+        Memo::name(self)
+    }
+    fn len(&self) -> usize {
+        Memo::len(self)
+    }
+    fn stats(&self) -> MemoStats {
+        Memo::stats(self)
+    }
+    fn clear(&self) {
+        Memo::clear(self)
+    }
+    fn dump(&self) -> Vec<(String, String)> {
+        Memo::dump(self)
+    }
+}
+
+static REGISTRY: Mutex<Vec<&'static dyn ErasedMemo>> = Mutex::new(Vec::new());
+
+/// Adds a cache to the registry (once per cache: callers guarantee it).
+pub(crate) fn register<K, V>(memo: &'static Memo<K, V>)
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    REGISTRY.lock().push(memo);
+}
+
+/// A handle on one memoized function's cache, whatever its key and value types.
+///
+/// ```
+/// let handles: Vec<syncmap_core::memo::MemoHandle> = syncmap_core::memo::registry();
+/// for cache in &handles {
+///     println!("{}: {} entries, {:?}", cache.name(), cache.len(), cache.stats());
+/// }
+/// ```
+#[derive(Clone, Copy)]
+pub struct MemoHandle(&'static dyn ErasedMemo);
+
+impl MemoHandle {
+    /// The memoized function's path.
+    ///
+    /// ```
+    /// for cache in syncmap_core::memo::registry() {
+    ///     assert!(!cache.name().is_empty());
+    /// }
+    /// ```
+    pub fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    /// The number of cached values.
+    ///
+    /// ```
+    /// let total: usize = syncmap_core::memo::registry().iter().map(|c| c.len()).sum();
+    /// # let _ = total;
+    /// ```
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing is cached.
+    ///
+    /// ```
+    /// let empty = syncmap_core::memo::registry().iter().filter(|c| c.is_empty()).count();
+    /// # let _ = empty;
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+
+    /// Hits, misses and the other counters (see [`MemoStats`]).
+    ///
+    /// ```
+    /// for cache in syncmap_core::memo::registry() {
+    ///     let _ratio = cache.stats().hit_ratio();
+    /// }
+    /// ```
+    pub fn stats(&self) -> MemoStats {
+        self.0.stats()
+    }
+
+    /// Removes every cached value.
+    ///
+    /// ```
+    /// for cache in syncmap_core::memo::registry() {
+    ///     cache.clear();
+    /// }
+    /// ```
+    pub fn clear(&self) {
+        self.0.clear()
+    }
+
+    /// The cached entries as `(key, value)` text: their `Debug` form, or `<not Debug>` for a type
+    /// that does not implement `Debug` (or is a type parameter of a generic function).
+    ///
+    /// ```
+    /// for cache in syncmap_core::memo::registry() {
+    ///     for (key, value) in cache.dump() {
+    ///         println!("{}({key}) = {value}", cache.name());
+    ///     }
+    /// }
+    /// ```
+    pub fn dump(&self) -> Vec<(String, String)> {
+        self.0.dump()
+    }
+}
+
+impl fmt::Debug for MemoHandle {
+    /// The name and statistics.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoHandle")
+            .field("name", &self.name())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// A handle on every memoized function's cache that has been used so far in this process, in
+/// the order of first use.
+///
+/// Caches are created on the first call of their function, so a function never called is not
+/// listed. The list is a copy: caches created later are not added to it.
+///
+/// ```
+/// let table: Vec<(String, usize)> = syncmap_core::memo::registry()
+///     .iter()
+///     .map(|cache| (cache.name().to_string(), cache.len()))
+///     .collect();
+/// # let _ = table;
+/// ```
+pub fn registry() -> Vec<MemoHandle> {
+    REGISTRY.lock().iter().copied().map(MemoHandle).collect()
+}

@@ -1,0 +1,134 @@
+//! The per-key cell of single flight: the first caller computes, concurrent callers wait on the
+//! same cell, and a caller that recurses into its own key is told so instead of deadlocking.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use once_cell::sync::OnceCell;
+
+/// A value and when it was computed.
+pub(crate) struct Stored<V> {
+    pub(crate) value: V,
+    pub(crate) at: Option<Instant>,
+}
+
+/// A key's cell. Shared as `Arc<Slot>` by the map and by callers waiting on it.
+pub(crate) struct Slot<V> {
+    pub(crate) cell: OnceCell<Stored<V>>,
+    /// The id of the thread computing the value, 0 when none.
+    computing: AtomicU64,
+}
+
+/// The map's value: a slot compared by identity, so that `compare_and_delete` removes exactly
+/// the slot a caller saw (and not a newer one for the same key).
+pub(crate) struct SlotRef<V>(pub(crate) Arc<Slot<V>>);
+
+impl<V> Clone for SlotRef<V> {
+    fn clone(&self) -> Self {
+        SlotRef(Arc::clone(&self.0))
+    }
+}
+
+impl<V> PartialEq for SlotRef<V> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+thread_local! {
+    static THREAD_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A process-unique, non-zero id for the current thread.
+pub(crate) fn current_thread_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    THREAD_ID.with(|id| {
+        if id.get() == 0 {
+            id.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        id.get()
+    })
+}
+
+/// Clears the computing mark when the computation ends, by return or by unwinding.
+struct Computing<'a>(&'a AtomicU64);
+
+impl Drop for Computing<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
+/// How a [`Slot::get_or_compute`] call ended.
+pub(crate) enum Outcome<V> {
+    /// Another caller's value, or ours, is in the cell.
+    Cached(V),
+    /// We computed a value that is not to be kept (for example an `Err`).
+    Uncached(V),
+}
+
+impl<V> Slot<V> {
+    pub(crate) fn new() -> Self {
+        Slot {
+            cell: OnceCell::new(),
+            computing: AtomicU64::new(0),
+        }
+    }
+
+    /// The value, if computed.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&Stored<V>> {
+        self.cell.get()
+    }
+
+    /// Returns the value, computing it if no caller has: concurrent callers wait for the one
+    /// computing. If the computation panics or produces a value not to keep, the cell stays
+    /// empty and a waiting caller computes in turn.
+    ///
+    /// # Panics
+    ///
+    /// If the current thread is already computing this slot (a recursive call with the same
+    /// key), with a message naming `name`; propagates a panic of `compute`.
+    pub(crate) fn get_or_compute(
+        &self,
+        name: &str,
+        stamp: bool,
+        compute: impl FnOnce() -> V,
+        keep: impl FnOnce(&V) -> bool,
+    ) -> Outcome<V>
+    where
+        V: Clone,
+    {
+        if let Some(stored) = self.cell.get() {
+            return Outcome::Cached(stored.value.clone());
+        }
+        let me = current_thread_id();
+        if self.computing.load(Ordering::Acquire) == me {
+            panic!(
+                "#[memoize] function `{name}` called itself with the same arguments while \
+                 computing them: this recursion would never end"
+            );
+        }
+        let mut uncached = None;
+        let result = self.cell.get_or_try_init(|| {
+            self.computing.store(me, Ordering::Release);
+            let _computing = Computing(&self.computing);
+            let value = compute();
+            if keep(&value) {
+                Ok(Stored {
+                    value,
+                    at: stamp.then(Instant::now),
+                })
+            } else {
+                uncached = Some(value);
+                Err(())
+            }
+        });
+        match result {
+            Ok(stored) => Outcome::Cached(stored.value.clone()),
+            Err(()) => Outcome::Uncached(uncached.expect("the value not kept was returned")),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Hit and miss counters that add no shared write to the hit path: each thread counts on its own
+//! stripe (chosen by a thread-local index), and readers sum the stripes.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Counters of one [`Memo`](super::Memo), as [`Memo::stats`](super::Memo::stats) reports them.
+///
+/// Counts are exact once no call runs concurrently; while calls run, each counter is some value
+/// it had during the read.
+///
+/// ```
+/// use syncmap_core::MemoStats;
+///
+/// let stats = MemoStats::default();
+/// assert_eq!(stats.hits + stats.misses, 0);
+/// assert_eq!(stats.hit_ratio(), None);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoStats {
+    /// Calls answered from the cache.
+    pub hits: u64,
+    /// Calls that did not find a value (each computed, or waited for another caller's result).
+    pub misses: u64,
+    /// Times the function body ran.
+    pub computations: u64,
+    /// Entries removed to respect the capacity.
+    pub evictions: u64,
+    /// Entries found expired (recomputed on access, or purged).
+    pub expirations: u64,
+    /// Entries in the cache now.
+    pub entries: usize,
+}
+
+impl MemoStats {
+    /// `hits / (hits + misses)`, or `None` before the first call.
+    ///
+    /// ```
+    /// use syncmap_core::MemoStats;
+    ///
+    /// let mut stats = MemoStats::default();
+    /// stats.hits = 3;
+    /// stats.misses = 1;
+    /// assert_eq!(stats.hit_ratio(), Some(0.75));
+    /// ```
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let calls = self.hits + self.misses;
+        (calls > 0).then(|| self.hits as f64 / calls as f64)
+    }
+}
+
+/// What a stripe counts.
+#[derive(Clone, Copy)]
+pub(crate) enum Counter {
+    Hit = 0,
+    Miss = 1,
+    Computation = 2,
+    Eviction = 3,
+    Expiration = 4,
+}
+
+/// One cache-line pair of counters.
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe([AtomicU64; 5]);
+
+/// Striped counters.
+#[derive(Default)]
+pub(crate) struct Counters {
+    stripes: [Stripe; STRIPES],
+}
+
+const STRIPES: usize = 16;
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// The current thread's stripe: threads are numbered in the order they first count.
+#[inline]
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    STRIPE.with(|stripe| {
+        let mut index = stripe.get();
+        if index == usize::MAX {
+            index = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            stripe.set(index);
+        }
+        index
+    })
+}
+
+impl Counters {
+    /// Adds one on the current thread's stripe.
+    #[inline]
+    pub(crate) fn bump(&self, counter: Counter) {
+        self.stripes[stripe()].0[counter as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n`.
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.stripes[stripe()].0[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sum(&self, counter: Counter) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.0[counter as usize].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// A report, with the number of entries supplied by the caller.
+    pub(crate) fn snapshot(&self, entries: usize) -> MemoStats {
+        MemoStats {
+            hits: self.sum(Counter::Hit),
+            misses: self.sum(Counter::Miss),
+            computations: self.sum(Counter::Computation),
+            evictions: self.sum(Counter::Eviction),
+            expirations: self.sum(Counter::Expiration),
+            entries,
+        }
+    }
+}
