@@ -1,8 +1,32 @@
-//! The `#[memoize]` attribute (stub: passes the function through).
+//! The `#[memoize]` attribute of the [`syncmap`](https://docs.rs/syncmap) crate.
+//!
+//! Use it through `syncmap::memoize`; its documentation, with runnable examples of every
+//! option, lives there. This crate only rewrites functions:
+//! [`parse`](parse) reads the options, [`validate`](validate) checks the function and plans the
+//! cache key, and [`expand`](expand) generates the code, which calls `::syncmap::__private`.
+//! On any error the macro emits the errors, pointing at the offending tokens, *and* the function
+//! unchanged, so the rest of the crate still type-checks.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 use proc_macro::TokenStream;
 
-/// Memoizes a function (stub).
+mod expand;
+mod parse;
+mod validate;
+
+/// Caches the results of a function in a per-function static `syncmap::Memo`.
+///
+/// See the `syncmap` crate for the documentation and examples.
 #[proc_macro_attribute]
-pub fn memoize(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn memoize(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    match expand::memoize(args.into(), item.clone()) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => {
+            let mut tokens = error.to_compile_error();
+            tokens.extend(item);
+            tokens.into()
+        }
+    }
 }

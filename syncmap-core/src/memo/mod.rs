@@ -327,15 +327,11 @@ where
         self.counters.snapshot(self.len())
     }
 
-    /// The whole cached call, as `#[memoize]` generates it: on a hit, a clone of the cached value
-    /// (no allocation, no lock, no shared write); on a miss, single flight: `make_key` builds the
-    /// owned key, `compute` runs the body outside any lock, and the value is cached only if
-    /// `keep(&value)`.
+    /// The whole cached call: [`__hit`](Self::__hit), else [`__miss`](Self::__miss).
     ///
     /// # Panics
     ///
-    /// Propagates a panic of `compute` (nothing is cached). Panics if the current thread is
-    /// already computing this key (recursion with the same arguments).
+    /// See [`__miss`](Self::__miss).
     #[doc(hidden)]
     #[inline]
     pub fn __call<Q>(
@@ -348,16 +344,70 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        let hit = self.map.load_with(key, |slot| match slot.0.get() {
-            Some(stored) if !self.expired(stored.at) => Some(stored.value.clone()),
-            _ => None,
-        });
-        if let Some(Some(value)) = hit {
-            self.counters.bump(Counter::Hit);
-            return value;
+        match self.__hit(key) {
+            Some(value) => value,
+            None => self.__miss(key, make_key, compute, keep),
         }
+    }
+
+    /// The hit path, as `#[memoize]` generates it: a clone of the cached value, looked up by a
+    /// borrowed view of the key, with no allocation, no lock and no shared write. Counts a hit;
+    /// `None` (counting nothing) when the value is absent, being computed or expired.
+    #[doc(hidden)]
+    #[inline]
+    pub fn __hit<Q>(&self, key: &Q) -> Option<V>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        let value = self
+            .map
+            .load_with(key, |slot| match slot.0.get() {
+                Some(stored) if !self.expired(stored.at) => Some(stored.value.clone()),
+                _ => None,
+            })
+            .flatten()?;
+        self.counters.bump(Counter::Hit);
+        Some(value)
+    }
+
+    /// The miss path: single flight. `make_key` builds the owned key if the cell must be
+    /// inserted, `compute` runs the body outside any lock (at most once per call, and only if no
+    /// other caller's value arrives first), and the value is cached only if `keep(&value)`.
+    /// Counts a miss.
+    ///
+    /// # Panics
+    ///
+    /// Propagates a panic of `compute` (nothing is cached, the cell is removed, waiters compute in
+    /// turn). Panics if the current thread is already computing this key (recursion with the same
+    /// arguments), naming the function.
+    #[doc(hidden)]
+    pub fn __miss<Q>(
+        &'static self,
+        key: &Q,
+        make_key: impl FnOnce() -> K,
+        compute: impl FnOnce() -> V,
+        keep: impl FnOnce(&V) -> bool,
+    ) -> V
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
         self.counters.bump(Counter::Miss);
         self.miss(key, make_key, compute, keep)
+    }
+
+    /// [`__miss`](Self::__miss) with the key already owned, for generated code that moves the
+    /// arguments into the body: the key is cloned once more if its cell must be inserted.
+    #[doc(hidden)]
+    pub fn __miss_owned(
+        &'static self,
+        key: K,
+        compute: impl FnOnce() -> V,
+        keep: impl FnOnce(&V) -> bool,
+    ) -> V
+    where
+        K: Clone,
+    {
+        self.__miss(&key, || key.clone(), compute, keep)
     }
 
     #[cold]

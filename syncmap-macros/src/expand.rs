@@ -1,0 +1,147 @@
+//! Generates the cached function, `<fn>_cache()` and `<fn>_uncached`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::{GenericParam, ItemFn};
+
+use crate::{parse, validate};
+
+pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let function: ItemFn = syn::parse2(item)?;
+    // Report option errors and signature errors together.
+    let options = parse::options(args);
+    let plan = match &options {
+        Ok(options) => validate::plan(&function, options),
+        Err(_) => validate::plan(&function, &parse::Options::default()),
+    };
+    let (options, plan) = match (options, plan) {
+        (Ok(options), Ok(plan)) => (options, plan),
+        (Err(mut a), Err(b)) => {
+            a.combine(b);
+            return Err(a);
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = &function;
+    let name = &sig.ident;
+    let cache_fn = format_ident!("{}_cache", name);
+    let uncached_fn = format_ident!("{}_uncached", name);
+    let validate::Plan {
+        key_ty,
+        value_ty,
+        setup,
+        view,
+        make_key,
+        keep,
+        call_args,
+        in_impl,
+        per_instantiation,
+        key_asserts,
+    } = plan;
+
+    let capacity = match options.capacity {
+        Some((_, n)) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let ttl = match options.ttl {
+        Some((_, d)) => {
+            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+            quote!(::core::option::Option::Some(::core::time::Duration::new(#secs, #nanos)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let memo_options = quote! {
+        ::syncmap::__private::MemoOptions { capacity: #capacity, ttl: #ttl }
+    };
+    let memo_name = quote!(::core::concat!(
+        ::core::module_path!(),
+        "::",
+        ::core::stringify!(#name)
+    ));
+    let debug = quote! {
+        || ::syncmap::__private::MemoDebug {
+            key: ::syncmap::__private::debug_fn!(#key_ty),
+            value: ::syncmap::__private::debug_fn!(#value_ty),
+        }
+    };
+
+    // The generics to name when calling the siblings (types and consts; lifetimes are inferred).
+    let turbofish_params: Vec<_> = sig
+        .generics
+        .params
+        .iter()
+        .filter_map(|param| match param {
+            GenericParam::Type(t) => Some(t.ident.clone()),
+            GenericParam::Const(c) => Some(c.ident.clone()),
+            GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    let turbofish = if turbofish_params.is_empty() {
+        quote!()
+    } else {
+        quote!(::<#(#turbofish_params),*>)
+    };
+    let path_prefix = if in_impl { quote!(Self::) } else { quote!() };
+
+    let (impl_generics, _, where_clause) = sig.generics.split_for_impl();
+    let lookup = if per_instantiation {
+        quote! {
+            static __SYNCMAP_MEMOS: ::syncmap::__private::GenericMemos =
+                ::syncmap::__private::GenericMemos::new();
+            __SYNCMAP_MEMOS.get::<#key_ty, #value_ty>(#memo_name, #memo_options, #debug)
+        }
+    } else {
+        quote! {
+            static __SYNCMAP_MEMO: ::syncmap::__private::StaticMemo<#key_ty, #value_ty> =
+                ::syncmap::__private::StaticMemo::new(#memo_name, #memo_options);
+            __SYNCMAP_MEMO.get(#debug)
+        }
+    };
+
+    let other_attrs: Vec<_> = attrs
+        .iter()
+        .filter(|attr| !attr.path().is_ident("doc"))
+        .collect();
+    let cache_doc = format!("The cache of [`{name}`], created on its first call (`#[memoize]`).");
+    let uncached_doc = format!("[`{name}`] without the cache: runs the body every time.");
+
+    let mut uncached_sig = sig.clone();
+    uncached_sig.ident = uncached_fn.clone();
+
+    Ok(quote! {
+        #(#attrs)*
+        #vis #sig {
+            let __syncmap_memo = #path_prefix #cache_fn #turbofish();
+            #setup
+            if let ::core::option::Option::Some(__syncmap_value) = __syncmap_memo.__hit(#view) {
+                return __syncmap_value;
+            }
+            // On a miss the owned key is built before the arguments move into the body.
+            __syncmap_memo.__miss_owned(
+                #make_key,
+                move || #path_prefix #uncached_fn #turbofish(#(#call_args),*),
+                #keep,
+            )
+        }
+
+        #[doc = #cache_doc]
+        #(#other_attrs)*
+        #[allow(clippy::type_complexity)]
+        #vis fn #cache_fn #impl_generics () -> &'static ::syncmap::Memo<#key_ty, #value_ty> #where_clause {
+            #[allow(dead_code)]
+            fn __syncmap_key_part_is_hash_and_eq<T: ?::core::marker::Sized + ::core::hash::Hash + ::core::cmp::Eq>() {}
+            #key_asserts
+            #lookup
+        }
+
+        #[doc = #uncached_doc]
+        #(#other_attrs)*
+        #vis #uncached_sig #block
+    })
+}

@@ -1,0 +1,214 @@
+//! The options of `#[memoize(...)]`.
+
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::{Expr, Ident, LitInt, LitStr, Token, Type};
+
+/// Parsed options, each with the span of its name for later errors.
+#[derive(Default)]
+pub(crate) struct Options {
+    pub(crate) capacity: Option<(Span, usize)>,
+    pub(crate) ttl: Option<(Span, Duration)>,
+    pub(crate) key: Option<(Span, Type, Expr)>,
+    pub(crate) ignore: Option<(Span, Vec<Ident>)>,
+    pub(crate) cache_err: Option<Span>,
+    pub(crate) skip_none: Option<Span>,
+    pub(crate) in_impl: Option<Span>,
+}
+
+const KNOWN: &str = "capacity, ttl, key, ignore, cache_err, skip_none, in_impl";
+
+/// Parses the attribute's arguments, collecting every error.
+pub(crate) fn options(args: TokenStream) -> syn::Result<Options> {
+    let parser = Punctuated::<Option_, Token![,]>::parse_terminated;
+    let list = parser.parse2(args)?;
+    let mut options = Options::default();
+    let mut errors: Option<syn::Error> = None;
+    let mut fail = |error: syn::Error| match &mut errors {
+        Some(errors) => errors.combine(error),
+        None => errors = Some(error),
+    };
+    for option in list {
+        let name = option.name.to_string();
+        let span = option.name.span();
+        let duplicate = match option.value {
+            Value::Capacity(n) => options.capacity.replace((span, n)).is_some(),
+            Value::Ttl(d) => options.ttl.replace((span, d)).is_some(),
+            Value::Key(key) => {
+                let (ty, expr) = *key;
+                options.key.replace((span, ty, expr)).is_some()
+            }
+            Value::Ignore(names) => options.ignore.replace((span, names)).is_some(),
+            Value::CacheErr => options.cache_err.replace(span).is_some(),
+            Value::SkipNone => options.skip_none.replace(span).is_some(),
+            Value::InImpl => options.in_impl.replace(span).is_some(),
+        };
+        if duplicate {
+            fail(syn::Error::new(
+                span,
+                format!("duplicate #[memoize] option `{name}`"),
+            ));
+        }
+    }
+    match errors {
+        Some(errors) => Err(errors),
+        None => Ok(options),
+    }
+}
+
+/// One `name`, `name = value`, `name(...)` or `key: Type = expr`.
+struct Option_ {
+    name: Ident,
+    value: Value,
+}
+
+enum Value {
+    Capacity(usize),
+    Ttl(Duration),
+    Key(Box<(Type, Expr)>),
+    Ignore(Vec<Ident>),
+    CacheErr,
+    SkipNone,
+    InImpl,
+}
+
+impl Parse for Option_ {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let name: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+        let value = match name.to_string().as_str() {
+            "capacity" => {
+                input.parse::<Token![=]>()?;
+                let lit: LitInt = input.parse().map_err(|e| {
+                    syn::Error::new(e.span(), "`capacity` takes an integer: `capacity = 1000`")
+                })?;
+                let n: usize = lit.base10_parse()?;
+                if n == 0 {
+                    return Err(syn::Error::new(lit.span(), "`capacity` must be at least 1"));
+                }
+                Value::Capacity(n)
+            }
+            "ttl" => {
+                input.parse::<Token![=]>()?;
+                let lit: LitStr = input.parse().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "`ttl` takes a duration string: `ttl = \"30s\"` (units ms, s, m, h)",
+                    )
+                })?;
+                Value::Ttl(duration(&lit)?)
+            }
+            "key" => {
+                input.parse::<Token![:]>().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "`key` takes a type and an expression: `key: u64 = id.0`",
+                    )
+                })?;
+                let ty: Type = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let expr: Expr = input.parse()?;
+                Value::Key(Box::new((ty, expr)))
+            }
+            "ignore" => {
+                let content;
+                syn::parenthesized!(content in input);
+                let names = Punctuated::<Ident, Token![,]>::parse_terminated_with(
+                    &content,
+                    syn::ext::IdentExt::parse_any,
+                )?;
+                if names.is_empty() {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        "`ignore` takes argument names: `ignore(log, self)`",
+                    ));
+                }
+                Value::Ignore(names.into_iter().collect())
+            }
+            "cache_err" => Value::CacheErr,
+            "skip_none" => Value::SkipNone,
+            "in_impl" => Value::InImpl,
+            other => {
+                return Err(syn::Error::new(
+                    name.span(),
+                    format!("unknown #[memoize] option `{other}`; expected one of: {KNOWN}"),
+                ))
+            }
+        };
+        Ok(Option_ { name, value })
+    }
+}
+
+/// Parses `"250ms"`, `"30s"`, `"5m"`, `"2h"`.
+fn duration(lit: &LitStr) -> syn::Result<Duration> {
+    let text = lit.value();
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || {
+        syn::Error::new(
+            lit.span(),
+            format!(
+                "invalid ttl {text:?}: write a whole number and a unit, ms, s, m or h: \"30s\""
+            ),
+        )
+    };
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(bad()),
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    #[test]
+    fn durations() {
+        let parse = |s: &str| duration(&LitStr::new(s, Span::call_site()));
+        assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse("2 days").is_err());
+        assert!(parse("s").is_err());
+        assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn options_and_errors() {
+        let options = options(quote!(capacity = 10, ttl = "1s", ignore(a, b), cache_err)).unwrap();
+        assert_eq!(options.capacity.unwrap().1, 10);
+        assert_eq!(options.ignore.unwrap().1.len(), 2);
+        assert!(options.cache_err.is_some());
+        let error = options_err(quote!(capacity = 1, capacity = 2));
+        assert!(error.contains("duplicate"), "{error}");
+        let error = options_err(quote!(capacityy = 1));
+        assert!(
+            error.contains("unknown #[memoize] option `capacityy`"),
+            "{error}"
+        );
+        let error = options_err(quote!(capacity = "1"));
+        assert!(error.contains("takes an integer"), "{error}");
+    }
+
+    fn options_err(tokens: TokenStream) -> String {
+        match options(tokens) {
+            Ok(_) => panic!("expected an error"),
+            Err(error) => error.to_string(),
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! Checks the function and plans its cache key: which arguments go into it, as what owned types,
+//! and how to look it up by a borrowed view.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
+
+use crate::parse::Options;
+
+/// How to cache one function.
+pub(crate) struct Plan {
+    /// The cache's key type `K`.
+    pub(crate) key_ty: TokenStream,
+    /// The cache's value type `V`.
+    pub(crate) value_ty: Type,
+    /// Statements that run before the lookup (an explicit `key` expression).
+    pub(crate) setup: TokenStream,
+    /// An expression of type `&Q` with `Q: Hash + Equivalent<K>`: the borrowed lookup key.
+    pub(crate) view: TokenStream,
+    /// An expression of type `K`: the owned key, built only on a miss.
+    pub(crate) make_key: TokenStream,
+    /// A closure `|&V| -> bool`: whether to cache a value.
+    pub(crate) keep: TokenStream,
+    /// The arguments to pass on to `<fn>_uncached`, `self` first.
+    pub(crate) call_args: Vec<TokenStream>,
+    /// Whether the function is an associated function (takes `self`, mentions `Self`, or is
+    /// marked `in_impl`): its siblings are then called as `Self::..`.
+    pub(crate) in_impl: bool,
+    /// Whether the cache must be found per instantiation (generic parameters or `Self`).
+    pub(crate) per_instantiation: bool,
+    /// Assertions that each key component is `Hash + Eq`, spanned at its argument.
+    pub(crate) key_asserts: TokenStream,
+}
+
+/// One part of the key.
+struct Component {
+    owned: TokenStream,
+    view: TokenStream,
+    make: TokenStream,
+    span: Span,
+}
+
+/// Collects errors instead of stopping at the first.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, span: Span, message: impl std::fmt::Display) {
+        let error = syn::Error::new(span, message);
+        match &mut self.0 {
+            Some(errors) => errors.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+}
+
+pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
+    let sig = &function.sig;
+    let mut errors = Errors::default();
+
+    if let Some(constness) = &sig.constness {
+        errors.push(
+            constness.span(),
+            "#[memoize] cannot cache a `const fn`: a cache lives at run time",
+        );
+    }
+    if let Some(asyncness) = &sig.asyncness {
+        errors.push(
+            asyncness.span(),
+            "#[memoize] does not support `async fn` yet: memoize a synchronous helper, or cache \
+             the future's output yourself in a `syncmap::SyncMap`",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.push(
+            variadic.span(),
+            "#[memoize] cannot cache a variadic function",
+        );
+    }
+    let value_ty = match &sig.output {
+        ReturnType::Type(_, ty) => {
+            reject_impl_trait(ty, &mut errors);
+            Some((**ty).clone())
+        }
+        ReturnType::Default => {
+            errors.push(
+                sig.ident.span(),
+                format!(
+                    "#[memoize] needs a return type to cache: `fn {}(..) -> T`",
+                    sig.ident
+                ),
+            );
+            None
+        }
+    };
+    let return_kind = value_ty.as_ref().map_or(ReturnKind::Other, return_kind);
+
+    let ignored: Vec<&Ident> = options
+        .ignore
+        .as_ref()
+        .map(|(_, names)| names.iter().collect())
+        .unwrap_or_default();
+    let mut seen_ignored = vec![false; ignored.len()];
+    let mut is_ignored = |name: &str| -> bool {
+        match ignored.iter().position(|i| *i == name) {
+            Some(index) => {
+                seen_ignored[index] = true;
+                true
+            }
+            None => false,
+        }
+    };
+
+    let mut components = Vec::new();
+    let mut call_args = Vec::new();
+    let mut has_receiver = false;
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => {
+                has_receiver = true;
+                call_args.push(quote!(self));
+                if receiver.reference.is_some() && receiver.mutability.is_some() {
+                    errors.push(
+                        receiver.span(),
+                        "#[memoize] cannot cache a method taking `&mut self`: its result may \
+                         depend on state it changes",
+                    );
+                    continue;
+                }
+                if receiver.colon_token.is_some() {
+                    errors.push(
+                        receiver.span(),
+                        "#[memoize] supports `self` and `&self` receivers only",
+                    );
+                    continue;
+                }
+                if is_ignored("self") {
+                    continue;
+                }
+                let span = receiver.span();
+                let view = if receiver.reference.is_some() {
+                    quote!(self)
+                } else {
+                    quote!(&self)
+                };
+                components.push(Component {
+                    owned: quote_spanned!(span=> Self),
+                    make: quote!(::core::clone::Clone::clone(#view)),
+                    view,
+                    span,
+                });
+            }
+            FnArg::Typed(typed) => {
+                let ident = match &*typed.pat {
+                    Pat::Ident(pat) if pat.subpat.is_none() && pat.by_ref.is_none() => {
+                        pat.ident.clone()
+                    }
+                    other => {
+                        errors.push(
+                            other.span(),
+                            "#[memoize] needs a plain name for each argument (it becomes part of \
+                             the cache key); destructure inside the body instead",
+                        );
+                        continue;
+                    }
+                };
+                call_args.push(ident.to_token_stream());
+                reject_impl_trait(&typed.ty, &mut errors);
+                if let Type::Reference(reference) = &*typed.ty {
+                    if let Some(mutability) = &reference.mutability {
+                        errors.push(
+                            mutability.span().join(reference.elem.span()).unwrap_or(typed.ty.span()),
+                            format!(
+                                "#[memoize] cannot cache a function taking `&mut` (argument `{ident}`): \
+                                 its result may depend on what it changes"
+                            ),
+                        );
+                        continue;
+                    }
+                }
+                if is_ignored(&ident.to_string()) {
+                    continue;
+                }
+                components.push(component(&ident, &typed.ty));
+            }
+        }
+    }
+    for (name, seen) in ignored.iter().zip(&seen_ignored) {
+        if !seen {
+            errors.push(
+                name.span(),
+                format!("`ignore({name})`: the function has no argument `{name}`"),
+            );
+        }
+    }
+
+    if let Some(span) = options.cache_err {
+        if return_kind != ReturnKind::Result {
+            errors.push(span, "`cache_err` applies to functions returning `Result`");
+        }
+    }
+    if let Some(span) = options.skip_none {
+        if return_kind != ReturnKind::Option {
+            errors.push(span, "`skip_none` applies to functions returning `Option`");
+        }
+    }
+    if let (Some(_), Some((ignore_span, _))) = (&options.key, &options.ignore) {
+        errors.push(
+            *ignore_span,
+            "`ignore` has no effect with `key`: the key is exactly the `key` expression",
+        );
+    }
+
+    if let Some(errors) = errors.0 {
+        return Err(errors);
+    }
+    let value_ty = value_ty.expect("checked above");
+
+    let keep = match return_kind {
+        ReturnKind::Result if options.cache_err.is_none() => {
+            quote!(|value: &#value_ty| ::core::result::Result::is_ok(value))
+        }
+        ReturnKind::Option if options.skip_none.is_some() => {
+            quote!(|value: &#value_ty| ::core::option::Option::is_some(value))
+        }
+        _ => quote!(|_: &#value_ty| true),
+    };
+
+    let key_var = format_ident!("__syncmap_key");
+    let (key_ty, setup, view, make_key, asserted) = if let Some((_, ty, expr)) = &options.key {
+        let span = ty.span();
+        (
+            ty.to_token_stream(),
+            quote!(let #key_var: #ty = #expr;),
+            quote!(&#key_var),
+            quote!(::core::clone::Clone::clone(&#key_var)),
+            vec![(span, ty.to_token_stream())],
+        )
+    } else {
+        let asserted = components
+            .iter()
+            .map(|c| (c.span, c.owned.clone()))
+            .collect();
+        match components.as_slice() {
+            [] => (quote!(()), quote!(), quote!(&()), quote!(()), asserted),
+            [one] => (
+                one.owned.clone(),
+                quote!(),
+                one.view.clone(),
+                one.make.clone(),
+                asserted,
+            ),
+            many => {
+                if many.len() > 12 {
+                    return Err(syn::Error::new(
+                        sig.inputs.span(),
+                        "#[memoize] supports at most 12 cached arguments; use `key: T = ..` or \
+                         `ignore(..)`",
+                    ));
+                }
+                let owned = many.iter().map(|c| &c.owned);
+                let views = many.iter().map(|c| &c.view);
+                let makes = many.iter().map(|c| &c.make);
+                (
+                    quote!((#(#owned,)*)),
+                    quote!(),
+                    quote!(&::syncmap::__private::KeyRef((#(#views,)*))),
+                    quote!((#(#makes,)*)),
+                    asserted,
+                )
+            }
+        }
+    };
+    let key_asserts = asserted
+        .into_iter()
+        .map(|(span, ty)| {
+            quote_spanned! {span=>
+                __syncmap_key_part_is_hash_and_eq::<#ty>();
+            }
+        })
+        .collect();
+
+    let per_instantiation = has_receiver
+        || options.in_impl.is_some()
+        || sig
+            .generics
+            .params
+            .iter()
+            .any(|p| !matches!(p, syn::GenericParam::Lifetime(_)))
+        || mentions_self(&sig.inputs.to_token_stream())
+        || mentions_self(&sig.output.to_token_stream());
+
+    Ok(Plan {
+        key_ty,
+        value_ty,
+        setup,
+        view,
+        make_key,
+        keep,
+        call_args,
+        in_impl: has_receiver
+            || options.in_impl.is_some()
+            || mentions_self(&sig.inputs.to_token_stream())
+            || mentions_self(&sig.output.to_token_stream()),
+        per_instantiation,
+        key_asserts,
+    })
+}
+
+/// The key component of an argument `ident: ty`.
+fn component(ident: &Ident, ty: &Type) -> Component {
+    let span = ty.span();
+    match ty {
+        Type::Reference(reference) => {
+            let elem = &reference.elem;
+            let owned = match &**elem {
+                Type::Path(path) if path.qself.is_none() && path.path.is_ident("str") => {
+                    quote_spanned!(span=> ::std::string::String)
+                }
+                Type::Slice(slice) => {
+                    let item = &slice.elem;
+                    quote_spanned!(span=> ::std::vec::Vec<#item>)
+                }
+                _ => quote_spanned!(span=> <#elem as ::std::borrow::ToOwned>::Owned),
+            };
+            Component {
+                owned,
+                view: quote!(#ident),
+                make: quote!(::std::borrow::ToOwned::to_owned(#ident)),
+                span,
+            }
+        }
+        _ => Component {
+            owned: quote_spanned!(span=> #ty),
+            view: quote!(&#ident),
+            make: quote!(::core::clone::Clone::clone(&#ident)),
+            span,
+        },
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReturnKind {
+    Result,
+    Option,
+    Other,
+}
+
+/// `Result<..>` (any path ending in `Result`, such as `io::Result`) or `Option<..>`.
+fn return_kind(ty: &Type) -> ReturnKind {
+    if let Type::Path(path) = ty {
+        if let Some(last) = path.path.segments.last() {
+            if last.ident == "Result" {
+                return ReturnKind::Result;
+            }
+            if last.ident == "Option" {
+                return ReturnKind::Option;
+            }
+        }
+    }
+    ReturnKind::Other
+}
+
+/// Reports every `impl Trait` in a type.
+fn reject_impl_trait(ty: &Type, errors: &mut Errors) {
+    struct Finder<'a>(&'a mut Errors);
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_type_impl_trait(&mut self, node: &'ast syn::TypeImplTrait) {
+            self.0.push(
+                node.impl_token.span(),
+                "#[memoize] cannot cache `impl Trait` types: name the type (the cache stores \
+                 keys and values in a static)",
+            );
+        }
+    }
+    Finder(errors).visit_type(ty);
+}
+
+/// Whether the tokens use `Self`.
+fn mentions_self(tokens: &TokenStream) -> bool {
+    tokens.clone().into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => ident == "Self",
+        TokenTree::Group(group) => mentions_self(&group.stream()),
+        _ => false,
+    })
+}
