@@ -7,7 +7,12 @@ use syn::{GenericParam, ItemFn};
 use crate::{parse, validate};
 
 pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let function: ItemFn = syn::parse2(item)?;
+    let function: ItemFn = syn::parse2(item.clone()).map_err(|error| {
+        syn::Error::new(
+            error.span(),
+            "#[memoize] applies to functions (free functions, methods and associated functions)",
+        )
+    })?;
     // Report option errors and signature errors together.
     let options = parse::options(args);
     let plan = match &options {

@@ -48,7 +48,15 @@ struct Errors(Option<syn::Error>);
 
 impl Errors {
     fn push(&mut self, span: Span, message: impl std::fmt::Display) {
-        let error = syn::Error::new(span, message);
+        self.add(syn::Error::new(span, message));
+    }
+
+    /// An error spanning all of `tokens` (on stable, `Span::join` is unavailable).
+    fn push_spanned(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.add(syn::Error::new_spanned(tokens, message));
+    }
+
+    fn add(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(errors) => errors.combine(error),
             None => self.0 = Some(error),
@@ -122,8 +130,8 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
                 has_receiver = true;
                 call_args.push(quote!(self));
                 if receiver.reference.is_some() && receiver.mutability.is_some() {
-                    errors.push(
-                        receiver.span(),
+                    errors.push_spanned(
+                        receiver,
                         "#[memoize] cannot cache a method taking `&mut self`: its result may \
                          depend on state it changes",
                     );
@@ -170,8 +178,9 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
                 reject_impl_trait(&typed.ty, &mut errors);
                 if let Type::Reference(reference) = &*typed.ty {
                     if let Some(mutability) = &reference.mutability {
-                        errors.push(
-                            mutability.span().join(reference.elem.span()).unwrap_or(typed.ty.span()),
+                        let _ = mutability;
+                        errors.push_spanned(
+                            &typed.ty,
                             format!(
                                 "#[memoize] cannot cache a function taking `&mut` (argument `{ident}`): \
                                  its result may depend on what it changes"
@@ -368,8 +377,8 @@ fn reject_impl_trait(ty: &Type, errors: &mut Errors) {
     struct Finder<'a>(&'a mut Errors);
     impl<'ast> Visit<'ast> for Finder<'_> {
         fn visit_type_impl_trait(&mut self, node: &'ast syn::TypeImplTrait) {
-            self.0.push(
-                node.impl_token.span(),
+            self.0.push_spanned(
+                node,
                 "#[memoize] cannot cache `impl Trait` types: name the type (the cache stores \
                  keys and values in a static)",
             );

@@ -1,0 +1,79 @@
+//! A cache hit allocates nothing, `&str` arguments included: counted by a global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use syncmap::memoize;
+
+/// Counts allocations made by the current thread (other test threads do not interfere).
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to `System`; the counter is a thread-local `Cell` of a `const`-initialized
+// type, which needs no allocation and no registration, so it is safe to touch from the allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: forwarded.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_during(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+#[memoize]
+fn pair_len(a: &str, b: &str) -> usize {
+    a.len() + b.len()
+}
+
+#[memoize]
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[memoize]
+fn sum(xs: &[u32]) -> u32 {
+    xs.iter().sum()
+}
+
+#[test]
+fn hits_allocate_nothing() {
+    // Misses allocate (owned keys, cells); warm up, including the thread's first use of the
+    // map's reclamation and counters.
+    assert_eq!(pair_len("kitten", "sitting"), 13);
+    assert_eq!(double(21), 42);
+    assert_eq!(sum(&[1, 2, 3]), 6);
+    for _ in 0..3 {
+        pair_len("kitten", "sitting");
+        double(21);
+        sum(&[1, 2, 3]);
+    }
+    let allocations = allocations_during(|| {
+        for _ in 0..1000 {
+            assert_eq!(pair_len("kitten", "sitting"), 13);
+            assert_eq!(double(21), 42);
+            assert_eq!(sum(&[1, 2, 3]), 6);
+        }
+    });
+    assert_eq!(allocations, 0);
+    // And the counter does count: a miss allocates.
+    assert!(
+        allocations_during(|| {
+            pair_len("new", "key");
+        }) > 0
+    );
+}

@@ -1,0 +1,8 @@
+use syncmap::memoize;
+
+#[memoize]
+async fn fetch(id: u64) -> u64 {
+    id
+}
+
+fn main() {}

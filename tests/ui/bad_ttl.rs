@@ -1,0 +1,8 @@
+use syncmap::memoize;
+
+#[memoize(ttl = "30 parsecs")]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn main() {}

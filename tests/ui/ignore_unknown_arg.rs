@@ -1,0 +1,8 @@
+use syncmap::memoize;
+
+#[memoize(ignore(verbose))]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use syncmap::memoize;
+
+#[memoize]
+fn log(message: &str) {
+    println!("{message}");
+}
+
+fn main() {}

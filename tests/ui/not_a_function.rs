@@ -1,0 +1,6 @@
+use syncmap::memoize;
+
+#[memoize]
+struct Cache;
+
+fn main() {}

@@ -1,0 +1,8 @@
+use syncmap::memoize;
+
+#[memoize]
+fn add((a, b): (u8, u8)) -> u8 {
+    a + b
+}
+
+fn main() {}
