@@ -208,6 +208,11 @@ pub use syncmap_core::*;
 /// unknown, duplicated or mistyped options, arguments that are not `Hash + Eq`.
 pub use syncmap_macros::memoize;
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Implementation details used by code that `#[memoize]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
