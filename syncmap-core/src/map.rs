@@ -280,9 +280,13 @@ where
 
     /// Go's `missLocked`: counts a locked lookup and promotes the dirty map once misses reach
     /// its length.
+    ///
+    /// Unlike Go, it does not promote a dirty map that holds no key the snapshot lacks: that
+    /// promotion would only drop deleted keys, and paying a new snapshot and a new copy for it
+    /// on every few misses is what makes Go's delete-and-store-again loops slow.
     fn miss_locked(&self, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
         dirty.misses += 1;
-        if dirty.misses >= dirty.len() {
+        if dirty.misses >= dirty.len() && dirty.dirty_only > 0 {
             self.promote_locked(dirty, guard);
         }
     }
@@ -435,8 +439,12 @@ where
             if let Some(entry) = find(&read.table, hash, &key) {
                 self.unexpunge_locked(&mut dirty, hash, *entry);
                 entry.swap_locked(*value, &guard)
-            } else if let Some(entry) = dirty.find(hash, &key) {
-                entry.swap_locked(*value, &guard)
+            } else if let Some(entry) = dirty.find(hash, &key).copied() {
+                // Unlike Go, a store to a key only the dirty map has counts as a miss: promotion
+                // is what lets the next stores to it skip the lock.
+                let replaced = entry.swap_locked(*value, &guard);
+                self.miss_locked(&mut dirty, &guard);
+                replaced
             } else {
                 self.insert_new_locked(&mut dirty, read, hash, Entry::new(key, *value), &guard);
                 (None, LiveDelta::Added)
@@ -459,6 +467,7 @@ where
         read.note_dirty_key(hash);
         dirty.insert(hash, EntryPtr::new(entry), |key| self.hash(key));
         dirty.new_keys += 1;
+        dirty.dirty_only += 1;
         if dirty.new_keys >= read.dirty_capacity() {
             self.promote_locked(dirty, guard);
         }
@@ -641,6 +650,12 @@ where
                 *entry
             } else if read.amended() {
                 let removed = dirty.remove(hash, key);
+                if removed.is_some() {
+                    dirty.dirty_only -= 1;
+                    if dirty.dirty_only == 0 {
+                        read.clear_amended();
+                    }
+                }
                 self.miss_locked(&mut dirty, guard);
                 let removed = removed?;
                 // SAFETY: the entry was only in the dirty map (never in a snapshot) and has just
@@ -810,8 +825,20 @@ where
         }
         let mut dirty = self.dirty.lock();
         let dead = self.detach_all_locked(&dirty, &guard);
-        dirty.reset();
-        self.publish_locked(Table::new(), dead, &guard);
+        let read = self.snapshot(&guard);
+        if read.table.is_empty() {
+            // Only dirty-only keys: no new snapshot needed, and the dirty table is reused.
+            dirty.clear_keeping_capacity();
+            read.clear_amended();
+            for entry in dead {
+                // SAFETY: the entry was only in the dirty map, which no longer holds it, so
+                // threads that take the lock later cannot reach it; allocated by `EntryPtr::new`.
+                unsafe { sync::retire_box(&guard, entry.as_ptr()) };
+            }
+        } else {
+            dirty.reset();
+            self.publish_locked(Table::new(), dead, &guard);
+        }
     }
 }
 

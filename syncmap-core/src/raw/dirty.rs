@@ -37,6 +37,8 @@ pub(crate) struct Dirty<K, V> {
     /// Keys the snapshot lacks inserted since the last promotion (deletions do not lower it:
     /// their filter bits stay set).
     pub(crate) new_keys: usize,
+    /// Keys the snapshot lacks that the dirty map holds now.
+    pub(crate) dirty_only: usize,
 }
 
 /// What a promotion publishes, and what leaves the map with the old snapshot.
@@ -62,6 +64,7 @@ impl<K, V> Default for Dirty<K, V> {
             expunged: Vec::new(),
             misses: 0,
             new_keys: 0,
+            dirty_only: 0,
         }
     }
 }
@@ -167,5 +170,19 @@ impl<K, V> Dirty<K, V> {
     /// Drops the dirty map, as `clear` does.
     pub(crate) fn reset(&mut self) {
         *self = Dirty::default();
+    }
+
+    /// Empties the dirty map but keeps its table's allocation, for `clear` on a map whose
+    /// snapshot is empty (no copy can be in progress then: there is nothing to copy).
+    pub(crate) fn clear_keeping_capacity(&mut self) {
+        debug_assert!(self.copy.as_ref().is_none_or(|c| c.unvisited == 0));
+        if let Some(table) = &mut self.table {
+            table.clear();
+        }
+        self.copy = None;
+        self.expunged.clear();
+        self.misses = 0;
+        self.new_keys = 0;
+        self.dirty_only = 0;
     }
 }

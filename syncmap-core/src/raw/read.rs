@@ -28,9 +28,9 @@ where
 /// # Invariants
 ///
 /// - `table` never changes after publication; entries' values change in place.
-/// - `amended` goes from false to true at most once, under the dirty lock, before the first key
-///   absent from `table` is inserted in the dirty map; it never goes back. A newer snapshot is
-///   published instead.
+/// - `amended` is true whenever the dirty map holds a key absent from `table`: it is set, under
+///   the dirty lock, before such a key is inserted, and cleared, under the lock, only when the
+///   dirty map holds no such key any more (its last one was deleted, or `clear` emptied it).
 /// - For every key inserted in the dirty map while this snapshot is the current one and absent
 ///   from `table`, both of its filter bits are set (under the dirty lock) before the insertion
 ///   is visible. So a reader that misses in `table` and finds a bit clear may answer "absent"
@@ -108,5 +108,11 @@ impl<K, V> ReadOnly<K, V> {
         if !self.amended.load(Ordering::Relaxed) {
             self.amended.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// Records that the dirty map holds no key absent from `table` any more. Caller holds the
+    /// dirty lock. The filter keeps its bits: they only cost false positives.
+    pub(crate) fn clear_amended(&self) {
+        self.amended.store(false, Ordering::SeqCst);
     }
 }
