@@ -87,7 +87,7 @@ pub struct MemoConfig {
 pub struct Memo<K, V> {
     name: &'static str,
     config: MemoConfig,
-    map: SyncMap<K, SlotRef<V>>,
+    map: SyncMap<K, SlotRef<V>, foldhash::fast::RandomState>,
     counters: Counters,
     debug: __private::MemoDebug<K, V>,
 }
@@ -119,7 +119,7 @@ where
         Memo {
             name,
             config,
-            map: SyncMap::new(),
+            map: SyncMap::default(),
             counters: Counters::default(),
             debug,
         }
@@ -421,61 +421,60 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        let mut make_key = Some(make_key);
-        let mut compute = Some(compute);
-        let mut keep = Some(keep);
-        loop {
-            let slot = match self.map.load(key) {
-                Some(slot) => slot,
-                None => {
-                    self.make_room();
-                    let make_key = make_key.take().expect("the key is made once");
-                    self.map
-                        .load_or_store_with(make_key(), || SlotRef(Arc::new(Slot::new())))
-                        .0
+        // The caller's hit check just missed: insert a cell right away (load_or_store_with
+        // returns the existing one if another caller inserted it meanwhile).
+        self.make_room();
+        let mut slot = self
+            .map
+            .load_or_store_with(make_key(), || SlotRef(Arc::new(Slot::new())))
+            .0;
+        if let Some(stored) = slot.0.get() {
+            if !self.expired(stored.at) {
+                return stored.value.clone();
+            }
+            // Expired: put a fresh cell in its place (or take the one another caller put).
+            self.counters.bump(Counter::Expiration);
+            let fresh = SlotRef(Arc::new(Slot::new()));
+            slot = if self.map.compare_and_swap(key, &slot, fresh.clone()) {
+                fresh
+            } else {
+                match self.map.load(key) {
+                    Some(current) => current,
+                    // Invalidated meanwhile: compute for this caller without caching.
+                    None => return compute(),
                 }
             };
             if let Some(stored) = slot.0.get() {
-                if self.expired(stored.at) {
-                    self.counters.bump(Counter::Expiration);
-                    self.map.compare_and_delete(key, &slot);
-                    if make_key.is_none() {
-                        // The key was consumed inserting this slot; an expired slot we just
-                        // inserted cannot be, but be safe: compute without caching.
-                        return compute.take().expect("computed once")();
-                    }
-                    continue;
-                }
-                return stored.value.clone();
-            }
-            let counters = &self.counters;
-            let compute = compute.take().expect("computed once");
-            let outcome = {
-                // Remove the empty slot if the body panics, so later callers start afresh.
-                let cleanup = RemoveOnUnwind {
-                    memo: self,
-                    key,
-                    slot: &slot,
+                return if self.expired(stored.at) {
+                    compute()
+                } else {
+                    stored.value.clone()
                 };
-                let outcome = slot.0.get_or_compute(
-                    self.name,
-                    self.config.ttl.is_some(),
-                    || {
-                        counters.bump(Counter::Computation);
-                        compute()
-                    },
-                    keep.take().expect("kept once"),
-                );
-                std::mem::forget(cleanup);
-                outcome
-            };
-            return match outcome {
-                Outcome::Cached(value) => value,
-                Outcome::Uncached(value) => {
-                    self.map.compare_and_delete(key, &slot);
-                    value
-                }
-            };
+            }
+        }
+        let counters = &self.counters;
+        // Remove the empty cell if the body panics, so later callers start afresh.
+        let cleanup = RemoveOnUnwind {
+            memo: self,
+            key,
+            slot: &slot,
+        };
+        let outcome = slot.0.get_or_compute(
+            self.name,
+            self.config.ttl.is_some(),
+            || {
+                counters.bump(Counter::Computation);
+                compute()
+            },
+            keep,
+        );
+        std::mem::forget(cleanup);
+        match outcome {
+            Outcome::Cached(value) => value,
+            Outcome::Uncached(value) => {
+                self.map.compare_and_delete(key, &slot);
+                value
+            }
         }
     }
 

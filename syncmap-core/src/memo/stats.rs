@@ -1,8 +1,7 @@
 //! Hit and miss counters that add no shared write to the hit path: each thread counts on its own
 //! stripe (chosen by a thread-local index), and readers sum the stripes.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Counters of one [`Memo`](super::Memo), as [`Memo::stats`](super::Memo::stats) reports them.
 ///
@@ -66,41 +65,83 @@ pub(crate) enum Counter {
 struct Stripe([AtomicU64; 5]);
 
 /// Striped counters.
-#[derive(Default)]
 pub(crate) struct Counters {
     stripes: [Stripe; STRIPES],
 }
 
-const STRIPES: usize = 16;
-
-thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            stripes: std::array::from_fn(|_| Stripe::default()),
+        }
+    }
 }
 
-/// The current thread's stripe: threads are numbered in the order they first count.
-#[inline]
-fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    STRIPE.with(|stripe| {
-        let mut index = stripe.get();
-        if index == usize::MAX {
-            index = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-            stripe.set(index);
+const STRIPES: usize = 64;
+
+/// Which stripes a live thread owns alone.
+static CLAIMED: [AtomicBool; STRIPES] = [const { AtomicBool::new(false) }; STRIPES];
+
+/// The current thread's stripe, and whether no other live thread uses it.
+struct StripeToken {
+    index: usize,
+    exclusive: bool,
+}
+
+impl StripeToken {
+    fn claim() -> StripeToken {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        for (index, claimed) in CLAIMED.iter().enumerate() {
+            if !claimed.swap(true, Ordering::AcqRel) {
+                return StripeToken {
+                    index,
+                    exclusive: true,
+                };
+            }
         }
-        index
-    })
+        StripeToken {
+            index: NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES,
+            exclusive: false,
+        }
+    }
+}
+
+impl Drop for StripeToken {
+    fn drop(&mut self) {
+        if self.exclusive {
+            CLAIMED[self.index].store(false, Ordering::Release);
+        }
+    }
+}
+
+thread_local! {
+    static STRIPE: StripeToken = StripeToken::claim();
 }
 
 impl Counters {
     /// Adds one on the current thread's stripe.
     #[inline]
     pub(crate) fn bump(&self, counter: Counter) {
-        self.stripes[stripe()].0[counter as usize].fetch_add(1, Ordering::Relaxed);
+        self.add(counter, 1);
     }
 
-    /// Adds `n`.
+    /// Adds `n` on the current thread's stripe: a plain load and store when the thread owns the
+    /// stripe (no locked instruction on the hit path), an atomic add when more than 64 threads
+    /// live at once and it shares one.
+    #[inline]
     pub(crate) fn add(&self, counter: Counter, n: u64) {
-        self.stripes[stripe()].0[counter as usize].fetch_add(n, Ordering::Relaxed);
+        let add = |token: &StripeToken| {
+            let cell = &self.stripes[token.index].0[counter as usize];
+            if token.exclusive {
+                cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+            } else {
+                cell.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        if STRIPE.try_with(add).is_err() {
+            // During thread teardown: count on a shared stripe, atomically.
+            self.stripes[STRIPES - 1].0[counter as usize].fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     fn sum(&self, counter: Counter) -> u64 {

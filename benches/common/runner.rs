@@ -1,0 +1,201 @@
+//! Go-style parallel benchmark runner: every thread runs the same loop `iterations` times with
+//! its own counter `i` starting at `thread * iterations` (as in Go's `RunParallel`), and the
+//! result is wall time / total operations, the median of several runs.
+#![allow(dead_code)]
+
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// Command-line options shared by the benches (`cargo bench --bench X -- --quick ...`).
+pub struct Args {
+    pub quick: bool,
+    pub workloads: Option<Vec<String>>,
+    pub maps: Option<Vec<String>>,
+    pub threads: Vec<usize>,
+}
+
+impl Args {
+    pub fn parse() -> Args {
+        let mut args = Args {
+            quick: false,
+            workloads: None,
+            maps: None,
+            threads: default_threads(),
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(arg) = it.next() {
+            let list = |it: &mut dyn Iterator<Item = String>| -> Vec<String> {
+                it.next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            };
+            match arg.as_str() {
+                "--quick" => args.quick = true,
+                "--workloads" => args.workloads = Some(list(&mut it)),
+                "--maps" => args.maps = Some(list(&mut it)),
+                "--threads" => {
+                    args.threads = list(&mut it)
+                        .iter()
+                        .map(|t| t.parse().expect("--threads takes numbers"))
+                        .collect()
+                }
+                "--bench" | "--nocapture" => {}
+                other if other.starts_with("--") => eprintln!("ignoring unknown flag {other}"),
+                _ => {}
+            }
+        }
+        args
+    }
+
+    pub fn wants_workload(&self, name: &str) -> bool {
+        self.workloads
+            .as_ref()
+            .is_none_or(|w| w.iter().any(|x| x.eq_ignore_ascii_case(name)))
+    }
+
+    pub fn wants_map(&self, name: &str) -> bool {
+        self.maps
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|x| x.eq_ignore_ascii_case(name)))
+    }
+
+    /// Time each measured run aims at, and how many runs to take the median of.
+    pub fn budget(&self) -> (Duration, usize) {
+        if self.quick {
+            (Duration::from_millis(25), 3)
+        } else {
+            (Duration::from_millis(200), 5)
+        }
+    }
+}
+
+/// 1, 2 and `available_parallelism()`, without duplicates.
+pub fn default_threads() -> Vec<usize> {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = vec![1, 2, n];
+    threads.sort_unstable();
+    threads.dedup();
+    threads
+}
+
+/// Runs the loop made by `per_thread` for `i` in `thread * iterations .. (thread + 1) *
+/// iterations` on each of `threads` threads, returning the wall time of the loops.
+pub fn run_once<S, F, L>(threads: usize, iterations: u64, state: &S, per_thread: &F) -> Duration
+where
+    S: Sync,
+    F: Fn() -> L + Sync,
+    L: FnMut(&S, u64),
+{
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|scope| {
+        for t in 0..threads as u64 {
+            let barrier = &barrier;
+            scope.spawn(move || {
+                let mut body = per_thread();
+                barrier.wait();
+                for i in t * iterations..(t + 1) * iterations {
+                    body(state, i);
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        start.elapsed()
+    })
+}
+
+/// ns/op, median of runs, each on a fresh state from `make`; iterations calibrated so that one
+/// run takes about the budget.
+pub fn measure<S, M, F, L>(args: &Args, threads: usize, make: M, per_thread: F) -> f64
+where
+    S: Sync,
+    M: Fn() -> S,
+    F: Fn() -> L + Sync,
+    L: FnMut(&S, u64),
+{
+    let (target, runs) = args.budget();
+    let mut iterations = 64u64;
+    loop {
+        let state = make();
+        let elapsed = run_once(threads, iterations, &state, &per_thread);
+        if elapsed >= target / 10 || iterations >= 1 << 32 {
+            let per_op = elapsed.as_secs_f64() / iterations as f64;
+            iterations = ((target.as_secs_f64() / per_op) as u64).clamp(64, 1 << 32);
+            break;
+        }
+        iterations *= 4;
+    }
+    let mut samples: Vec<f64> = (0..runs)
+        .map(|_| {
+            let state = make();
+            let elapsed = run_once(threads, iterations, &state, &per_thread);
+            elapsed.as_nanos() as f64 / (iterations as f64 * threads as f64)
+        })
+        .collect();
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[samples.len() / 2]
+}
+
+/// One measured figure.
+pub struct Row {
+    pub workload: String,
+    pub subject: String,
+    pub threads: usize,
+    pub value: f64,
+}
+
+/// Prints a Markdown table (workloads x subjects, one block per thread count) and writes JSON
+/// to `<workspace>/target/bench/<file>`.
+pub fn report(rows: &[Row], file: &str, subject_key: &str, value_key: &str, unit: &str) {
+    let mut subjects: Vec<&str> = Vec::new();
+    let mut workloads: Vec<&str> = Vec::new();
+    let mut threads: Vec<usize> = Vec::new();
+    for row in rows {
+        if !subjects.contains(&row.subject.as_str()) {
+            subjects.push(&row.subject);
+        }
+        if !workloads.contains(&row.workload.as_str()) {
+            workloads.push(&row.workload);
+        }
+        if !threads.contains(&row.threads) {
+            threads.push(row.threads);
+        }
+    }
+    for t in &threads {
+        println!("\n{unit}, {t} thread(s)\n");
+        println!("| workload | {} |", subjects.join(" | "));
+        println!("|---|{}", "---|".repeat(subjects.len()));
+        for w in &workloads {
+            let cells: Vec<String> = subjects
+                .iter()
+                .map(|s| {
+                    rows.iter()
+                        .find(|r| r.workload == *w && r.subject == *s && r.threads == *t)
+                        .map_or("-".to_string(), |r| format!("{:.1}", r.value))
+                })
+                .collect();
+            println!("| {w} | {} |", cells.join(" | "));
+        }
+    }
+    let json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "workload": r.workload,
+                subject_key: r.subject,
+                "threads": r.threads,
+                value_key: r.value,
+            })
+        })
+        .collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    let path = dir.join(file);
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).expect("write json");
+    println!("\nwrote {}", path.display());
+}

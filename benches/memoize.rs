@@ -1,0 +1,417 @@
+//! `#[memoize]` against what users would pick instead: `cached` (`#[cached]`, with and without
+//! `sync_writes`), the `memoize` crate (shared and thread-local caches), moka's `get_with`,
+//! quick_cache's `get_or_insert_with`, and a hand-written `RwLock<HashMap>`.
+//!
+//! `cargo bench --bench memoize [-- --quick] [--workloads a,b] [--maps x,y] [--threads 1,2]`
+//!
+//! Workloads: `hit u64` and `hit &str` (1024 warm keys), `miss u64` (a new key each call, a
+//! trivial body), `stampede` (all threads ask for the same missing key, whose body takes 20 µs;
+//! the figure is µs per key, and the number of body runs per key is printed). Also prints
+//! allocations per hit. Writes `target/bench/memoize.json`.
+
+#[path = "common/runner.rs"]
+mod runner;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Barrier, LazyLock};
+use std::time::{Duration, Instant};
+
+use runner::{measure, Args, Row};
+
+struct Counting;
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+// SAFETY: forwards to `System`; the counter is a const-initialized thread-local `Cell`.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: forwarded.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+const KEYS: u64 = 1024;
+static STR_KEYS: LazyLock<Vec<String>> =
+    LazyLock::new(|| (0..KEYS).map(|i| format!("key-{i:05}")).collect());
+static BODY_RUNS: AtomicU64 = AtomicU64::new(0);
+/// New keys for the miss workload, shared by every run so that keys are never reused.
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1 << 40);
+
+fn cheap(x: u64) -> u64 {
+    x.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17)
+}
+
+fn slow(x: u64) -> u64 {
+    BODY_RUNS.fetch_add(1, Ordering::Relaxed);
+    let until = Instant::now() + Duration::from_micros(20);
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    x
+}
+
+/// The three functions of one subject: u64 key, &str key, slow body.
+trait Subject: Sync {
+    const NAME: &'static str;
+    fn u64_key(x: u64) -> u64;
+    fn str_key(s: &str) -> usize;
+    fn slow_key(x: u64) -> u64;
+}
+
+mod ours {
+    #[syncmap::memoize]
+    pub fn u64_key(x: u64) -> u64 {
+        super::cheap(x)
+    }
+    #[syncmap::memoize]
+    pub fn str_key(s: &str) -> usize {
+        s.len()
+    }
+    #[syncmap::memoize]
+    pub fn slow_key(x: u64) -> u64 {
+        super::slow(x)
+    }
+}
+
+mod cached_plain {
+    use cached::proc_macro::cached;
+    #[cached(sync_writes = false)]
+    pub fn u64_key(x: u64) -> u64 {
+        super::cheap(x)
+    }
+    #[cached(sync_writes = false, key = "String", convert = r#"{ s.to_string() }"#)]
+    pub fn str_key(s: &str) -> usize {
+        s.len()
+    }
+    #[cached(sync_writes = false)]
+    pub fn slow_key(x: u64) -> u64 {
+        super::slow(x)
+    }
+}
+
+mod cached_sync {
+    use cached::proc_macro::cached;
+    #[cached(sync_writes = true)]
+    pub fn u64_key(x: u64) -> u64 {
+        super::cheap(x)
+    }
+    #[cached(sync_writes = true, key = "String", convert = r#"{ s.to_string() }"#)]
+    pub fn str_key(s: &str) -> usize {
+        s.len()
+    }
+    #[cached(sync_writes = true)]
+    pub fn slow_key(x: u64) -> u64 {
+        super::slow(x)
+    }
+}
+
+mod memoize_shared {
+    use memoize::memoize;
+    #[memoize(SharedCache)]
+    pub fn u64_key(x: u64) -> u64 {
+        super::cheap(x)
+    }
+    /// The `memoize` crate rejects `&str` arguments: callers pass an owned `String`.
+    #[memoize(SharedCache)]
+    pub fn str_key(s: String) -> usize {
+        s.len()
+    }
+    #[memoize(SharedCache)]
+    pub fn slow_key(x: u64) -> u64 {
+        super::slow(x)
+    }
+}
+
+mod memoize_local {
+    use memoize::memoize;
+    #[memoize]
+    pub fn u64_key(x: u64) -> u64 {
+        super::cheap(x)
+    }
+    #[memoize]
+    pub fn str_key(s: String) -> usize {
+        s.len()
+    }
+    #[memoize]
+    pub fn slow_key(x: u64) -> u64 {
+        super::slow(x)
+    }
+}
+
+mod moka_cache {
+    use std::sync::LazyLock;
+    type C<K, V> = LazyLock<moka::sync::Cache<K, V>>;
+    static U64: C<u64, u64> = LazyLock::new(|| moka::sync::Cache::new(1 << 24));
+    static STR: C<String, usize> = LazyLock::new(|| moka::sync::Cache::new(1 << 24));
+    static SLOW: C<u64, u64> = LazyLock::new(|| moka::sync::Cache::new(1 << 24));
+    pub fn u64_key(x: u64) -> u64 {
+        U64.get_with(x, || super::cheap(x))
+    }
+    pub fn str_key(s: &str) -> usize {
+        STR.get_with_by_ref(s, || s.len())
+    }
+    pub fn slow_key(x: u64) -> u64 {
+        SLOW.get_with(x, || super::slow(x))
+    }
+}
+
+mod quick {
+    use std::convert::Infallible;
+    use std::sync::LazyLock;
+    type C<K, V> = LazyLock<quick_cache::sync::Cache<K, V>>;
+    static U64: C<u64, u64> = LazyLock::new(|| quick_cache::sync::Cache::new(1 << 24));
+    static STR: C<String, usize> = LazyLock::new(|| quick_cache::sync::Cache::new(1 << 24));
+    static SLOW: C<u64, u64> = LazyLock::new(|| quick_cache::sync::Cache::new(1 << 24));
+    pub fn u64_key(x: u64) -> u64 {
+        U64.get_or_insert_with(&x, || Ok::<_, Infallible>(super::cheap(x)))
+            .unwrap()
+    }
+    pub fn str_key(s: &str) -> usize {
+        STR.get_or_insert_with(s, || Ok::<_, Infallible>(s.len()))
+            .unwrap()
+    }
+    pub fn slow_key(x: u64) -> u64 {
+        SLOW.get_or_insert_with(&x, || Ok::<_, Infallible>(super::slow(x)))
+            .unwrap()
+    }
+}
+
+mod rwlock {
+    use super::*;
+    type C<K, V> = LazyLock<parking_lot::RwLock<HashMap<K, V, foldhash::fast::RandomState>>>;
+    static U64: C<u64, u64> = LazyLock::new(Default::default);
+    static STR: C<String, usize> = LazyLock::new(Default::default);
+    static SLOW: C<u64, u64> = LazyLock::new(Default::default);
+    pub fn u64_key(x: u64) -> u64 {
+        if let Some(v) = U64.read().get(&x) {
+            return *v;
+        }
+        let v = super::cheap(x);
+        *U64.write().entry(x).or_insert(v)
+    }
+    pub fn str_key(s: &str) -> usize {
+        if let Some(v) = STR.read().get(s) {
+            return *v;
+        }
+        let v = s.len();
+        *STR.write().entry(s.to_string()).or_insert(v)
+    }
+    pub fn slow_key(x: u64) -> u64 {
+        if let Some(v) = SLOW.read().get(&x) {
+            return *v;
+        }
+        let v = super::slow(x);
+        *SLOW.write().entry(x).or_insert(v)
+    }
+}
+
+macro_rules! subject {
+    ($ty:ident, $name:literal, $module:ident, str_arg: $convert:expr) => {
+        struct $ty;
+        impl Subject for $ty {
+            const NAME: &'static str = $name;
+            fn u64_key(x: u64) -> u64 {
+                $module::u64_key(x)
+            }
+            fn str_key(s: &str) -> usize {
+                #[allow(clippy::redundant_closure_call)]
+                $module::str_key(($convert)(s))
+            }
+            fn slow_key(x: u64) -> u64 {
+                $module::slow_key(x)
+            }
+        }
+    };
+}
+
+subject!(Ours, "syncmap #[memoize]", ours, str_arg: |s| s);
+subject!(CachedPlain, "cached", cached_plain, str_arg: |s| s);
+subject!(CachedSync, "cached sync_writes", cached_sync, str_arg: |s| s);
+subject!(MemoizeShared, "memoize SharedCache", memoize_shared, str_arg: |s: &str| s.to_string());
+subject!(MemoizeLocal, "memoize thread-local", memoize_local, str_arg: |s: &str| s.to_string());
+subject!(Moka, "moka get_with", moka_cache, str_arg: |s| s);
+subject!(Quick, "quick_cache", quick, str_arg: |s| s);
+subject!(RwLockMap, "RwLock<HashMap>", rwlock, str_arg: |s| s);
+
+const SUBJECTS: &[&str] = &[
+    "syncmap #[memoize]",
+    "cached",
+    "cached sync_writes",
+    "memoize SharedCache",
+    "memoize thread-local",
+    "moka get_with",
+    "quick_cache",
+    "RwLock<HashMap>",
+];
+
+macro_rules! with_subject {
+    ($name:expr, $f:ident $(, $arg:expr)*) => {
+        match $name {
+            "syncmap #[memoize]" => $f::<Ours>($($arg),*),
+            "cached" => $f::<CachedPlain>($($arg),*),
+            "cached sync_writes" => $f::<CachedSync>($($arg),*),
+            "memoize SharedCache" => $f::<MemoizeShared>($($arg),*),
+            "memoize thread-local" => $f::<MemoizeLocal>($($arg),*),
+            "moka get_with" => $f::<Moka>($($arg),*),
+            "quick_cache" => $f::<Quick>($($arg),*),
+            "RwLock<HashMap>" => $f::<RwLockMap>($($arg),*),
+            other => panic!("unknown subject {other}"),
+        }
+    };
+}
+
+/// Warms every key on this thread (thread-local caches need it per thread).
+fn warm<S: Subject>() {
+    for i in 0..KEYS {
+        S::u64_key(i);
+        S::str_key(&STR_KEYS[i as usize]);
+    }
+}
+
+fn run<S: Subject>(workload: &str, args: &Args, threads: usize) -> f64 {
+    match workload {
+        "hit u64" => measure(
+            args,
+            threads,
+            || (),
+            || {
+                warm::<S>();
+                |_: &(), i: u64| {
+                    black_box(S::u64_key(i % KEYS));
+                }
+            },
+        ),
+        "hit &str" => measure(
+            args,
+            threads,
+            || (),
+            || {
+                warm::<S>();
+                |_: &(), i: u64| {
+                    black_box(S::str_key(&STR_KEYS[(i % KEYS) as usize]));
+                }
+            },
+        ),
+        "miss u64" => measure(
+            args,
+            threads,
+            || (),
+            || {
+                |_: &(), _: u64| {
+                    black_box(S::u64_key(NEXT_KEY.fetch_add(1, Ordering::Relaxed)));
+                }
+            },
+        ),
+        "stampede" => stampede::<S>(args, threads),
+        other => panic!("unknown workload {other}"),
+    }
+}
+
+/// All threads call the slow function with the same new key at once; µs per key.
+fn stampede<S: Subject>(args: &Args, threads: usize) -> f64 {
+    let rounds: u64 = if args.quick { 50 } else { 400 };
+    let barrier = Barrier::new(threads);
+    let runs_before = BODY_RUNS.load(Ordering::Relaxed);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                for _ in 0..rounds {
+                    barrier.wait();
+                    let key = NEXT_KEY.load(Ordering::Relaxed);
+                    black_box(S::slow_key(key));
+                    if barrier.wait().is_leader() {
+                        NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let per_key = start.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    let runs = BODY_RUNS.load(Ordering::Relaxed) - runs_before;
+    eprintln!(
+        "  stampede {}: {threads} thread(s), {:.2} body runs per key",
+        S::NAME,
+        runs as f64 / rounds as f64
+    );
+    per_key
+}
+
+fn allocations_per_hit<S: Subject>() -> (f64, f64) {
+    warm::<S>();
+    warm::<S>();
+    let n = 10_000u64;
+    let before = allocations();
+    for i in 0..n {
+        black_box(S::u64_key(i % KEYS));
+    }
+    let u64_hits = (allocations() - before) as f64 / n as f64;
+    let before = allocations();
+    for i in 0..n {
+        black_box(S::str_key(&STR_KEYS[(i % KEYS) as usize]));
+    }
+    (u64_hits, (allocations() - before) as f64 / n as f64)
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut rows = Vec::new();
+    for subject in SUBJECTS.iter().filter(|s| args.wants_map(s)) {
+        let (u64_allocs, str_allocs) = with_subject!(*subject, allocations_per_hit);
+        for (workload, value) in [
+            ("allocations per hit, u64", u64_allocs),
+            ("allocations per hit, &str", str_allocs),
+        ] {
+            rows.push(Row {
+                workload: workload.to_string(),
+                subject: subject.to_string(),
+                threads: 1,
+                value,
+            });
+        }
+    }
+    for &threads in &args.threads {
+        for workload in ["hit u64", "hit &str", "miss u64", "stampede"] {
+            if !args.wants_workload(workload) {
+                continue;
+            }
+            for subject in SUBJECTS.iter().filter(|s| args.wants_map(s)) {
+                let value = with_subject!(*subject, run, workload, &args, threads);
+                let unit = if workload == "stampede" {
+                    "µs/key"
+                } else {
+                    "ns/call"
+                };
+                eprintln!("{workload:<10} {subject:<22} {threads} thread(s): {value:9.1} {unit}");
+                rows.push(Row {
+                    workload: workload.to_string(),
+                    subject: subject.to_string(),
+                    threads,
+                    value,
+                });
+            }
+        }
+    }
+    runner::report(
+        &rows,
+        "memoize.json",
+        "subject",
+        "value",
+        "ns per call (stampede: µs per key; allocation rows: allocations per hit)",
+    );
+}
