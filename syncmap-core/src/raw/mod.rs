@@ -4,5 +4,6 @@
 pub(crate) mod counter;
 pub(crate) mod dirty;
 pub(crate) mod entry;
+pub(crate) mod epoch;
 pub(crate) mod read;
 pub(crate) mod sync;

@@ -1,0 +1,797 @@
+//! A small epoch-based reclamation scheme built for the map, whose reader side executes no
+//! locked instruction: pinning is a load of the global epoch and a plain store to the thread's
+//! record, unpinning is a plain (release) store. It exposes the subset of `seize`'s API the map
+//! uses (`Collector::enter`, `LocalGuard::{protect, defer_retire, thread_id}`), so switching is a
+//! type swap.
+//!
+//! # Design
+//!
+//! - `EPOCH`: one global counter, only ever advanced by `fetch_add(1, AcqRel)` (so every write
+//!   to it is an RMW and each write heads a release sequence containing all later ones).
+//! - A global, append-only list of cache-padded per-thread [`Record`]s. A thread claims one on
+//!   first use (`in_use` CAS, acquire) and releases it from a TLS destructor (release), so ids
+//!   stay small and are reused. A record's `epoch` is `INACTIVE` or the epoch its owner read
+//!   when it last pinned.
+//! - Pin (outermost guard only, nesting is counted in `depth`): `e = EPOCH.load(Acquire);
+//!   record.epoch.store(e, Release); light()`. Unpin: `record.epoch.store(INACTIVE, Release)`.
+//! - `light()` is a compiler fence when `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` is
+//!   registered, a `SeqCst` fence otherwise (and always under miri and `cfg(syncmap_tsan)`);
+//!   `heavy()` is the `membarrier` syscall, or a `SeqCst` fence. The kernel guarantees that
+//!   `membarrier` makes every running thread of the process execute a full barrier, so for the
+//!   proof below a light barrier paired with a heavy barrier behaves as two `SeqCst` fences.
+//! - Retiring pushes `(ptr, free)` onto the calling thread's bag in the collector (indexed by
+//!   its record id, exclusive to the record's owner). A full bag (`BATCH` items) is *sealed*:
+//!   tagged `b = EPOCH.fetch_add(1, AcqRel) + 1` and moved to the collector's `sealed` list;
+//!   then a reclamation pass runs: `cur = EPOCH.load(Acquire); heavy(); min = min over records
+//!   of epoch (Acquire loads, INACTIVE counts as +inf)`; every sealed batch with
+//!   `tag <= min(cur, min)` is freed.
+//!
+//! # Why a freed batch cannot be in use (the proof)
+//!
+//! Take an object `p` in batch `b`, unlinked by `U` (the map's swap/CAS) before it was pushed to
+//! a bag; so `U` happens-before the sealing `fetch_add` `A_b` that wrote `b`. Take a reclaimer
+//! `C` whose pass frees the batch: `C` read `cur >= b` from `EPOCH` with acquire; since `A_b`
+//! heads a release sequence of RMWs containing the write of `cur`, `U` happens-before `C`'s
+//! fence `F_C` (the heavy barrier) and its scan. Take a reader `R` whose critical section
+//! loaded `p` by a load `L` (after its pin `P` and light barrier `F_R`), i.e. `L` read a value
+//! coherence-ordered before `U`.
+//!
+//! 1. `F_R` precedes `F_C` in the SC order: otherwise `F_C <S F_R`, `U` hb `F_C`, `F_R` sb `L`
+//!    would force `L` to observe `U` or later (C++20 [atomics.order]/4.4).
+//! 2. Hence `C`'s scan load of `R.epoch` (after `F_C`) observes `P` or a later write (same rule,
+//!    applied to the record's epoch; and to the list head for a record pushed just before `P`).
+//! 3. If it observes `P`, whose value `e` `R` read from `EPOCH` with acquire: if `e >= b`, `R`'s
+//!    load read from the release sequence of `A_b`, so `U` hb `L` and `L` could not read `p`,
+//!    a contradiction; so `e < b`, `min < b`, and the batch is not freed.
+//! 4. If it observes a later write, that is `R`'s unpin or a later pin (both release stores;
+//!    or, after a thread exit, the release of the record and the next owner's stores, which are
+//!    ordered after it by the `in_use` handover). Reading it with acquire makes all of the
+//!    section that used `p` happen-before `C`'s scan, hence before the free.
+//!
+//! The objects are retired by the map only after they are unlinked, and values are `Send`, so
+//! any thread may run the reclaim functions.
+//!
+//! # Promptness
+//!
+//! Each thread keeps at most `BATCH - 1` unsealed objects per collector (and a thread that
+//! exits leaves its partial bag to the next thread that gets its id). The thread that seals a
+//! batch is itself pinned at an older epoch (it retires under a guard), so its own pass cannot
+//! free that batch: a sealed batch is freed by the next pass of any thread on the collector
+//! once every thread has re-pinned or unpinned. So at most about `2 * BATCH` objects per
+//! thread id per collector are pending, as with seize's batches; everything left is freed when
+//! the collector is dropped. (Freeing the last batch on the outermost unpin would be prompter
+//! but costs a flag check on the read path.)
+//!
+//! # Measured (map copy in a scratch crate, foldhash, 2 shared cores, noisy)
+//!
+//! LoadMostlyHits (1023 keys): seize 11.6-13.8 ns/op at 1 thread, 11.1-13.6 at 2; this scheme
+//! 5.3-5.6 (one outlier 7.4) at 1 thread, 5.5-5.6 at 2. StoreExisting (storing to existing
+//! keys): seize 59-64 / 77-81 ns/op at 1 / 2 threads, this scheme 49-58 / 58-86.
+//!
+//! # Limits
+//!
+//! A guard leaked with `mem::forget` keeps its thread pinned (nothing retired afterwards is
+//! freed before the collectors are dropped); a thread that exits with a guard still alive (only
+//! possible through a guard stored in a thread-local) keeps its record forever.
+
+// Unused until `sync.rs` switches from seize to this collector.
+#![cfg_attr(not(test), allow(dead_code))]
+
+use std::cell::{Cell, UnsafeCell};
+use std::marker::PhantomData;
+use std::mem;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+/// The value of a record's epoch while its thread holds no guard.
+const INACTIVE: u64 = u64::MAX;
+
+/// How many retired objects a thread accumulates per collector before sealing a batch and
+/// running a reclamation pass (one `membarrier` syscall per pass).
+#[cfg(not(miri))]
+const BATCH: usize = 256;
+#[cfg(miri)]
+const BATCH: usize = 8;
+
+/// The global epoch. Starts at 1; only advanced with `fetch_add(1, AcqRel)`.
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// Memory barriers: light on the reader side, heavy in reclamation passes.
+mod barrier {
+    use std::sync::atomic::{self, Ordering};
+
+    #[cfg(all(target_os = "linux", not(miri), not(syncmap_tsan)))]
+    mod imp {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Once;
+
+        const MEMBARRIER_CMD_QUERY: libc::c_int = 0;
+        const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+        const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+        /// Whether `membarrier` private expedited is registered. Goes from false to true at
+        /// most once, inside `detect`, which completes before the first `Collector` exists;
+        /// every thread that pins or reclaims holds a collector obtained after that, so it
+        /// reads the final value.
+        static FAST: AtomicBool = AtomicBool::new(false);
+        static DETECT: Once = Once::new();
+
+        fn membarrier(cmd: libc::c_int) -> libc::c_long {
+            // SAFETY: `membarrier(cmd, flags = 0, cpu_id = 0)` has no memory-safety
+            // preconditions; it only returns an error code for unsupported commands.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_membarrier,
+                    cmd,
+                    0 as libc::c_int,
+                    0 as libc::c_int,
+                )
+            }
+        }
+
+        pub(in super::super) fn detect() {
+            DETECT.call_once(|| {
+                let supported = membarrier(MEMBARRIER_CMD_QUERY);
+                let wanted = (MEMBARRIER_CMD_PRIVATE_EXPEDITED
+                    | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED)
+                    as libc::c_long;
+                if supported >= 0
+                    && supported & wanted == wanted
+                    && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+                {
+                    FAST.store(true, Ordering::Relaxed);
+                }
+            });
+        }
+
+        #[inline]
+        pub(in super::super) fn fast() -> bool {
+            FAST.load(Ordering::Relaxed)
+        }
+
+        pub(in super::super) fn membarrier_all() {
+            if membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 {
+                // Readers rely on it: continuing would be unsound.
+                std::process::abort();
+            }
+        }
+    }
+
+    #[cfg(not(all(target_os = "linux", not(miri), not(syncmap_tsan))))]
+    mod imp {
+        pub(in super::super) fn detect() {}
+        #[inline]
+        pub(in super::super) fn fast() -> bool {
+            false
+        }
+        pub(in super::super) fn membarrier_all() {
+            unreachable!("membarrier is never used on this target")
+        }
+    }
+
+    pub(super) use imp::detect;
+
+    /// The reader-side barrier between publishing the record's epoch and loading pointers.
+    #[inline]
+    pub(super) fn light() {
+        if imp::fast() {
+            atomic::compiler_fence(Ordering::SeqCst);
+        } else {
+            atomic::fence(Ordering::SeqCst);
+        }
+    }
+
+    /// The reclaimer-side barrier, paired with every thread's `light` (see the module docs).
+    pub(super) fn heavy() {
+        atomic::fence(Ordering::SeqCst);
+        if imp::fast() {
+            imp::membarrier_all();
+        }
+    }
+}
+
+/// One thread's announcement of its critical section.
+///
+/// # Invariants
+///
+/// - `epoch`, `depth` are written only by the record's owner (the thread that won `in_use`);
+///   ownership passes from one thread to the next by `in_use.store(false, Release)` and a
+///   successful `compare_exchange(false, true, Acquire, _)`. Other threads only read `epoch`.
+/// - `epoch == INACTIVE` exactly when `depth == 0` (between the owner's operations).
+/// - Records are never freed (they are reachable from `REGISTRY` forever); `next` is written
+///   before the record is published and never changes afterwards.
+#[repr(align(128))]
+struct Record {
+    epoch: AtomicU64,
+    depth: AtomicUsize,
+    in_use: AtomicBool,
+    id: usize,
+    next: AtomicPtr<Record>,
+}
+
+/// The head of the list of all records ever created.
+static REGISTRY: AtomicPtr<Record> = AtomicPtr::new(ptr::null_mut());
+/// The id of the next record created.
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+impl Record {
+    /// Claims a free record, or creates one.
+    fn claim() -> &'static Record {
+        let mut p = REGISTRY.load(Ordering::Acquire);
+        while !p.is_null() {
+            // SAFETY: records are never freed and were fully initialized before publication
+            // (release CAS on the head, acquire loads here).
+            let record = unsafe { &*p };
+            if !record.in_use.load(Ordering::Relaxed)
+                && record
+                    .in_use
+                    .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return record;
+            }
+            p = record.next.load(Ordering::Acquire);
+        }
+        let record: &'static Record = Box::leak(Box::new(Record {
+            epoch: AtomicU64::new(INACTIVE),
+            depth: AtomicUsize::new(0),
+            in_use: AtomicBool::new(true),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            next: AtomicPtr::new(ptr::null_mut()),
+        }));
+        let mut head = REGISTRY.load(Ordering::Relaxed);
+        loop {
+            record.next.store(head, Ordering::Relaxed);
+            match REGISTRY.compare_exchange_weak(
+                head,
+                record as *const Record as *mut Record,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return record,
+                Err(actual) => head = actual,
+            }
+        }
+    }
+
+    /// Gives the record back for reuse by another thread. Its owner holds no guard on it.
+    fn release(&self) {
+        self.depth.store(0, Ordering::Relaxed);
+        self.epoch.store(INACTIVE, Ordering::Release);
+        self.in_use.store(false, Ordering::Release);
+    }
+
+    /// Announces a critical section (outermost guard).
+    #[inline]
+    fn pin(&self) {
+        let epoch = EPOCH.load(Ordering::Acquire);
+        self.epoch.store(epoch, Ordering::Release);
+        barrier::light();
+    }
+
+    /// Ends the critical section: everything the owner did in it happens-before any reclaimer
+    /// that reads this store.
+    #[inline]
+    fn unpin(&self) {
+        self.epoch.store(INACTIVE, Ordering::Release);
+    }
+}
+
+/// The smallest epoch of a pinned thread (`INACTIVE` if none). Call after `barrier::heavy`.
+fn min_pinned_epoch() -> u64 {
+    let mut min = INACTIVE;
+    let mut p = REGISTRY.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: see `Record::claim`.
+        let record = unsafe { &*p };
+        min = min.min(record.epoch.load(Ordering::Acquire));
+        p = record.next.load(Ordering::Acquire);
+    }
+    min
+}
+
+thread_local! {
+    /// The current thread's record, for the hot path (no destructor, so no registration check).
+    static LOCAL: Cell<Option<&'static Record>> = const { Cell::new(None) };
+    /// Releases the current thread's record when the thread exits.
+    static OWNER: RecordOwner = const { RecordOwner(Cell::new(None)) };
+}
+
+/// Owns the current thread's record; its destructor gives it back.
+struct RecordOwner(Cell<Option<&'static Record>>);
+
+impl Drop for RecordOwner {
+    fn drop(&mut self) {
+        let _ = LOCAL.try_with(|local| local.set(None));
+        if let Some(record) = self.0.take() {
+            // A guard still alive (one stored in another thread-local) keeps the record.
+            if record.depth.load(Ordering::Relaxed) == 0 {
+                record.release();
+            }
+        }
+    }
+}
+
+/// A retired object and the function that frees it.
+struct Retired {
+    ptr: *mut (),
+    free: unsafe fn(*mut ()),
+}
+
+/// Sealed retired objects, all unlinked before `EPOCH` took the value `tag`.
+struct Batch {
+    tag: u64,
+    items: Vec<Retired>,
+}
+
+/// A thread's bag of retired objects in one collector, exclusive to the owner of the record
+/// with the slot's id (see [`Collector::slot`]).
+#[repr(align(128))]
+struct Slot(UnsafeCell<Vec<Retired>>);
+
+/// Number of buckets of slots: bucket `k` holds `2^k` slots, for ids `2^k - 1 .. 2^(k+1) - 1`.
+const BUCKETS: usize = usize::BITS as usize;
+
+/// The reclamation domain of one map.
+///
+/// # Invariants
+///
+/// - `buckets[k]` is null or a leaked `Box<[Slot]>` of length `2^k`, never replaced once set.
+/// - The slot for id `i` is only accessed by the thread owning the record with id `i`, while
+///   it holds a guard of this collector, never across a call to user code; or by `Drop`.
+/// - Every retired pointer is in exactly one slot or batch until it is freed, once.
+pub(crate) struct Collector {
+    buckets: [AtomicPtr<Slot>; BUCKETS],
+    sealed: Mutex<Vec<Batch>>,
+}
+
+// SAFETY: the collector holds retired objects, which the map only retires when they are `Send`
+// (the map is `Send`/`Sync` only then), and frees them on whichever thread reclaims. Slots are
+// accessed exclusively per the invariants above; the sealed list is behind a mutex.
+unsafe impl Send for Collector {}
+// SAFETY: as above.
+unsafe impl Sync for Collector {}
+
+impl Default for Collector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Collector {
+    pub(crate) fn new() -> Self {
+        barrier::detect();
+        Collector {
+            buckets: [const { AtomicPtr::new(ptr::null_mut()) }; BUCKETS],
+            sealed: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts a critical section: pointers loaded through the guard stay allocated until it is
+    /// dropped.
+    #[inline]
+    pub(crate) fn enter(&self) -> LocalGuard<'_> {
+        match LOCAL.with(Cell::get) {
+            Some(record) => {
+                let depth = record.depth.load(Ordering::Relaxed);
+                record.depth.store(depth + 1, Ordering::Relaxed);
+                if depth == 0 {
+                    record.pin();
+                }
+                LocalGuard {
+                    collector: self,
+                    record,
+                    transient: false,
+                    _not_send: PhantomData,
+                }
+            }
+            None => self.enter_slow(),
+        }
+    }
+
+    #[cold]
+    fn enter_slow(&self) -> LocalGuard<'_> {
+        let record = Record::claim();
+        let registered = OWNER
+            .try_with(|owner| {
+                owner.0.set(Some(record));
+            })
+            .is_ok();
+        if registered {
+            LOCAL.with(|local| local.set(Some(record)));
+            self.enter()
+        } else {
+            // The thread is exiting: use the record for this guard only.
+            record.depth.store(1, Ordering::Relaxed);
+            record.pin();
+            LocalGuard {
+                collector: self,
+                record,
+                transient: true,
+                _not_send: PhantomData,
+            }
+        }
+    }
+
+    /// The bag of the thread owning record `id`.
+    #[inline]
+    fn slot(&self, id: usize) -> &Slot {
+        let n = id + 1;
+        let bucket = (usize::BITS - 1 - n.leading_zeros()) as usize;
+        let index = n - (1 << bucket);
+        let mut slots = self.buckets[bucket].load(Ordering::Acquire);
+        if slots.is_null() {
+            slots = self.allocate_bucket(bucket);
+        }
+        // SAFETY: `slots` is a live `[Slot; 2^bucket]` (invariant) and `index < 2^bucket`.
+        unsafe { &*slots.add(index) }
+    }
+
+    #[cold]
+    fn allocate_bucket(&self, bucket: usize) -> *mut Slot {
+        let new: Box<[Slot]> = (0..1usize << bucket)
+            .map(|_| Slot(UnsafeCell::new(Vec::new())))
+            .collect();
+        let new = Box::into_raw(new).cast::<Slot>();
+        match self.buckets[bucket].compare_exchange(
+            ptr::null_mut(),
+            new,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => new,
+            Err(existing) => {
+                // SAFETY: `new` was never published; rebuild the box we leaked above.
+                drop(unsafe {
+                    Box::from_raw(ptr::slice_from_raw_parts_mut(new, 1usize << bucket))
+                });
+                existing
+            }
+        }
+    }
+
+    fn retire(&self, record: &Record, item: Retired) {
+        let slot = self.slot(record.id);
+        let full = {
+            // SAFETY: the caller owns `record` and holds a guard; no other reference to this
+            // slot's vector exists (invariants), and none is held across user code.
+            let bag = unsafe { &mut *slot.0.get() };
+            bag.push(item);
+            if bag.len() < BATCH {
+                return;
+            }
+            mem::replace(bag, Vec::with_capacity(BATCH))
+        };
+        // Every object in `full` was unlinked before this RMW.
+        let tag = EPOCH.fetch_add(1, Ordering::AcqRel) + 1;
+        self.sealed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Batch { tag, items: full });
+        self.reclaim();
+    }
+
+    /// A reclamation pass: frees every sealed batch no thread can still be reading.
+    fn reclaim(&self) {
+        // Batches with tag <= `current` were sealed (and their objects unlinked) before this
+        // acquire load, hence before the heavy barrier (module docs, proof).
+        let current = EPOCH.load(Ordering::Acquire);
+        barrier::heavy();
+        let bound = current.min(min_pinned_epoch());
+        let ready: Vec<Batch> = {
+            let mut sealed = self.sealed.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut ready = Vec::new();
+            let mut i = 0;
+            while i < sealed.len() {
+                if sealed[i].tag <= bound {
+                    ready.push(sealed.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            ready
+        };
+        // User code (destructors) runs with no lock held and no slot borrowed.
+        for batch in ready {
+            for item in batch.items {
+                // SAFETY: no guard can still reach the object (proof in the module docs); it
+                // leaves the collector here, so it is freed once, with the function it was
+                // retired with.
+                unsafe { (item.free)(item.ptr) };
+            }
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let mut items: Vec<Retired> = Vec::new();
+        for batch in self
+            .sealed
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            items.extend(batch.items);
+        }
+        for (bucket, slots) in self.buckets.iter_mut().enumerate() {
+            let slots = mem::replace(slots.get_mut(), ptr::null_mut());
+            if slots.is_null() {
+                continue;
+            }
+            // SAFETY: a published bucket is a leaked `Box<[Slot]>` of length `2^bucket`, and
+            // `&mut self` means no guard of this collector exists.
+            let slots =
+                unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(slots, 1usize << bucket)) };
+            for slot in Vec::from(slots) {
+                items.extend(slot.0.into_inner());
+            }
+        }
+        for item in items {
+            // SAFETY: no guard of this collector exists, so no thread can reach the object;
+            // it is freed once, with its own function.
+            unsafe { (item.free)(item.ptr) };
+        }
+    }
+}
+
+/// Frees a pointer obtained from `Box::into_raw`; the usual `reclaim` for `defer_retire`.
+///
+/// # Safety
+///
+/// `ptr` came from `Box::into_raw` and is not used afterwards.
+pub(crate) unsafe fn boxed<T>(ptr: *mut T) {
+    // SAFETY: forwarded from the caller.
+    drop(unsafe { Box::from_raw(ptr) });
+}
+
+/// A thread's protection: pointers loaded with [`protect`](Self::protect) stay allocated until
+/// the guard is dropped. Not `Send`: it refers to the current thread's record.
+pub(crate) struct LocalGuard<'a> {
+    collector: &'a Collector,
+    record: &'static Record,
+    /// The record was claimed for this guard alone (the thread's TLS is being destroyed).
+    transient: bool,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl LocalGuard<'_> {
+    /// Loads a pointer that stays valid while the guard is held, if it is only retired
+    /// through this guard's collector after being unlinked.
+    #[inline]
+    pub(crate) fn protect<T>(&self, ptr: &AtomicPtr<T>, order: Ordering) -> *mut T {
+        ptr.load(order)
+    }
+
+    /// Frees `ptr` with `reclaim` once no guard that may have loaded it remains.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` was unlinked (threads entering later cannot reach it), is retired once, its
+    /// pointee may be dropped on any thread, and `reclaim(ptr)` is sound once unreachable.
+    #[inline]
+    pub(crate) unsafe fn defer_retire<T>(&self, ptr: *mut T, reclaim: unsafe fn(*mut T)) {
+        // SAFETY: `*mut T` and `*mut ()` are ABI-compatible (thin raw pointers), so calling
+        // `reclaim` through this type with the pointer cast back is calling it with `ptr`.
+        let free = unsafe { mem::transmute::<unsafe fn(*mut T), unsafe fn(*mut ())>(reclaim) };
+        self.collector.retire(
+            self.record,
+            Retired {
+                ptr: ptr.cast(),
+                free,
+            },
+        );
+    }
+
+    /// A small number identifying the current thread while it lives (reused after it exits).
+    #[inline]
+    pub(crate) fn thread_id(&self) -> usize {
+        self.record.id
+    }
+}
+
+impl Drop for LocalGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.transient {
+            self.record.unpin();
+            self.record.release();
+            return;
+        }
+        let depth = self.record.depth.load(Ordering::Relaxed) - 1;
+        self.record.depth.store(depth, Ordering::Relaxed);
+        if depth == 0 {
+            self.record.unpin();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicIsize;
+    use std::sync::Arc;
+
+    /// Counts live instances; each one checks it is dropped once.
+    struct Tracked {
+        live: Arc<AtomicIsize>,
+        dropped: AtomicBool,
+        value: u64,
+    }
+
+    impl Tracked {
+        fn new(live: &Arc<AtomicIsize>, value: u64) -> *mut Tracked {
+            live.fetch_add(1, Ordering::Relaxed);
+            Box::into_raw(Box::new(Tracked {
+                live: live.clone(),
+                dropped: AtomicBool::new(false),
+                value,
+            }))
+        }
+    }
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            assert!(!self.dropped.swap(true, Ordering::Relaxed), "dropped twice");
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    #[cfg(not(miri))]
+    const SCALE: usize = 100;
+    #[cfg(miri)]
+    const SCALE: usize = 1;
+
+    #[test]
+    fn drop_accounting() {
+        let live = Arc::new(AtomicIsize::new(0));
+        let collector = Collector::new();
+        let n = BATCH * 10 * SCALE;
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for i in 0..n {
+                        let guard = collector.enter();
+                        let p = Tracked::new(&live, i as u64);
+                        // SAFETY: never published, retired once.
+                        unsafe { guard.defer_retire(p, boxed::<Tracked>) };
+                    }
+                });
+            }
+        });
+        let remaining = live.load(Ordering::Relaxed);
+        assert!(
+            remaining >= 0 && (remaining as usize) < 2 * n,
+            "nothing freed before drop: {remaining}"
+        );
+        drop(collector);
+        assert_eq!(live.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn readers_never_see_freed_values() {
+        let live = Arc::new(AtomicIsize::new(0));
+        let collector = Collector::new();
+        let slots: Vec<AtomicPtr<Tracked>> = (0..4)
+            .map(|i| AtomicPtr::new(Tracked::new(&live, i)))
+            .collect();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let mut reads = 0u64;
+                    while !stop.load(Ordering::Relaxed) || reads < 10 {
+                        let guard = collector.enter();
+                        for slot in &slots {
+                            let p = guard.protect(slot, Ordering::Acquire);
+                            // SAFETY: loaded under `guard`; replaced values are retired.
+                            let t = unsafe { &*p };
+                            assert!(!t.dropped.load(Ordering::Relaxed));
+                            std::hint::black_box(t.value);
+                        }
+                        reads += 1;
+                    }
+                });
+            }
+            let writers: Vec<_> = (0..2)
+                .map(|w| {
+                    let (slots, collector, live) = (&slots, &collector, &live);
+                    s.spawn(move || {
+                        for i in 0..BATCH * 8 * SCALE {
+                            let guard = collector.enter();
+                            let slot = &slots[(i + w) % slots.len()];
+                            let old = slot.swap(Tracked::new(live, i as u64), Ordering::AcqRel);
+                            // SAFETY: `old` was unlinked by the swap; retired once.
+                            unsafe { guard.defer_retire(old, boxed::<Tracked>) };
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        for slot in &slots {
+            // SAFETY: all threads are done; the current values are owned by the slots.
+            drop(unsafe { Box::from_raw(slot.load(Ordering::Relaxed)) });
+        }
+        drop(collector);
+        assert_eq!(live.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn nested_guards() {
+        let live = Arc::new(AtomicIsize::new(0));
+        let collector = Collector::new();
+        let other = Collector::new();
+        let outer = collector.enter();
+        let record = outer.record;
+        let pinned = record.epoch.load(Ordering::Relaxed);
+        assert_ne!(pinned, INACTIVE);
+        let slot = AtomicPtr::new(Tracked::new(&live, 7));
+        let seen = outer.protect(&slot, Ordering::Acquire);
+        {
+            let inner = collector.enter();
+            let inner_other = other.enter();
+            assert_eq!(inner.thread_id(), outer.thread_id());
+            assert_eq!(inner_other.thread_id(), outer.thread_id());
+            let old = slot.swap(ptr::null_mut(), Ordering::AcqRel);
+            // SAFETY: unlinked by the swap, retired once.
+            unsafe { inner.defer_retire(old, boxed::<Tracked>) };
+            // Force several passes: the outer pin must keep `seen` alive.
+            for i in 0..BATCH * 3 {
+                // SAFETY: never published.
+                unsafe { inner.defer_retire(Tracked::new(&live, i as u64), boxed::<Tracked>) };
+            }
+        }
+        assert_eq!(
+            record.epoch.load(Ordering::Relaxed),
+            pinned,
+            "inner drop unpinned"
+        );
+        // SAFETY: still protected by `outer`.
+        assert_eq!(unsafe { &*seen }.value, 7);
+        drop(outer);
+        assert_eq!(record.epoch.load(Ordering::Relaxed), INACTIVE);
+        drop(collector);
+        assert_eq!(live.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn exited_threads_release_their_records() {
+        let live = Arc::new(AtomicIsize::new(0));
+        let collector = Collector::new();
+        let mut ids = Vec::new();
+        for round in 0..(8 * SCALE).min(40) {
+            let (collector, live) = (&collector, &live);
+            let id = std::thread::scope(|s| {
+                s.spawn(move || {
+                    let guard = collector.enter();
+                    for i in 0..BATCH + 3 {
+                        // SAFETY: never published.
+                        unsafe {
+                            guard.defer_retire(
+                                Tracked::new(live, (round + i) as u64),
+                                boxed::<Tracked>,
+                            )
+                        };
+                    }
+                    guard.thread_id()
+                })
+                .join()
+                .unwrap()
+            });
+            ids.push(id);
+        }
+        // Records are reused: far fewer ids than threads (other tests run concurrently).
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert!(distinct.len() < ids.len(), "ids not reused: {ids:?}");
+        // Exited threads' records are inactive, so a pass frees the sealed batches.
+        let guard = collector.enter();
+        drop(guard);
+        drop(collector);
+        assert_eq!(live.load(Ordering::Relaxed), 0);
+    }
+}
