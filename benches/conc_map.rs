@@ -97,5 +97,11 @@ fn main() {
             }
         }
     }
-    runner::report(&rows, "conc_map.json", "map", "mops", "Mop/s (higher is better)");
+    runner::report(
+        &rows,
+        "conc_map.json",
+        "map",
+        "mops",
+        "Mop/s (higher is better)",
+    );
 }

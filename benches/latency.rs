@@ -78,7 +78,12 @@ fn main() {
                 "insert to 1M" => with_map!(*subject, inserts, n),
                 _ => with_map!(*subject, loads_under_writer, n),
             };
-            for (quantile, label) in [(0.5, "p50"), (0.99, "p99"), (0.9999, "p99.99"), (1.0, "max")] {
+            for (quantile, label) in [
+                (0.5, "p50"),
+                (0.99, "p99"),
+                (0.9999, "p99.99"),
+                (1.0, "max"),
+            ] {
                 let value = h.value_at_quantile(quantile) as f64;
                 rows.push(Row {
                     workload: format!("{workload} {label}"),

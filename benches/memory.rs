@@ -69,5 +69,11 @@ fn main() {
             value: bytes,
         });
     }
-    runner::report(&rows, "memory.json", "map", "bytes_per_entry", "bytes per entry");
+    runner::report(
+        &rows,
+        "memory.json",
+        "map",
+        "bytes_per_entry",
+        "bytes per entry",
+    );
 }
