@@ -11,15 +11,20 @@
 //!   key after that copies the live entries of the snapshot into a fresh dirty map and *expunges*
 //!   deleted ones, so deleted keys do not survive the next promotion.
 //! - **Reclamation.** A value replaced or deleted while readers may be cloning it, and a snapshot
-//!   replaced while readers may be searching it, are retired through the map's own
-//!   [`seize::Collector`]. A reader enters the collector (a thread-local write, no shared write),
-//!   so the hit path costs one guard, one hash, one probe and one pointer load. Why not arc-swap
-//!   alone: one `ArcSwap::load` costs 11-13 ns on the reference machine, two of them (snapshot and
-//!   per-entry value) 25 ns, and `load_full` writes a shared reference count; the hit-path budget
-//!   is 8 ns. So the snapshot's `Arc` lives in the `ArcSwap` (which owns it and drops it), while
-//!   the hit path reads a mirror of its pointer under the same guard that protects values: old
-//!   snapshots are retired through the collector, not dropped, when they are replaced. Everything
-//!   retired is dropped at the latest when the map is dropped (the collector belongs to the map).
+//!   replaced while readers may be searching it, are retired through the map's own epoch
+//!   collector (`raw/epoch.rs`). Entering it is a load of the global epoch and a plain store to
+//!   the thread's own record, leaving it a plain store: no locked instruction and no shared
+//!   write, so the hit path costs one guard, one hash, one probe and one pointer load. The
+//!   writer side pays instead: every 256 retirements a thread seals a batch and runs a pass
+//!   (one `membarrier` system call and a scan of the thread records). Why not arc-swap alone:
+//!   one `ArcSwap::load` costs 11-13 ns on the reference machine, two of them (snapshot and
+//!   per-entry value) 25 ns, and `load_full` writes a shared reference count; the hit-path
+//!   budget is 8 ns. Why not `seize` (which this crate used first): leaving its guard is an
+//!   `xchg`, which alone doubled the hit path (12 ns against 5.5 ns measured). So the
+//!   snapshot's `Arc` lives in the `ArcSwap` (which owns and publishes it), while the hit path
+//!   reads a mirror of its pointer under the same guard that protects values: old snapshots are
+//!   retired through the collector, not dropped, when they are replaced. Everything retired is
+//!   dropped at the latest when the map is dropped (the collector belongs to the map).
 //!
 //! # Departures from Go 1.19 (its known pathologies)
 //!
@@ -75,7 +80,10 @@ use crate::Equivalent;
 /// # Memory
 ///
 /// Replaced and deleted values are dropped by the map's collector once no reader can still see
-/// them: usually within a few dozen later writes, and at the latest when the map is dropped.
+/// them: after at most a few hundred later replacements on the same thread, and at the latest
+/// when the map is dropped. The collector may run those drops inside any later write to the
+/// map, possibly while it holds the map's lock: a value's `Drop` must not call back into the
+/// same map.
 /// Deleted keys leave the map at the next promotion of the dirty map, as in Go.
 ///
 /// # Hashing

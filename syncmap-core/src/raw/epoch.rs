@@ -74,9 +74,6 @@
 //! freed before the collectors are dropped); a thread that exits with a guard still alive (only
 //! possible through a guard stored in a thread-local) keeps its record forever.
 
-// Unused until `sync.rs` switches from seize to this collector.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
 use std::mem;

@@ -4,6 +4,7 @@
 pub(crate) mod counter;
 pub(crate) mod dirty;
 pub(crate) mod entry;
+#[cfg(not(syncmap_loom))]
 pub(crate) mod epoch;
 pub(crate) mod read;
 pub(crate) mod sync;

@@ -12,10 +12,11 @@ mod imp {
 
     pub(crate) use arc_swap::ArcSwap;
     pub(crate) use parking_lot::{Mutex, MutexGuard};
-    pub(crate) use seize::Collector;
+
+    pub(crate) use crate::raw::epoch::Collector;
 
     /// A thread's protection against reclamation, for the duration of one operation.
-    pub(crate) type Guard<'c> = seize::LocalGuard<'c>;
+    pub(crate) type Guard<'c> = crate::raw::epoch::LocalGuard<'c>;
 
     /// Starts protecting the current thread's loads.
     #[inline]
@@ -27,7 +28,7 @@ mod imp {
     /// [`retire_box`].
     #[inline]
     pub(crate) fn protect<T>(guard: &Guard<'_>, ptr: &AtomicPtr<T>) -> *mut T {
-        seize::Guard::protect(guard, ptr, Ordering::Acquire)
+        guard.protect(ptr, Ordering::Acquire)
     }
 
     /// Frees `ptr`, a `Box`, once no guard that may have loaded it remains.
@@ -37,14 +38,14 @@ mod imp {
     /// `ptr` came from `Box::into_raw` and was unlinked: threads that enter later cannot reach it.
     #[inline]
     pub(crate) unsafe fn retire_box<T>(guard: &Guard<'_>, ptr: *mut T) {
-        // SAFETY: forwarded from the caller; `reclaim::boxed` matches `Box::into_raw`.
-        unsafe { seize::Guard::defer_retire(guard, ptr, seize::reclaim::boxed::<T>) }
+        // SAFETY: forwarded from the caller; `boxed` matches `Box::into_raw`.
+        unsafe { guard.defer_retire(ptr, crate::raw::epoch::boxed::<T>) }
     }
 
     /// A small number identifying the current thread while it lives.
     #[inline]
     pub(crate) fn thread_id(guard: &Guard<'_>) -> usize {
-        seize::Guard::thread_id(guard)
+        guard.thread_id()
     }
 
     /// The value of an atomic pointer owned exclusively.
