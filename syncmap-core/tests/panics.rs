@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use syncmap_core::SyncMap;
 
+const ROUNDS: u64 = if cfg!(miri) { 10 } else { 200 };
+
 fn filled() -> SyncMap<u64, String> {
     let map = SyncMap::new();
     for k in 0..32 {
@@ -56,7 +58,7 @@ fn panics_on_one_thread_do_not_block_others() {
         .map(|t| {
             let map = Arc::clone(&map);
             std::thread::spawn(move || {
-                for i in 0..200u64 {
+                for i in 0..ROUNDS {
                     let _ = catch_unwind(AssertUnwindSafe(|| {
                         map.load_or_store_with(1000 + t * 1000 + i, || panic!("boom"))
                     }));
@@ -65,14 +67,14 @@ fn panics_on_one_thread_do_not_block_others() {
             })
         })
         .collect();
-    for i in 0..200u64 {
+    for i in 0..ROUNDS {
         map.store(10_000 + i, i.to_string());
         assert_eq!(map.load(&(10_000 + i)), Some(i.to_string()));
     }
     for t in panicking {
         t.join().unwrap();
     }
-    for i in 0..200u64 {
+    for i in 0..ROUNDS {
         map.delete(&(10_000 + i));
     }
     assert_intact(&map);
