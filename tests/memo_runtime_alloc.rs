@@ -1,0 +1,120 @@
+//! A cache hit through the runtime's `__call` allocates nothing: the key is looked up by a
+//! borrowed view, the counters live on per-thread stripes, and with a TTL the clock is read
+//! without allocating. Counted by a global allocator, per thread (the test harness's own threads
+//! allocate meanwhile).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use syncmap::__private::{KeyRef, MemoDebug, MemoOptions, StaticMemo};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count() {
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: forwards every call to `System` unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+static PAIRS: StaticMemo<(String, Vec<u8>), usize> =
+    StaticMemo::new("memo_runtime_alloc::pairs", MemoOptions::DEFAULT);
+static NAMES: StaticMemo<String, Arc<str>> = StaticMemo::new(
+    "memo_runtime_alloc::names",
+    MemoOptions {
+        capacity: Some(100),
+        ttl: Some(Duration::from_secs(3600)),
+    },
+);
+
+fn pairs(a: &str, b: &[u8]) -> usize {
+    PAIRS.get(MemoDebug::default).__call(
+        &KeyRef((a, b)),
+        || (a.to_string(), b.to_vec()),
+        || a.len() + b.len(),
+        |_| true,
+    )
+}
+
+fn names(a: &str) -> Arc<str> {
+    NAMES
+        .get(MemoDebug::default)
+        .__call(a, || a.to_string(), || a.to_uppercase().into(), |_| true)
+}
+
+/// Allocations made by `f`.
+fn allocations(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+#[test]
+fn hits_allocate_nothing() {
+    // Warm up: the caches, the thread's stripe and the keys exist.
+    assert_eq!(pairs("abc", b"de"), 5);
+    assert_eq!(&*names("abc"), "ABC");
+    // The counter itself works: a miss allocates (the owned key, the slot).
+    assert!(allocations(|| assert_eq!(pairs("new", b"key"), 6)) > 0);
+    // A key just inserted sits in the map's dirty part: its first hits count map misses until
+    // the map promotes its dirty part to a new read snapshot, which allocates once (Go's
+    // sync.Map design). Steady-state hits come after that.
+    let first_hits = allocations(|| {
+        for _ in 0..3 {
+            pairs("abc", b"de");
+            pairs("new", b"key");
+            names("abc");
+        }
+    });
+    let again = allocations(|| {
+        for _ in 0..3 {
+            pairs("abc", b"de");
+            names("abc");
+        }
+    });
+    assert_eq!(
+        again, 0,
+        "hits after warm-up ({first_hits} allocations) still allocate"
+    );
+
+    let tuple_hits = allocations(|| {
+        for _ in 0..1000 {
+            assert_eq!(pairs("abc", b"de"), 5);
+        }
+    });
+    let str_hits = allocations(|| {
+        for _ in 0..1000 {
+            assert_eq!(&*names("abc"), "ABC");
+        }
+    });
+    assert_eq!(
+        (tuple_hits, str_hits),
+        (0, 0),
+        "1000 cache hits allocated (tuple key, str key with TTL)"
+    );
+    assert_eq!(PAIRS.get(MemoDebug::default).stats().hits, 1009);
+}
