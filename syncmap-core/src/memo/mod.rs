@@ -77,7 +77,23 @@ pub struct MemoConfig {
 /// first evicts a batch of entries (about an eighth of `N`, at least one) in the map's iteration
 /// order, which is effectively random: no bookkeeping on hits, so hits stay free of shared
 /// writes, at the price of evicting hot keys as readily as cold ones. Entries being computed are
-/// never evicted.
+/// never evicted. The bound is checked before each insertion, so callers inserting different
+/// keys at the same instant may exceed it by at most their number until the next insertion.
+///
+/// # Allocation
+///
+/// A hit allocates nothing and writes no shared memory. One exception, by the map's design (Go's
+/// `sync.Map`): the first hits of a key inserted since the map's last promotion are looked up
+/// under the map's lock and may trigger the promotion, which allocates a new read snapshot once.
+///
+/// # Panics, reentrancy and deadlocks
+///
+/// No method holds a lock while user code (the function's body, `range` callbacks, `Debug` of
+/// keys and values) runs, so every method may be called from inside them. A computation that
+/// panics caches nothing; if a caller waiting on it then computes instead while the panicking
+/// caller has already removed the cell, that value is returned but not cached (the next call
+/// computes again). A recursive call with the same key on the computing thread panics (see
+/// `__miss`); a cycle through two threads is not detected.
 ///
 /// # Consistency
 ///
@@ -422,11 +438,15 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         // The caller's hit check just missed: insert a cell right away (load_or_store_with
-        // returns the existing one if another caller inserted it meanwhile).
-        self.make_room();
+        // returns the existing one if another caller inserted it meanwhile). Room is made only
+        // when a cell is about to be inserted (the closure runs on a miss, outside the map's
+        // lock), not when joining a computation in flight.
         let mut slot = self
             .map
-            .load_or_store_with(make_key(), || SlotRef(Arc::new(Slot::new())))
+            .load_or_store_with(make_key(), || {
+                self.make_room();
+                SlotRef(Arc::new(Slot::new()))
+            })
             .0;
         if let Some(stored) = slot.0.get() {
             if !self.expired(stored.at) {
