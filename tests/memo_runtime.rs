@@ -561,3 +561,35 @@ fn many_threads_many_keys_compute_each_key_once() {
         assert_eq!(memo.stats().computations as usize, memo.len());
     });
 }
+
+#[test]
+fn stats_stay_exact_with_more_threads_than_stripes() {
+    watchdog(120, || {
+        // More live threads than exclusive stripes: the extra ones share stripes, and no count
+        // may be lost between an owner's plain update and a sharer's atomic one.
+        const THREADS: usize = 100;
+        const HITS: u64 = 20_000;
+        let memo: &'static Memo<u8, u8> = leak("t::many_stripes", MemoOptions::DEFAULT);
+        memo.__call(&0, || 0, || 0, |_| true);
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let barrier = barrier.clone();
+                thread::spawn(move || {
+                    barrier.wait();
+                    for _ in 0..HITS {
+                        memo.__call(&0, || 0, || unreachable!(), |_| true);
+                    }
+                    // Stay alive until every thread is done, so stripes stay claimed.
+                    barrier.wait();
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        let stats = memo.stats();
+        assert_eq!(stats.hits, THREADS as u64 * HITS);
+        assert_eq!(stats.misses, 1);
+    });
+}

@@ -66,7 +66,7 @@ struct Stripe([AtomicU64; 5]);
 
 /// Striped counters.
 pub(crate) struct Counters {
-    stripes: [Stripe; STRIPES],
+    stripes: [Stripe; STRIPES + SHARED],
 }
 
 impl Default for Counters {
@@ -77,7 +77,11 @@ impl Default for Counters {
     }
 }
 
+/// Stripes each owned by one live thread, updated with a plain load and store.
 const STRIPES: usize = 64;
+/// Stripes for the threads beyond the first 64 alive at once, and for threads being torn down:
+/// updated with atomic adds only, never by an owner's load and store (which would lose them).
+const SHARED: usize = 8;
 
 /// Which stripes a live thread owns alone.
 static CLAIMED: [AtomicBool; STRIPES] = [const { AtomicBool::new(false) }; STRIPES];
@@ -100,7 +104,7 @@ impl StripeToken {
             }
         }
         StripeToken {
-            index: NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES,
+            index: STRIPES + NEXT.fetch_add(1, Ordering::Relaxed) % SHARED,
             exclusive: false,
         }
     }
@@ -140,7 +144,7 @@ impl Counters {
         };
         if STRIPE.try_with(add).is_err() {
             // During thread teardown: count on a shared stripe, atomically.
-            self.stripes[STRIPES - 1].0[counter as usize].fetch_add(n, Ordering::Relaxed);
+            self.stripes[STRIPES].0[counter as usize].fetch_add(n, Ordering::Relaxed);
         }
     }
 
