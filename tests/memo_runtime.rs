@@ -478,6 +478,10 @@ fn registry_lists_dumps_and_clears() {
     assert_eq!(dump.len(), 1);
     assert!(dump[0].0.contains("not Debug") && dump[0].1.contains("not Debug"));
     assert!(format!("{hidden_handle:?}").contains("memo_runtime::hidden"));
+    assert_eq!(
+        shown_handle.to_string(),
+        "memo_runtime::shown: 1 entries, 0 hits, 1 misses, 1 computations\n  (\"a\", 1) = [1, 2]"
+    );
     hidden_handle.clear();
     assert!(hidden.is_empty());
     assert!(hidden_handle.is_empty());

@@ -139,6 +139,33 @@ impl fmt::Debug for MemoHandle {
     }
 }
 
+impl fmt::Display for MemoHandle {
+    /// A report for humans: the name, the statistics, then one `key = value` line per entry
+    /// (see [`dump`](Self::dump)).
+    ///
+    /// ```
+    /// for cache in syncmap_core::memo::registry() {
+    ///     println!("{cache}");
+    /// }
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stats = self.stats();
+        write!(
+            f,
+            "{}: {} entries, {} hits, {} misses, {} computations",
+            self.name(),
+            stats.entries,
+            stats.hits,
+            stats.misses,
+            stats.computations
+        )?;
+        for (key, value) in self.dump() {
+            write!(f, "\n  {key} = {value}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A handle on every memoized function's cache that has been used so far in this process, in
 /// the order of first use.
 ///
