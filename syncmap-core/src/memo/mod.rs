@@ -196,7 +196,8 @@ where
             .flatten()
     }
 
-    /// The number of cached values (entries being computed are not counted).
+    /// The number of cached values (entries being computed are not counted). Takes time linear
+    /// in the number of entries: it visits them to leave out the ones being computed.
     ///
     /// ```
     /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
@@ -228,6 +229,10 @@ where
     ///
     /// Not a snapshot (see [`SyncMap::range`]); entries being computed and expired entries are
     /// skipped. `f` may call any method of this cache and the memoized function itself.
+    ///
+    /// # Panics
+    ///
+    /// Propagates a panic of `f`; the cache stays consistent and usable.
     ///
     /// ```
     /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
@@ -264,7 +269,12 @@ where
             .is_some_and(|slot| slot.0.get().is_some())
     }
 
-    /// Removes every cached value for which `f` returns `true`; returns how many.
+    /// Removes every cached value for which `f` returns `true`; returns how many. Entries being
+    /// computed are not offered to `f`. `f` may call any method of this cache.
+    ///
+    /// # Panics
+    ///
+    /// Propagates a panic of `f`; the entries removed before it stay removed.
     ///
     /// ```
     /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
