@@ -109,3 +109,55 @@ fn compare_and_swap_never_inserts() {
     assert!(!map.compare_and_swap(&1, &0, 1), "a deleted key is absent");
     assert!(map.is_empty());
 }
+
+/// Closures given to `load_with`, `load_or_store_with` and `range` may call any method of the
+/// same map, in every state (keys only in the dirty map, after promotion, after clear): a
+/// closure run under the dirty lock would deadlock here.
+#[test]
+fn closures_may_reenter_the_same_map() {
+    let map = SyncMap::<u64, u64>::new();
+    for round in 0..if cfg!(miri) { 2 } else { 20 } {
+        let base = round * 100;
+        // A miss whose closure writes other keys (new keys: the dirty path).
+        let (v, loaded) = map.load_or_store_with(base, || {
+            map.store(base + 1, 1);
+            map.load_or_store_with(base + 2, || {
+                map.delete(&(base + 1));
+                2
+            });
+            map.range(|_, _| true);
+            0
+        });
+        assert_eq!((v, loaded), (0, false));
+        assert_eq!(map.load(&(base + 1)), None);
+        assert_eq!(map.load(&(base + 2)), Some(2));
+        // A hit whose closure writes, swaps and deletes the key being read.
+        let seen = map.load_with(&(base + 2), |v| {
+            map.store(base + 2, v + 10);
+            assert!(map.compare_and_swap(&(base + 2), &(v + 10), v + 20));
+            map.range(|k, _| {
+                map.load_or_store_with(k + 50, || 5);
+                true
+            });
+            *v
+        });
+        assert_eq!(seen, Some(2));
+        assert_eq!(map.load(&(base + 2)), Some(22));
+        // Promote (misses), then reenter again from range with deletes and clear.
+        for k in 0..200 {
+            map.load(&(base + 1_000 + k));
+        }
+        let mut visits = 0;
+        map.range(|k, _| {
+            visits += 1;
+            map.load_and_delete(k);
+            if visits == 2 {
+                map.clear();
+            }
+            true
+        });
+        assert!(visits >= 2);
+        map.range(|_, _| panic!("the map was cleared"));
+        assert_eq!(map.len(), 0);
+    }
+}
