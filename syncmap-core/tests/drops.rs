@@ -226,7 +226,7 @@ impl Clone for Logged {
 
 impl Drop for Logged {
     fn drop(&mut self) {
-        drop(self.log.swap(self.id % 8, self.id));
+        let _previous = self.log.swap(self.id % 8, self.id);
         self.log.delete(&((self.id + 3) % 8));
         self.live.fetch_sub(1, Ordering::SeqCst);
     }
