@@ -25,11 +25,17 @@ echo "Go $(go version | awk '{print $3}'): go test -bench '/sync\.Map$' -cpu 1,2
 (cd "$goroot/src/sync" && go test -run XXX -bench '/sync\.Map$' -benchtime "$benchtime" -cpu 1,2) \
   > "$out/go_sync.txt"
 
+# The Rust suite writes target/bench/go_workloads.json; keep the full suite's file (the one
+# BENCHMARKS.md is made from) and put this run's rows in compare_go_rust.json instead.
+saved=""
+if [ -f "$out/go_workloads.json" ]; then saved="$out/go_workloads.json.saved"; cp "$out/go_workloads.json" "$saved"; fi
 echo "Rust: cargo bench --bench go_workloads -- --threads 1,2 --maps SyncMap,SyncMap+foldhash $quick" >&2
 cargo bench -q --bench go_workloads -- --threads 1,2 --maps SyncMap,SyncMap+foldhash $quick \
   > "$out/rust_go_workloads.txt" 2>/dev/null
+mv "$out/go_workloads.json" "$out/compare_go_rust.json"
+if [ -n "$saved" ]; then mv "$saved" "$out/go_workloads.json"; fi
 
-python3 - "$out/go_sync.txt" target/bench/go_workloads.json <<'PY'
+python3 - "$out/go_sync.txt" "$out/compare_go_rust.json" <<'PY'
 import json, re, sys
 go = {}
 for line in open(sys.argv[1]):
