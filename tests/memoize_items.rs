@@ -62,5 +62,9 @@ fn cfg_and_other_attributes_are_kept() {
     assert_eq!(twice_cache().get(&4), Some(8));
     assert_eq!(twice_uncached(5), 10);
     assert_eq!(kept(3), 3);
-    assert!(kept_cache().name().ends_with("::kept"), "{}", kept_cache().name());
+    assert!(
+        kept_cache().name().ends_with("::kept"),
+        "{}",
+        kept_cache().name()
+    );
 }
