@@ -1,0 +1,10 @@
+mod inner {
+    #[syncmap::memoize]
+    fn hidden(x: u64) -> u64 {
+        x
+    }
+}
+
+fn main() {
+    let _ = inner::hidden_cache();
+}
