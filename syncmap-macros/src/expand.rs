@@ -1,6 +1,6 @@
 //! Generates the cached function, `<fn>_cache()` and `<fn>_uncached`.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 use syn::{GenericParam, ItemFn};
 
@@ -94,18 +94,25 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
     };
     let path_prefix = if in_impl { quote!(Self::) } else { quote!() };
 
+    // Calls whose bounds need a `Hash + Eq` key are spanned on the argument list, so a
+    // non-`Hash` argument is reported there (next to the precise errors of `key_asserts`)
+    // rather than on the attribute.
+    let args_span = sig.paren_token.span.join();
+    let hit = Ident::new("__hit", args_span);
+    let miss = Ident::new("__miss_owned", args_span);
+    let get = Ident::new("get", args_span);
     let (impl_generics, _, where_clause) = sig.generics.split_for_impl();
     let lookup = if per_instantiation {
         quote! {
             static __SYNCMAP_MEMOS: ::syncmap::__private::GenericMemos =
                 ::syncmap::__private::GenericMemos::new();
-            __SYNCMAP_MEMOS.get::<#key_ty, #value_ty>(#memo_name, #memo_options, #debug)
+            __SYNCMAP_MEMOS.#get::<#key_ty, #value_ty>(#memo_name, #memo_options, #debug)
         }
     } else {
         quote! {
             static __SYNCMAP_MEMO: ::syncmap::__private::StaticMemo<#key_ty, #value_ty> =
                 ::syncmap::__private::StaticMemo::new(#memo_name, #memo_options);
-            __SYNCMAP_MEMO.get(#debug)
+            __SYNCMAP_MEMO.#get(#debug)
         }
     };
 
@@ -124,11 +131,11 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         #vis #sig {
             let __syncmap_memo = #path_prefix #cache_fn #turbofish();
             #setup
-            if let ::core::option::Option::Some(__syncmap_value) = __syncmap_memo.__hit(#view) {
+            if let ::core::option::Option::Some(__syncmap_value) = __syncmap_memo.#hit(#view) {
                 return __syncmap_value;
             }
             // On a miss the owned key is built before the arguments move into the body.
-            __syncmap_memo.__miss_owned(
+            __syncmap_memo.#miss(
                 #make_key,
                 move || #path_prefix #uncached_fn #turbofish(#(#call_args),*),
                 #keep,
