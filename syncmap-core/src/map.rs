@@ -53,7 +53,7 @@ use crate::raw::counter::StripedCounter;
 use crate::raw::dirty::Dirty;
 use crate::raw::entry::{Entry, EntryPtr, LiveDelta, LoadOrStored};
 use crate::raw::read::{find, ReadOnly, Table};
-use crate::raw::sync::{self, ArcSwap, AtomicPtr, Collector, Guard, Mutex, MutexGuard, Ordering};
+use crate::raw::sync::{self, ArcSwap, AtomicPtr, Collector, Guard, Locked, Mutex, Ordering};
 use crate::Equivalent;
 
 /// A concurrent map with the read/dirty design of Go's `sync.Map`, typed.
@@ -81,9 +81,9 @@ use crate::Equivalent;
 ///
 /// Replaced and deleted values are dropped by the map's collector once no reader can still see
 /// them: after at most a few hundred later replacements on the same thread, and at the latest
-/// when the map is dropped. The collector may run those drops inside any later write to the
-/// map, possibly while it holds the map's lock: a value's `Drop` must not call back into the
-/// same map.
+/// when the map is dropped. Those drops run inside later writes, but never while the map's lock
+/// is held (passes that would start there wait for the unlock), so a value's `Drop` may call
+/// back into the map (`tests/reentrant_drop.rs`).
 /// Deleted keys leave the map at the next promotion of the dirty map, as in Go.
 ///
 /// # Hashing
@@ -280,8 +280,8 @@ where
     }
 
     /// Takes the lock and advances the incremental copy of the snapshot by one step.
-    fn lock_dirty(&self) -> MutexGuard<'_, Dirty<K, V>> {
-        let mut dirty = self.dirty.lock();
+    fn lock_dirty(&self) -> Locked<'_, Dirty<K, V>> {
+        let mut dirty = sync::lock(&self.dirty, &self.collector);
         dirty.step(|key| self.hash(key), false);
         dirty
     }
@@ -831,7 +831,7 @@ where
         if read.table.is_empty() && !read.amended() {
             return; // already empty, as Go checks
         }
-        let mut dirty = self.dirty.lock();
+        let mut dirty = sync::lock(&self.dirty, &self.collector);
         let dead = self.detach_all_locked(&dirty, &guard);
         let read = self.snapshot(&guard);
         if read.table.is_empty() {

@@ -289,6 +289,11 @@ fn min_pinned_epoch() -> u64 {
 }
 
 thread_local! {
+    /// Open sections of this thread during which reclamation passes are deferred.
+    static HOLD: Cell<usize> = const { Cell::new(0) };
+    /// Whether a pass was deferred by such a section.
+    static DEFERRED: Cell<bool> = const { Cell::new(false) };
+
     /// The current thread's record, for the hot path (no destructor, so no registration check).
     static LOCAL: Cell<Option<&'static Record>> = const { Cell::new(None) };
     /// Releases the current thread's record when the thread exits.
@@ -466,7 +471,34 @@ impl Collector {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Batch { tag, items: full });
-        self.reclaim();
+        if HOLD.with(Cell::get) > 0 {
+            // The caller holds its map's lock: destructors must not run now (one could call back
+            // into the map). The pass runs when the lock is released (`release_reclamation`).
+            DEFERRED.with(|deferred| deferred.set(true));
+        } else {
+            self.reclaim();
+        }
+    }
+
+    /// Marks the start of a section (the map's locked sections) during which no reclamation
+    /// pass, hence no destructor, may run on this thread.
+    #[inline]
+    pub(crate) fn hold_reclamation(&self) {
+        HOLD.with(|hold| hold.set(hold.get() + 1));
+    }
+
+    /// Ends a section started by [`hold_reclamation`](Self::hold_reclamation); runs the pass it
+    /// deferred, if any, once no section is open. Call it after releasing the lock.
+    #[inline]
+    pub(crate) fn release_reclamation(&self) {
+        let open = HOLD.with(|hold| {
+            let open = hold.get() - 1;
+            hold.set(open);
+            open
+        });
+        if open == 0 && DEFERRED.with(|deferred| deferred.replace(false)) {
+            self.reclaim();
+        }
     }
 
     /// A reclamation pass: frees every sealed batch no thread can still be reading.

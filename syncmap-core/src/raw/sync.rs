@@ -53,6 +53,44 @@ mod imp {
     pub(crate) fn get_mut<T>(ptr: &mut AtomicPtr<T>) -> *mut T {
         *ptr.get_mut()
     }
+
+    /// Locks `mutex` so that no reclamation pass (no destructor of a retired value) runs on
+    /// this thread until the lock is released: a value's `Drop` may then call into the map.
+    #[inline]
+    pub(crate) fn lock<'a, T>(mutex: &'a Mutex<T>, collector: &'a Collector) -> Locked<'a, T> {
+        collector.hold_reclamation();
+        Locked {
+            guard: std::mem::ManuallyDrop::new(mutex.lock()),
+            collector,
+        }
+    }
+
+    /// A held lock; releasing it runs the reclamation passes deferred while it was held.
+    pub(crate) struct Locked<'a, T> {
+        guard: std::mem::ManuallyDrop<MutexGuard<'a, T>>,
+        collector: &'a Collector,
+    }
+
+    impl<T> std::ops::Deref for Locked<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.guard
+        }
+    }
+
+    impl<T> std::ops::DerefMut for Locked<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            &mut self.guard
+        }
+    }
+
+    impl<T> Drop for Locked<'_, T> {
+        fn drop(&mut self) {
+            // SAFETY: dropped exactly once, here; `guard` is not used afterwards.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.guard) };
+            self.collector.release_reclamation();
+        }
+    }
 }
 
 #[cfg(syncmap_loom)]
@@ -150,6 +188,13 @@ mod imp {
 
     pub(crate) fn get_mut<T>(ptr: &mut AtomicPtr<T>) -> *mut T {
         ptr.with_mut(|p| *p)
+    }
+
+    /// The loom collector never reclaims before it is dropped: a plain lock.
+    pub(crate) type Locked<'a, T> = MutexGuard<'a, T>;
+
+    pub(crate) fn lock<'a, T>(mutex: &'a Mutex<T>, _collector: &'a Collector) -> Locked<'a, T> {
+        mutex.lock()
     }
 }
 
