@@ -167,8 +167,8 @@ pub use syncmap_core::*;
 /// ```
 ///
 /// Methods: `&self` (or `self`) is part of the key, so different receivers never share results
-/// (`Self: Hash + Eq + Clone`). `in_impl` marks an associated function that neither takes
-/// `self` nor mentions `Self`, so that its siblings are found as `Self::..`.
+/// (`Self: Hash + Eq + Clone`). Associated functions without `self` work as they are (their
+/// generated functions find the cache by source location); `in_impl` is accepted but not needed.
 ///
 /// ```
 /// #[derive(Clone, Hash, PartialEq, Eq)]
@@ -180,7 +180,7 @@ pub use syncmap_core::*;
 ///         self.0.iter().sum()
 ///     }
 ///
-///     #[syncmap::memoize(in_impl)]
+///     #[syncmap::memoize]
 ///     fn identity_trace(n: u32) -> u32 {
 ///         n
 ///     }

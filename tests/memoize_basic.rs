@@ -307,3 +307,34 @@ fn the_registry_lists_used_caches() {
         .iter()
         .any(|(k, v)| k == "10" && v == "55"));
 }
+
+struct First;
+struct Second;
+
+impl First {
+    /// An associated function without `self` or `Self` needs no option.
+    #[memoize]
+    fn id(x: u64) -> u64 {
+        x
+    }
+}
+
+impl Second {
+    /// The same name in another impl of the same module: a different cache.
+    #[memoize]
+    fn id(x: u64) -> u64 {
+        x + 1
+    }
+}
+
+#[test]
+fn associated_functions_without_self_have_their_own_caches() {
+    assert_eq!(First::id(1), 1);
+    assert_eq!(Second::id(1), 2);
+    assert_eq!(First::id(1), 1);
+    assert_eq!(Second::id(1), 2);
+    assert_eq!(First::id_cache().get(&1), Some(1));
+    assert_eq!(Second::id_cache().get(&1), Some(2));
+    assert_eq!(First::id_cache().stats().hits, 1);
+    assert_eq!(First::id_uncached(5), 5);
+}

@@ -126,25 +126,58 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
     let mut uncached_sig = sig.clone();
     uncached_sig.ident = uncached_fn.clone();
 
+    // Outside a known `impl`, the generated functions cannot name each other (`f_cache()` in a
+    // module is `Self::f_cache()` in an `impl`): both find the cache by site, and the cached
+    // function runs the body inline instead of calling `f_uncached`.
+    let site = quote!(::core::concat!(
+        ::core::module_path!(),
+        "::",
+        ::core::stringify!(#name),
+        "@",
+        ::core::line!(),
+        ":",
+        ::core::column!()
+    ));
+    let (lookup, wrapper_lookup, compute) = if in_impl {
+        (
+            lookup,
+            quote!(#path_prefix #cache_fn #turbofish()),
+            quote!(move || #path_prefix #uncached_fn #turbofish(#(#call_args),*)),
+        )
+    } else {
+        let by_site = if per_instantiation {
+            quote!(::syncmap::__private::site_memo::<#key_ty, #value_ty>(
+                #site, #memo_name, #memo_options, #debug
+            ))
+        } else {
+            quote!({
+                static __SYNCMAP_SITE: ::syncmap::__private::SiteMemo<#key_ty, #value_ty> =
+                    ::syncmap::__private::SiteMemo::new();
+                __SYNCMAP_SITE.#get(#site, #memo_name, #memo_options, #debug)
+            })
+        };
+        let output = match &sig.output {
+            syn::ReturnType::Type(_, ty) => quote!(-> #ty),
+            syn::ReturnType::Default => quote!(),
+        };
+        (by_site.clone(), by_site, quote!(move || #output #block))
+    };
+
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
-            let __syncmap_memo = #path_prefix #cache_fn #turbofish();
+            let __syncmap_memo = #wrapper_lookup;
             #setup
             if let ::core::option::Option::Some(__syncmap_value) = __syncmap_memo.#hit(#view) {
                 return __syncmap_value;
             }
             // On a miss the owned key is built before the arguments move into the body.
-            __syncmap_memo.#miss(
-                #make_key,
-                move || #path_prefix #uncached_fn #turbofish(#(#call_args),*),
-                #keep,
-            )
+            __syncmap_memo.#miss(#make_key, #compute, #keep)
         }
 
         #[doc = #cache_doc]
         #(#other_attrs)*
-        #[allow(clippy::type_complexity)]
+        #[allow(clippy::type_complexity, dead_code)]
         #vis fn #cache_fn #impl_generics () -> &'static ::syncmap::Memo<#key_ty, #value_ty> #where_clause {
             #[allow(dead_code)]
             fn __syncmap_key_part_is_hash_and_eq<T: ?::core::marker::Sized + ::core::hash::Hash + ::core::cmp::Eq>() {}
@@ -154,6 +187,7 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
 
         #[doc = #uncached_doc]
         #(#other_attrs)*
+        #[allow(dead_code)]
         #vis #uncached_sig #block
     })
 }

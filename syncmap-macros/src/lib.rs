@@ -2,8 +2,8 @@
 //!
 //! Use it through `syncmap::memoize`; its documentation, with runnable examples of every
 //! option, lives there. This crate only rewrites functions:
-//! [`parse`](parse) reads the options, [`validate`](validate) checks the function and plans the
-//! cache key, and [`expand`](expand) generates the code, which calls `::syncmap::__private`.
+//! `parse` reads the options, `validate` checks the function and plans the
+//! cache key, and `expand` generates the code, which calls `::syncmap::__private`.
 //! On any error the macro emits the errors, pointing at the offending tokens, *and* the function
 //! unchanged, so the rest of the crate still type-checks.
 #![forbid(unsafe_code)]

@@ -164,6 +164,89 @@ fn downcast<K: 'static, V: 'static>(
         .expect("each cache is stored under the TypeId of its own (K, V)")
 }
 
+/// Every cache found by *site* (module path, function name, source position) and by the `TypeId`
+/// of `(K, V)`: the functions `#[memoize]` generates outside a known `impl` reach their cache this
+/// way, because they cannot name each other (`f_cache()` in a module is `Self::f_cache()` in an
+/// `impl`, and the attribute cannot tell which).
+type Sites =
+    SyncMap<(&'static str, TypeId), &'static (dyn Any + Send + Sync), foldhash::fast::RandomState>;
+
+static SITES: OnceCell<Sites> = OnceCell::new();
+
+/// The cache of the memoized function at `site` (created and registered on first use).
+pub fn site_memo<K, V>(
+    site: &'static str,
+    name: &'static str,
+    options: MemoOptions,
+    debug: impl FnOnce() -> MemoDebug<K, V>,
+) -> &'static Memo<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    let sites = SITES.get_or_init(Sites::default);
+    let key = (site, TypeId::of::<(K, V)>());
+    let erased = match sites.load(&key) {
+        Some(erased) => erased,
+        None => {
+            let (erased, loaded) = sites.load_or_store_with(key, || {
+                let memo: &'static Memo<K, V> =
+                    Box::leak(Box::new(Memo::with_debug(name, options.into(), debug())));
+                memo
+            });
+            if !loaded {
+                registry::register(downcast::<K, V>(erased));
+            }
+            erased
+        }
+    };
+    downcast(erased)
+}
+
+/// A call site's handle on [`site_memo`], in a `static` of a non-generic function: one atomic
+/// load on the hit path.
+pub struct SiteMemo<K: 'static, V: 'static> {
+    memo: OnceCell<&'static Memo<K, V>>,
+}
+
+impl<K: 'static, V: 'static> SiteMemo<K, V> {
+    /// Not resolved yet.
+    pub const fn new() -> Self {
+        SiteMemo {
+            memo: OnceCell::new(),
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Default for SiteMemo<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V> SiteMemo<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The cache of the function at `site`.
+    #[inline]
+    pub fn get(
+        &'static self,
+        site: &'static str,
+        name: &'static str,
+        options: MemoOptions,
+        debug: impl FnOnce() -> MemoDebug<K, V>,
+    ) -> &'static Memo<K, V> {
+        match self.memo.get() {
+            Some(memo) => memo,
+            None => self
+                .memo
+                .get_or_init(|| site_memo(site, name, options, debug)),
+        }
+    }
+}
+
 /// Autoref specialization behind [`debug_fn!`]: `(&&DebugProbe::<T>::new()).debug_fn()` is
 /// `Some` when `T: Debug`, else `None`.
 pub struct DebugProbe<T: ?Sized>(PhantomData<fn(&T)>);
