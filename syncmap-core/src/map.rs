@@ -529,6 +529,13 @@ where
     {
         let hash = self.hash(&key);
         let guard = sync::enter(&self.collector);
+        // A present key answers without boxing the value (the common case of Go's
+        // LoadOrStoreCollision).
+        if let Some(entry) = find(&self.snapshot(&guard).table, hash, &key) {
+            if let Some(current) = entry.load(&guard) {
+                return (current.clone(), true);
+            }
+        }
         self.load_or_store_hashed(hash, key, Box::new(value), &guard)
     }
 

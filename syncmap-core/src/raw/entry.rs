@@ -255,13 +255,18 @@ impl<K, V> Entry<K, V> {
         V: PartialEq,
     {
         let mut current = sync::protect(guard, &self.value);
-        let mut new = Some(Box::new(new));
+        // Boxed only once the comparison succeeds: a failing CAS allocates nothing.
+        let mut new = Err::<Box<V>, V>(new);
         loop {
             // SAFETY: live and loaded under `guard` (see `load`).
             if !is_live(current) || unsafe { &*current } != old {
                 return false;
             }
-            let candidate = Box::into_raw(new.take().expect("the new value is still ours"));
+            let boxed = match new {
+                Ok(boxed) => boxed,
+                Err(value) => Box::new(value),
+            };
+            let candidate = Box::into_raw(boxed);
             match self.value.compare_exchange_weak(
                 current,
                 candidate,
@@ -274,7 +279,7 @@ impl<K, V> Entry<K, V> {
                 }
                 Err(actual) => {
                     // SAFETY: `candidate` was never published; take it back for the next try.
-                    new = Some(unsafe { Box::from_raw(candidate) });
+                    new = Ok(unsafe { Box::from_raw(candidate) });
                     current = actual;
                 }
             }
