@@ -137,23 +137,37 @@ impl GenericMemos {
         V: Clone + Send + Sync + 'static,
     {
         let memos = self.memos.get_or_init(SyncMap::new);
-        let id = TypeId::of::<(K, V)>();
-        let erased: &'static (dyn Any + Send + Sync) = match memos.load(&id) {
-            Some(erased) => erased,
-            None => {
-                let (erased, loaded) = memos.load_or_store_with(id, || {
-                    let memo: &'static Memo<K, V> =
-                        Box::leak(Box::new(Memo::with_debug(name, options.into(), debug())));
-                    memo
-                });
-                if !loaded {
-                    registry::register(downcast::<K, V>(erased));
-                }
-                erased
-            }
-        };
-        downcast(erased)
+        find_or_create(memos, TypeId::of::<(K, V)>(), name, options, debug)
     }
+}
+
+/// The cache stored under `key` in `memos`, created and registered by the first caller.
+fn find_or_create<Key, S, K, V>(
+    memos: &SyncMap<Key, &'static (dyn Any + Send + Sync), S>,
+    key: Key,
+    name: &'static str,
+    options: MemoOptions,
+    debug: impl FnOnce() -> MemoDebug<K, V>,
+) -> &'static Memo<K, V>
+where
+    Key: Hash + Eq,
+    S: std::hash::BuildHasher,
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    if let Some(erased) = memos.load(&key) {
+        return downcast(erased);
+    }
+    let (erased, loaded) = memos.load_or_store_with(key, || {
+        let memo: &'static Memo<K, V> =
+            Box::leak(Box::new(Memo::with_debug(name, options.into(), debug())));
+        memo
+    });
+    let memo = downcast(erased);
+    if !loaded {
+        registry::register(memo);
+    }
+    memo
 }
 
 fn downcast<K: 'static, V: 'static>(
@@ -185,22 +199,7 @@ where
     V: Clone + Send + Sync + 'static,
 {
     let sites = SITES.get_or_init(Sites::default);
-    let key = (site, TypeId::of::<(K, V)>());
-    let erased = match sites.load(&key) {
-        Some(erased) => erased,
-        None => {
-            let (erased, loaded) = sites.load_or_store_with(key, || {
-                let memo: &'static Memo<K, V> =
-                    Box::leak(Box::new(Memo::with_debug(name, options.into(), debug())));
-                memo
-            });
-            if !loaded {
-                registry::register(downcast::<K, V>(erased));
-            }
-            erased
-        }
-    };
-    downcast(erased)
+    find_or_create(sites, (site, TypeId::of::<(K, V)>()), name, options, debug)
 }
 
 /// A call site's handle on [`site_memo`], in a `static` of a non-generic function: one atomic
