@@ -128,7 +128,10 @@ mod imp {
             ArcSwap(loom::sync::Mutex::new(value))
         }
         pub(crate) fn swap(&self, value: Arc<T>) -> Arc<T> {
-            std::mem::replace(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()), value)
+            std::mem::replace(
+                &mut *self.0.lock().unwrap_or_else(|p| p.into_inner()),
+                value,
+            )
         }
         pub(crate) fn load_full(&self) -> Arc<T> {
             Arc::clone(&self.0.lock().unwrap_or_else(|p| p.into_inner()))
