@@ -529,14 +529,7 @@ where
     {
         let hash = self.hash(&key);
         let guard = sync::enter(&self.collector);
-        // A present key answers without boxing the value (the common case of Go's
-        // LoadOrStoreCollision).
-        if let Some(entry) = find(&self.snapshot(&guard).table, hash, &key) {
-            if let Some(current) = entry.load(&guard) {
-                return (current.clone(), true);
-            }
-        }
-        self.load_or_store_hashed(hash, key, Box::new(value), &guard)
+        self.load_or_store_hashed(hash, key, value, &guard)
     }
 
     /// Returns the existing value for `key` if present; otherwise stores the value made by `f`.
@@ -574,10 +567,10 @@ where
                 }
             }
         }
-        self.load_or_store_hashed(hash, key, Box::new(f()), &guard)
+        self.load_or_store_hashed(hash, key, f(), &guard)
     }
 
-    fn load_or_store_hashed(&self, hash: u64, key: K, value: Box<V>, guard: &Guard<'_>) -> (V, bool)
+    fn load_or_store_hashed(&self, hash: u64, key: K, value: V, guard: &Guard<'_>) -> (V, bool)
     where
         V: Clone,
     {
@@ -598,7 +591,7 @@ where
             outcome
         } else {
             let value = value.take().expect("the value to store is present");
-            let entry = Entry::new(key, *value);
+            let entry = Entry::new(key, value);
             let stored = entry.load(guard).map(|v| v as *const V);
             self.insert_new_locked(&mut dirty, read, hash, entry, guard);
             drop(dirty);

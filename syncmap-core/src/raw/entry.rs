@@ -195,11 +195,12 @@ impl<K, V> Entry<K, V> {
     }
 
     /// Go's `tryLoadOrStore`: returns the existing value if there is one, or stores the value in
-    /// `value` (taking it) if the entry is deleted but not expunged. `None` when expunged, with
+    /// `value` (taking it; it is boxed only then, so a present key allocates nothing) if the
+    /// entry is deleted but not expunged. `None` when expunged, with
     /// `value` left in place for the caller's locked path.
     pub(crate) fn try_load_or_store<'g>(
         &self,
-        value: &mut Option<Box<V>>,
+        value: &mut Option<V>,
         guard: &'g Guard<'_>,
     ) -> Option<LoadOrStored<'g, V>> {
         let mut current = sync::protect(guard, &self.value);
@@ -211,7 +212,9 @@ impl<K, V> Entry<K, V> {
                 // SAFETY: live and loaded under `guard` (see `load`).
                 return Some(LoadOrStored::Loaded(unsafe { &*current }));
             }
-            let new = Box::into_raw(value.take().expect("the value to store is present"));
+            let new = Box::into_raw(Box::new(
+                value.take().expect("the value to store is present"),
+            ));
             match self.value.compare_exchange_weak(
                 ptr::null_mut(),
                 new,
@@ -223,7 +226,7 @@ impl<K, V> Entry<K, V> {
                 Ok(_) => return Some(LoadOrStored::Stored(unsafe { &*new })),
                 Err(actual) => {
                     // SAFETY: `new` was never published; give it back for the next attempt.
-                    *value = Some(unsafe { Box::from_raw(new) });
+                    *value = Some(*unsafe { Box::from_raw(new) });
                     current = actual;
                 }
             }
