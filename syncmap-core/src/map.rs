@@ -161,7 +161,7 @@ impl<K, V, S> SyncMap<K, V, S> {
             dirty: Mutex::new(Dirty::default()),
             live: StripedCounter::default(),
             hasher,
-            collector: Collector::new(),
+            collector: Collector::recycling::<V>(),
         }
     }
 
@@ -431,7 +431,7 @@ where
     fn swap_with<R>(&self, key: K, value: V, previous: impl FnOnce(Option<&V>) -> R) -> R {
         let hash = self.hash(&key);
         let guard = sync::enter(&self.collector);
-        let mut value = Box::new(value);
+        let mut value = value;
         if let Some(entry) = find(&self.snapshot(&guard).table, hash, &key) {
             match entry.try_swap(value, &guard) {
                 Ok((old, delta)) => {
@@ -446,15 +446,21 @@ where
             let read = self.snapshot(&guard);
             if let Some(entry) = find(&read.table, hash, &key) {
                 self.unexpunge_locked(&mut dirty, hash, *entry);
-                entry.swap_locked(*value, &guard)
+                entry.swap_locked(value, &guard)
             } else if let Some(entry) = dirty.find(hash, &key).copied() {
                 // Unlike Go, a store to a key only the dirty map has counts as a miss: promotion
                 // is what lets the next stores to it skip the lock.
-                let replaced = entry.swap_locked(*value, &guard);
+                let replaced = entry.swap_locked(value, &guard);
                 self.miss_locked(&mut dirty, &guard);
                 replaced
             } else {
-                self.insert_new_locked(&mut dirty, read, hash, Entry::new(key, *value), &guard);
+                self.insert_new_locked(
+                    &mut dirty,
+                    read,
+                    hash,
+                    Entry::new(key, value, &guard),
+                    &guard,
+                );
                 (None, LiveDelta::Added)
             }
         };
@@ -591,7 +597,7 @@ where
             outcome
         } else {
             let value = value.take().expect("the value to store is present");
-            let entry = Entry::new(key, value);
+            let entry = Entry::new(key, value, guard);
             let stored = entry.load(guard).map(|v| v as *const V);
             self.insert_new_locked(&mut dirty, read, hash, entry, guard);
             drop(dirty);

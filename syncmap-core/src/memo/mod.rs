@@ -52,6 +52,13 @@ use crate::{Equivalent, SyncMap};
 use slot::{Outcome, Slot, SlotRef};
 use stats::{Counter, Counters};
 
+/// The caches' hasher: fast, seeded per cache.
+#[cfg(not(syncmap_loom))]
+type MemoHasher = foldhash::fast::RandomState;
+/// Loom replays executions and needs them deterministic: a fixed-key hasher.
+#[cfg(syncmap_loom)]
+type MemoHasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+
 /// How a [`Memo`] was configured (by `#[memoize(...)]` options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -103,7 +110,7 @@ pub struct MemoConfig {
 pub struct Memo<K, V> {
     name: &'static str,
     config: MemoConfig,
-    map: SyncMap<K, SlotRef<V>, foldhash::fast::RandomState>,
+    map: SyncMap<K, SlotRef<V>, MemoHasher>,
     counters: Counters,
     debug: __private::MemoDebug<K, V>,
 }

@@ -2,11 +2,10 @@
 //! same cell, and a caller that recurses into its own key is told so instead of deadlocking.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use once_cell::sync::OnceCell;
+use crate::raw::sync::{AtomicU64, OnceCell, Ordering};
 
 /// A value and when it was computed.
 pub(crate) struct Stored<V> {
@@ -37,16 +36,24 @@ impl<V> PartialEq for SlotRef<V> {
     }
 }
 
+#[cfg(not(syncmap_loom))]
 thread_local! {
     static THREAD_ID: Cell<u64> = const { Cell::new(0) };
 }
 
+// Loom runs its threads on one OS thread: a std thread-local would be shared between them.
+#[cfg(syncmap_loom)]
+loom::thread_local! {
+    static THREAD_ID: Cell<u64> = Cell::new(0);
+}
+
 /// A process-unique, non-zero id for the current thread.
 pub(crate) fn current_thread_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
+    // Not a loom atomic: a static, only ever read by the `fetch_add` that hands out an id.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     THREAD_ID.with(|id| {
         if id.get() == 0 {
-            id.set(NEXT.fetch_add(1, Ordering::Relaxed));
+            id.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         }
         id.get()
     })

@@ -61,10 +61,10 @@ unsafe impl<K: Send, V: Send> Send for Entry<K, V> {}
 
 impl<K, V> Entry<K, V> {
     /// A new entry holding `value`.
-    pub(crate) fn new(key: K, value: V) -> Self {
+    pub(crate) fn new(key: K, value: V, guard: &Guard<'_>) -> Self {
         Entry {
             key,
-            value: AtomicPtr::new(Box::into_raw(Box::new(value))),
+            value: AtomicPtr::new(sync::new_value(guard, value)),
         }
     }
 
@@ -92,8 +92,8 @@ impl<K, V> Entry<K, V> {
     fn retire(old: *mut V, guard: &Guard<'_>) {
         if is_live(old) {
             // SAFETY: `old` was unlinked from `value` by the caller's successful swap or CAS,
-            // so threads that enter later cannot reach it; it was created by `Box::into_raw`.
-            unsafe { sync::retire_box(guard, old) };
+            // so threads that enter later cannot reach it; it was created by `new_value`.
+            unsafe { sync::retire_value(guard, old) };
         }
     }
 
@@ -101,15 +101,18 @@ impl<K, V> Entry<K, V> {
     /// previous value (still readable under `guard`) and how the live count changed.
     pub(crate) fn try_swap<'g>(
         &self,
-        new: Box<V>,
+        new: V,
         guard: &'g Guard<'_>,
-    ) -> Result<(Option<&'g V>, LiveDelta), Box<V>> {
-        let new = Box::into_raw(new);
+    ) -> Result<(Option<&'g V>, LiveDelta), V> {
         let mut current = sync::protect(guard, &self.value);
+        if current == expunged() {
+            return Err(new);
+        }
+        let new = sync::new_value(guard, new);
         loop {
             if current == expunged() {
-                // SAFETY: `new` came from `Box::into_raw` above and was never published.
-                return Err(unsafe { Box::from_raw(new) });
+                // SAFETY: `new` came from `new_value` (a `Box`) above and was never published.
+                return Err(*unsafe { Box::from_raw(new) });
             }
             match self.value.compare_exchange_weak(
                 current,
@@ -151,7 +154,7 @@ impl<K, V> Entry<K, V> {
     ) -> (Option<&'g V>, LiveDelta) {
         let old = self
             .value
-            .swap(Box::into_raw(Box::new(new)), Ordering::AcqRel);
+            .swap(sync::new_value(guard, new), Ordering::AcqRel);
         debug_assert!(old != expunged::<V>(), "swap_locked on an expunged entry");
         Self::finish_replace(old, guard, true)
     }
@@ -212,9 +215,7 @@ impl<K, V> Entry<K, V> {
                 // SAFETY: live and loaded under `guard` (see `load`).
                 return Some(LoadOrStored::Loaded(unsafe { &*current }));
             }
-            let new = Box::into_raw(Box::new(
-                value.take().expect("the value to store is present"),
-            ));
+            let new = sync::new_value(guard, value.take().expect("the value to store is present"));
             match self.value.compare_exchange_weak(
                 ptr::null_mut(),
                 new,
@@ -265,11 +266,10 @@ impl<K, V> Entry<K, V> {
             if !is_live(current) || unsafe { &*current } != old {
                 return false;
             }
-            let boxed = match new {
-                Ok(boxed) => boxed,
-                Err(value) => Box::new(value),
+            let candidate = match new {
+                Ok(boxed) => Box::into_raw(boxed),
+                Err(value) => sync::new_value(guard, value),
             };
-            let candidate = Box::into_raw(boxed);
             match self.value.compare_exchange_weak(
                 current,
                 candidate,
@@ -281,7 +281,8 @@ impl<K, V> Entry<K, V> {
                     return true;
                 }
                 Err(actual) => {
-                    // SAFETY: `candidate` was never published; take it back for the next try.
+                    // SAFETY: `candidate` (from `new_value` or `Box::into_raw`, so a `Box`) was
+                    // never published; held as a `Box` so that a panicking `eq` frees it.
                     new = Ok(unsafe { Box::from_raw(candidate) });
                     current = actual;
                 }

@@ -58,8 +58,10 @@
 //! batch is itself pinned at an older epoch (it retires under a guard), so its own pass cannot
 //! free that batch: a sealed batch is freed by the next pass of any thread on the collector
 //! once every thread has re-pinned or unpinned. So at most about `2 * BATCH` objects per
-//! thread id per collector are pending, as with seize's batches; everything left is freed when
-//! the collector is dropped. (Freeing the last batch on the outermost unpin would be prompter
+//! thread id per collector are pending (2048 values of the map: with 1 KiB values, 2 MiB per
+//! writing thread per map), as with seize's batches; everything left is freed when the
+//! collector is dropped. Recycled allocations ("Recycling" on [`Collector`]) add at most
+//! [`SPARE_BYTES`] per thread and twice that shared, per collector. (Freeing the last batch on the outermost unpin would be prompter
 //! but costs a flag check on the read path.)
 //!
 //! # Measured (map copy in a scratch crate, foldhash, 2 shared cores, noisy)
@@ -74,10 +76,11 @@
 //! freed before the collectors are dropped); a thread that exits with a guard still alive (only
 //! possible through a guard stored in a thread-local) keeps its record forever.
 
+use std::alloc::{self, Layout};
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
 use std::mem;
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -86,8 +89,13 @@ const INACTIVE: u64 = u64::MAX;
 
 /// How many retired objects a thread accumulates per collector before sealing a batch and
 /// running a reclamation pass (one `membarrier` syscall per pass).
+///
+/// The syscall interrupts every other running thread of the process (an IPI per core), which
+/// showed in profiles of swap-heavy workloads at 2 threads with 256; 1024 made
+/// `SwapMostlyHits` at 2 threads go from 54-58 to about 40 ns/op (BENCHMARKS.md), at the cost
+/// of more memory pending reclamation (see "Promptness").
 #[cfg(not(miri))]
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 #[cfg(miri)]
 const BATCH: usize = 8;
 
@@ -318,7 +326,11 @@ impl Drop for RecordOwner {
 /// A retired object and the function that frees it.
 struct Retired {
     ptr: *mut (),
+    /// Frees the object; for a `recycle` object, only drops it in place.
     free: unsafe fn(*mut ()),
+    /// The object is an allocation of the collector's recycled layout: once dropped in place,
+    /// its memory goes to the reclaiming thread's spares (or back to the allocator).
+    recycle: bool,
 }
 
 /// Sealed retired objects, all unlinked before `EPOCH` took the value `tag`.
@@ -327,10 +339,32 @@ struct Batch {
     items: Vec<Retired>,
 }
 
-/// A thread's bag of retired objects in one collector, exclusive to the owner of the record
-/// with the slot's id (see [`Collector::slot`]).
+/// A thread's bag of retired objects in one collector, and its spare allocations of the
+/// recycled layout, exclusive to the owner of the record with the slot's id (see
+/// [`Collector::slot`]).
 #[repr(align(128))]
-struct Slot(UnsafeCell<Vec<Retired>>);
+struct Slot {
+    bag: UnsafeCell<Vec<Retired>>,
+    /// An empty vector with capacity for a batch, kept from a freed batch for the next one
+    /// (a fresh one would be cold in the cache when the bag fills it).
+    next_bag: UnsafeCell<Vec<Retired>>,
+    /// Allocations of `Collector::recycled` whose objects were dropped: uninitialized memory,
+    /// owned by the collector, at most `Collector::spare_limit` of them.
+    spares: UnsafeCell<Vec<NonNull<u8>>>,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Slot {
+            bag: UnsafeCell::new(Vec::new()),
+            next_bag: UnsafeCell::new(Vec::new()),
+            spares: UnsafeCell::new(Vec::new()),
+        }
+    }
+}
+
+/// How many bytes of spare allocations a thread keeps per collector, at most.
+const SPARE_BYTES: usize = 32 * 1024;
 
 /// Number of buckets of slots: bucket `k` holds `2^k` slots, for ids `2^k - 1 .. 2^(k+1) - 1`.
 const BUCKETS: usize = usize::BITS as usize;
@@ -340,12 +374,37 @@ const BUCKETS: usize = usize::BITS as usize;
 /// # Invariants
 ///
 /// - `buckets[k]` is null or a leaked `Box<[Slot]>` of length `2^k`, never replaced once set.
-/// - The slot for id `i` is only accessed by the thread owning the record with id `i`, while
-///   it holds a guard of this collector, never across a call to user code; or by `Drop`.
+/// - The slot for id `i` is only accessed by the thread owning the record with id `i`, never
+///   across a call to user code (a destructor could re-enter the collector); or by `Drop`.
 /// - Every retired pointer is in exactly one slot or batch until it is freed, once.
+/// - Every spare is a live allocation of the global allocator with layout `recycled`, holding
+///   no object, in exactly one slot's `spares` or in `shared_spares`; it leaves by being handed
+///   out (then it is the caller's, as if from `Box::new`) or deallocated, once.
+///
+/// # Recycling
+///
+/// The map replaces a value by boxing the new one and retiring the old one, so a write costs a
+/// `malloc` and, a batch later, a `free`; with glibc, freeing a batch of 256 overflows the
+/// thread cache and both calls take the slow path (60% of a `swap` in a profile). So the
+/// collector keeps the memory of retired values: a reclamation pass drops each value in place
+/// and gives its allocation to the reclaiming thread's spares, and the map's next value
+/// allocation on that thread takes one. A pass often frees more than its thread will reuse
+/// (the batches of other threads too), so what does not fit goes to `shared_spares`, from
+/// which a thread that ran out refills (one lock per refill, not per allocation). Spares are
+/// bounded (`spare_limit`, about [`SPARE_BYTES`] per thread and collector, and twice that
+/// shared) and freed with the collector.
 pub(crate) struct Collector {
     buckets: [AtomicPtr<Slot>; BUCKETS],
     sealed: Mutex<Vec<Batch>>,
+    /// The layout of the objects retired with [`LocalGuard::defer_recycle`], if any.
+    recycled: Option<Layout>,
+    /// How many spares a slot keeps (0 when nothing is recycled).
+    spare_limit: usize,
+    /// Spares no slot had room for, at most `2 * spare_limit`.
+    shared_spares: Mutex<Vec<NonNull<u8>>>,
+    /// `shared_spares.len()`, read without the lock to skip it when empty (a hint: refills
+    /// check again under the lock).
+    shared_len: AtomicUsize,
 }
 
 // SAFETY: the collector holds retired objects, which the map only retires when they are `Send`
@@ -362,12 +421,29 @@ impl Default for Collector {
 }
 
 impl Collector {
+    /// A collector that recycles nothing.
     pub(crate) fn new() -> Self {
         barrier::detect();
         Collector {
             buckets: [const { AtomicPtr::new(ptr::null_mut()) }; BUCKETS],
             sealed: Mutex::new(Vec::new()),
+            recycled: None,
+            spare_limit: 0,
+            shared_spares: Mutex::new(Vec::new()),
+            shared_len: AtomicUsize::new(0),
         }
+    }
+
+    /// A collector that recycles the memory of objects of type `T` (see "Recycling").
+    pub(crate) fn recycling<T>() -> Self {
+        let layout = Layout::new::<T>();
+        let mut collector = Self::new();
+        // Zero-sized boxes own no memory; large objects are not worth keeping.
+        if layout.size() != 0 {
+            collector.spare_limit = (SPARE_BYTES / layout.size()).min(BATCH);
+            collector.recycled = Some(layout);
+        }
+        collector
     }
 
     /// Starts a critical section: pointers loaded through the guard stay allocated until it is
@@ -432,9 +508,7 @@ impl Collector {
 
     #[cold]
     fn allocate_bucket(&self, bucket: usize) -> *mut Slot {
-        let new: Box<[Slot]> = (0..1usize << bucket)
-            .map(|_| Slot(UnsafeCell::new(Vec::new())))
-            .collect();
+        let new: Box<[Slot]> = (0..1usize << bucket).map(|_| Slot::new()).collect();
         let new = Box::into_raw(new).cast::<Slot>();
         match self.buckets[bucket].compare_exchange(
             ptr::null_mut(),
@@ -458,12 +532,19 @@ impl Collector {
         let full = {
             // SAFETY: the caller owns `record` and holds a guard; no other reference to this
             // slot's vector exists (invariants), and none is held across user code.
-            let bag = unsafe { &mut *slot.0.get() };
+            let bag = unsafe { &mut *slot.bag.get() };
             bag.push(item);
             if bag.len() < BATCH {
                 return;
             }
-            mem::replace(bag, Vec::with_capacity(BATCH))
+            // SAFETY: as for `bag`.
+            let next = mem::take(unsafe { &mut *slot.next_bag.get() });
+            let next = if next.capacity() >= BATCH {
+                next
+            } else {
+                Vec::with_capacity(BATCH)
+            };
+            mem::replace(bag, next)
         };
         // Every object in `full` was unlinked before this RMW.
         let tag = EPOCH.fetch_add(1, Ordering::AcqRel) + 1;
@@ -508,7 +589,7 @@ impl Collector {
         let current = EPOCH.load(Ordering::Acquire);
         barrier::heavy();
         let bound = current.min(min_pinned_epoch());
-        let ready: Vec<Batch> = {
+        let mut ready: Vec<Batch> = {
             let mut sealed = self.sealed.lock().unwrap_or_else(PoisonError::into_inner);
             let mut ready = Vec::new();
             let mut i = 0;
@@ -522,14 +603,77 @@ impl Collector {
             ready
         };
         // User code (destructors) runs with no lock held and no slot borrowed.
-        for batch in ready {
-            for item in batch.items {
+        for batch in &ready {
+            for item in &batch.items {
                 // SAFETY: no guard can still reach the object (proof in the module docs); it
-                // leaves the collector here, so it is freed once, with the function it was
-                // retired with.
+                // leaves the collector here, so it is freed (or, if `recycle`, dropped) once,
+                // with the function it was retired with.
                 unsafe { (item.free)(item.ptr) };
             }
         }
+        let record = LOCAL.try_with(Cell::get).ok().flatten();
+        if let Some(layout) = self.recycled {
+            let mut memory = ready
+                .iter()
+                .flat_map(|batch| &batch.items)
+                .filter(|item| item.recycle)
+                .map(|item| {
+                    // SAFETY: retired pointers are live allocations, so not null.
+                    unsafe { NonNull::new_unchecked(item.ptr.cast::<u8>()) }
+                });
+            if let Some(record) = record {
+                // SAFETY: this thread owns `record`, and this borrow of its slot ends before any
+                // user code runs (slot invariants).
+                let spares = unsafe { &mut *self.slot(record.id).spares.get() };
+                let room = self.spare_limit.saturating_sub(spares.len());
+                spares.extend(memory.by_ref().take(room));
+            }
+            let mut memory = memory.peekable();
+            if memory.peek().is_some() {
+                let mut shared = self
+                    .shared_spares
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let room = (2 * self.spare_limit).saturating_sub(shared.len());
+                shared.extend(memory.by_ref().take(room));
+                self.shared_len.store(shared.len(), Ordering::Relaxed);
+            }
+            for p in memory {
+                // SAFETY: `p` was allocated with `layout` (`defer_recycle`'s contract) and its
+                // object was dropped above; nothing else refers to it.
+                unsafe { alloc::dealloc(p.as_ptr(), layout) };
+            }
+        }
+        if let (Some(record), Some(mut batch)) = (record, ready.pop()) {
+            batch.items.clear();
+            // SAFETY: this thread owns `record`; no user code runs during the borrow.
+            let next_bag = unsafe { &mut *self.slot(record.id).next_bag.get() };
+            if next_bag.capacity() < BATCH {
+                *next_bag = batch.items;
+            }
+        }
+    }
+
+    /// Memory for a `T`, from this thread's spares if `T` is the recycled type and a spare is
+    /// there; `None` otherwise.
+    #[inline]
+    fn take_spare<T>(&self, record: &Record) -> Option<NonNull<T>> {
+        if self.recycled != Some(Layout::new::<T>()) {
+            return None;
+        }
+        // SAFETY: the caller owns `record` and holds a guard; the borrow ends here, before any
+        // user code.
+        let spares = unsafe { &mut *self.slot(record.id).spares.get() };
+        if spares.is_empty() && self.shared_len.load(Ordering::Relaxed) > 0 {
+            let mut shared = self
+                .shared_spares
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let keep = shared.len().saturating_sub(self.spare_limit);
+            spares.extend(shared.drain(keep..));
+            self.shared_len.store(shared.len(), Ordering::Relaxed);
+        }
+        spares.pop().map(NonNull::cast)
     }
 }
 
@@ -554,13 +698,35 @@ impl Drop for Collector {
             let slots =
                 unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(slots, 1usize << bucket)) };
             for slot in Vec::from(slots) {
-                items.extend(slot.0.into_inner());
+                items.extend(slot.bag.into_inner());
+                for spare in slot.spares.into_inner() {
+                    let layout = self.recycled.expect("spares only exist when recycling");
+                    // SAFETY: a spare is an allocation of `recycled` holding no object, owned
+                    // by the collector (invariants); it is deallocated once, here.
+                    unsafe { alloc::dealloc(spare.as_ptr(), layout) };
+                }
             }
+        }
+        for spare in self
+            .shared_spares
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            let layout = self.recycled.expect("spares only exist when recycling");
+            // SAFETY: as for the slots' spares above.
+            unsafe { alloc::dealloc(spare.as_ptr(), layout) };
         }
         for item in items {
             // SAFETY: no guard of this collector exists, so no thread can reach the object;
             // it is freed once, with its own function.
             unsafe { (item.free)(item.ptr) };
+            if item.recycle {
+                let layout = self.recycled.expect("recycled objects imply a layout");
+                // SAFETY: `free` only dropped the object; its memory was allocated with
+                // `recycled` (`defer_recycle`'s contract) and is deallocated once, here.
+                unsafe { alloc::dealloc(item.ptr.cast(), layout) };
+            }
         }
     }
 }
@@ -609,6 +775,49 @@ impl LocalGuard<'_> {
             Retired {
                 ptr: ptr.cast(),
                 free,
+                recycle: false,
+            },
+        );
+    }
+
+    /// Boxes `value`, in a spare allocation of this thread if there is one. The result is a
+    /// pointer as `Box::into_raw` returns it (and may be freed as one).
+    #[inline]
+    pub(crate) fn alloc<T>(&self, value: T) -> *mut T {
+        match self.collector.take_spare::<T>(self.record) {
+            Some(memory) => {
+                let p = memory.as_ptr();
+                // SAFETY: a spare is an allocation of `Layout::new::<T>()` holding no object,
+                // now ours; writing a `T` makes it exactly what `Box::new` returns.
+                unsafe { p.write(value) };
+                p
+            }
+            None => Box::into_raw(Box::new(value)),
+        }
+    }
+
+    /// Like [`defer_retire`](Self::defer_retire) with [`boxed`], but keeps the allocation for
+    /// [`alloc`](Self::alloc) when `T` is the type the collector recycles.
+    ///
+    /// # Safety
+    ///
+    /// As for `defer_retire`, and `ptr` came from `Box::into_raw` (or [`alloc`](Self::alloc)).
+    #[inline]
+    pub(crate) unsafe fn defer_recycle<T>(&self, ptr: *mut T) {
+        if self.collector.recycled != Some(Layout::new::<T>()) {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.defer_retire(ptr, boxed::<T>) };
+        }
+        unsafe fn drop_in_place<T>(ptr: *mut ()) {
+            // SAFETY: `ptr` is the retired `*mut T`, dropped once (the collector's invariants).
+            unsafe { ptr::drop_in_place(ptr.cast::<T>()) }
+        }
+        self.collector.retire(
+            self.record,
+            Retired {
+                ptr: ptr.cast(),
+                free: drop_in_place::<T>,
+                recycle: true,
             },
         );
     }
@@ -651,12 +860,16 @@ mod tests {
 
     impl Tracked {
         fn new(live: &Arc<AtomicIsize>, value: u64) -> *mut Tracked {
+            Box::into_raw(Box::new(Tracked::value(live, value)))
+        }
+
+        fn value(live: &Arc<AtomicIsize>, value: u64) -> Tracked {
             live.fetch_add(1, Ordering::Relaxed);
-            Box::into_raw(Box::new(Tracked {
+            Tracked {
                 live: live.clone(),
                 dropped: AtomicBool::new(false),
                 value,
-            }))
+            }
         }
     }
 
@@ -746,6 +959,107 @@ mod tests {
             // SAFETY: all threads are done; the current values are owned by the slots.
             drop(unsafe { Box::from_raw(slot.load(Ordering::Relaxed)) });
         }
+        drop(collector);
+        assert_eq!(live.load(Ordering::Relaxed), 0);
+    }
+
+    /// With recycling, a value's memory is reused only once no guard can reach it: readers
+    /// check that what they loaded does not change under them (every value written is
+    /// distinct), and every value is dropped once.
+    #[test]
+    fn recycled_memory_is_not_reused_while_protected() {
+        let live = Arc::new(AtomicIsize::new(0));
+        let collector = Collector::recycling::<Tracked>();
+        let slots: Vec<AtomicPtr<Tracked>> = (0..4)
+            .map(|i| AtomicPtr::new(Tracked::new(&live, i)))
+            .collect();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let mut reads = 0u64;
+                    while !stop.load(Ordering::Relaxed) || reads < 10 {
+                        let guard = collector.enter();
+                        for slot in &slots {
+                            let p = guard.protect(slot, Ordering::Acquire);
+                            // SAFETY: loaded under `guard`; replaced values are retired.
+                            let t = unsafe { &*p };
+                            let first = t.value;
+                            for _ in 0..16 {
+                                std::hint::spin_loop();
+                            }
+                            assert!(!t.dropped.load(Ordering::Relaxed));
+                            assert_eq!(t.value, first, "memory reused while protected");
+                        }
+                        reads += 1;
+                    }
+                });
+            }
+            let writers: Vec<_> = (0..2)
+                .map(|w| {
+                    let (slots, collector, live) = (&slots, &collector, &live);
+                    s.spawn(move || {
+                        for i in 0..BATCH * 8 * SCALE {
+                            let guard = collector.enter();
+                            let slot = &slots[(i + w) % slots.len()];
+                            let value = Tracked::value(live, (4 + 2 * i + w) as u64);
+                            let old = slot.swap(guard.alloc(value), Ordering::AcqRel);
+                            // SAFETY: `old` was unlinked by the swap; retired once; from
+                            // `Box::into_raw` or `alloc`.
+                            unsafe { guard.defer_recycle(old) };
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        for slot in &slots {
+            // SAFETY: all threads are done; the current values are owned by the slots, and
+            // `alloc` returns what `Box::into_raw` would.
+            drop(unsafe { Box::from_raw(slot.load(Ordering::Relaxed)) });
+        }
+        drop(collector);
+        assert_eq!(live.load(Ordering::Relaxed), 0);
+    }
+
+    /// The reclaiming thread keeps the memory of what it reclaimed, and hands it out again.
+    #[test]
+    fn reclaimed_memory_is_handed_out_again() {
+        let live = Arc::new(AtomicIsize::new(0));
+        let collector = Collector::recycling::<Tracked>();
+        // Threads of other tests may hold back a pass for a while (the epoch is global).
+        let has_spares = |guard: &LocalGuard<'_>| {
+            // SAFETY: this thread owns the record; the borrow ends here.
+            !unsafe { &*collector.slot(guard.record.id).spares.get() }.is_empty()
+        };
+        let mut rounds = 0;
+        loop {
+            let guard = collector.enter();
+            if has_spares(&guard) {
+                break;
+            }
+            assert!(rounds < BATCH * 1000, "no spare after {rounds} retirements");
+            let p = guard.alloc(Tracked::value(&live, rounds as u64));
+            // SAFETY: never published; retired once.
+            unsafe { guard.defer_recycle(p) };
+            rounds += 1;
+        }
+        assert!(rounds >= BATCH, "spares before any reclamation pass");
+        let guard = collector.enter();
+        let spare = collector
+            .take_spare::<Tracked>(guard.record)
+            .expect("the slot has spares");
+        // SAFETY: a spare is uninitialized memory for a `Tracked`, now ours; as a `Box` it is
+        // freed below.
+        unsafe { spare.as_ptr().write(Tracked::value(&live, 0)) };
+        // SAFETY: as from `Box::into_raw`.
+        drop(unsafe { Box::from_raw(spare.as_ptr()) });
+        // Other types than the recycled one get no spare.
+        assert!(collector.take_spare::<u64>(guard.record).is_none());
+        drop(guard);
         drop(collector);
         assert_eq!(live.load(Ordering::Relaxed), 0);
     }

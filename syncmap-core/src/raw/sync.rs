@@ -15,6 +15,10 @@ mod imp {
 
     pub(crate) use crate::raw::epoch::Collector;
 
+    /// The cell of a memoized key (single flight): concurrent initializers wait for the one
+    /// running; a failed or panicking one lets the next try.
+    pub(crate) use once_cell::sync::OnceCell;
+
     /// A thread's protection against reclamation, for the duration of one operation.
     pub(crate) type Guard<'c> = crate::raw::epoch::LocalGuard<'c>;
 
@@ -40,6 +44,25 @@ mod imp {
     pub(crate) unsafe fn retire_box<T>(guard: &Guard<'_>, ptr: *mut T) {
         // SAFETY: forwarded from the caller; `boxed` matches `Box::into_raw`.
         unsafe { guard.defer_retire(ptr, crate::raw::epoch::boxed::<T>) }
+    }
+
+    /// Boxes a map value, reusing the memory of a reclaimed one when this thread has some. The
+    /// result is as from `Box::into_raw`; retire it with [`retire_value`].
+    #[inline]
+    pub(crate) fn new_value<V>(guard: &Guard<'_>, value: V) -> *mut V {
+        guard.alloc(value)
+    }
+
+    /// Drops a map value, a `Box` (or from [`new_value`]), once no guard that may have loaded it
+    /// remains, and keeps its memory for [`new_value`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`retire_box`].
+    #[inline]
+    pub(crate) unsafe fn retire_value<V>(guard: &Guard<'_>, ptr: *mut V) {
+        // SAFETY: forwarded from the caller.
+        unsafe { guard.defer_recycle(ptr) }
     }
 
     /// A small number identifying the current thread while it lives.
@@ -153,6 +176,12 @@ mod imp {
         pub(crate) fn new() -> Self {
             Collector(loom::sync::Mutex::new(Vec::new()))
         }
+
+        // The real collector's signature; the loom one recycles nothing.
+        #[allow(clippy::extra_unused_type_parameters)]
+        pub(crate) fn recycling<T>() -> Self {
+            Self::new()
+        }
     }
 
     impl Drop for Collector {
@@ -189,6 +218,18 @@ mod imp {
         0
     }
 
+    pub(crate) fn new_value<V>(_guard: &Guard<'_>, value: V) -> *mut V {
+        Box::into_raw(Box::new(value))
+    }
+
+    /// # Safety
+    ///
+    /// As in the real implementation.
+    pub(crate) unsafe fn retire_value<V>(guard: &Guard<'_>, ptr: *mut V) {
+        // SAFETY: forwarded from the caller.
+        unsafe { retire_box(guard, ptr) }
+    }
+
     pub(crate) fn get_mut<T>(ptr: &mut AtomicPtr<T>) -> *mut T {
         ptr.with_mut(|p| *p)
     }
@@ -198,6 +239,78 @@ mod imp {
 
     pub(crate) fn lock<'a, T>(mutex: &'a Mutex<T>, _collector: &'a Collector) -> Locked<'a, T> {
         mutex.lock()
+    }
+
+    /// `once_cell::sync::OnceCell`'s operations the memo uses, with loom's primitives and
+    /// the same contract: one initializer runs at a time, others block until it ends; one that
+    /// fails or panics leaves the cell empty for the next. (No loom lock is held while the
+    /// initializer runs: loom's mutex cannot survive a panic.)
+    pub(crate) struct OnceCell<T> {
+        /// Whether an initializer is running.
+        running: loom::sync::Mutex<bool>,
+        /// Signalled when an initializer ends.
+        ended: loom::sync::Condvar,
+        ready: AtomicBool,
+        value: loom::cell::UnsafeCell<Option<T>>,
+    }
+
+    // SAFETY: the value is written once, by the one running initializer, before `ready` is set
+    // (release), and only read after `ready` is seen set (acquire): shared access needs
+    // `T: Sync`, and the cell hands the value between threads, so `T: Send`.
+    unsafe impl<T: Send + Sync> Sync for OnceCell<T> {}
+
+    /// Marks the running initializer as ended, by return or by unwinding.
+    struct Ended<'a>(&'a loom::sync::Mutex<bool>, &'a loom::sync::Condvar);
+
+    impl Drop for Ended<'_> {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = false;
+            self.1.notify_all();
+        }
+    }
+
+    impl<T> OnceCell<T> {
+        pub(crate) fn new() -> Self {
+            OnceCell {
+                running: loom::sync::Mutex::new(false),
+                ended: loom::sync::Condvar::new(),
+                ready: AtomicBool::new(false),
+                value: loom::cell::UnsafeCell::new(None),
+            }
+        }
+
+        pub(crate) fn get(&self) -> Option<&T> {
+            if !self.ready.load(Ordering::Acquire) {
+                return None;
+            }
+            // SAFETY: `ready` is set only after the single write, which happens-before this
+            // read (acquire above); the value is never written again.
+            self.value.with(|value| unsafe { (*value).as_ref() })
+        }
+
+        pub(crate) fn get_or_try_init<E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<&T, E> {
+            {
+                let mut running = self.running.lock().unwrap();
+                loop {
+                    if let Some(value) = self.get() {
+                        return Ok(value);
+                    }
+                    if !*running {
+                        *running = true;
+                        break;
+                    }
+                    running = self.ended.wait(running).unwrap();
+                }
+            }
+            let ended = Ended(&self.running, &self.ended);
+            let value = f()?;
+            // SAFETY: we are the one running initializer and `ready` is unset, so no other
+            // access to the value exists.
+            self.value.with_mut(|slot| unsafe { *slot = Some(value) });
+            self.ready.store(true, Ordering::Release);
+            drop(ended);
+            Ok(self.get().expect("just initialized"))
+        }
     }
 }
 

@@ -1,0 +1,107 @@
+//! Loom models of `#[memoize]`'s single flight (`Memo::__call`): one computation per key among
+//! concurrent callers, a result not kept (the cell is emptied and removed, and a waiter computes
+//! in turn), and invalidation racing with a computation. The key's cell is `raw::sync::OnceCell`,
+//! which under loom is a model with `once_cell`'s contract.
+//!
+//! A *panicking* body takes the same path as a result not kept, plus a removal from a drop guard
+//! during unwinding; it is not modelled here because loom runs its threads on one OS thread, so
+//! another model thread that drops a lock guard while one is unwinding sees `panicking()` and
+//! poisons loom's internal mutex (a spurious failure, tried). Panics are checked with real
+//! threads instead: `tests/panics.rs`, the soak's injected panics, and both under TSan.
+//!
+//! Run with `RUSTFLAGS="--cfg syncmap_loom" cargo test -p syncmap-core --release --test loom_memo`.
+//! Without that cfg this file compiles to nothing.
+#![cfg(syncmap_loom)]
+
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use syncmap_core::memo::__private::MemoOptions;
+use syncmap_core::memo::Memo;
+
+/// A fresh cache per execution, leaked: the memo API takes `&'static self`, as generated code
+/// holds it in a `static`.
+fn memo() -> &'static Memo<u64, u64> {
+    Box::leak(Box::new(Memo::new("loom::f", MemoOptions::DEFAULT.into())))
+}
+
+/// `f(key)` through the cache, counting how often the body runs.
+fn call(memo: &'static Memo<u64, u64>, key: u64, runs: &AtomicUsize) -> u64 {
+    memo.__call(
+        &key,
+        || key,
+        || {
+            runs.fetch_add(1, Ordering::SeqCst);
+            key * 10
+        },
+        |_| true,
+    )
+}
+
+#[test]
+fn concurrent_callers_share_one_computation() {
+    loom::model(|| {
+        let memo = memo();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let other = {
+            let runs = Arc::clone(&runs);
+            thread::spawn(move || call(memo, 1, &runs))
+        };
+        let mine = call(memo, 1, &runs);
+        assert_eq!(mine, 10);
+        assert_eq!(other.join().unwrap(), 10);
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "the body ran more than once"
+        );
+        assert_eq!(memo.get(&1), Some(10));
+        assert_eq!(memo.len(), 1);
+    });
+}
+
+#[test]
+fn an_uncached_result_is_not_kept_and_the_next_caller_computes() {
+    loom::model(|| {
+        let memo = memo();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let rejecting = {
+            let runs = Arc::clone(&runs);
+            thread::spawn(move || {
+                memo.__call(
+                    &1,
+                    || 1,
+                    || {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        99
+                    },
+                    |value| *value != 99,
+                )
+            })
+        };
+        let mine = call(memo, 1, &runs);
+        let theirs = rejecting.join().unwrap();
+        assert_eq!(mine, 10);
+        // Either it computed (and did not keep) 99, or it found our 10.
+        assert!(theirs == 99 || theirs == 10, "{theirs}");
+        assert!(matches!(memo.get(&1), None | Some(10)));
+        assert_eq!(call(memo, 1, &runs), 10);
+        assert_eq!(memo.get(&1), Some(10));
+    });
+}
+
+#[test]
+fn invalidation_racing_with_a_computation_leaves_no_stale_or_stuck_cell() {
+    loom::model(|| {
+        let memo = memo();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let invalidator = thread::spawn(move || memo.invalidate(&1));
+        assert_eq!(call(memo, 1, &Arc::clone(&runs)), 10);
+        invalidator.join().unwrap();
+        assert!(matches!(memo.get(&1), None | Some(10)));
+        // Invalidation never blocks a later caller: it computes or hits.
+        assert_eq!(call(memo, 1, &runs), 10);
+        assert_eq!(memo.get(&1), Some(10));
+        assert_eq!(memo.len(), 1);
+    });
+}
