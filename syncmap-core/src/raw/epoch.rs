@@ -92,8 +92,8 @@ const INACTIVE: u64 = u64::MAX;
 ///
 /// The syscall interrupts every other running thread of the process (an IPI per core), which
 /// showed in profiles of swap-heavy workloads at 2 threads with 256; 1024 made
-/// `SwapMostlyHits` at 2 threads go from 54-58 to about 40 ns/op (BENCHMARKS.md), at the cost
-/// of more memory pending reclamation (see "Promptness").
+/// `SwapMostlyHits` at 2 threads go from 54-58 to about 40 ns/op in a quick run (BENCHMARKS.md,
+/// "What was tried"), at the cost of more memory pending reclamation (see "Promptness").
 #[cfg(not(miri))]
 const BATCH: usize = 1024;
 #[cfg(miri)]
