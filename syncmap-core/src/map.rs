@@ -163,7 +163,10 @@ impl<K, V, S> SyncMap<K, V, S> {
             dirty: Mutex::new(Dirty::default()),
             live: StripedCounter::default(),
             hasher,
-            collector: Collector::recycling::<V>(),
+            collector: Collector::recycling(&[
+                std::alloc::Layout::new::<V>(),
+                std::alloc::Layout::new::<Entry<K, V>>(),
+            ]),
         }
     }
 
@@ -481,7 +484,7 @@ where
     ) {
         dirty.ensure(|| self.read.load_full());
         read.note_dirty_key(hash);
-        dirty.insert(hash, EntryPtr::new(entry), |key| self.hash(key));
+        dirty.insert(hash, EntryPtr::new(entry, guard), |key| self.hash(key));
         dirty.new_keys += 1;
         dirty.dirty_only += 1;
         if dirty.new_keys >= read.dirty_capacity() {
@@ -676,9 +679,9 @@ where
                 let removed = removed?;
                 // SAFETY: the entry was only in the dirty map (never in a snapshot) and has just
                 // left it under the lock, so threads that take the lock later cannot reach it; it
-                // was allocated by `EntryPtr::new` (a `Box`). This thread keeps using it below,
+                // was allocated by `EntryPtr::new` (as a `Box`). This thread keeps using it below,
                 // protected by `guard` like any other thread that found it earlier.
-                unsafe { sync::retire_box(guard, removed.as_ptr()) };
+                unsafe { sync::retire_recycled(guard, removed.as_ptr()) };
                 removed
             } else {
                 return None;
@@ -849,7 +852,7 @@ where
             for entry in dead {
                 // SAFETY: the entry was only in the dirty map, which no longer holds it, so
                 // threads that take the lock later cannot reach it; allocated by `EntryPtr::new`.
-                unsafe { sync::retire_box(&guard, entry.as_ptr()) };
+                unsafe { sync::retire_recycled(&guard, entry.as_ptr()) };
             }
         } else {
             dirty.reset();

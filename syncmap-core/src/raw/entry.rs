@@ -64,7 +64,7 @@ impl<K, V> Entry<K, V> {
     pub(crate) fn new(key: K, value: V, guard: &Guard<'_>) -> Self {
         Entry {
             key,
-            value: AtomicPtr::new(sync::new_value(guard, value)),
+            value: AtomicPtr::new(sync::alloc_recycled(guard, value)),
         }
     }
 
@@ -92,8 +92,8 @@ impl<K, V> Entry<K, V> {
     fn retire(old: *mut V, guard: &Guard<'_>) {
         if is_live(old) {
             // SAFETY: `old` was unlinked from `value` by the caller's successful swap or CAS,
-            // so threads that enter later cannot reach it; it was created by `new_value`.
-            unsafe { sync::retire_value(guard, old) };
+            // so threads that enter later cannot reach it; it was created by `alloc_recycled`.
+            unsafe { sync::retire_recycled(guard, old) };
         }
     }
 
@@ -108,10 +108,10 @@ impl<K, V> Entry<K, V> {
         if current == expunged() {
             return Err(new);
         }
-        let new = sync::new_value(guard, new);
+        let new = sync::alloc_recycled(guard, new);
         loop {
             if current == expunged() {
-                // SAFETY: `new` came from `new_value` (a `Box`) above and was never published.
+                // SAFETY: `new` came from `alloc_recycled` (a `Box`) above and was never published.
                 return Err(*unsafe { Box::from_raw(new) });
             }
             match self.value.compare_exchange_weak(
@@ -154,7 +154,7 @@ impl<K, V> Entry<K, V> {
     ) -> (Option<&'g V>, LiveDelta) {
         let old = self
             .value
-            .swap(sync::new_value(guard, new), Ordering::AcqRel);
+            .swap(sync::alloc_recycled(guard, new), Ordering::AcqRel);
         debug_assert!(old != expunged::<V>(), "swap_locked on an expunged entry");
         Self::finish_replace(old, guard, true)
     }
@@ -215,7 +215,8 @@ impl<K, V> Entry<K, V> {
                 // SAFETY: live and loaded under `guard` (see `load`).
                 return Some(LoadOrStored::Loaded(unsafe { &*current }));
             }
-            let new = sync::new_value(guard, value.take().expect("the value to store is present"));
+            let new =
+                sync::alloc_recycled(guard, value.take().expect("the value to store is present"));
             match self.value.compare_exchange_weak(
                 ptr::null_mut(),
                 new,
@@ -268,7 +269,7 @@ impl<K, V> Entry<K, V> {
             }
             let candidate = match new {
                 Ok(boxed) => Box::into_raw(boxed),
-                Err(value) => sync::new_value(guard, value),
+                Err(value) => sync::alloc_recycled(guard, value),
             };
             match self.value.compare_exchange_weak(
                 current,
@@ -281,7 +282,7 @@ impl<K, V> Entry<K, V> {
                     return true;
                 }
                 Err(actual) => {
-                    // SAFETY: `candidate` (from `new_value` or `Box::into_raw`, so a `Box`) was
+                    // SAFETY: `candidate` (from `alloc_recycled` or `Box::into_raw`, so a `Box`) was
                     // never published; held as a `Box` so that a panicking `eq` frees it.
                     new = Ok(unsafe { Box::from_raw(candidate) });
                     current = actual;
@@ -370,9 +371,12 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Send for EntryPtr<K, V> {}
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for EntryPtr<K, V> {}
 
 impl<K, V> EntryPtr<K, V> {
-    /// Allocates an entry; the map owns it from now on.
-    pub(crate) fn new(entry: Entry<K, V>) -> Self {
-        EntryPtr(NonNull::from(Box::leak(Box::new(entry))))
+    /// Allocates an entry (in recycled memory if this thread has some); the map owns it from
+    /// now on.
+    pub(crate) fn new(entry: Entry<K, V>, guard: &Guard<'_>) -> Self {
+        let ptr = sync::alloc_recycled(guard, entry);
+        // SAFETY: `alloc_recycled` returns what `Box::into_raw` does: not null.
+        EntryPtr(unsafe { NonNull::new_unchecked(ptr) })
     }
 
     /// The raw pointer, for retiring through the collector with `reclaim::boxed`.
@@ -387,7 +391,7 @@ impl<K, V> EntryPtr<K, V> {
     /// The entry has left the map (see the type's invariants) and no thread can reach it: either
     /// its collector decided so, or the map is being dropped.
     pub(crate) unsafe fn free(self) {
-        // SAFETY: allocated by `Box` in `new`; unreachable per the caller.
+        // SAFETY: allocated as a `Box` in `new`; unreachable per the caller.
         drop(unsafe { Box::from_raw(self.0.as_ptr()) });
     }
 }

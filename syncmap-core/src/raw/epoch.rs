@@ -326,11 +326,30 @@ impl Drop for RecordOwner {
 /// A retired object and the function that frees it.
 struct Retired {
     ptr: *mut (),
-    /// Frees the object; for a `recycle` object, only drops it in place.
+    /// Frees the object; for an object of a pool, only drops it in place.
     free: unsafe fn(*mut ()),
-    /// The object is an allocation of the collector's recycled layout: once dropped in place,
-    /// its memory goes to the reclaiming thread's spares (or back to the allocator).
-    recycle: bool,
+    /// The index of the collector's [`Pool`] whose layout the object's allocation has, or
+    /// [`NO_POOL`]: once dropped in place, its memory goes to the reclaiming thread's spares of
+    /// that pool (or back to the allocator).
+    pool: u8,
+}
+
+/// [`Retired::pool`] of an object freed whole by its `free` function.
+const NO_POOL: u8 = u8::MAX;
+
+/// How many layouts a collector recycles at most (the map's values and entries).
+const POOLS: usize = 2;
+
+/// Spare allocations of one layout, shared by the threads of a collector.
+struct Pool {
+    layout: Layout,
+    /// How many spares a slot keeps for this pool.
+    limit: usize,
+    /// Spares no slot had room for, at most `2 * limit`.
+    shared: Mutex<Vec<NonNull<u8>>>,
+    /// `shared.len()`, read without the lock to skip it when empty (a hint: refills check
+    /// again under the lock).
+    shared_len: AtomicUsize,
 }
 
 /// Sealed retired objects, all unlinked before `EPOCH` took the value `tag`.
@@ -339,18 +358,17 @@ struct Batch {
     items: Vec<Retired>,
 }
 
-/// A thread's bag of retired objects in one collector, and its spare allocations of the
-/// recycled layout, exclusive to the owner of the record with the slot's id (see
-/// [`Collector::slot`]).
+/// A thread's bag of retired objects in one collector, and its spare allocations of each
+/// pool, exclusive to the owner of the record with the slot's id (see [`Collector::slot`]).
 #[repr(align(128))]
 struct Slot {
     bag: UnsafeCell<Vec<Retired>>,
     /// An empty vector with capacity for a batch, kept from a freed batch for the next one
     /// (a fresh one would be cold in the cache when the bag fills it).
     next_bag: UnsafeCell<Vec<Retired>>,
-    /// Allocations of `Collector::recycled` whose objects were dropped: uninitialized memory,
-    /// owned by the collector, at most `Collector::spare_limit` of them.
-    spares: UnsafeCell<Vec<NonNull<u8>>>,
+    /// `spares[i]`: allocations of the layout of `Collector::pools[i]` whose objects were
+    /// dropped: uninitialized memory, owned by the collector, at most that pool's `limit`.
+    spares: [UnsafeCell<Vec<NonNull<u8>>>; POOLS],
 }
 
 impl Slot {
@@ -358,7 +376,7 @@ impl Slot {
         Slot {
             bag: UnsafeCell::new(Vec::new()),
             next_bag: UnsafeCell::new(Vec::new()),
-            spares: UnsafeCell::new(Vec::new()),
+            spares: [const { UnsafeCell::new(Vec::new()) }; POOLS],
         }
     }
 }
@@ -377,34 +395,30 @@ const BUCKETS: usize = usize::BITS as usize;
 /// - The slot for id `i` is only accessed by the thread owning the record with id `i`, never
 ///   across a call to user code (a destructor could re-enter the collector); or by `Drop`.
 /// - Every retired pointer is in exactly one slot or batch until it is freed, once.
-/// - Every spare is a live allocation of the global allocator with layout `recycled`, holding
-///   no object, in exactly one slot's `spares` or in `shared_spares`; it leaves by being handed
-///   out (then it is the caller's, as if from `Box::new`) or deallocated, once.
+/// - Every spare of pool `i` is a live allocation of the global allocator with layout
+///   `pools[i].layout`, holding no object, in exactly one slot's `spares[i]` or in
+///   `pools[i].shared`; it leaves by being handed out (then it is the caller's, as if from
+///   `Box::new`) or deallocated, once.
+/// - No two pools have the same layout.
 ///
 /// # Recycling
 ///
 /// The map replaces a value by boxing the new one and retiring the old one, so a write costs a
 /// `malloc` and, a batch later, a `free`; with glibc, freeing a batch of 256 overflows the
-/// thread cache and both calls take the slow path (60% of a `swap` in a profile). So the
-/// collector keeps the memory of retired values: a reclamation pass drops each value in place
-/// and gives its allocation to the reclaiming thread's spares, and the map's next value
-/// allocation on that thread takes one. A pass often frees more than its thread will reuse
-/// (the batches of other threads too), so what does not fit goes to `shared_spares`, from
-/// which a thread that ran out refills (one lock per refill, not per allocation). Spares are
-/// bounded (`spare_limit`, about [`SPARE_BYTES`] per thread and collector, and twice that
-/// shared) and freed with the collector.
+/// thread cache and both calls take the slow path (60% of a `swap` in a profile). A new key
+/// deleted again does the same with its entry. So the collector keeps the memory of retired
+/// objects of its pools' layouts (the map's values and entries): a reclamation pass drops each
+/// in place and gives its allocation to the reclaiming thread's spares, and the map's next
+/// allocation of that layout on that thread takes one. A pass often frees more than its thread
+/// will reuse (the batches of other threads too), so what does not fit goes to the pool's
+/// shared list, from which a thread that ran out refills (one lock per refill, not per
+/// allocation). Spares are bounded (a pool's `limit`, about [`SPARE_BYTES`] per thread, pool
+/// and collector, and twice that shared) and freed with the collector.
 pub(crate) struct Collector {
     buckets: [AtomicPtr<Slot>; BUCKETS],
     sealed: Mutex<Vec<Batch>>,
-    /// The layout of the objects retired with [`LocalGuard::defer_recycle`], if any.
-    recycled: Option<Layout>,
-    /// How many spares a slot keeps (0 when nothing is recycled).
-    spare_limit: usize,
-    /// Spares no slot had room for, at most `2 * spare_limit`.
-    shared_spares: Mutex<Vec<NonNull<u8>>>,
-    /// `shared_spares.len()`, read without the lock to skip it when empty (a hint: refills
-    /// check again under the lock).
-    shared_len: AtomicUsize,
+    /// The layouts whose allocations [`LocalGuard::defer_recycle`] keeps, first ones first.
+    pools: [Option<Pool>; POOLS],
 }
 
 // SAFETY: the collector holds retired objects, which the map only retires when they are `Send`
@@ -427,23 +441,39 @@ impl Collector {
         Collector {
             buckets: [const { AtomicPtr::new(ptr::null_mut()) }; BUCKETS],
             sealed: Mutex::new(Vec::new()),
-            recycled: None,
-            spare_limit: 0,
-            shared_spares: Mutex::new(Vec::new()),
-            shared_len: AtomicUsize::new(0),
+            pools: [const { None }; POOLS],
         }
     }
 
-    /// A collector that recycles the memory of objects of type `T` (see "Recycling").
-    pub(crate) fn recycling<T>() -> Self {
-        let layout = Layout::new::<T>();
+    /// A collector that recycles the memory of objects with these layouts (see "Recycling").
+    /// Zero-sized layouts (no memory), duplicates and layouts beyond the first [`POOLS`] are
+    /// ignored.
+    pub(crate) fn recycling(layouts: &[Layout]) -> Self {
         let mut collector = Self::new();
-        // Zero-sized boxes own no memory; large objects are not worth keeping.
-        if layout.size() != 0 {
-            collector.spare_limit = (SPARE_BYTES / layout.size()).min(BATCH);
-            collector.recycled = Some(layout);
+        let mut next = 0;
+        for &layout in layouts {
+            let known = collector.pools.iter().flatten().any(|p| p.layout == layout);
+            if layout.size() == 0 || known || next == POOLS {
+                continue;
+            }
+            collector.pools[next] = Some(Pool {
+                layout,
+                limit: (SPARE_BYTES / layout.size()).clamp(1, BATCH),
+                shared: Mutex::new(Vec::new()),
+                shared_len: AtomicUsize::new(0),
+            });
+            next += 1;
         }
         collector
+    }
+
+    /// The index of the pool recycling allocations of `T`, if any.
+    #[inline]
+    fn pool_of<T>(&self) -> Option<usize> {
+        let layout = Layout::new::<T>();
+        self.pools
+            .iter()
+            .position(|pool| pool.as_ref().is_some_and(|p| p.layout == layout))
     }
 
     /// Starts a critical section: pointers loaded through the guard stay allocated until it is
@@ -612,36 +642,37 @@ impl Collector {
             }
         }
         let record = LOCAL.try_with(Cell::get).ok().flatten();
-        if let Some(layout) = self.recycled {
+        for (index, pool) in self.pools.iter().enumerate() {
+            let Some(pool) = pool else { continue };
             let mut memory = ready
                 .iter()
                 .flat_map(|batch| &batch.items)
-                .filter(|item| item.recycle)
+                .filter(|item| usize::from(item.pool) == index)
                 .map(|item| {
                     // SAFETY: retired pointers are live allocations, so not null.
                     unsafe { NonNull::new_unchecked(item.ptr.cast::<u8>()) }
-                });
+                })
+                .peekable();
+            if memory.peek().is_none() {
+                continue;
+            }
             if let Some(record) = record {
                 // SAFETY: this thread owns `record`, and this borrow of its slot ends before any
                 // user code runs (slot invariants).
-                let spares = unsafe { &mut *self.slot(record.id).spares.get() };
-                let room = self.spare_limit.saturating_sub(spares.len());
+                let spares = unsafe { &mut *self.slot(record.id).spares[index].get() };
+                let room = pool.limit.saturating_sub(spares.len());
                 spares.extend(memory.by_ref().take(room));
             }
-            let mut memory = memory.peekable();
             if memory.peek().is_some() {
-                let mut shared = self
-                    .shared_spares
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                let room = (2 * self.spare_limit).saturating_sub(shared.len());
+                let mut shared = pool.shared.lock().unwrap_or_else(PoisonError::into_inner);
+                let room = (2 * pool.limit).saturating_sub(shared.len());
                 shared.extend(memory.by_ref().take(room));
-                self.shared_len.store(shared.len(), Ordering::Relaxed);
+                pool.shared_len.store(shared.len(), Ordering::Relaxed);
             }
             for p in memory {
-                // SAFETY: `p` was allocated with `layout` (`defer_recycle`'s contract) and its
-                // object was dropped above; nothing else refers to it.
-                unsafe { alloc::dealloc(p.as_ptr(), layout) };
+                // SAFETY: `p` was allocated with the pool's layout (`defer_recycle`'s contract)
+                // and its object was dropped above; nothing else refers to it.
+                unsafe { alloc::dealloc(p.as_ptr(), pool.layout) };
             }
         }
         if let (Some(record), Some(mut batch)) = (record, ready.pop()) {
@@ -654,24 +685,20 @@ impl Collector {
         }
     }
 
-    /// Memory for a `T`, from this thread's spares if `T` is the recycled type and a spare is
-    /// there; `None` otherwise.
+    /// Memory for a `T`, from this thread's spares if a pool recycles `T`'s layout and a spare
+    /// is there; `None` otherwise.
     #[inline]
     fn take_spare<T>(&self, record: &Record) -> Option<NonNull<T>> {
-        if self.recycled != Some(Layout::new::<T>()) {
-            return None;
-        }
+        let index = self.pool_of::<T>()?;
+        let pool = self.pools[index].as_ref()?;
         // SAFETY: the caller owns `record` and holds a guard; the borrow ends here, before any
         // user code.
-        let spares = unsafe { &mut *self.slot(record.id).spares.get() };
-        if spares.is_empty() && self.shared_len.load(Ordering::Relaxed) > 0 {
-            let mut shared = self
-                .shared_spares
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let keep = shared.len().saturating_sub(self.spare_limit);
+        let spares = unsafe { &mut *self.slot(record.id).spares[index].get() };
+        if spares.is_empty() && pool.shared_len.load(Ordering::Relaxed) > 0 {
+            let mut shared = pool.shared.lock().unwrap_or_else(PoisonError::into_inner);
+            let keep = shared.len().saturating_sub(pool.limit);
             spares.extend(shared.drain(keep..));
-            self.shared_len.store(shared.len(), Ordering::Relaxed);
+            pool.shared_len.store(shared.len(), Ordering::Relaxed);
         }
         spares.pop().map(NonNull::cast)
     }
@@ -699,33 +726,37 @@ impl Drop for Collector {
                 unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(slots, 1usize << bucket)) };
             for slot in Vec::from(slots) {
                 items.extend(slot.bag.into_inner());
-                for spare in slot.spares.into_inner() {
-                    let layout = self.recycled.expect("spares only exist when recycling");
-                    // SAFETY: a spare is an allocation of `recycled` holding no object, owned
-                    // by the collector (invariants); it is deallocated once, here.
-                    unsafe { alloc::dealloc(spare.as_ptr(), layout) };
+                for (index, spares) in slot.spares.into_iter().enumerate() {
+                    for spare in spares.into_inner() {
+                        let pool = self.pools[index].as_ref().expect("spares imply a pool");
+                        // SAFETY: a spare is an allocation of its pool's layout holding no
+                        // object, owned by the collector (invariants); deallocated once, here.
+                        unsafe { alloc::dealloc(spare.as_ptr(), pool.layout) };
+                    }
                 }
             }
         }
-        for spare in self
-            .shared_spares
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            let layout = self.recycled.expect("spares only exist when recycling");
-            // SAFETY: as for the slots' spares above.
-            unsafe { alloc::dealloc(spare.as_ptr(), layout) };
+        for pool in self.pools.iter_mut().flatten() {
+            let shared = pool
+                .shared
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner);
+            for spare in shared.drain(..) {
+                // SAFETY: as for the slots' spares above.
+                unsafe { alloc::dealloc(spare.as_ptr(), pool.layout) };
+            }
         }
         for item in items {
             // SAFETY: no guard of this collector exists, so no thread can reach the object;
             // it is freed once, with its own function.
             unsafe { (item.free)(item.ptr) };
-            if item.recycle {
-                let layout = self.recycled.expect("recycled objects imply a layout");
-                // SAFETY: `free` only dropped the object; its memory was allocated with
-                // `recycled` (`defer_recycle`'s contract) and is deallocated once, here.
-                unsafe { alloc::dealloc(item.ptr.cast(), layout) };
+            if item.pool != NO_POOL {
+                let pool = self.pools[usize::from(item.pool)]
+                    .as_ref()
+                    .expect("an object of a pool implies the pool");
+                // SAFETY: `free` only dropped the object; its memory was allocated with the
+                // pool's layout (`defer_recycle`'s contract) and is deallocated once, here.
+                unsafe { alloc::dealloc(item.ptr.cast(), pool.layout) };
             }
         }
     }
@@ -775,7 +806,7 @@ impl LocalGuard<'_> {
             Retired {
                 ptr: ptr.cast(),
                 free,
-                recycle: false,
+                pool: NO_POOL,
             },
         );
     }
@@ -797,17 +828,17 @@ impl LocalGuard<'_> {
     }
 
     /// Like [`defer_retire`](Self::defer_retire) with [`boxed`], but keeps the allocation for
-    /// [`alloc`](Self::alloc) when `T` is the type the collector recycles.
+    /// [`alloc`](Self::alloc) when a pool of the collector recycles `T`'s layout.
     ///
     /// # Safety
     ///
     /// As for `defer_retire`, and `ptr` came from `Box::into_raw` (or [`alloc`](Self::alloc)).
     #[inline]
     pub(crate) unsafe fn defer_recycle<T>(&self, ptr: *mut T) {
-        if self.collector.recycled != Some(Layout::new::<T>()) {
+        let Some(pool) = self.collector.pool_of::<T>() else {
             // SAFETY: forwarded from the caller.
             return unsafe { self.defer_retire(ptr, boxed::<T>) };
-        }
+        };
         unsafe fn drop_in_place<T>(ptr: *mut ()) {
             // SAFETY: `ptr` is the retired `*mut T`, dropped once (the collector's invariants).
             unsafe { ptr::drop_in_place(ptr.cast::<T>()) }
@@ -817,7 +848,7 @@ impl LocalGuard<'_> {
             Retired {
                 ptr: ptr.cast(),
                 free: drop_in_place::<T>,
-                recycle: true,
+                pool: pool as u8,
             },
         );
     }
@@ -969,7 +1000,7 @@ mod tests {
     #[test]
     fn recycled_memory_is_not_reused_while_protected() {
         let live = Arc::new(AtomicIsize::new(0));
-        let collector = Collector::recycling::<Tracked>();
+        let collector = Collector::recycling(&[Layout::new::<Tracked>()]);
         let slots: Vec<AtomicPtr<Tracked>> = (0..4)
             .map(|i| AtomicPtr::new(Tracked::new(&live, i)))
             .collect();
@@ -1029,11 +1060,11 @@ mod tests {
     #[test]
     fn reclaimed_memory_is_handed_out_again() {
         let live = Arc::new(AtomicIsize::new(0));
-        let collector = Collector::recycling::<Tracked>();
+        let collector = Collector::recycling(&[Layout::new::<Tracked>()]);
         // Threads of other tests may hold back a pass for a while (the epoch is global).
         let has_spares = |guard: &LocalGuard<'_>| {
             // SAFETY: this thread owns the record; the borrow ends here.
-            !unsafe { &*collector.slot(guard.record.id).spares.get() }.is_empty()
+            !unsafe { &*collector.slot(guard.record.id).spares[0].get() }.is_empty()
         };
         let mut rounds = 0;
         loop {
@@ -1062,6 +1093,22 @@ mod tests {
         drop(guard);
         drop(collector);
         assert_eq!(live.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn pools_skip_zero_sized_and_duplicate_layouts() {
+        let collector = Collector::recycling(&[
+            Layout::new::<()>(),
+            Layout::new::<u64>(),
+            Layout::new::<i64>(),
+            Layout::new::<[u64; 4]>(),
+            Layout::new::<u8>(),
+        ]);
+        let layouts: Vec<Layout> = collector.pools.iter().flatten().map(|p| p.layout).collect();
+        assert_eq!(layouts, [Layout::new::<u64>(), Layout::new::<[u64; 4]>()]);
+        assert_eq!(collector.pool_of::<i64>(), Some(0));
+        assert_eq!(collector.pool_of::<[u64; 4]>(), Some(1));
+        assert_eq!(collector.pool_of::<u8>(), None);
     }
 
     #[test]

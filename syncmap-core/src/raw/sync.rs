@@ -46,21 +46,21 @@ mod imp {
         unsafe { guard.defer_retire(ptr, crate::raw::epoch::boxed::<T>) }
     }
 
-    /// Boxes a map value, reusing the memory of a reclaimed one when this thread has some. The
-    /// result is as from `Box::into_raw`; retire it with [`retire_value`].
+    /// Boxes a map value or entry, reusing the memory of a reclaimed one when this thread has
+    /// some. The result is as from `Box::into_raw`; retire it with [`retire_recycled`].
     #[inline]
-    pub(crate) fn new_value<V>(guard: &Guard<'_>, value: V) -> *mut V {
+    pub(crate) fn alloc_recycled<T>(guard: &Guard<'_>, value: T) -> *mut T {
         guard.alloc(value)
     }
 
-    /// Drops a map value, a `Box` (or from [`new_value`]), once no guard that may have loaded it
-    /// remains, and keeps its memory for [`new_value`].
+    /// Drops a map value or entry, a `Box` (or from [`alloc_recycled`]), once no guard that may
+    /// have loaded it remains, and keeps its memory for [`alloc_recycled`].
     ///
     /// # Safety
     ///
     /// As for [`retire_box`].
     #[inline]
-    pub(crate) unsafe fn retire_value<V>(guard: &Guard<'_>, ptr: *mut V) {
+    pub(crate) unsafe fn retire_recycled<T>(guard: &Guard<'_>, ptr: *mut T) {
         // SAFETY: forwarded from the caller.
         unsafe { guard.defer_recycle(ptr) }
     }
@@ -177,9 +177,8 @@ mod imp {
             Collector(loom::sync::Mutex::new(Vec::new()))
         }
 
-        // The real collector's signature; the loom one recycles nothing.
-        #[allow(clippy::extra_unused_type_parameters)]
-        pub(crate) fn recycling<T>() -> Self {
+        /// The real collector's signature; the loom one recycles nothing.
+        pub(crate) fn recycling(_layouts: &[std::alloc::Layout]) -> Self {
             Self::new()
         }
     }
@@ -218,14 +217,14 @@ mod imp {
         0
     }
 
-    pub(crate) fn new_value<V>(_guard: &Guard<'_>, value: V) -> *mut V {
+    pub(crate) fn alloc_recycled<T>(_guard: &Guard<'_>, value: T) -> *mut T {
         Box::into_raw(Box::new(value))
     }
 
     /// # Safety
     ///
     /// As in the real implementation.
-    pub(crate) unsafe fn retire_value<V>(guard: &Guard<'_>, ptr: *mut V) {
+    pub(crate) unsafe fn retire_recycled<T>(guard: &Guard<'_>, ptr: *mut T) {
         // SAFETY: forwarded from the caller.
         unsafe { retire_box(guard, ptr) }
     }
