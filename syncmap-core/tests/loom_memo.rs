@@ -9,6 +9,10 @@
 //! poisons loom's internal mutex (a spurious failure, tried). Panics are checked with real
 //! threads instead: `tests/panics.rs`, the soak's injected panics, and both under TSan.
 //!
+//! Loom explored 10381, 13974 and 40 executions of the three models (`LOOM_LOG=info`). Two
+//! seeded bugs were each caught: a cell that lets two initializers run, and a miss path that
+//! stores a fresh cell instead of `load_or_store_with` (the body ran twice).
+//!
 //! Run with `RUSTFLAGS="--cfg syncmap_loom" cargo test -p syncmap-core --release --test loom_memo`.
 //! Without that cfg this file compiles to nothing.
 #![cfg(syncmap_loom)]
