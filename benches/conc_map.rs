@@ -78,7 +78,8 @@ fn run<M: BenchMap>(mix: Mix, prefill: f64, threads: usize, quick: bool) -> f64 
 }
 
 fn main() {
-    let args = Args::parse();
+    let names: Vec<&str> = mixes().iter().map(|(name, _, _)| *name).collect();
+    let args = Args::parse("conc_map", &names, maps::ALL);
     let mut rows = Vec::new();
     for &threads in &args.threads {
         for (name, mix, prefill) in mixes() {

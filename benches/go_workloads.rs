@@ -390,7 +390,7 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args = Args::parse("go_workloads", WORKLOADS, maps::ALL);
     let mut rows = Vec::new();
     for &threads in &args.threads {
         for workload in WORKLOADS.iter().filter(|w| args.wants_workload(w)) {

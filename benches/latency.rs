@@ -66,10 +66,11 @@ fn loads_under_writer<M: BenchMap>(n: u64) -> Histogram<u64> {
 }
 
 fn main() {
-    let args = Args::parse();
+    const WORKLOADS: [&str; 2] = ["insert to 1M", "load under writer"];
+    let args = Args::parse("latency", &WORKLOADS, SUBJECTS);
     let n: u64 = if args.quick { 100_000 } else { 1_000_000 };
     let mut rows = Vec::new();
-    for workload in ["insert to 1M", "load under writer"] {
+    for workload in WORKLOADS {
         if !args.wants_workload(workload) {
             continue;
         }

@@ -369,7 +369,8 @@ fn allocations_per_hit<S: Subject>() -> (f64, f64) {
 }
 
 fn main() {
-    let args = Args::parse();
+    const WORKLOADS: [&str; 4] = ["hit u64", "hit &str", "miss u64", "stampede"];
+    let args = Args::parse("memoize", &WORKLOADS, SUBJECTS);
     let mut rows = Vec::new();
     for subject in SUBJECTS.iter().filter(|s| args.wants_map(s)) {
         let (u64_allocs, str_allocs) = with_subject!(*subject, allocations_per_hit);
@@ -387,7 +388,7 @@ fn main() {
     }
     // Workload-major order: every hit measurement runs before the miss workload fills the same
     // caches with millions of keys (which made the 2-thread hits memory-bound in earlier runs).
-    for workload in ["hit u64", "hit &str", "miss u64", "stampede"] {
+    for workload in WORKLOADS {
         if !args.wants_workload(workload) {
             continue;
         }

@@ -56,7 +56,7 @@ fn bytes_per_entry<M: BenchMap>(n: u64) -> f64 {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args = Args::parse("memory", &[], maps::ALL);
     let n = if args.quick { 100_000 } else { 1_000_000 };
     let mut rows = Vec::new();
     for map in maps::ALL.iter().filter(|m| args.wants_map(m)) {

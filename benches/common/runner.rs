@@ -15,39 +15,86 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn parse() -> Args {
+    /// Parses the flags of the bench `bench`, whose workloads and subjects (maps or caches) are
+    /// `workloads` and `subjects`. `--help` prints the usage and exits; an unknown flag, or a
+    /// name in `--workloads`/`--maps` that is not in the lists, is an error (exit status 2)
+    /// that names the valid ones, rather than a silently empty or full run.
+    pub fn parse(bench: &str, workloads: &[&str], subjects: &[&str]) -> Args {
+        Self::parse_from(std::env::args().skip(1), bench, workloads, subjects).unwrap_or_else(
+            |exit| match exit {
+                Exit::Help(usage) => {
+                    println!("{usage}");
+                    std::process::exit(0)
+                }
+                Exit::Error(message) => {
+                    eprintln!("{message}");
+                    std::process::exit(2)
+                }
+            },
+        )
+    }
+
+    fn parse_from(
+        argv: impl Iterator<Item = String>,
+        bench: &str,
+        workloads: &[&str],
+        subjects: &[&str],
+    ) -> Result<Args, Exit> {
+        let usage = usage(bench, workloads, subjects);
         let mut args = Args {
             quick: false,
             workloads: None,
             maps: None,
             threads: default_threads(),
         };
-        let mut it = std::env::args().skip(1);
+        let mut it = argv;
         while let Some(arg) = it.next() {
-            let list = |it: &mut dyn Iterator<Item = String>| -> Vec<String> {
-                it.next()
-                    .unwrap_or_default()
+            let mut list = |flag: &str, known: &[&str]| -> Result<Vec<String>, Exit> {
+                let value = it
+                    .next()
+                    .ok_or_else(|| Exit::Error(format!("{flag} needs a value\n\n{usage}")))?;
+                let names: Vec<String> = value
                     .split(',')
                     .filter(|s| !s.is_empty())
                     .map(str::to_string)
-                    .collect()
+                    .collect();
+                if let Some(unknown) = names
+                    .iter()
+                    .find(|n| !known.is_empty() && !known.iter().any(|k| k.eq_ignore_ascii_case(n)))
+                {
+                    return Err(Exit::Error(format!(
+                        "{flag}: no {unknown:?} in this bench; one of: {}",
+                        known.join(", ")
+                    )));
+                }
+                Ok(names)
             };
             match arg.as_str() {
+                "--help" | "-h" => return Err(Exit::Help(usage)),
                 "--quick" => args.quick = true,
-                "--workloads" => args.workloads = Some(list(&mut it)),
-                "--maps" => args.maps = Some(list(&mut it)),
+                "--workloads" => args.workloads = Some(list("--workloads", workloads)?),
+                "--maps" => args.maps = Some(list("--maps", subjects)?),
                 "--threads" => {
-                    args.threads = list(&mut it)
+                    args.threads = list("--threads", &[])?
                         .iter()
-                        .map(|t| t.parse().expect("--threads takes numbers"))
-                        .collect()
+                        .map(|t| match t.parse::<usize>() {
+                            Ok(n) if n > 0 => Ok(n),
+                            _ => Err(Exit::Error(format!(
+                                "--threads takes positive numbers, got {t:?}"
+                            ))),
+                        })
+                        .collect::<Result<_, _>>()?
                 }
+                // Cargo passes `--bench` to every bench target; libtest flags are harmless.
                 "--bench" | "--nocapture" => {}
-                other if other.starts_with("--") => eprintln!("ignoring unknown flag {other}"),
-                _ => {}
+                other => {
+                    return Err(Exit::Error(format!(
+                        "unknown argument {other:?}\n\n{usage}"
+                    )))
+                }
             }
         }
-        args
+        Ok(args)
     }
 
     pub fn wants_workload(&self, name: &str) -> bool {
@@ -70,6 +117,27 @@ impl Args {
             (Duration::from_millis(200), 5)
         }
     }
+}
+
+/// Why parsing stopped: `--help` (the usage, printed to stdout) or a bad argument.
+#[derive(Debug)]
+enum Exit {
+    Help(String),
+    Error(String),
+}
+
+fn usage(bench: &str, workloads: &[&str], subjects: &[&str]) -> String {
+    format!(
+        "usage: cargo bench --bench {bench} -- [--quick] [--workloads A,B] [--maps X,Y] \
+         [--threads 1,2]\n\n\
+         --quick       short runs (a smoke test; figures are noisier)\n\
+         --workloads   only these workloads: {}\n\
+         --maps        only these subjects: {}\n\
+         --threads     thread counts (default: 1, 2 and available_parallelism, deduplicated)\n\n\
+         Tables go to stdout, progress to stderr, JSON to target/bench/{bench}.json.",
+        workloads.join(", "),
+        subjects.join(", ")
+    )
 }
 
 /// 1, 2 and `available_parallelism()`, without duplicates.
