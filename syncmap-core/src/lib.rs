@@ -28,8 +28,10 @@
 //!
 //! - Every operation on one key is linearizable; a write happens before a read that observes it.
 //!   Checked against a sequential `HashMap` by `tests/model.rs` (proptest) and the unit model
-//!   test, under concurrency by `tests/stress.rs` (one `load_or_store` winner per key; CAS
-//!   versions never go back, none lost) and by the loom models in `tests/loom_map.rs`.
+//!   test, also with two threads at once on disjoint keys each against its own reference
+//!   (`two_threads_disjoint_keys`), under concurrency by `tests/stress.rs` (one
+//!   `load_or_store` winner per key; CAS versions never go back, none lost) and by the loom
+//!   models in `tests/loom_map.rs`.
 //! - Loads, and stores to keys already in the read snapshot, are lock-free and a load writes no
 //!   shared memory (see the module docs of the map's design; `tests/memoize_alloc.rs` in the
 //!   `syncmap` crate proves hits allocate nothing).
@@ -42,7 +44,12 @@
 //!   (`tests/panics.rs`, and the soak's injected panics).
 //! - Every value stored is dropped exactly once: replaced and deleted values once no reader can
 //!   still see them, the rest when the map is dropped (`tests/drops.rs`; miri's leak check over
-//!   the unit and model tests; the soak's allocation baseline).
+//!   the unit and model tests; the soak's allocation baseline). The memory of a dropped value
+//!   is reused only once no reader can still see it (`recycled_memory_is_not_reused_while_protected`
+//!   in `raw/epoch.rs`).
+//! - A memoized function's body runs once per key among concurrent callers, and a result not
+//!   kept lets a waiting caller compute (loom models in `tests/loom_memo.rs`; with panicking
+//!   bodies, `tests/memo_runtime.rs` in the `syncmap` crate and the soak).
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
