@@ -20,26 +20,19 @@ impl Args {
     /// name in `--workloads`/`--maps` that is not in the lists, is an error (exit status 2)
     /// that names the valid ones, rather than a silently empty or full run.
     pub fn parse(bench: &str, workloads: &[&str], subjects: &[&str]) -> Args {
-        Self::parse_from(std::env::args().skip(1), bench, workloads, subjects).unwrap_or_else(
-            |exit| match exit {
-                Exit::Help(usage) => {
-                    println!("{usage}");
-                    std::process::exit(0)
-                }
-                Exit::Error(message) => {
-                    eprintln!("{message}");
-                    std::process::exit(2)
-                }
-            },
-        )
+        Self::try_parse(bench, workloads, subjects).unwrap_or_else(|exit| match exit {
+            Exit::Help(usage) => {
+                println!("{usage}");
+                std::process::exit(0)
+            }
+            Exit::Error(message) => {
+                eprintln!("{message}");
+                std::process::exit(2)
+            }
+        })
     }
 
-    fn parse_from(
-        argv: impl Iterator<Item = String>,
-        bench: &str,
-        workloads: &[&str],
-        subjects: &[&str],
-    ) -> Result<Args, Exit> {
+    fn try_parse(bench: &str, workloads: &[&str], subjects: &[&str]) -> Result<Args, Exit> {
         let usage = usage(bench, workloads, subjects);
         let mut args = Args {
             quick: false,
@@ -47,7 +40,7 @@ impl Args {
             maps: None,
             threads: default_threads(),
         };
-        let mut it = argv;
+        let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
             let mut list = |flag: &str, known: &[&str]| -> Result<Vec<String>, Exit> {
                 let value = it

@@ -437,10 +437,9 @@ where
 
     /// Stores `value` and calls `previous` with the value it replaced, if any, while that value
     /// is still readable.
-    fn swap_with<R>(&self, key: K, value: V, previous: impl FnOnce(Option<&V>) -> R) -> R {
+    fn swap_with<R>(&self, key: K, mut value: V, previous: impl FnOnce(Option<&V>) -> R) -> R {
         let hash = self.hash(&key);
         let guard = sync::enter(&self.collector);
-        let mut value = value;
         if let Some(entry) = find(&self.snapshot(&guard).table, hash, &key) {
             match entry.try_swap(value, &guard) {
                 Ok((old, delta)) => {

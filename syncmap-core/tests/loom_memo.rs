@@ -29,16 +29,27 @@ fn memo() -> &'static Memo<u64, u64> {
     Box::leak(Box::new(Memo::new("loom::f", MemoOptions::DEFAULT.into())))
 }
 
-/// `f(key)` through the cache, counting how often the body runs.
+/// `f(key) = key * 10` through the cache, counting how often the body runs.
 fn call(memo: &'static Memo<u64, u64>, key: u64, runs: &AtomicUsize) -> u64 {
+    call_with(memo, key, runs, key * 10, |_| true)
+}
+
+/// A call whose body returns `value`, cached only if `keep(&value)`.
+fn call_with(
+    memo: &'static Memo<u64, u64>,
+    key: u64,
+    runs: &AtomicUsize,
+    value: u64,
+    keep: fn(&u64) -> bool,
+) -> u64 {
     memo.__call(
         &key,
         || key,
         || {
             runs.fetch_add(1, Ordering::SeqCst);
-            key * 10
+            value
         },
-        |_| true,
+        keep,
     )
 }
 
@@ -71,17 +82,7 @@ fn an_uncached_result_is_not_kept_and_the_next_caller_computes() {
         let runs = Arc::new(AtomicUsize::new(0));
         let rejecting = {
             let runs = Arc::clone(&runs);
-            thread::spawn(move || {
-                memo.__call(
-                    &1,
-                    || 1,
-                    || {
-                        runs.fetch_add(1, Ordering::SeqCst);
-                        99
-                    },
-                    |value| *value != 99,
-                )
-            })
+            thread::spawn(move || call_with(memo, 1, &runs, 99, |value| *value != 99))
         };
         let mine = call(memo, 1, &runs);
         let theirs = rejecting.join().unwrap();
@@ -100,7 +101,7 @@ fn invalidation_racing_with_a_computation_leaves_no_stale_or_stuck_cell() {
         let memo = memo();
         let runs = Arc::new(AtomicUsize::new(0));
         let invalidator = thread::spawn(move || memo.invalidate(&1));
-        assert_eq!(call(memo, 1, &Arc::clone(&runs)), 10);
+        assert_eq!(call(memo, 1, &runs), 10);
         invalidator.join().unwrap();
         assert!(matches!(memo.get(&1), None | Some(10)));
         // Invalidation never blocks a later caller: it computes or hits.

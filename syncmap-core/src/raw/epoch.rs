@@ -61,8 +61,8 @@
 //! thread id per collector are pending (2048 values of the map: with 1 KiB values, 2 MiB per
 //! writing thread per map), as with seize's batches; everything left is freed when the
 //! collector is dropped. Recycled allocations ("Recycling" on [`Collector`]) add at most
-//! [`SPARE_BYTES`] per thread and twice that shared, per collector. (Freeing the last batch on the outermost unpin would be prompter
-//! but costs a flag check on the read path.)
+//! [`SPARE_BYTES`] per thread and twice that shared, per pool and collector. (Freeing the last
+//! batch on the outermost unpin would be prompter but costs a flag check on the read path.)
 //!
 //! # Measured (map copy in a scratch crate, foldhash, 2 shared cores, noisy)
 //!
@@ -467,13 +467,14 @@ impl Collector {
         collector
     }
 
-    /// The index of the pool recycling allocations of `T`, if any.
+    /// The pool recycling allocations of `T`, and its index, if any.
     #[inline]
-    fn pool_of<T>(&self) -> Option<usize> {
+    fn pool_of<T>(&self) -> Option<(usize, &Pool)> {
         let layout = Layout::new::<T>();
         self.pools
             .iter()
-            .position(|pool| pool.as_ref().is_some_and(|p| p.layout == layout))
+            .enumerate()
+            .find_map(|(index, pool)| Some((index, pool.as_ref().filter(|p| p.layout == layout)?)))
     }
 
     /// Starts a critical section: pointers loaded through the guard stay allocated until it is
@@ -636,8 +637,8 @@ impl Collector {
         for batch in &ready {
             for item in &batch.items {
                 // SAFETY: no guard can still reach the object (proof in the module docs); it
-                // leaves the collector here, so it is freed (or, if `recycle`, dropped) once,
-                // with the function it was retired with.
+                // leaves the collector here, so it is freed (or, for an object of a pool,
+                // dropped) once, with the function it was retired with.
                 unsafe { (item.free)(item.ptr) };
             }
         }
@@ -689,8 +690,7 @@ impl Collector {
     /// is there; `None` otherwise.
     #[inline]
     fn take_spare<T>(&self, record: &Record) -> Option<NonNull<T>> {
-        let index = self.pool_of::<T>()?;
-        let pool = self.pools[index].as_ref()?;
+        let (index, pool) = self.pool_of::<T>()?;
         // SAFETY: the caller owns `record` and holds a guard; the borrow ends here, before any
         // user code.
         let spares = unsafe { &mut *self.slot(record.id).spares[index].get() };
@@ -835,7 +835,7 @@ impl LocalGuard<'_> {
     /// As for `defer_retire`, and `ptr` came from `Box::into_raw` (or [`alloc`](Self::alloc)).
     #[inline]
     pub(crate) unsafe fn defer_recycle<T>(&self, ptr: *mut T) {
-        let Some(pool) = self.collector.pool_of::<T>() else {
+        let Some((pool, _)) = self.collector.pool_of::<T>() else {
             // SAFETY: forwarded from the caller.
             return unsafe { self.defer_retire(ptr, boxed::<T>) };
         };
@@ -942,65 +942,12 @@ mod tests {
         assert_eq!(live.load(Ordering::Relaxed), 0);
     }
 
-    #[test]
-    fn readers_never_see_freed_values() {
+    /// Two writers replace the values of four slots (retiring each old one, or recycling it)
+    /// while two readers load them: a reader must never see a value dropped, nor its memory
+    /// reused (every value written is distinct, so reuse shows as a change under the reader);
+    /// every value is dropped once.
+    fn swap_under_readers(collector: Collector, recycle: bool) {
         let live = Arc::new(AtomicIsize::new(0));
-        let collector = Collector::new();
-        let slots: Vec<AtomicPtr<Tracked>> = (0..4)
-            .map(|i| AtomicPtr::new(Tracked::new(&live, i)))
-            .collect();
-        let stop = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            for _ in 0..2 {
-                s.spawn(|| {
-                    let mut reads = 0u64;
-                    while !stop.load(Ordering::Relaxed) || reads < 10 {
-                        let guard = collector.enter();
-                        for slot in &slots {
-                            let p = guard.protect(slot, Ordering::Acquire);
-                            // SAFETY: loaded under `guard`; replaced values are retired.
-                            let t = unsafe { &*p };
-                            assert!(!t.dropped.load(Ordering::Relaxed));
-                            std::hint::black_box(t.value);
-                        }
-                        reads += 1;
-                    }
-                });
-            }
-            let writers: Vec<_> = (0..2)
-                .map(|w| {
-                    let (slots, collector, live) = (&slots, &collector, &live);
-                    s.spawn(move || {
-                        for i in 0..BATCH * 8 * SCALE {
-                            let guard = collector.enter();
-                            let slot = &slots[(i + w) % slots.len()];
-                            let old = slot.swap(Tracked::new(live, i as u64), Ordering::AcqRel);
-                            // SAFETY: `old` was unlinked by the swap; retired once.
-                            unsafe { guard.defer_retire(old, boxed::<Tracked>) };
-                        }
-                    })
-                })
-                .collect();
-            for w in writers {
-                w.join().unwrap();
-            }
-            stop.store(true, Ordering::Relaxed);
-        });
-        for slot in &slots {
-            // SAFETY: all threads are done; the current values are owned by the slots.
-            drop(unsafe { Box::from_raw(slot.load(Ordering::Relaxed)) });
-        }
-        drop(collector);
-        assert_eq!(live.load(Ordering::Relaxed), 0);
-    }
-
-    /// With recycling, a value's memory is reused only once no guard can reach it: readers
-    /// check that what they loaded does not change under them (every value written is
-    /// distinct), and every value is dropped once.
-    #[test]
-    fn recycled_memory_is_not_reused_while_protected() {
-        let live = Arc::new(AtomicIsize::new(0));
-        let collector = Collector::recycling(&[Layout::new::<Tracked>()]);
         let slots: Vec<AtomicPtr<Tracked>> = (0..4)
             .map(|i| AtomicPtr::new(Tracked::new(&live, i)))
             .collect();
@@ -1034,10 +981,21 @@ mod tests {
                             let guard = collector.enter();
                             let slot = &slots[(i + w) % slots.len()];
                             let value = Tracked::value(live, (4 + 2 * i + w) as u64);
-                            let old = slot.swap(guard.alloc(value), Ordering::AcqRel);
+                            let new = if recycle {
+                                guard.alloc(value)
+                            } else {
+                                Box::into_raw(Box::new(value))
+                            };
+                            let old = slot.swap(new, Ordering::AcqRel);
                             // SAFETY: `old` was unlinked by the swap; retired once; from
                             // `Box::into_raw` or `alloc`.
-                            unsafe { guard.defer_recycle(old) };
+                            unsafe {
+                                if recycle {
+                                    guard.defer_recycle(old)
+                                } else {
+                                    guard.defer_retire(old, boxed::<Tracked>)
+                                }
+                            };
                         }
                     })
                 })
@@ -1054,6 +1012,17 @@ mod tests {
         }
         drop(collector);
         assert_eq!(live.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn readers_never_see_freed_values() {
+        swap_under_readers(Collector::new(), false);
+    }
+
+    /// With recycling, a value's memory is reused only once no guard can reach it.
+    #[test]
+    fn recycled_memory_is_not_reused_while_protected() {
+        swap_under_readers(Collector::recycling(&[Layout::new::<Tracked>()]), true);
     }
 
     /// The reclaiming thread keeps the memory of what it reclaimed, and hands it out again.
@@ -1106,9 +1075,9 @@ mod tests {
         ]);
         let layouts: Vec<Layout> = collector.pools.iter().flatten().map(|p| p.layout).collect();
         assert_eq!(layouts, [Layout::new::<u64>(), Layout::new::<[u64; 4]>()]);
-        assert_eq!(collector.pool_of::<i64>(), Some(0));
-        assert_eq!(collector.pool_of::<[u64; 4]>(), Some(1));
-        assert_eq!(collector.pool_of::<u8>(), None);
+        assert_eq!(collector.pool_of::<i64>().map(|(i, _)| i), Some(0));
+        assert_eq!(collector.pool_of::<[u64; 4]>().map(|(i, _)| i), Some(1));
+        assert!(collector.pool_of::<u8>().is_none());
     }
 
     #[test]
