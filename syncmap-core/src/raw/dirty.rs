@@ -25,7 +25,8 @@ use super::read::{find, ReadOnly, Table};
 ///   copy expunged it, by a store that unexpunges it.
 /// - `table` was allocated with room for every entry of the source plus the
 ///   [`dirty_capacity`](ReadOnly::dirty_capacity) new keys after which the map promotes, so
-///   inserts do not rehash (no O(n) pause from the table either).
+///   inserts do not rehash (no O(n) pause from the table either); except in small cycles (at
+///   most [`SMALL_CYCLE`](Self::SMALL_CYCLE) new keys), where growing costs little.
 pub(crate) struct Dirty<K, V> {
     table: Option<Table<K, V>>,
     copy: Option<Copy<K, V>>,
@@ -34,11 +35,12 @@ pub(crate) struct Dirty<K, V> {
     expunged: Vec<EntryPtr<K, V>>,
     /// Locked lookups since the last promotion.
     pub(crate) misses: usize,
-    /// Keys the snapshot lacks inserted since the last promotion (deletions do not lower it:
-    /// their filter bits stay set).
+    /// Keys the snapshot lacks inserted since the last promotion (deletions do not lower it).
     pub(crate) new_keys: usize,
     /// Keys the snapshot lacks that the dirty map holds now.
     pub(crate) dirty_only: usize,
+    /// The snapshot's filter words set since the filter was last empty, each once.
+    filter_words: Vec<usize>,
 }
 
 /// What a promotion publishes, and what leaves the map with the old snapshot.
@@ -65,6 +67,7 @@ impl<K, V> Default for Dirty<K, V> {
             misses: 0,
             new_keys: 0,
             dirty_only: 0,
+            filter_words: Vec::new(),
         }
     }
 }
@@ -74,6 +77,10 @@ impl<K, V> Dirty<K, V> {
     /// 7/16 after growth) this is over a dozen entries, so the copy is done long before the
     /// misses or new keys that trigger the next promotion add up.
     const COPY_STEP: usize = 32;
+
+    /// The largest number of new keys between promotions for which the table is not allocated
+    /// for all of them up front.
+    const SMALL_CYCLE: usize = 128;
 
     /// The length of the logical dirty map.
     pub(crate) fn len(&self) -> usize {
@@ -98,9 +105,13 @@ impl<K, V> Dirty<K, V> {
     pub(crate) fn ensure(&mut self, snapshot: impl FnOnce() -> Arc<ReadOnly<K, V>>) {
         if self.table.is_none() {
             let source = snapshot();
-            self.table = Some(Table::with_capacity(
-                source.table.len() + source.dirty_capacity(),
-            ));
+            // A small cycle starts small and may grow: rehashing a few hundred entries is no
+            // pause, while `clear` and the copy pay for every bucket allocated.
+            let new_keys = match source.dirty_capacity() {
+                room if room <= Self::SMALL_CYCLE => Self::SMALL_CYCLE / 8,
+                room => room,
+            };
+            self.table = Some(Table::with_capacity(source.table.len() + new_keys));
             self.copy = Some(Copy {
                 unvisited: source.table.len(),
                 next_bucket: 0,
@@ -141,6 +152,24 @@ impl<K, V> Dirty<K, V> {
         table.insert_unique(hash, entry, |e| hash_of(&e.key));
     }
 
+    /// Records a key that `read` (the current snapshot) lacks, about to be inserted: sets its
+    /// filter bits.
+    pub(crate) fn note_new_key(&mut self, read: &ReadOnly<K, V>, hash: u64) {
+        read.note_dirty_key(hash, &mut self.filter_words);
+        self.new_keys += 1;
+        self.dirty_only += 1;
+    }
+
+    /// Records that a key `read` (the current snapshot) lacks left the table. When it was the
+    /// last one, empties the snapshot's filter, so that negative lookups of keys that came and
+    /// went stay lock-free until the next promotion.
+    pub(crate) fn note_removed_new_key(&mut self, read: &ReadOnly<K, V>) {
+        self.dirty_only -= 1;
+        if self.dirty_only == 0 {
+            read.forget_dirty_keys(&mut self.filter_words);
+        }
+    }
+
     /// Removes `key` from the table (a key the snapshot lacks).
     pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q) -> Option<EntryPtr<K, V>>
     where
@@ -173,12 +202,13 @@ impl<K, V> Dirty<K, V> {
     }
 
     /// Empties the dirty map but keeps its table's allocation, for `clear` on a map whose
-    /// snapshot is empty (no copy can be in progress then: there is nothing to copy).
-    pub(crate) fn clear_keeping_capacity(&mut self) {
+    /// snapshot `read` is empty (no copy can be in progress then: there is nothing to copy).
+    pub(crate) fn clear_keeping_capacity(&mut self, read: &ReadOnly<K, V>) {
         debug_assert!(self.copy.as_ref().is_none_or(|c| c.unvisited == 0));
         if let Some(table) = &mut self.table {
             table.clear();
         }
+        read.forget_dirty_keys(&mut self.filter_words);
         self.copy = None;
         self.expunged.clear();
         self.misses = 0;

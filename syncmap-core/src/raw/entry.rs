@@ -34,6 +34,17 @@ pub(crate) enum LiveDelta {
     Unchanged,
 }
 
+impl LiveDelta {
+    /// The change to the number of live entries.
+    pub(crate) fn as_isize(self) -> isize {
+        match self {
+            LiveDelta::Added => 1,
+            LiveDelta::Removed => -1,
+            LiveDelta::Unchanged => 0,
+        }
+    }
+}
+
 /// One key and its value slot.
 ///
 /// # Invariants
@@ -324,6 +335,16 @@ pub(crate) enum LoadOrStored<'g, V> {
     Loaded(&'g V),
     /// The new value was stored.
     Stored(&'g V),
+}
+
+impl<V> LoadOrStored<'_, V> {
+    /// What the outcome did to the number of live entries.
+    pub(crate) fn delta(&self) -> LiveDelta {
+        match self {
+            LoadOrStored::Loaded(_) => LiveDelta::Unchanged,
+            LoadOrStored::Stored(_) => LiveDelta::Added,
+        }
+    }
 }
 
 impl<K, V> Drop for Entry<K, V> {

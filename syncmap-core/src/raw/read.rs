@@ -35,6 +35,12 @@ where
 ///   from `table`, both of its filter bits are set (under the dirty lock) before the insertion
 ///   is visible. So a reader that misses in `table` and finds a bit clear may answer "absent"
 ///   without the lock: the key was not in the map when the reader loaded this snapshot.
+/// - Filter bits are cleared (under the lock) only while the dirty map holds no key absent from
+///   `table`, so every such key present at any moment has both of its bits set.
+///
+/// Only the lock holder writes the flag and the filter, so their writes are totally ordered by
+/// the lock; readers store nothing here. Release stores and acquire loads are therefore enough:
+/// `SeqCst` would only order them against a reader's own stores, and there are none.
 pub(crate) struct ReadOnly<K, V> {
     pub(crate) table: Table<K, V>,
     amended: AtomicBool,
@@ -43,8 +49,10 @@ pub(crate) struct ReadOnly<K, V> {
 }
 
 impl<K, V> ReadOnly<K, V> {
-    /// Smallest and largest filter, in 64-bit words (8 B and 1 MiB).
-    const MIN_FILTER_WORDS: usize = 1;
+    /// Smallest and largest filter, in 64-bit words (64 B and 1 MiB). The smallest one lets a
+    /// small map take 128 new keys between promotions, each of which costs a few allocations
+    /// (about a microsecond) whatever the size of the map.
+    const MIN_FILTER_WORDS: usize = 8;
     const MAX_FILTER_WORDS: usize = 1 << 17;
 
     /// A snapshot of `table` with no dirty-only keys. The filter gets about four bits per entry,
@@ -62,7 +70,7 @@ impl<K, V> ReadOnly<K, V> {
     /// Whether the dirty map may hold keys that `table` lacks.
     #[inline]
     pub(crate) fn amended(&self) -> bool {
-        self.amended.load(Ordering::SeqCst)
+        self.amended.load(Ordering::Acquire)
     }
 
     /// How many dirty-only keys the filter takes before false positives pass ~15%; the map
@@ -91,28 +99,37 @@ impl<K, V> ReadOnly<K, V> {
             && self
                 .bits(hash)
                 .iter()
-                .all(|&(word, bit)| self.filter[word].load(Ordering::SeqCst) & bit != 0)
+                .all(|&(word, bit)| self.filter[word].load(Ordering::Acquire) & bit != 0)
     }
 
     /// Records that a key with this hash is about to be inserted in the dirty map while this
-    /// snapshot is current. Caller holds the dirty lock.
-    pub(crate) fn note_dirty_key(&self, hash: u64) {
-        // Only the lock holder writes, so load-then-store is race-free; it skips the locked
-        // read-modify-write when the bit (or the flag) is already set.
+    /// snapshot is current, and adds to `touched` each filter word that was zero before. Caller
+    /// holds the dirty lock.
+    pub(crate) fn note_dirty_key(&self, hash: u64, touched: &mut Vec<usize>) {
+        // Only the lock holder writes, so load-then-store is race-free (no locked
+        // read-modify-write), and it skips the store when the bit is already set.
         for (word, bit) in self.bits(hash) {
             let current = self.filter[word].load(Ordering::Relaxed);
             if current & bit == 0 {
-                self.filter[word].store(current | bit, Ordering::SeqCst);
+                if current == 0 {
+                    touched.push(word);
+                }
+                self.filter[word].store(current | bit, Ordering::Release);
             }
         }
         if !self.amended.load(Ordering::Relaxed) {
-            self.amended.store(true, Ordering::SeqCst);
+            self.amended.store(true, Ordering::Release);
         }
     }
 
-    /// Records that the dirty map holds no key absent from `table` any more. Caller holds the
-    /// dirty lock. The filter keeps its bits: they only cost false positives.
-    pub(crate) fn clear_amended(&self) {
-        self.amended.store(false, Ordering::SeqCst);
+    /// Records that the dirty map holds no key absent from `table` any more, and clears the
+    /// filter words in `touched` (every word set since the filter was last empty), which
+    /// empties the filter in time proportional to the keys noted, not to its size. Caller
+    /// holds the dirty lock.
+    pub(crate) fn forget_dirty_keys(&self, touched: &mut Vec<usize>) {
+        self.amended.store(false, Ordering::Release);
+        for word in touched.drain(..) {
+            self.filter[word].store(0, Ordering::Release);
+        }
     }
 }
