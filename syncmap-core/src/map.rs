@@ -852,17 +852,19 @@ where
             return; // already empty, as Go checks
         }
         let mut dirty = sync::lock(&self.dirty, &self.collector);
-        let dead = self.detach_all_locked(&dirty, &guard);
         let read = self.snapshot(&guard);
         if read.table.is_empty() {
             // Only dirty-only keys: no new snapshot needed, and the dirty table is reused.
-            dirty.clear_keeping_capacity(read);
-            for entry in dead {
-                // SAFETY: the entry was only in the dirty map, which no longer holds it, so
-                // threads that take the lock later cannot reach it; allocated by `EntryPtr::new`.
+            for entry in dirty.entries() {
+                self.count_locked(&dirty, entry.expunge_locked(&guard));
+                // SAFETY: the entry is only in the dirty table, which is emptied below before
+                // the lock is released, so threads that take the lock later cannot reach it;
+                // allocated by `EntryPtr::new`. Retiring under the lock runs no destructor.
                 unsafe { sync::retire_recycled(&guard, entry.as_ptr()) };
             }
+            dirty.clear_keeping_capacity(read);
         } else {
+            let dead = self.detach_all_locked(&dirty, &guard);
             dirty.reset();
             self.publish_locked(Table::new(), dead, &guard);
         }
