@@ -332,16 +332,45 @@ where
         }
     }
 
-    /// The locked half of a lookup: the entry for `key` in the snapshot or, if the snapshot is
-    /// amended, in the dirty table (counting a miss).
+    /// Under the lock: the current snapshot, and the entry for `key` in it, unless it is
+    /// `missed`, a snapshot this thread already searched for `key` in vain under `guard`. Its
+    /// table never changes, and while `guard` is held its memory cannot become a new snapshot,
+    /// so finding it current again means the search need not be repeated: that saves a probe
+    /// (a cache miss in a large map) on every locked path that follows a lock-free miss.
+    #[inline]
+    fn find_current_locked<'g, Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        missed: Option<&ReadOnly<K, V>>,
+        guard: &'g Guard<'_>,
+    ) -> (&'g ReadOnly<K, V>, Option<&'g EntryPtr<K, V>>)
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        let read = self.snapshot(guard);
+        if missed.is_some_and(|missed| std::ptr::eq(missed, read)) {
+            return (read, None);
+        }
+        (read, find(&read.table, hash, key))
+    }
+
+    /// The locked half of a lookup that missed in the snapshot `missed`: the entry for `key` in
+    /// the current snapshot or, if that is amended, in the dirty table (counting a miss).
     #[cold]
-    fn find_locked<Q>(&self, hash: u64, key: &Q, guard: &Guard<'_>) -> Option<EntryPtr<K, V>>
+    fn find_locked<Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        missed: &ReadOnly<K, V>,
+        guard: &Guard<'_>,
+    ) -> Option<EntryPtr<K, V>>
     where
         Q: ?Sized + Equivalent<K>,
     {
         let mut dirty = self.lock_dirty();
-        let read = self.snapshot(guard);
-        if let Some(entry) = find(&read.table, hash, key) {
+        let (read, found) = self.find_current_locked(hash, key, Some(missed), guard);
+        if let Some(entry) = found {
             return Some(*entry);
         }
         if !read.amended() {
@@ -373,7 +402,8 @@ where
         if !read.may_be_dirty(hash) {
             return None;
         }
-        self.find_locked(hash, key, guard).map(|entry| f(&entry))
+        self.find_locked(hash, key, read, guard)
+            .map(|entry| f(&entry))
     }
 
     /// Calls `f` with the value stored for `key`, without cloning it, and returns its result;
@@ -449,7 +479,9 @@ where
     fn swap_with<R>(&self, key: K, mut value: V, previous: impl FnOnce(Option<&V>) -> R) -> R {
         let hash = self.hash(&key);
         let guard = sync::enter(&self.collector);
-        if let Some(entry) = find(&self.snapshot(&guard).table, hash, &key) {
+        let read = self.snapshot(&guard);
+        let found = find(&read.table, hash, &key);
+        if let Some(entry) = found {
             match entry.try_swap(value, &guard) {
                 Ok((old, delta)) => {
                     self.count(delta, &guard);
@@ -458,10 +490,11 @@ where
                 Err(unstored) => value = unstored,
             }
         }
+        let missed = found.is_none().then_some(read);
         let old = {
             let mut dirty = self.lock_dirty();
-            let read = self.snapshot(&guard);
-            let (old, delta) = if let Some(entry) = find(&read.table, hash, &key) {
+            let (read, found) = self.find_current_locked(hash, &key, missed, &guard);
+            let (old, delta) = if let Some(entry) = found {
                 self.unexpunge_locked(&mut dirty, hash, *entry);
                 entry.swap_locked(value, &guard)
             } else if let Some(entry) = dirty.find(hash, &key).copied() {
@@ -578,12 +611,13 @@ where
     {
         let hash = self.hash(&key);
         let guard = sync::enter(&self.collector);
-        if let Some(entry) = find(&self.snapshot(&guard).table, hash, &key) {
+        let read = self.snapshot(&guard);
+        if let Some(entry) = find(&read.table, hash, &key) {
             if let Some(value) = entry.load(&guard) {
                 return (value.clone(), true);
             }
-        } else if self.snapshot(&guard).may_be_dirty(hash) {
-            if let Some(entry) = self.find_locked(hash, &key, &guard) {
+        } else if read.may_be_dirty(hash) {
+            if let Some(entry) = self.find_locked(hash, &key, read, &guard) {
                 if let Some(value) = entry.load(&guard) {
                     return (value.clone(), true);
                 }
@@ -597,15 +631,18 @@ where
         V: Clone,
     {
         let mut value = Some(value);
-        if let Some(entry) = find(&self.snapshot(guard).table, hash, &key) {
+        let read = self.snapshot(guard);
+        let found = find(&read.table, hash, &key);
+        if let Some(entry) = found {
             if let Some(outcome) = entry.try_load_or_store(&mut value, guard) {
                 self.count(outcome.delta(), guard);
                 return Self::cloned_outcome(outcome);
             }
         }
+        let missed = found.is_none().then_some(read);
         let mut dirty = self.lock_dirty();
-        let read = self.snapshot(guard);
-        let outcome = if let Some(entry) = find(&read.table, hash, &key) {
+        let (read, found) = self.find_current_locked(hash, &key, missed, guard);
+        let outcome = if let Some(entry) = found {
             self.unexpunge_locked(&mut dirty, hash, *entry);
             entry.try_load_or_store(&mut value, guard)
         } else if let Some(entry) = dirty.find(hash, &key) {
@@ -659,22 +696,29 @@ where
             }
             old
         } else if read.may_be_dirty(hash) {
-            self.delete_locked(hash, key, &guard)
+            self.delete_locked(hash, key, read, &guard)
         } else {
             None
         };
         previous(old)
     }
 
-    /// Go's locked half of `LoadAndDelete`: a key the snapshot lacks leaves the dirty table.
+    /// Go's locked half of `LoadAndDelete`, after a miss in the snapshot `missed`: a key the
+    /// current snapshot lacks leaves the dirty table.
     #[cold]
-    fn delete_locked<'g, Q>(&self, hash: u64, key: &Q, guard: &'g Guard<'_>) -> Option<&'g V>
+    fn delete_locked<'g, Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        missed: &ReadOnly<K, V>,
+        guard: &'g Guard<'_>,
+    ) -> Option<&'g V>
     where
         Q: ?Sized + Equivalent<K>,
     {
         let mut dirty = self.lock_dirty();
-        let read = self.snapshot(guard);
-        let entry = if let Some(entry) = find(&read.table, hash, key) {
+        let (read, found) = self.find_current_locked(hash, key, Some(missed), guard);
+        let entry = if let Some(entry) = found {
             *entry
         } else if read.amended() {
             let removed = dirty.remove(hash, key);

@@ -158,3 +158,23 @@ fn the_filter_never_hides_a_present_key() {
         assert_eq!(map.load(&9), Some(9), "9 survives the delete of 8");
     });
 }
+
+/// A lookup that misses in the snapshot and then takes the lock must search the snapshot again
+/// if a promotion replaced it in between: the key it wants has moved there.
+#[test]
+fn a_lookup_racing_a_promotion_finds_the_promoted_key() {
+    loom::model(|| {
+        let map = map();
+        map.store(0, 0);
+        map.range(|_, _| true); // promote key 0, so key 5 below is dirty-only
+        map.store(5, 5);
+        let promoter = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || map.range(|_, _| true))
+        };
+        assert_eq!(map.load(&5), Some(5));
+        assert_eq!(map.swap(5, 6), Some(5));
+        promoter.join().unwrap();
+        assert_eq!(map.load(&5), Some(6));
+    });
+}
