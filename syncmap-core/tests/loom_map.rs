@@ -19,6 +19,14 @@ fn map() -> Arc<Map> {
     Arc::new(Map::default())
 }
 
+/// A map whose read snapshot holds key 0, so that keys stored next are dirty-only.
+fn map_with_promoted_key_0() -> Arc<Map> {
+    let map = map();
+    map.store(0, 0);
+    map.range(|_, _| true); // promotes
+    map
+}
+
 #[test]
 fn load_or_store_has_one_winner() {
     loom::model(|| {
@@ -93,9 +101,7 @@ fn compare_and_swap_and_compare_and_delete_exclude_each_other() {
 #[test]
 fn a_dirty_only_key_is_seen_or_deleted_exactly_once() {
     loom::model(|| {
-        let map = map();
-        map.store(0, 0);
-        map.range(|_, _| true); // promote key 0, so key 5 below is dirty-only
+        let map = map_with_promoted_key_0();
         map.store(5, 5);
         let deleter = {
             let map = Arc::clone(&map);
@@ -129,9 +135,7 @@ fn a_dirty_only_key_is_seen_or_deleted_exactly_once() {
 #[test]
 fn the_filter_never_hides_a_present_key() {
     loom::model(|| {
-        let map = map();
-        map.store(0, 0);
-        map.range(|_, _| true); // promote key 0, so the keys below are dirty-only
+        let map = map_with_promoted_key_0();
         let writer = {
             let map = Arc::clone(&map);
             thread::spawn(move || {
@@ -164,9 +168,7 @@ fn the_filter_never_hides_a_present_key() {
 #[test]
 fn a_lookup_racing_a_promotion_finds_the_promoted_key() {
     loom::model(|| {
-        let map = map();
-        map.store(0, 0);
-        map.range(|_, _| true); // promote key 0, so key 5 below is dirty-only
+        let map = map_with_promoted_key_0();
         map.store(5, 5);
         let promoter = {
             let map = Arc::clone(&map);

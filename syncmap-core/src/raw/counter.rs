@@ -1,5 +1,6 @@
 //! A striped counter: writers add to the stripe of their thread, readers sum the stripes, so
-//! counting never makes two threads write the same cache line.
+//! counting never makes two threads write the same cache line, and mostly needs no locked
+//! instruction.
 
 use super::sync::{AtomicIsize, Ordering};
 
@@ -8,27 +9,47 @@ use super::sync::{AtomicIsize, Ordering};
 #[derive(Default)]
 struct Padded(AtomicIsize);
 
+impl Padded {
+    /// Adds `delta` with a plain load and store: for a stripe with a single writer at a time.
+    #[inline]
+    fn add_exclusive(&self, delta: isize) {
+        self.0
+            .store(self.0.load(Ordering::Relaxed) + delta, Ordering::Relaxed);
+    }
+}
+
 /// A counter that threads update without contending.
 ///
 /// # Invariants
 ///
-/// Only the holder of the owning map's lock writes `locked`, so a plain load and store updates it
-/// without losing counts; `stripes` take atomic adds from any thread.
+/// - `owned[i]` is written only by the thread that currently owns the epoch collector's thread
+///   record with id `i` (`Guard::thread_id`). A record has one owner at a time, and ownership
+///   passes with a release store and an acquire CAS, so each owner sees its predecessor's count
+///   and a plain load and store loses nothing.
+/// - Only the holder of the owning map's lock writes `locked`, likewise with a plain load and
+///   store.
+/// - `shared` takes atomic adds from threads whose record id has no stripe of its own.
 #[derive(Default)]
 pub(crate) struct StripedCounter {
-    stripes: [Padded; Self::STRIPES],
+    owned: [Padded; Self::OWNED],
+    shared: Padded,
     locked: Padded,
 }
 
 impl StripedCounter {
-    const STRIPES: usize = 8;
+    /// Threads (record ids) with a stripe of their own.
+    const OWNED: usize = 8;
 
-    /// Adds `delta` on the stripe of the thread with this numeric id.
+    /// Adds `delta` for the thread that owns the epoch record with id `owner`: a plain load and
+    /// store on its own stripe, or an atomic add on the shared one if its id is too large.
     #[inline]
-    pub(crate) fn add(&self, thread_id: usize, delta: isize) {
-        self.stripes[thread_id % Self::STRIPES]
-            .0
-            .fetch_add(delta, Ordering::Relaxed);
+    pub(crate) fn add(&self, owner: usize, delta: isize) {
+        match self.owned.get(owner) {
+            Some(stripe) => stripe.add_exclusive(delta),
+            None => {
+                self.shared.0.fetch_add(delta, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Adds `delta` on the stripe of the lock holder: no locked instruction, which the paths
@@ -36,15 +57,14 @@ impl StripedCounter {
     /// holds the owning map's lock.
     #[inline]
     pub(crate) fn add_locked(&self, delta: isize) {
-        let stripe = &self.locked.0;
-        stripe.store(stripe.load(Ordering::Relaxed) + delta, Ordering::Relaxed);
+        self.locked.add_exclusive(delta);
     }
 
     /// The sum of the stripes; exact when no thread adds concurrently.
     pub(crate) fn sum(&self) -> isize {
-        self.stripes
+        self.owned
             .iter()
-            .chain([&self.locked])
+            .chain([&self.shared, &self.locked])
             .map(|stripe| stripe.0.load(Ordering::Relaxed))
             .sum()
     }

@@ -50,8 +50,9 @@ pub(crate) struct ReadOnly<K, V> {
 
 impl<K, V> ReadOnly<K, V> {
     /// Smallest and largest filter, in 64-bit words (64 B and 1 MiB). The smallest one lets a
-    /// small map take 128 new keys between promotions, each of which costs a few allocations
-    /// (about a microsecond) whatever the size of the map.
+    /// small map take 128 new keys between promotions (16 with one word): a promotion costs a
+    /// few allocations whatever the size of the map, about a microsecond by SwapMostlyMisses on
+    /// a 1-entry map (199 ns per iteration with a promotion every 16 keys, 137 without).
     const MIN_FILTER_WORDS: usize = 8;
     const MAX_FILTER_WORDS: usize = 1 << 17;
 

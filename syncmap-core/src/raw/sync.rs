@@ -65,7 +65,8 @@ mod imp {
         unsafe { guard.defer_recycle(ptr) }
     }
 
-    /// A small number identifying the current thread while it lives.
+    /// A small number identifying the current thread while it lives: the id of its epoch
+    /// record, which no other live thread has.
     #[inline]
     pub(crate) fn thread_id(guard: &Guard<'_>) -> usize {
         guard.thread_id()
@@ -213,8 +214,10 @@ mod imp {
         guard.0.lock().unwrap().push((ptr.cast(), free::<T>));
     }
 
+    /// No id with a counter stripe of its own: loom's threads share one OS thread, so they
+    /// count on the shared stripe, with atomic adds that loom checks.
     pub(crate) fn thread_id(_guard: &Guard<'_>) -> usize {
-        0
+        usize::MAX
     }
 
     pub(crate) fn alloc_recycled<T>(_guard: &Guard<'_>, value: T) -> *mut T {
