@@ -223,15 +223,6 @@ impl<K, V, S> SyncMap<K, V, S> {
         }
     }
 
-    /// [`count`](Self::count) for a caller that holds the dirty lock (`_locked` is its proof):
-    /// a plain store instead of a locked add.
-    #[inline]
-    fn count_locked(&self, _locked: &Dirty<K, V>, delta: LiveDelta) {
-        if delta != LiveDelta::Unchanged {
-            self.live.add_locked(delta.as_isize());
-        }
-    }
-
     /// Expunges every entry of the map and returns them, each once. Caller holds the dirty lock
     /// and takes the entries out of the map.
     fn detach_all_locked(&self, dirty: &Dirty<K, V>, guard: &Guard<'_>) -> Vec<EntryPtr<K, V>> {
@@ -239,7 +230,7 @@ impl<K, V, S> SyncMap<K, V, S> {
         let mut all = Vec::with_capacity(read.table.len() + dirty.entries().count());
         for entry in read.table.iter() {
             let delta = entry.expunge_locked(guard);
-            self.count_locked(dirty, delta);
+            self.count(delta, guard);
             all.push(*entry);
         }
         // After the pass above every entry of the snapshot is expunged, while entries that only
@@ -247,7 +238,7 @@ impl<K, V, S> SyncMap<K, V, S> {
         for entry in dirty.entries() {
             if !entry.is_expunged() {
                 let delta = entry.expunge_locked(guard);
-                self.count_locked(dirty, delta);
+                self.count(delta, guard);
                 all.push(*entry);
             }
         }
@@ -513,7 +504,7 @@ where
                 );
                 (None, LiveDelta::Added)
             };
-            self.count_locked(&dirty, delta);
+            self.count(delta, &guard);
             old
         };
         previous(old)
@@ -654,7 +645,7 @@ where
             let entry = Entry::new(key, value, guard);
             let stored = entry.load(guard).map(|v| v as *const V);
             self.insert_new_locked(&mut dirty, read, hash, entry, guard);
-            self.count_locked(&dirty, LiveDelta::Added);
+            self.count(LiveDelta::Added, guard);
             drop(dirty);
             // SAFETY: the value was just stored in an entry of this map; it is only ever retired
             // through `self.collector`, so it stays allocated while `guard` is held.
@@ -664,7 +655,7 @@ where
         // Under the lock, an entry of the snapshot was just unexpunged if needed, and an entry of
         // the dirty table is never expunged: expunging needs the lock.
         let outcome = outcome.expect("entries are expunged only under the lock");
-        self.count_locked(&dirty, outcome.delta());
+        self.count(outcome.delta(), guard);
         drop(dirty);
         Self::cloned_outcome(outcome)
     }
@@ -738,7 +729,7 @@ where
         };
         let old = entry.delete(guard);
         if old.is_some() {
-            self.count_locked(&dirty, LiveDelta::Removed);
+            self.count(LiveDelta::Removed, guard);
         }
         old
     }
@@ -900,7 +891,7 @@ where
         if read.table.is_empty() {
             // Only dirty-only keys: no new snapshot needed, and the dirty table is reused.
             for entry in dirty.entries() {
-                self.count_locked(&dirty, entry.expunge_locked(&guard));
+                self.count(entry.expunge_locked(&guard), &guard);
                 // SAFETY: the entry is only in the dirty table, which is emptied below before
                 // the lock is released, so threads that take the lock later cannot reach it;
                 // allocated by `EntryPtr::new`. Retiring under the lock runs no destructor.

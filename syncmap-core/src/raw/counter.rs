@@ -26,14 +26,11 @@ impl Padded {
 ///   record with id `i` (`Guard::thread_id`). A record has one owner at a time, and ownership
 ///   passes with a release store and an acquire CAS, so each owner sees its predecessor's count
 ///   and a plain load and store loses nothing.
-/// - Only the holder of the owning map's lock writes `locked`, likewise with a plain load and
-///   store.
 /// - `shared` takes atomic adds from threads whose record id has no stripe of its own.
 #[derive(Default)]
 pub(crate) struct StripedCounter {
     owned: [Padded; Self::OWNED],
     shared: Padded,
-    locked: Padded,
 }
 
 impl StripedCounter {
@@ -52,19 +49,11 @@ impl StripedCounter {
         }
     }
 
-    /// Adds `delta` on the stripe of the lock holder: no locked instruction, which the paths
-    /// that already hold the lock would otherwise pay on top of taking and releasing it. Caller
-    /// holds the owning map's lock.
-    #[inline]
-    pub(crate) fn add_locked(&self, delta: isize) {
-        self.locked.add_exclusive(delta);
-    }
-
     /// The sum of the stripes; exact when no thread adds concurrently.
     pub(crate) fn sum(&self) -> isize {
         self.owned
             .iter()
-            .chain([&self.shared, &self.locked])
+            .chain([&self.shared])
             .map(|stripe| stripe.0.load(Ordering::Relaxed))
             .sum()
     }
