@@ -47,6 +47,10 @@
 //!   the unit and model tests; the soak's allocation baseline). The memory of a dropped value
 //!   is reused only once no reader can still see it (`recycled_memory_is_not_reused_while_protected`
 //!   in `raw/epoch.rs`).
+//! - [`SyncMap::len`] is exact when no writer runs concurrently, whichever threads and paths
+//!   (lock-free or locked) changed it: the model tests compare it with the reference after
+//!   every operation, and `len_is_exact_after_concurrent_lock_free_and_locked_updates` (unit
+//!   test in `map.rs`) after four threads mix both kinds of paths.
 //! - A memoized function's body runs once per key among concurrent callers, and a result not
 //!   kept lets a waiting caller compute (loom models in `tests/loom_memo.rs`; with panicking
 //!   bodies, `tests/memo_runtime.rs` in the `syncmap` crate and the soak).
