@@ -87,6 +87,12 @@ impl<K, V> Dirty<K, V> {
         self.table.as_ref().map_or(0, Table::len) + self.copy.as_ref().map_or(0, |c| c.unvisited)
     }
 
+    /// Whether the incremental copy of the snapshot is finished (or none is under way), so that
+    /// a promotion now costs no pause.
+    pub(crate) fn copy_done(&self) -> bool {
+        self.copy.is_none()
+    }
+
     /// Finds `key` among the entries already in the table (callers search the snapshot first).
     pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&EntryPtr<K, V>>
     where
