@@ -50,6 +50,11 @@
 //! - **No O(n) pause after a promotion.** The copy of the snapshot into a new dirty map is
 //!   spread over the locked operations that follow (32 buckets each), and the dirty table is
 //!   allocated for the whole cycle, so inserts never rehash.
+//! - **The first value shares the entry's allocation** when it is small (at most 32 bytes) and
+//!   has no drop glue: one allocation per new key instead of two, and one dependent load less
+//!   per lookup of a value never replaced. A replaced first value keeps its bytes until the
+//!   entry is freed (it has nothing to drop), readers may still be reading it. Go boxes every
+//!   value in an `interface{}`.
 //! - **No per-entry reference count.** Entries are owned by the map through plain pointers and
 //!   retired through the collector when they leave it (see `EntryPtr`), which saves 16 bytes and
 //!   two atomic read-modify-writes per entry per promotion cycle.
@@ -180,7 +185,7 @@ impl<K, V, S> SyncMap<K, V, S> {
             hasher,
             collector: Collector::recycling(&[
                 std::alloc::Layout::new::<V>(),
-                std::alloc::Layout::new::<Entry<K, V>>(),
+                EntryPtr::<K, V>::LAYOUT,
             ]),
         }
     }
@@ -518,7 +523,7 @@ where
                     &mut dirty,
                     read,
                     hash,
-                    Entry::new(key, value, &guard),
+                    EntryPtr::new(key, value, &guard),
                     &guard,
                 );
                 (None, LiveDelta::Added)
@@ -535,12 +540,12 @@ where
         dirty: &mut Dirty<K, V>,
         read: &ReadOnly<K, V>,
         hash: u64,
-        entry: Entry<K, V>,
+        entry: EntryPtr<K, V>,
         guard: &Guard<'_>,
     ) {
         dirty.ensure(|| self.read.load_full());
         dirty.note_new_key(read, hash);
-        dirty.insert(hash, EntryPtr::new(entry, guard), |key| self.hash(key));
+        dirty.insert(hash, entry, |key| self.hash(key));
         if dirty.new_keys >= read.dirty_capacity() {
             self.promote_locked(dirty, guard);
         }
@@ -661,7 +666,7 @@ where
             outcome
         } else {
             let value = value.take().expect("the value to store is present");
-            let entry = Entry::new(key, value, guard);
+            let entry = EntryPtr::new(key, value, guard);
             let stored = entry.load(guard).map(|v| v as *const V);
             self.insert_new_locked(&mut dirty, read, hash, entry, guard);
             self.count(LiveDelta::Added, guard);
@@ -738,10 +743,10 @@ where
             self.miss_locked(&mut dirty, guard);
             let removed = removed?;
             // SAFETY: the entry was only in the dirty map (never in a snapshot) and has just left
-            // it under the lock, so threads that take the lock later cannot reach it; it was
-            // allocated by `EntryPtr::new` (as a `Box`). This thread keeps using it below,
-            // protected by `guard` like any other thread that found it earlier.
-            unsafe { sync::retire_recycled(guard, removed.as_ptr()) };
+            // it under the lock, so threads that take the lock later cannot reach it. This
+            // thread keeps using it below, protected by `guard` like any other thread that
+            // found it earlier.
+            unsafe { removed.retire(guard) };
             removed
         } else {
             return None;
@@ -912,9 +917,9 @@ where
             for entry in dirty.entries() {
                 self.count(entry.expunge_locked(&guard), &guard);
                 // SAFETY: the entry is only in the dirty table, which is emptied below before
-                // the lock is released, so threads that take the lock later cannot reach it;
-                // allocated by `EntryPtr::new`. Retiring under the lock runs no destructor.
-                unsafe { sync::retire_recycled(&guard, entry.as_ptr()) };
+                // the lock is released, so threads that take the lock later cannot reach it.
+                // Retiring under the lock runs no destructor.
+                unsafe { entry.retire(&guard) };
             }
             dirty.clear_keeping_capacity(read);
         } else {
@@ -1278,6 +1283,39 @@ mod tests {
         assert_eq!(map.len(), 5);
         assert!((0..4).chain([1000]).all(|k| map.load(&k) == Some(k)));
         assert!((100..200).all(|k| map.load(&k).is_none()));
+    }
+
+    /// A value being read stays intact while the same thread replaces it, deletes its key and
+    /// clears the map: for a first value kept in the entry (`u64`) and for boxed ones (`String`,
+    /// which has drop glue, and a replaced `u64`). Miri checks that nothing read was freed.
+    #[test]
+    fn a_value_being_read_survives_its_replacement_deletion_and_clear() {
+        let small: SyncMap<u64, u64> = SyncMap::new();
+        small.store(1, 10);
+        small.range(|_, _| true); // in the snapshot: later swaps are lock-free
+        for round in 0..3u64 {
+            let seen = small.load_with(&1, |first| {
+                let before = *first;
+                small.store(1, before + 1);
+                assert_eq!(*first, before, "the value read changed under the reader");
+                small.delete(&1);
+                small.clear();
+                assert_eq!(*first, before);
+                before
+            });
+            assert_eq!(seen, Some(10 + round));
+            assert_eq!(small.load(&1), None);
+            small.store(1, 11 + round);
+        }
+        let boxed: SyncMap<u64, String> = SyncMap::new();
+        boxed.store(1, "first".to_string());
+        let seen = boxed.load_with(&1, |first| {
+            boxed.store(1, "second".to_string());
+            boxed.clear();
+            first.clone()
+        });
+        assert_eq!(seen.as_deref(), Some("first"));
+        assert!(boxed.is_empty());
     }
 
     /// After a bulk load, the keys stored since the last promotion are only in the dirty map;

@@ -1,5 +1,5 @@
 //! The memoization runtime behind `#[memoize]`: [`Memo`], one per memoized function, and the
-//! [`registry`] of every cache in the process, for debugging tools.
+//! [`registry`](fn@registry) of every cache in the process, for debugging tools.
 //!
 //! A `Memo<K, V>` is a [`SyncMap`] from the key to a single-flight cell:
 //!

@@ -1,7 +1,11 @@
 //! The shared entry of Go's design: one per key, referenced by the read snapshot and the dirty
 //! map at once, holding the value behind an atomic pointer so that a key already in the read
-//! snapshot can be updated without the lock.
+//! snapshot can be updated without the lock. A small first value without drop glue lives in
+//! the entry's own allocation (see [`Entry::INLINE`]); every later value has its own.
 
+use std::alloc::Layout;
+use std::cell::UnsafeCell;
+use std::mem::{self, MaybeUninit};
 use std::ops::Deref;
 use std::ptr::{self, NonNull};
 
@@ -53,15 +57,32 @@ impl LiveDelta {
 ///   (deleted and absent from the dirty map), or a pointer obtained from `Box::into_raw`
 ///   that this entry owns.
 /// - A pointer replaced in `value` is handed to the map's collector with
-///   [`LocalGuard::defer_retire`], never freed directly, because lock-free readers may still be
+///   `LocalGuard::defer_retire`, never freed directly, because lock-free readers may still be
 ///   reading it under their own guard.
 /// - null -> expunged happens only under the dirty lock while building a dirty map or clearing;
 ///   expunged -> null only under the dirty lock, immediately followed by re-inserting the
 ///   entry in the dirty map.
 /// - Entries are owned by the map through [`EntryPtr`]s, see there for when they are freed.
+#[repr(C)]
 pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
     value: AtomicPtr<V>,
+}
+
+/// An entry followed by the first value stored for its key, in one allocation: what
+/// [`EntryPtr`] allocates when [`Entry::INLINE`]. That saves an allocation per new key and a
+/// dependent load per lookup of a value never replaced.
+///
+/// # Invariants
+///
+/// `first` is written once, before the entry is published, and never again: a replaced first
+/// value stays readable for as long as the entry lives (it has no drop glue, so it is never
+/// dropped, only freed with the entry). Pointers to it are derived from the allocation's
+/// pointer, never from a reference to the `Entry` alone.
+#[repr(C)]
+struct InlineEntry<K, V> {
+    entry: Entry<K, V>,
+    first: UnsafeCell<MaybeUninit<V>>,
 }
 
 // SAFETY: an `Entry` owns a `K` and (through `value`) a `V`; sharing it across threads hands out
@@ -71,12 +92,28 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Entry<K, V> {}
 unsafe impl<K: Send, V: Send> Send for Entry<K, V> {}
 
 impl<K, V> Entry<K, V> {
-    /// A new entry holding `value`.
-    pub(crate) fn new(key: K, value: V, guard: &Guard<'_>) -> Self {
-        Entry {
-            key,
-            value: AtomicPtr::new(sync::alloc_recycled(guard, value)),
+    /// Whether the first value lives in the entry: only small values without drop glue do. A
+    /// replaced first value is never dropped (it has nothing to drop) and keeps its bytes until
+    /// the entry is freed, so that readers may still be reading it; the size bound caps what
+    /// an updated key keeps this way (32 bytes, the size of the allocation it saved).
+    const INLINE: bool = !mem::needs_drop::<V>() && mem::size_of::<V>() <= 32;
+
+    /// The address of the first value when [`Self::INLINE`] (0 otherwise), for comparisons
+    /// only: it is computed from `&self`, whose provenance does not cover it.
+    #[inline]
+    fn first_addr(&self) -> usize {
+        if Self::INLINE {
+            ptr::from_ref(self).addr() + mem::offset_of!(InlineEntry<K, V>, first)
+        } else {
+            0
         }
+    }
+
+    /// Whether `p`, loaded from `value`, is a value of its own allocation (not the first
+    /// value in the entry, not null, not the expunged marker).
+    #[inline]
+    fn is_boxed(&self, p: *mut V) -> bool {
+        is_live(p) && p.addr() != self.first_addr()
     }
 
     /// The current value, valid for as long as `guard` is held.
@@ -98,10 +135,11 @@ impl<K, V> Entry<K, V> {
         self.value.load(Ordering::Acquire) == expunged()
     }
 
-    /// Retires a pointer that was just replaced in `value`, if it is a live value.
+    /// Retires a pointer that was just replaced in `value`, if it is a value of its own
+    /// allocation (a first value in the entry has no drop glue and goes with the entry).
     #[inline]
-    fn retire(old: *mut V, guard: &Guard<'_>) {
-        if is_live(old) {
+    fn retire(&self, old: *mut V, guard: &Guard<'_>) {
+        if self.is_boxed(old) {
             // SAFETY: `old` was unlinked from `value` by the caller's successful swap or CAS,
             // so threads that enter later cannot reach it; it was created by `alloc_recycled`.
             unsafe { sync::retire_recycled(guard, old) };
@@ -131,7 +169,7 @@ impl<K, V> Entry<K, V> {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok(Self::finish_replace(current, guard, true)),
+                Ok(_) => return Ok(self.finish_replace(current, guard, true)),
                 Err(actual) => current = actual,
             }
         }
@@ -141,12 +179,13 @@ impl<K, V> Entry<K, V> {
     /// live-count change, and retires it.
     #[inline]
     fn finish_replace<'g>(
+        &self,
         old: *mut V,
         guard: &'g Guard<'_>,
         now_live: bool,
     ) -> (Option<&'g V>, LiveDelta) {
         let was_live = is_live(old);
-        Self::retire(old, guard);
+        self.retire(old, guard);
         let delta = match (was_live, now_live) {
             (false, true) => LiveDelta::Added,
             (true, false) => LiveDelta::Removed,
@@ -167,7 +206,7 @@ impl<K, V> Entry<K, V> {
             .value
             .swap(sync::alloc_recycled(guard, new), Ordering::AcqRel);
         debug_assert!(old != expunged::<V>(), "swap_locked on an expunged entry");
-        Self::finish_replace(old, guard, true)
+        self.finish_replace(old, guard, true)
     }
 
     /// Marks an expunged entry as deleted-but-present so the caller (holding the dirty lock) can
@@ -205,7 +244,7 @@ impl<K, V> Entry<K, V> {
     /// and is detaching the entry from the map, as `clear` does). Returns the live-count change.
     pub(crate) fn expunge_locked(&self, guard: &Guard<'_>) -> LiveDelta {
         let old = self.value.swap(expunged(), Ordering::AcqRel);
-        Self::finish_replace(old, guard, false).1
+        self.finish_replace(old, guard, false).1
     }
 
     /// Go's `tryLoadOrStore`: returns the existing value if there is one, or stores the value in
@@ -259,7 +298,7 @@ impl<K, V> Entry<K, V> {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Self::finish_replace(current, guard, false).0,
+                Ok(_) => return self.finish_replace(current, guard, false).0,
                 Err(actual) => current = actual,
             }
         }
@@ -289,7 +328,7 @@ impl<K, V> Entry<K, V> {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    Self::retire(current, guard);
+                    self.retire(current, guard);
                     return true;
                 }
                 Err(actual) => {
@@ -320,7 +359,7 @@ impl<K, V> Entry<K, V> {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    Self::retire(current, guard);
+                    self.retire(current, guard);
                     return true;
                 }
                 Err(actual) => current = actual,
@@ -350,7 +389,7 @@ impl<V> LoadOrStored<'_, V> {
 impl<K, V> Drop for Entry<K, V> {
     fn drop(&mut self) {
         let p = sync::get_mut(&mut self.value);
-        if is_live(p) {
+        if self.is_boxed(p) {
             // SAFETY: the entry is being freed, which per `EntryPtr`'s invariants happens only
             // once no reader can reach it, hence its current value; the entry owns `p`, which
             // came from `Box::into_raw`.
@@ -392,17 +431,64 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Send for EntryPtr<K, V> {}
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for EntryPtr<K, V> {}
 
 impl<K, V> EntryPtr<K, V> {
-    /// Allocates an entry (in recycled memory if this thread has some); the map owns it from
-    /// now on.
-    pub(crate) fn new(entry: Entry<K, V>, guard: &Guard<'_>) -> Self {
-        let ptr = sync::alloc_recycled(guard, entry);
+    /// The layout of the allocations [`new`](Self::new) makes, for the collector's recycling.
+    pub(crate) const LAYOUT: Layout = if Entry::<K, V>::INLINE {
+        Layout::new::<InlineEntry<K, V>>()
+    } else {
+        Layout::new::<Entry<K, V>>()
+    };
+
+    /// Allocates an entry holding `value` (in recycled memory if this thread has some); the
+    /// map owns it from now on.
+    pub(crate) fn new(key: K, value: V, guard: &Guard<'_>) -> Self {
+        let ptr = if Entry::<K, V>::INLINE {
+            let inline = sync::alloc_recycled(
+                guard,
+                InlineEntry {
+                    entry: Entry {
+                        key,
+                        value: AtomicPtr::new(ptr::null_mut()),
+                    },
+                    first: UnsafeCell::new(MaybeUninit::new(value)),
+                },
+            );
+            // SAFETY: `alloc_recycled` returns what `Box::into_raw` does: valid, and not shared
+            // yet; the first value's pointer derives from the allocation's.
+            unsafe {
+                let first = UnsafeCell::raw_get(ptr::addr_of!((*inline).first)).cast::<V>();
+                // Not shared yet: the map publishes the entry under the lock or in a snapshot.
+                (*inline).entry.value.store(first, Ordering::Relaxed);
+            }
+            inline.cast::<Entry<K, V>>()
+        } else {
+            sync::alloc_recycled(
+                guard,
+                Entry {
+                    key,
+                    value: AtomicPtr::new(sync::alloc_recycled(guard, value)),
+                },
+            )
+        };
         // SAFETY: `alloc_recycled` returns what `Box::into_raw` does: not null.
         EntryPtr(unsafe { NonNull::new_unchecked(ptr) })
     }
 
-    /// The raw pointer, for retiring through the collector with `reclaim::boxed`.
-    pub(crate) fn as_ptr(self) -> *mut Entry<K, V> {
-        self.0.as_ptr()
+    /// Retires the entry through `guard`'s collector, which frees it (and its value, if it
+    /// still has one) once no guard that may have reached it remains.
+    ///
+    /// # Safety
+    ///
+    /// The entry has left the map (see the type's invariants): threads that enter later cannot
+    /// reach it. It is retired or freed only once.
+    pub(crate) unsafe fn retire(self, guard: &Guard<'_>) {
+        if Entry::<K, V>::INLINE {
+            // SAFETY: allocated as an `InlineEntry` in `new` (the pointer keeps the whole
+            // allocation's provenance); unlinked per the caller.
+            unsafe { sync::retire_recycled(guard, self.0.as_ptr().cast::<InlineEntry<K, V>>()) };
+        } else {
+            // SAFETY: allocated as an `Entry` in `new`; unlinked per the caller.
+            unsafe { sync::retire_recycled(guard, self.0.as_ptr()) };
+        }
     }
 
     /// Frees the entry (and its value, if it still has one).
@@ -412,8 +498,13 @@ impl<K, V> EntryPtr<K, V> {
     /// The entry has left the map (see the type's invariants) and no thread can reach it: either
     /// its collector decided so, or the map is being dropped.
     pub(crate) unsafe fn free(self) {
-        // SAFETY: allocated as a `Box` in `new`; unreachable per the caller.
-        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+        if Entry::<K, V>::INLINE {
+            // SAFETY: allocated as a boxed `InlineEntry` in `new`; unreachable per the caller.
+            drop(unsafe { Box::from_raw(self.0.as_ptr().cast::<InlineEntry<K, V>>()) });
+        } else {
+            // SAFETY: allocated as a `Box` in `new`; unreachable per the caller.
+            drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+        }
     }
 }
 
