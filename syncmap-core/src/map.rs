@@ -104,6 +104,11 @@ use crate::Equivalent;
 /// value's `Drop` may call back into the map (`tests/reentrant_drop.rs`).
 /// Deleted keys leave the map at the next promotion of the dirty map, as in Go.
 ///
+/// Each key takes one allocation holding the key and, when the value type has no drop glue and
+/// is at most 32 bytes (integers, `Copy` tuples, `&'static str`), its first value; other values
+/// and every later value have an allocation of their own. A replaced first value has nothing
+/// to drop and keeps its bytes in the key's allocation until the key leaves the map.
+///
 /// The memory of dropped values (and of entries deleted before a promotion) is kept for the
 /// next writes instead of going back to the allocator: at most 32 KiB per writing thread for
 /// each of the two (and twice that shared between threads), freed when the map is dropped.
