@@ -8,9 +8,9 @@
 //! - **Dirty map.** A table behind a `parking_lot` mutex that holds every live entry plus the keys
 //!   the snapshot lacks. New keys go there. Each locked lookup counts a *miss*; once misses reach
 //!   an eighth of the dirty map's length (Go: all of it; at least 64), the dirty map becomes the
-//!   new snapshot (an O(1) swap). The first new
-//!   key after that copies the live entries of the snapshot into a fresh dirty map and *expunges*
-//!   deleted ones, so deleted keys do not survive the next promotion.
+//!   new snapshot (an O(1) swap). The first new key after that copies the live entries of the
+//!   snapshot into a fresh dirty map and *expunges* deleted ones, so deleted keys do not
+//!   survive the next promotion.
 //! - **Reclamation.** A value replaced or deleted while readers may be cloning it, and a snapshot
 //!   replaced while readers may be searching it, are retired through the map's own epoch
 //!   collector (`raw/epoch.rs`). Entering it is a load of the global epoch and a plain store to
@@ -53,8 +53,8 @@
 //! - **The first value shares the entry's allocation** when it is small (at most 32 bytes) and
 //!   has no drop glue: one allocation per new key instead of two, and one dependent load less
 //!   per lookup of a value never replaced. A replaced first value keeps its bytes until the
-//!   entry is freed (it has nothing to drop), readers may still be reading it. Go boxes every
-//!   value in an `interface{}`.
+//!   entry is freed (it has nothing to drop), since readers may still be reading it. Go boxes
+//!   every value in an `interface{}`.
 //! - **No per-entry reference count.** Entries are owned by the map through plain pointers and
 //!   retired through the collector when they leave it (see `EntryPtr`), which saves 16 bytes and
 //!   two atomic read-modify-writes per entry per promotion cycle.

@@ -54,8 +54,10 @@ impl LiveDelta {
 /// # Invariants
 ///
 /// - `value` is either null (deleted; may be revived without the lock), the expunged marker
-///   (deleted and absent from the dirty map), or a pointer obtained from `Box::into_raw`
-///   that this entry owns.
+///   (deleted and absent from the dirty map), a pointer obtained from `Box::into_raw` that
+///   this entry owns, or, when [`Entry::INLINE`], the address of the first value in the
+///   entry's own allocation (see [`InlineEntry`]), which is never retired or freed apart from
+///   the entry.
 /// - A pointer replaced in `value` is handed to the map's collector with
 ///   `LocalGuard::defer_retire`, never freed directly, because lock-free readers may still be
 ///   reading it under their own guard.
