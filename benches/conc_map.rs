@@ -2,7 +2,7 @@
 //! inserts, 1% removes, 75% prefill), Exchange (10% reads, 40% inserts, 40% removes, 10% updates)
 //! and RapidGrow (5% reads, 80% inserts, 5% removes, 10% updates, empty start), at an initial
 //! capacity of 2^20 keys, 1 and 2 threads. Throughput in Mop/s (higher is better), the median
-//! of three runs (one with `--quick`).
+//! of three runs (one with `--quick`), taken in rounds: one run of each map per round.
 //!
 //! `cargo bench --bench conc_map [-- --quick] [--maps x,y] [--threads 1,2]`
 
@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bustle::{Collection, CollectionHandle, Mix, Workload};
 use maps::BenchMap;
-use runner::{Args, Row};
+use runner::{Args, Row, Sampler};
 
 struct Table<M>(Arc<M>);
 struct Handle<M>(Arc<M>);
@@ -71,20 +71,13 @@ fn mixes() -> [(&'static str, Mix, f64); 3] {
 /// shared host, mostly at 2 threads).
 const RUNS: usize = 3;
 
-/// The median throughput of [`RUNS`] runs (one with `--quick`), in Mop/s.
-fn median_run<M: BenchMap>(mix: Mix, prefill: f64, threads: usize, quick: bool) -> f64 {
-    let runs = if quick { 1 } else { RUNS };
-    let mut mops: Vec<f64> = (0..runs)
-        .map(|_| run::<M>(mix, prefill, threads, quick))
-        .collect();
-    mops.sort_by(f64::total_cmp);
-    mops[runs / 2]
-}
-
 fn run<M: BenchMap>(mix: Mix, prefill: f64, threads: usize, quick: bool) -> f64 {
     let mut workload = Workload::new(threads, mix);
     workload
-        .initial_capacity_log2(if quick { 16 } else { 20 })
+        // Quick runs use 2^18 keys: at 2^16 a run took a few milliseconds, and a delay of bustle's
+        // timing thread between its start barrier and reading the clock could swallow most of it
+        // (one quick run printed 3176 Mop/s for dashmap).
+        .initial_capacity_log2(if quick { 18 } else { 20 })
         .prefill_fraction(prefill)
         .operations(if quick { 1.0 } else { 4.0 })
         .seed([7; 32]);
@@ -101,8 +94,23 @@ fn main() {
             if !args.wants_workload(name) {
                 continue;
             }
-            for map in maps::ALL.iter().filter(|m| args.wants_map(m)) {
-                let mops = with_map!(*map, median_run, mix, prefill, threads, args.quick);
+            // One run of each map per round, so that their ratios compare runs taken side by
+            // side; each figure is the median of its map's runs.
+            let maps: Vec<&str> = maps::ALL
+                .iter()
+                .copied()
+                .filter(|m| args.wants_map(m))
+                .collect();
+            let mut samplers: Vec<Sampler<'static>> = maps
+                .iter()
+                .map(|&map| -> Sampler<'static> {
+                    let quick = args.quick;
+                    Box::new(move || with_map!(map, run, mix, prefill, threads, quick))
+                })
+                .collect();
+            let runs = if args.quick { 1 } else { RUNS };
+            let medians = runner::medians_interleaved(runs, &mut samplers);
+            for (map, mops) in maps.iter().zip(medians) {
                 eprintln!("{name:<10} {map:<18} {threads} thread(s): {mops:8.2} Mop/s");
                 rows.push(Row {
                     workload: name.to_string(),

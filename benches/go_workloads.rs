@@ -4,8 +4,9 @@
 //!
 //! `cargo bench --bench go_workloads [-- --quick] [--workloads a,b] [--maps x,y] [--threads 1,2]`
 //!
-//! Prints Markdown tables of ns/op (wall time / total operations, median of several runs) and
-//! writes `target/bench/go_workloads.json`.
+//! Prints Markdown tables of ns/op (wall time / total operations, median of several runs; the
+//! maps of a workload are measured in rounds, one run of each per round, so that their ratios
+//! compare runs taken side by side) and writes `target/bench/go_workloads.json`.
 
 #[path = "common/maps.rs"]
 mod maps;
@@ -15,7 +16,7 @@ mod runner;
 use std::hint::black_box;
 
 use maps::BenchMap;
-use runner::{measure, Args, Row};
+use runner::{prepare, Args, Row, Sampler};
 
 const WORKLOADS: &[&str] = &[
     "LoadMostlyHits",
@@ -54,7 +55,8 @@ fn store_and_prime<M: BenchMap>(m: &M, hits: u64) {
     }
 }
 
-fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
+/// The calibrated sampler of `workload` on `M`.
+fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> Sampler<'static> {
     let new = M::create;
     match workload {
         "LoadMostlyHits" | "LoadMostlyMisses" => {
@@ -63,16 +65,16 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
             } else {
                 (1, 1023)
             };
-            measure(
+            prepare(
                 args,
                 threads,
-                || {
+                move || {
                     let m = new();
                     store_and_prime(&m, hits);
                     m
                 },
-                || {
-                    |m: &M, i: u64| {
+                move || {
+                    move |m: &M, i: u64| {
                         black_box(m.load(i % (hits + misses)));
                     }
                 },
@@ -80,10 +82,10 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
         }
         "LoadOrStoreBalanced" => {
             let (hits, misses) = (128, 128);
-            measure(
+            prepare(
                 args,
                 threads,
-                || {
+                move || {
                     let m = new();
                     for i in 0..hits {
                         m.load_or_store(i, i);
@@ -93,8 +95,8 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
                     }
                     m
                 },
-                || {
-                    |m: &M, i: u64| {
+                move || {
+                    move |m: &M, i: u64| {
                         let j = i % (hits + misses);
                         if j < hits {
                             assert!(m.load_or_store(j, i).1, "key {j} should be present");
@@ -105,37 +107,37 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
                 },
             )
         }
-        "LoadOrStoreUnique" => measure(args, threads, new, || {
-            |m: &M, i: u64| {
+        "LoadOrStoreUnique" => prepare(args, threads, new, move || {
+            move |m: &M, i: u64| {
                 black_box(m.load_or_store(i, i));
             }
         }),
-        "LoadOrStoreCollision" => measure(
+        "LoadOrStoreCollision" => prepare(
             args,
             threads,
-            || {
+            move || {
                 let m = new();
                 m.load_or_store(0, 0);
                 m
             },
-            || {
-                |m: &M, _: u64| {
+            move || {
+                move |m: &M, _: u64| {
                     black_box(m.load_or_store(0, 0));
                 }
             },
         ),
         "LoadAndDeleteBalanced" => {
             let (hits, misses) = (128, 128);
-            measure(
+            prepare(
                 args,
                 threads,
-                || {
+                move || {
                     let m = new();
                     store_and_prime(&m, hits);
                     m
                 },
-                || {
-                    |m: &M, i: u64| {
+                move || {
+                    move |m: &M, i: u64| {
                         let j = i % (hits + misses);
                         if j < hits {
                             black_box(m.load_and_delete(j));
@@ -146,44 +148,44 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
                 },
             )
         }
-        "LoadAndDeleteUnique" => measure(args, threads, new, || {
-            |m: &M, i: u64| {
+        "LoadAndDeleteUnique" => prepare(args, threads, new, move || {
+            move |m: &M, i: u64| {
                 black_box(m.load_and_delete(i));
             }
         }),
-        "LoadAndDeleteCollision" => measure(
+        "LoadAndDeleteCollision" => prepare(
             args,
             threads,
-            || {
+            move || {
                 let m = new();
                 m.load_or_store(0, 0);
                 m
             },
-            || {
-                |m: &M, _: u64| {
+            move || {
+                move |m: &M, _: u64| {
                     if m.load_and_delete(0).is_some() {
                         m.store(0, 0);
                     }
                 }
             },
         ),
-        "Range" => measure(
+        "Range" => prepare(
             args,
             threads,
-            || {
+            move || {
                 let m = new();
                 for j in 0..1 << 10 {
                     m.store(j, j);
                 }
                 m
             },
-            || {
-                |m: &M, _: u64| {
+            move || {
+                move |m: &M, _: u64| {
                     m.range(&mut |_, _| true);
                 }
             },
         ),
-        "AdversarialAlloc" => measure(args, threads, new, || {
+        "AdversarialAlloc" => prepare(args, threads, new, move || {
             let (mut stores, mut loads_since_store) = (0u64, 0u64);
             move |m: &M, i: u64| {
                 black_box(m.load(i));
@@ -197,18 +199,18 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
         }),
         "AdversarialDelete" => {
             let size = 1 << 10;
-            measure(
+            prepare(
                 args,
                 threads,
-                || {
+                move || {
                     let m = new();
                     for i in 0..size {
                         m.store(i, i);
                     }
                     m
                 },
-                || {
-                    |m: &M, i: u64| {
+                move || {
+                    move |m: &M, i: u64| {
                         black_box(m.load(i));
                         if i % size == 0 {
                             m.range(&mut |k, _| {
@@ -221,26 +223,26 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
                 },
             )
         }
-        "DeleteCollision" => measure(
+        "DeleteCollision" => prepare(
             args,
             threads,
-            || {
+            move || {
                 let m = new();
                 m.load_or_store(0, 0);
                 m
             },
-            || |m: &M, _: u64| m.delete(0),
+            || move |m: &M, _: u64| m.delete(0),
         ),
-        "SwapCollision" => measure(
+        "SwapCollision" => prepare(
             args,
             threads,
-            || {
+            move || {
                 let m = new();
                 m.store(0, 0);
                 m
             },
-            || {
-                |m: &M, _: u64| {
+            move || {
+                move |m: &M, _: u64| {
                     black_box(m.swap(0, 0));
                 }
             },
@@ -251,16 +253,16 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
             } else {
                 (1, 1023)
             };
-            measure(
+            prepare(
                 args,
                 threads,
-                || {
+                move || {
                     let m = new();
                     store_and_prime(&m, hits);
                     m
                 },
-                || {
-                    |m: &M, i: u64| {
+                move || {
+                    move |m: &M, i: u64| {
                         if i % (hits + misses) < hits {
                             let v = i % (hits + misses);
                             black_box(m.swap(v, v));
@@ -272,39 +274,39 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
                 },
             )
         }
-        "CompareAndSwapCollision" => measure(
+        "CompareAndSwapCollision" => prepare(
             args,
             threads,
-            || {
+            move || {
                 let m = new();
                 m.store(0, 0);
                 m
             },
-            || {
-                |m: &M, _: u64| {
+            move || {
+                move |m: &M, _: u64| {
                     if m.compare_and_swap(0, 0, 42) {
                         m.compare_and_swap(0, 42, 0);
                     }
                 }
             },
         ),
-        "CompareAndSwapNoExistingKey" => measure(args, threads, new, || {
-            |m: &M, i: u64| {
+        "CompareAndSwapNoExistingKey" => prepare(args, threads, new, move || {
+            move |m: &M, i: u64| {
                 if m.compare_and_swap(i, 0, 0) {
                     m.delete(i);
                 }
             }
         }),
-        "CompareAndSwapValueNotEqual" => measure(
+        "CompareAndSwapValueNotEqual" => prepare(
             args,
             threads,
-            || {
+            move || {
                 let m = new();
                 m.store(0, 0);
                 m
             },
-            || {
-                |m: &M, _: u64| {
+            move || {
+                move |m: &M, _: u64| {
                     black_box(m.compare_and_swap(0, 1, 2));
                 }
             },
@@ -315,16 +317,16 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
             } else {
                 (1, 1023)
             };
-            measure(
+            prepare(
                 args,
                 threads,
-                || {
+                move || {
                     let m = new();
                     store_and_prime(&m, hits);
                     m
                 },
-                || {
-                    |m: &M, i: u64| {
+                move || {
+                    move |m: &M, i: u64| {
                         let v = if i % (hits + misses) < hits {
                             i % (hits + misses)
                         } else {
@@ -335,16 +337,16 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
                 },
             )
         }
-        "CompareAndDeleteCollision" => measure(
+        "CompareAndDeleteCollision" => prepare(
             args,
             threads,
-            || {
+            move || {
                 let m = new();
                 m.store(0, 0);
                 m
             },
-            || {
-                |m: &M, _: u64| {
+            move || {
+                move |m: &M, _: u64| {
                     if m.compare_and_delete(0, 0) {
                         m.store(0, 0);
                     }
@@ -357,16 +359,16 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
             } else {
                 (1, 1023)
             };
-            measure(
+            prepare(
                 args,
                 threads,
-                || {
+                move || {
                     let m = new();
                     store_and_prime(&m, hits);
                     m
                 },
-                || {
-                    |m: &M, i: u64| {
+                move || {
+                    move |m: &M, i: u64| {
                         let v = if i % (hits + misses) < hits {
                             i % (hits + misses)
                         } else {
@@ -379,8 +381,8 @@ fn run<M: BenchMap>(workload: &str, args: &Args, threads: usize) -> f64 {
                 },
             )
         }
-        "Clear" => measure(args, threads, new, || {
-            |m: &M, i: u64| {
+        "Clear" => prepare(args, threads, new, move || {
+            move |m: &M, i: u64| {
                 m.clear();
                 m.store(i % 256, i % 256);
             }
@@ -394,8 +396,19 @@ fn main() {
     let mut rows = Vec::new();
     for &threads in &args.threads {
         for workload in WORKLOADS.iter().filter(|w| args.wants_workload(w)) {
-            for map in maps::ALL.iter().filter(|m| args.wants_map(m)) {
-                let ns = with_map!(*map, run, workload, &args, threads);
+            // Every map of this workload is calibrated first, then measured in rounds
+            // (`medians_interleaved`), so that their ratios compare runs taken side by side.
+            let maps: Vec<&str> = maps::ALL
+                .iter()
+                .copied()
+                .filter(|m| args.wants_map(m))
+                .collect();
+            let mut samplers: Vec<Sampler<'static>> = maps
+                .iter()
+                .map(|map| with_map!(*map, run, workload, &args, threads))
+                .collect();
+            let medians = runner::medians_interleaved(args.budget().1, &mut samplers);
+            for (map, ns) in maps.iter().zip(medians) {
                 eprintln!("{workload:<30} {map:<18} {threads} thread(s): {ns:9.1} ns/op");
                 rows.push(Row {
                     workload: workload.to_string(),

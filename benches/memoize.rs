@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, LazyLock};
 use std::time::{Duration, Instant};
 
-use runner::{measure, Args, Row};
+use runner::{prepare, Args, Row, Sampler};
 
 struct Counting;
 thread_local! {
@@ -283,41 +283,41 @@ fn warm<S: Subject>() {
     }
 }
 
-fn run<S: Subject>(workload: &str, args: &Args, threads: usize) -> f64 {
+/// The calibrated sampler of a per-call workload (not the stampede) on `S`.
+fn run<S: Subject>(workload: &str, args: &Args, threads: usize) -> Sampler<'static> {
     match workload {
-        "hit u64" => measure(
+        "hit u64" => prepare(
             args,
             threads,
             || (),
-            || {
+            move || {
                 warm::<S>();
-                |_: &(), i: u64| {
+                move |_: &(), i: u64| {
                     black_box(S::u64_key(i % KEYS));
                 }
             },
         ),
-        "hit &str" => measure(
+        "hit &str" => prepare(
             args,
             threads,
             || (),
-            || {
+            move || {
                 warm::<S>();
-                |_: &(), i: u64| {
+                move |_: &(), i: u64| {
                     black_box(S::str_key(&STR_KEYS[(i % KEYS) as usize]));
                 }
             },
         ),
-        "miss u64" => measure(
+        "miss u64" => prepare(
             args,
             threads,
             || (),
-            || {
-                |_: &(), _: u64| {
+            move || {
+                move |_: &(), _: u64| {
                     black_box(S::u64_key(NEXT_KEY.fetch_add(1, Ordering::Relaxed)));
                 }
             },
         ),
-        "stampede" => stampede::<S>(args, threads),
         other => panic!("unknown workload {other}"),
     }
 }
@@ -393,8 +393,26 @@ fn main() {
             continue;
         }
         for &threads in &args.threads {
-            for subject in SUBJECTS.iter().filter(|s| args.wants_map(s)) {
-                let value = with_subject!(*subject, run, workload, &args, threads);
+            let subjects: Vec<&str> = SUBJECTS
+                .iter()
+                .copied()
+                .filter(|s| args.wants_map(s))
+                .collect();
+            let values = if workload == "stampede" {
+                subjects
+                    .iter()
+                    .map(|subject| with_subject!(*subject, stampede, &args, threads))
+                    .collect()
+            } else {
+                // Calibrated first, then measured in rounds, one run of each subject per
+                // round, so that their ratios compare runs taken side by side.
+                let mut samplers: Vec<Sampler<'static>> = subjects
+                    .iter()
+                    .map(|subject| with_subject!(*subject, run, workload, &args, threads))
+                    .collect();
+                runner::medians_interleaved(args.budget().1, &mut samplers)
+            };
+            for (subject, value) in subjects.iter().zip(values) {
                 let unit = if workload == "stampede" {
                     "µs/key"
                 } else {

@@ -170,16 +170,20 @@ where
     })
 }
 
-/// ns/op, median of runs, each on a fresh state from `make`; iterations calibrated so that one
-/// run takes about the budget.
-pub fn measure<S, M, F, L>(args: &Args, threads: usize, make: M, per_thread: F) -> f64
+/// One subject's measurement, calibrated: each call runs the loop once on a fresh state and
+/// returns ns/op.
+pub type Sampler<'a> = Box<dyn FnMut() -> f64 + 'a>;
+
+/// Calibrates the iterations so that one run takes about the budget, and returns the sampler
+/// of the loop made by `per_thread` on states from `make`.
+pub fn prepare<'a, S, M, F, L>(args: &Args, threads: usize, make: M, per_thread: F) -> Sampler<'a>
 where
     S: Sync,
-    M: Fn() -> S,
-    F: Fn() -> L + Sync,
+    M: Fn() -> S + 'a,
+    F: Fn() -> L + Sync + 'a,
     L: FnMut(&S, u64),
 {
-    let (target, runs) = args.budget();
+    let (target, _) = args.budget();
     let mut iterations = 64u64;
     loop {
         let state = make();
@@ -191,15 +195,31 @@ where
         }
         iterations *= 4;
     }
-    let mut samples: Vec<f64> = (0..runs)
-        .map(|_| {
-            let state = make();
-            let elapsed = run_once(threads, iterations, &state, &per_thread);
-            elapsed.as_nanos() as f64 / (iterations as f64 * threads as f64)
+    Box::new(move || {
+        let state = make();
+        let elapsed = run_once(threads, iterations, &state, &per_thread);
+        elapsed.as_nanos() as f64 / (iterations as f64 * threads as f64)
+    })
+}
+
+/// The median of `runs` runs of each sampler. The runs are taken in rounds, one run of every subject
+/// per round, so that a change of the host's speed during the measurement (this machine's
+/// varies by tens of percent over minutes) weighs on every subject alike and the ratios
+/// between them stay fair.
+pub fn medians_interleaved(runs: usize, samplers: &mut [Sampler<'_>]) -> Vec<f64> {
+    let mut samples = vec![Vec::with_capacity(runs); samplers.len()];
+    for _ in 0..runs {
+        for (sampler, samples) in samplers.iter_mut().zip(&mut samples) {
+            samples.push(sampler());
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut samples| {
+            samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            samples[samples.len() / 2]
         })
-        .collect();
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    samples[samples.len() / 2]
+        .collect()
 }
 
 /// One measured figure.
