@@ -344,6 +344,71 @@ impl BenchMap for SccIndex {
     }
 }
 
+pub struct SccMap(scc::HashMap<u64, u64, Fast>);
+
+impl BenchMap for SccMap {
+    const NAME: &'static str = "scc::HashMap";
+    fn create() -> Self {
+        SccMap(scc::HashMap::with_hasher(Fast::default()))
+    }
+    fn load(&self, k: u64) -> Option<u64> {
+        self.0.read_sync(&k, |_, v| *v)
+    }
+    fn store(&self, k: u64, v: u64) {
+        self.0.upsert_sync(k, v);
+    }
+    fn load_or_store(&self, k: u64, v: u64) -> (u64, bool) {
+        match self.0.entry_sync(k) {
+            scc::hash_map::Entry::Occupied(o) => (*o.get(), true),
+            scc::hash_map::Entry::Vacant(e) => {
+                e.insert_entry(v);
+                (v, false)
+            }
+        }
+    }
+    fn load_and_delete(&self, k: u64) -> Option<u64> {
+        self.0.remove_sync(&k).map(|(_, v)| v)
+    }
+    fn delete(&self, k: u64) {
+        self.0.remove_sync(&k);
+    }
+    fn swap(&self, k: u64, v: u64) -> Option<u64> {
+        self.0.upsert_sync(k, v)
+    }
+    fn compare_and_swap(&self, k: u64, old: u64, new: u64) -> bool {
+        self.0
+            .update_sync(&k, |_, v| {
+                if *v == old {
+                    *v = new;
+                    true
+                } else {
+                    false
+                }
+            })
+            .unwrap_or(false)
+    }
+    fn compare_and_delete(&self, k: u64, old: u64) -> bool {
+        self.0.remove_if_sync(&k, |v| *v == old).is_some()
+    }
+    fn range(&self, f: &mut dyn FnMut(u64, u64) -> bool) {
+        // `iter_sync` holds a bucket lock while it calls back; copy first, as for the lock-based
+        // maps, so that the callback may call the map (module documentation).
+        let mut entries = Vec::with_capacity(self.0.len());
+        self.0.iter_sync(|k, v| {
+            entries.push((*k, *v));
+            true
+        });
+        for (k, v) in entries {
+            if !f(k, v) {
+                break;
+            }
+        }
+    }
+    fn clear(&self) {
+        self.0.clear_sync()
+    }
+}
+
 /// Names of every adapter, in table order.
 pub const ALL: &[&str] = &[
     "SyncMap",
@@ -353,6 +418,7 @@ pub const ALL: &[&str] = &[
     "dashmap",
     "papaya",
     "scc::HashIndex",
+    "scc::HashMap",
 ];
 
 /// Calls `$f::<Adapter>()` for the adapter named `$name`.
@@ -367,6 +433,7 @@ macro_rules! with_map {
             "dashmap" => $f::<$crate::maps::Dash>($($arg),*),
             "papaya" => $f::<$crate::maps::Papaya>($($arg),*),
             "scc::HashIndex" => $f::<$crate::maps::SccIndex>($($arg),*),
+            "scc::HashMap" => $f::<$crate::maps::SccMap>($($arg),*),
             other => panic!("unknown map {other}; known: {:?}", $crate::maps::ALL),
         }
     };
