@@ -96,11 +96,7 @@ fn main() {
             }
             // One run of each map per round, so that their ratios compare runs taken side by
             // side; each figure is the median of its map's runs.
-            let maps: Vec<&str> = maps::ALL
-                .iter()
-                .copied()
-                .filter(|m| args.wants_map(m))
-                .collect();
+            let maps = args.wanted_maps(maps::ALL);
             let mut samplers: Vec<Sampler<'static>> = maps
                 .iter()
                 .map(|&map| -> Sampler<'static> {

@@ -398,11 +398,7 @@ fn main() {
         for workload in WORKLOADS.iter().filter(|w| args.wants_workload(w)) {
             // Every map of this workload is calibrated first, then measured in rounds
             // (`medians_interleaved`), so that their ratios compare runs taken side by side.
-            let maps: Vec<&str> = maps::ALL
-                .iter()
-                .copied()
-                .filter(|m| args.wants_map(m))
-                .collect();
+            let maps = args.wanted_maps(maps::ALL);
             let mut samplers: Vec<Sampler<'static>> = maps
                 .iter()
                 .map(|map| with_map!(*map, run, workload, &args, threads))

@@ -393,11 +393,7 @@ fn main() {
             continue;
         }
         for &threads in &args.threads {
-            let subjects: Vec<&str> = SUBJECTS
-                .iter()
-                .copied()
-                .filter(|s| args.wants_map(s))
-                .collect();
+            let subjects = args.wanted_maps(SUBJECTS);
             let values = if workload == "stampede" {
                 subjects
                     .iter()

@@ -96,6 +96,11 @@ impl Args {
             .is_none_or(|w| w.iter().any(|x| x.eq_ignore_ascii_case(name)))
     }
 
+    /// The subjects of `all` that `--maps` selects, in `all`'s order.
+    pub fn wanted_maps<'a>(&self, all: &[&'a str]) -> Vec<&'a str> {
+        all.iter().copied().filter(|m| self.wants_map(m)).collect()
+    }
+
     pub fn wants_map(&self, name: &str) -> bool {
         self.maps
             .as_ref()
