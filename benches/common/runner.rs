@@ -207,10 +207,10 @@ where
     })
 }
 
-/// The median of `runs` runs of each sampler. The runs are taken in rounds, one run of every subject
-/// per round, so that a change of the host's speed during the measurement (this machine's
-/// varies by tens of percent over minutes) weighs on every subject alike and the ratios
-/// between them stay fair.
+/// The median of `runs` runs of each sampler. The runs are taken in rounds, one run of every
+/// subject per round, so that a change of the host's speed during the measurement (this
+/// machine's varies by tens of percent over minutes) weighs on every subject alike and the
+/// ratios between them stay fair.
 pub fn medians_interleaved(runs: usize, samplers: &mut [Sampler<'_>]) -> Vec<f64> {
     let mut samples = vec![Vec::with_capacity(runs); samplers.len()];
     for _ in 0..runs {
