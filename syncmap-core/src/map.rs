@@ -35,8 +35,8 @@
 //!   Go sends every miss to the mutex. Here each snapshot carries a small Bloom filter of the
 //!   keys inserted in the dirty map since it was published; a miss whose filter bits are clear
 //!   answers without the lock. The dirty map is promoted once it holds as many new keys as the
-//!   filter serves well (about as many as the snapshot has entries), which keeps the copy that
-//!   follows a promotion amortized O(1) per insert. When the last of those keys is deleted
+//!   filter serves well (about twice as many as the snapshot has entries), which keeps the copy
+//!   that follows a promotion amortized O(1) per insert (half an entry copied per new key). When the last of those keys is deleted
 //!   again, the filter is emptied in place (in time proportional to the keys it had), so keys
 //!   that come and go do not make negative lookups take the lock.
 //! - **Promotion on fewer misses.** Go promotes once misses reach the dirty map's length, which
