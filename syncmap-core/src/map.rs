@@ -36,9 +36,10 @@
 //!   keys inserted in the dirty map since it was published; a miss whose filter bits are clear
 //!   answers without the lock. The dirty map is promoted once it holds as many new keys as the
 //!   filter serves well (about twice as many as the snapshot has entries), which keeps the copy
-//!   that follows a promotion amortized O(1) per insert (half an entry copied per new key). When the last of those keys is deleted
-//!   again, the filter is emptied in place (in time proportional to the keys it had), so keys
-//!   that come and go do not make negative lookups take the lock.
+//!   that follows a promotion amortized O(1) per insert (half an entry copied per new key).
+//!   When the last of those keys is deleted again, the filter is emptied in place (in time
+//!   proportional to the keys it had), so keys that come and go do not make negative lookups
+//!   take the lock.
 //! - **Promotion on fewer misses.** Go promotes once misses reach the dirty map's length, which
 //!   pays for the O(n) copy that follows with n locked lookups. A locked lookup costs more than
 //!   copying an entry (several times more when two threads contend for the lock), so here an

@@ -56,10 +56,11 @@ impl<K, V> ReadOnly<K, V> {
     const MIN_FILTER_WORDS: usize = 8;
     const MAX_FILTER_WORDS: usize = 1 << 17;
 
-    /// New keys a promotion cycle takes per entry of the snapshot (rounded up to a power of
-    /// two). Each promotion is followed by a copy of every live entry into the next dirty map,
-    /// so a cycle of `n` entries and `c·n` new keys copies `1/c` entries per new key. With 2
-    /// instead of 1, inserts into large maps were 15-25% faster at one thread (go_workloads
+    /// New keys a promotion cycle takes per entry of the snapshot (whose length is rounded up
+    /// to a power of two; this factor is one too, as the filter's length must be). Each
+    /// promotion is followed by a copy of every live entry into the next dirty map, so a cycle
+    /// of `n` entries and `c·n` new keys copies `1/c` entries per new key. With 2 instead of 1,
+    /// inserts into large maps were 10-30% faster at one thread (go_workloads
     /// LoadOrStoreUnique, LoadOrStoreBalanced) with no change elsewhere; with 4, no faster than
     /// 2, and the dirty table allocated for the cycle (the snapshot after the next promotion)
     /// took the memory bench over 64 bytes per entry.
@@ -69,6 +70,7 @@ impl<K, V> ReadOnly<K, V> {
     /// cycle takes, so that it stays selective up to [`dirty_capacity`](Self::dirty_capacity)
     /// keys.
     pub(crate) fn new(table: Table<K, V>) -> Self {
+        const { assert!(Self::NEW_KEYS_PER_ENTRY.is_power_of_two()) };
         let words = (table.len().next_power_of_two() * Self::NEW_KEYS_PER_ENTRY / 16)
             .clamp(Self::MIN_FILTER_WORDS, Self::MAX_FILTER_WORDS);
         ReadOnly {
