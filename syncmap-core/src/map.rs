@@ -78,9 +78,11 @@ use crate::Equivalent;
 /// A concurrent map with the read/dirty design of Go's `sync.Map`, typed.
 ///
 /// Optimized, like Go's, for two common cases: a key written once and read many times (caches
-/// that only grow), and threads that read, write and overwrite disjoint sets of keys. Loads,
-/// and stores to keys already published to the read snapshot, take no lock and write no shared
-/// memory; inserting new keys takes one mutex.
+/// that only grow), and threads that read, write and overwrite disjoint sets of keys. Loads
+/// take no lock and write no shared memory; writes to keys already published to the read
+/// snapshot take no lock either (a compare-and-swap on the key's entry); inserting a new key
+/// takes the map's one mutex, which makes maps whose keys churn slower than a sharded or a
+/// locked `HashMap` (see "When to use it" in the README of the `syncmap` crate).
 ///
 /// # Consistency
 ///
