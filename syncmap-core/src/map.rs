@@ -45,9 +45,9 @@
 //!   copying an entry (several times more when two threads contend for the lock), so here an
 //!   eighth of that suffices, once the copy is finished (a promotion never waits for a copy).
 //!   After a bulk load that left a third of the keys in the dirty map, bustle's ReadHeavy
-//!   took the lock 4x less often (measured with promotion cycles half as long as today's). Small maps wait for at least 64 misses: a promotion costs a
-//!   few allocations whatever the size, and Go's rule promoted a 3-entry map every 12
-//!   operations in bustle's Exchange.
+//!   took the lock 4x less often (measured with promotion cycles half as long as today's).
+//!   Small maps wait for at least 64 misses: a promotion costs a few allocations whatever the
+//!   size, and Go's rule promoted a 3-entry map every 12 operations in bustle's Exchange.
 //! - **No O(n) pause after a promotion.** The copy of the snapshot into a new dirty map is
 //!   spread over the locked operations that follow (32 buckets each), and the dirty table is
 //!   allocated for the whole cycle, so inserts never rehash.
