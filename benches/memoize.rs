@@ -74,15 +74,15 @@ trait Subject: Sync {
 }
 
 mod ours {
-    #[syncmap::memoize]
+    #[syncmemo::memoize]
     pub fn u64_key(x: u64) -> u64 {
         super::cheap(x)
     }
-    #[syncmap::memoize]
+    #[syncmemo::memoize]
     pub fn str_key(s: &str) -> usize {
         s.len()
     }
-    #[syncmap::memoize]
+    #[syncmemo::memoize]
     pub fn slow_key(x: u64) -> u64 {
         super::slow(x)
     }
@@ -239,7 +239,7 @@ macro_rules! subject {
     };
 }
 
-subject!(Ours, "syncmap #[memoize]", ours, str_arg: |s| s);
+subject!(Ours, "syncmemo #[memoize]", ours, str_arg: |s| s);
 subject!(CachedPlain, "cached", cached_plain, str_arg: |s| s);
 subject!(CachedSync, "cached sync_writes", cached_sync, str_arg: |s| s);
 subject!(MemoizeShared, "memoize SharedCache", memoize_shared, str_arg: |s: &str| s.to_string());
@@ -249,7 +249,7 @@ subject!(Quick, "quick_cache", quick, str_arg: |s| s);
 subject!(RwLockMap, "RwLock<HashMap>", rwlock, str_arg: |s| s);
 
 const SUBJECTS: &[&str] = &[
-    "syncmap #[memoize]",
+    "syncmemo #[memoize]",
     "cached",
     "cached sync_writes",
     "memoize SharedCache",
@@ -262,7 +262,7 @@ const SUBJECTS: &[&str] = &[
 macro_rules! with_subject {
     ($name:expr, $f:ident $(, $arg:expr)*) => {
         match $name {
-            "syncmap #[memoize]" => $f::<Ours>($($arg),*),
+            "syncmemo #[memoize]" => $f::<Ours>($($arg),*),
             "cached" => $f::<CachedPlain>($($arg),*),
             "cached sync_writes" => $f::<CachedSync>($($arg),*),
             "memoize SharedCache" => $f::<MemoizeShared>($($arg),*),

@@ -1,7 +1,7 @@
-//! `cargo run --example inspect`: a small debugging tool over `syncmap::memo::registry()`: a
+//! `cargo run --example inspect`: a small debugging tool over `syncmemo::memo::registry()`: a
 //! table of every cache, a dump of entries, and invalidation by predicate.
 
-use syncmap::memoize;
+use syncmemo::memoize;
 
 #[memoize]
 fn fib(n: u64) -> u64 {
@@ -31,7 +31,7 @@ fn table() {
         "{:<40} {:>8} {:>8} {:>8} {:>10}",
         "cache", "entries", "hits", "misses", "hit ratio"
     );
-    for cache in syncmap::memo::registry() {
+    for cache in syncmemo::memo::registry() {
         let stats = cache.stats();
         println!(
             "{:<40} {:>8} {:>8} {:>8} {:>10}",
@@ -57,7 +57,7 @@ fn main() {
     table();
 
     println!("\nentries of every cache (Debug, or a placeholder):");
-    for cache in syncmap::memo::registry() {
+    for cache in syncmemo::memo::registry() {
         for (key, value) in cache.dump().into_iter().take(5) {
             println!("  {}({key}) = {value}", cache.name());
         }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use syncmap::memoize;
+use syncmemo::memoize;
 
 /// Edit distance between two words, made visibly expensive.
 #[memoize]

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use syncmap::memoize;
+use syncmemo::memoize;
 
 static COMPUTATIONS: AtomicUsize = AtomicUsize::new(0);
 

@@ -1,10 +1,10 @@
-//! # syncmap
+//! # syncmemo
 //!
 //! Go's `sync.Map` done right in Rust ([`SyncMap`]), plus [`#[memoize]`](macro@memoize), which
 //! turns an expensive pure function into a cached one backed by a per-function static sync map.
 //!
 //! ```
-//! use syncmap::{memoize, SyncMap};
+//! use syncmemo::{memoize, SyncMap};
 //!
 //! let map: SyncMap<&str, u32> = SyncMap::new();
 //! map.store("a", 1);
@@ -30,7 +30,7 @@ pub use syncmap_core::*;
 /// Caches a function's results in a per-function static [`Memo`], backed by a [`SyncMap`].
 ///
 /// ```
-/// use syncmap::memoize;
+/// use syncmemo::memoize;
 ///
 /// #[memoize]
 /// fn edit_distance(a: &str, b: &str) -> usize {
@@ -40,7 +40,7 @@ pub use syncmap_core::*;
 ///
 /// edit_distance("kitten", "sitting"); // computes
 /// edit_distance("kitten", "sitting"); // cache hit: no allocation, no lock
-/// let cache: &'static syncmap::Memo<(String, String), usize> = edit_distance_cache();
+/// let cache: &'static syncmemo::Memo<(String, String), usize> = edit_distance_cache();
 /// cache.range(|(a, b), d| {
 ///     println!("{a} {b} -> {d}");
 ///     true
@@ -89,7 +89,7 @@ pub use syncmap_core::*;
 /// bookkeeping, so they stay free of shared writes.
 ///
 /// ```
-/// #[syncmap::memoize(capacity = 100)]
+/// #[syncmemo::memoize(capacity = 100)]
 /// fn parse(line: &str) -> usize {
 ///     line.split(',').count()
 /// }
@@ -103,7 +103,7 @@ pub use syncmap_core::*;
 /// access; [`Memo::purge_expired`] removes them. The clock is read only when a TTL is set.
 ///
 /// ```
-/// #[syncmap::memoize(ttl = "20ms")]
+/// #[syncmemo::memoize(ttl = "20ms")]
 /// fn now_ish(x: u8) -> std::time::Instant {
 ///     let _ = x;
 ///     std::time::Instant::now()
@@ -124,7 +124,7 @@ pub use syncmap_core::*;
 ///     trace_id: String,
 /// }
 ///
-/// #[syncmap::memoize(key: u64 = request.user)]
+/// #[syncmemo::memoize(key: u64 = request.user)]
 /// fn permissions(request: Request) -> Vec<String> {
 ///     let _ = request.trace_id;
 ///     vec![format!("user{}", request.user)]
@@ -138,7 +138,7 @@ pub use syncmap_core::*;
 /// all receivers of a method).
 ///
 /// ```
-/// #[syncmap::memoize(ignore(log))]
+/// #[syncmemo::memoize(ignore(log))]
 /// fn cube(x: u64, log: bool) -> u64 {
 ///     if log {
 ///         println!("cube({x})");
@@ -152,11 +152,11 @@ pub use syncmap_core::*;
 /// `cache_err` (functions returning `Result`) and `skip_none` (functions returning `Option`):
 ///
 /// ```
-/// #[syncmap::memoize(cache_err)]
+/// #[syncmemo::memoize(cache_err)]
 /// fn lookup(name: &str) -> Result<u32, String> {
 ///     Err(format!("{name} not found"))
 /// }
-/// #[syncmap::memoize(skip_none)]
+/// #[syncmemo::memoize(skip_none)]
 /// fn find(x: u32) -> Option<u32> {
 ///     (x % 2 == 0).then_some(x / 2)
 /// }
@@ -175,12 +175,12 @@ pub use syncmap_core::*;
 /// struct Matrix(Vec<u32>);
 ///
 /// impl Matrix {
-///     #[syncmap::memoize]
+///     #[syncmemo::memoize]
 ///     fn trace(&self) -> u32 {
 ///         self.0.iter().sum()
 ///     }
 ///
-///     #[syncmap::memoize]
+///     #[syncmemo::memoize]
 ///     fn identity_trace(n: u32) -> u32 {
 ///         n
 ///     }
@@ -194,7 +194,7 @@ pub use syncmap_core::*;
 /// Generic functions get one cache per instantiation (type parameters must be `'static`):
 ///
 /// ```
-/// #[syncmap::memoize]
+/// #[syncmemo::memoize]
 /// fn show<T: std::fmt::Display + Clone + std::hash::Hash + Eq + Send + Sync + 'static>(x: T) -> String {
 ///     x.to_string()
 /// }

@@ -1,4 +1,4 @@
-//! The memoization runtime (`syncmap::Memo` and the `__private` API that `#[memoize]` calls),
+//! The memoization runtime (`syncmemo::Memo` and the `__private` API that `#[memoize]` calls),
 //! tested by hand-written memoized functions: single flight, panics, recursion, invalidation
 //! in flight, capacity, TTL, `keep`, striped statistics and the registry.
 //!
@@ -11,9 +11,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use syncmap::__private::{KeyRef, MemoDebug, MemoOptions, StaticMemo};
-use syncmap::memo::registry;
-use syncmap::Memo;
+use syncmemo::__private::{KeyRef, MemoDebug, MemoOptions, StaticMemo};
+use syncmemo::memo::registry;
+use syncmemo::Memo;
 
 /// Runs `f` on its own thread; fails the test if it does not finish within `secs` seconds.
 fn watchdog<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -443,8 +443,8 @@ static HIDDEN: StaticMemo<Opaque, Opaque> =
 #[test]
 fn registry_lists_dumps_and_clears() {
     let shown = SHOWN.get(|| MemoDebug {
-        key: syncmap::__private::debug_fn!((String, u8)),
-        value: syncmap::__private::debug_fn!(Vec<u8>),
+        key: syncmemo::__private::debug_fn!((String, u8)),
+        value: syncmemo::__private::debug_fn!(Vec<u8>),
     });
     shown.__call(
         &KeyRef(("a", &1u8)),
@@ -453,8 +453,8 @@ fn registry_lists_dumps_and_clears() {
         |_| true,
     );
     let hidden = HIDDEN.get(|| MemoDebug {
-        key: syncmap::__private::debug_fn!(Opaque),
-        value: syncmap::__private::debug_fn!(Opaque),
+        key: syncmemo::__private::debug_fn!(Opaque),
+        value: syncmemo::__private::debug_fn!(Opaque),
     });
     hidden.__call(&Opaque(1), || Opaque(1), || Opaque(2), |_| true);
     // Getting the static again registers nothing twice.
@@ -487,7 +487,7 @@ fn registry_lists_dumps_and_clears() {
     assert!(hidden_handle.is_empty());
 }
 
-static GENERIC: syncmap::__private::GenericMemos = syncmap::__private::GenericMemos::new();
+static GENERIC: syncmemo::__private::GenericMemos = syncmemo::__private::GenericMemos::new();
 
 fn generic_double<T>(x: T) -> T
 where

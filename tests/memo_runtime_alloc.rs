@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use syncmap::__private::{KeyRef, MemoDebug, MemoOptions, StaticMemo};
+use syncmemo::__private::{KeyRef, MemoDebug, MemoOptions, StaticMemo};
 
 struct Counting;
 

@@ -3,7 +3,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use syncmap::memoize;
+use syncmemo::memoize;
 
 /// Counts allocations made by the current thread (other test threads do not interfere).
 struct Counting;

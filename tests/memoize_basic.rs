@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use syncmap::memoize;
+use syncmemo::memoize;
 
 static EDIT_CALLS: AtomicUsize = AtomicUsize::new(0);
 
@@ -33,7 +33,7 @@ fn borrowed_arguments_hit_and_introspect() {
     assert_eq!(edit_distance("kitten", "sitting"), 3);
     assert_eq!(edit_distance("kitten", "sitting"), 3);
     assert_eq!(EDIT_CALLS.load(Ordering::SeqCst), 1);
-    let cache: &'static syncmap::Memo<(String, String), usize> = edit_distance_cache();
+    let cache: &'static syncmemo::Memo<(String, String), usize> = edit_distance_cache();
     let mut seen = Vec::new();
     cache.range(|(a, b), d| {
         seen.push((a.clone(), b.clone(), *d));
@@ -152,7 +152,7 @@ fn square(x: u64, verbose: bool) -> u64 {
 
 #[test]
 fn ignored_arguments_are_not_in_the_key() {
-    let _: &'static syncmap::Memo<u64, u64> = square_cache();
+    let _: &'static syncmemo::Memo<u64, u64> = square_cache();
     assert_eq!(square(3, true), 9);
     assert_eq!(square(3, false), 9);
     assert_eq!(square_cache().stats().computations, 1);
@@ -171,7 +171,7 @@ fn by_id(query: Query) -> u64 {
 
 #[test]
 fn explicit_keys() {
-    let _: &'static syncmap::Memo<u64, u64> = by_id_cache();
+    let _: &'static syncmemo::Memo<u64, u64> = by_id_cache();
     by_id(Query {
         id: 4,
         _trace: "a".into(),
@@ -296,9 +296,9 @@ fn concurrent_callers_compute_once() {
 #[test]
 fn the_registry_lists_used_caches() {
     fib(10);
-    let names: Vec<_> = syncmap::memo::registry().iter().map(|c| c.name()).collect();
+    let names: Vec<_> = syncmemo::memo::registry().iter().map(|c| c.name()).collect();
     assert!(names.iter().any(|n| n.ends_with("::fib")), "{names:?}");
-    let fib_handle = syncmap::memo::registry()
+    let fib_handle = syncmemo::memo::registry()
         .into_iter()
         .find(|c| c.name().ends_with("::fib"))
         .unwrap();

@@ -2,7 +2,7 @@
 //! items or the two `twice` definitions below would clash) and gives `<fn>_cache()` and
 //! `<fn>_uncached` the function's visibility (the private case is `tests/ui/private_cache.rs`).
 
-use syncmap::memoize;
+use syncmemo::memoize;
 
 mod inner {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,13 +10,13 @@ mod inner {
     pub static CALLS: AtomicUsize = AtomicUsize::new(0);
 
     /// Public: the siblings are public too.
-    #[syncmap::memoize]
+    #[syncmemo::memoize]
     pub fn visible(x: u64) -> u64 {
         CALLS.fetch_add(1, Ordering::SeqCst);
         x + 1
     }
 
-    #[syncmap::memoize]
+    #[syncmemo::memoize]
     pub(crate) fn crate_visible(x: u64) -> u64 {
         x + 2
     }
@@ -47,7 +47,7 @@ fn siblings_have_the_function_visibility() {
     assert_eq!(inner::visible(1), 2);
     assert_eq!(inner::visible(1), 2);
     assert_eq!(inner::CALLS.load(Ordering::SeqCst), 1);
-    let cache: &'static syncmap::Memo<u64, u64> = inner::visible_cache();
+    let cache: &'static syncmemo::Memo<u64, u64> = inner::visible_cache();
     assert_eq!(cache.get(&1), Some(2));
     assert_eq!(inner::visible_uncached(1), 2);
     assert_eq!(inner::CALLS.load(Ordering::SeqCst), 2);

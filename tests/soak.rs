@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use syncmap::{memoize, SyncMap};
+use syncmemo::{memoize, SyncMap};
 
 struct Counting;
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);

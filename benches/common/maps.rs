@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use parking_lot::{Mutex, RwLock};
-use syncmap::SyncMap;
+use syncmemo::SyncMap;
 
 pub type Fast = foldhash::fast::RandomState;
 

@@ -1,7 +1,7 @@
-//! The runtime of [`syncmap`](https://docs.rs/syncmap): [`SyncMap`], a concurrent map with the
+//! The runtime of [`syncmemo`](https://docs.rs/syncmemo): [`SyncMap`], a concurrent map with the
 //! read/dirty design of Go's `sync.Map`, and the [`memo`] runtime behind `#[memoize]`.
 //!
-//! Most users depend on the `syncmap` crate, which re-exports everything here.
+//! Most users depend on the `syncmemo` crate, which re-exports everything here.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -34,10 +34,10 @@
 //!   models in `tests/loom_map.rs`.
 //! - Loads, and stores to keys already in the read snapshot, are lock-free and a load writes no
 //!   shared memory (see the module docs of the map's design; `tests/memoize_alloc.rs` in the
-//!   `syncmap` crate proves hits allocate nothing).
+//!   `syncmemo` crate proves hits allocate nothing).
 //! - [`SyncMap::range`] is weakly consistent, not a snapshot: each key at most once, values that
 //!   some writer stored. `tests/go_ports.rs` (concurrent range while writers store multiples of
-//!   the key; nested range with writes) and the soak in the `syncmap` crate's `tests/soak.rs`.
+//!   the key; nested range with writes) and the soak in the `syncmemo` crate's `tests/soak.rs`.
 //! - No lock is held while user code runs (closures, and `PartialEq` in compare-and-swap);
 //!   callbacks may re-enter the map (`tests/go_ports.rs`, nested range). The lock does not
 //!   poison: after a panic in user code the map stays consistent and usable
@@ -53,7 +53,7 @@
 //!   test in `map.rs`) after four threads mix both kinds of paths.
 //! - A memoized function's body runs once per key among concurrent callers, and a result not
 //!   kept lets a waiting caller compute (loom models in `tests/loom_memo.rs`; with panicking
-//!   bodies, `tests/memo_runtime.rs` in the `syncmap` crate and the soak).
+//!   bodies, `tests/memo_runtime.rs` in the `syncmemo` crate and the soak).
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -82,7 +82,7 @@ use crate::Equivalent;
 /// take no lock and write no shared memory; writes to keys already published to the read
 /// snapshot take no lock either (a compare-and-swap on the key's entry); inserting a new key
 /// takes the map's one mutex, which makes maps whose keys churn slower than a sharded or a
-/// locked `HashMap` (see "When to use it" in the README of the `syncmap` crate).
+/// locked `HashMap` (see "When to use it" in the README of the `syncmemo` crate).
 ///
 /// # Consistency
 ///

@@ -62,7 +62,7 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         None => quote!(::core::option::Option::None),
     };
     let memo_options = quote! {
-        ::syncmap::__private::MemoOptions { capacity: #capacity, ttl: #ttl }
+        ::syncmemo::__private::MemoOptions { capacity: #capacity, ttl: #ttl }
     };
     let memo_name = quote!(::core::concat!(
         ::core::module_path!(),
@@ -70,9 +70,9 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         ::core::stringify!(#name)
     ));
     let debug = quote! {
-        || ::syncmap::__private::MemoDebug {
-            key: ::syncmap::__private::debug_fn!(#key_ty),
-            value: ::syncmap::__private::debug_fn!(#value_ty),
+        || ::syncmemo::__private::MemoDebug {
+            key: ::syncmemo::__private::debug_fn!(#key_ty),
+            value: ::syncmemo::__private::debug_fn!(#value_ty),
         }
     };
 
@@ -104,14 +104,14 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
     let (impl_generics, _, where_clause) = sig.generics.split_for_impl();
     let lookup = if per_instantiation {
         quote! {
-            static __SYNCMAP_MEMOS: ::syncmap::__private::GenericMemos =
-                ::syncmap::__private::GenericMemos::new();
+            static __SYNCMAP_MEMOS: ::syncmemo::__private::GenericMemos =
+                ::syncmemo::__private::GenericMemos::new();
             __SYNCMAP_MEMOS.#get::<#key_ty, #value_ty>(#memo_name, #memo_options, #debug)
         }
     } else {
         quote! {
-            static __SYNCMAP_MEMO: ::syncmap::__private::StaticMemo<#key_ty, #value_ty> =
-                ::syncmap::__private::StaticMemo::new(#memo_name, #memo_options);
+            static __SYNCMAP_MEMO: ::syncmemo::__private::StaticMemo<#key_ty, #value_ty> =
+                ::syncmemo::__private::StaticMemo::new(#memo_name, #memo_options);
             __SYNCMAP_MEMO.#get(#debug)
         }
     };
@@ -146,13 +146,13 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         )
     } else {
         let by_site = if per_instantiation {
-            quote!(::syncmap::__private::site_memo::<#key_ty, #value_ty>(
+            quote!(::syncmemo::__private::site_memo::<#key_ty, #value_ty>(
                 #site, #memo_name, #memo_options, #debug
             ))
         } else {
             quote!({
-                static __SYNCMAP_SITE: ::syncmap::__private::SiteMemo<#key_ty, #value_ty> =
-                    ::syncmap::__private::SiteMemo::new();
+                static __SYNCMAP_SITE: ::syncmemo::__private::SiteMemo<#key_ty, #value_ty> =
+                    ::syncmemo::__private::SiteMemo::new();
                 __SYNCMAP_SITE.#get(#site, #memo_name, #memo_options, #debug)
             })
         };
@@ -178,7 +178,7 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         #[doc = #cache_doc]
         #(#other_attrs)*
         #[allow(clippy::type_complexity, dead_code)]
-        #vis fn #cache_fn #impl_generics () -> &'static ::syncmap::Memo<#key_ty, #value_ty> #where_clause {
+        #vis fn #cache_fn #impl_generics () -> &'static ::syncmemo::Memo<#key_ty, #value_ty> #where_clause {
             #[allow(dead_code)]
             fn __syncmap_key_part_is_hash_and_eq<T: ?::core::marker::Sized + ::core::hash::Hash + ::core::cmp::Eq>() {}
             #key_asserts

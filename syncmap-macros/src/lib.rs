@@ -1,9 +1,9 @@
-//! The `#[memoize]` attribute of the [`syncmap`](https://docs.rs/syncmap) crate.
+//! The `#[memoize]` attribute of the [`syncmemo`](https://docs.rs/syncmemo) crate.
 //!
-//! Use it through `syncmap::memoize`; its documentation, with runnable examples of every
+//! Use it through `syncmemo::memoize`; its documentation, with runnable examples of every
 //! option, lives there. This crate only rewrites functions:
 //! `parse` reads the options, `validate` checks the function and plans the
-//! cache key, and `expand` generates the code, which calls `::syncmap::__private`.
+//! cache key, and `expand` generates the code, which calls `::syncmemo::__private`.
 //! On any error the macro emits the errors, pointing at the offending tokens, *and* the function
 //! unchanged, so the rest of the crate still type-checks.
 #![forbid(unsafe_code)]
@@ -15,9 +15,9 @@ mod expand;
 mod parse;
 mod validate;
 
-/// Caches the results of a function in a per-function static `syncmap::Memo`.
+/// Caches the results of a function in a per-function static `syncmemo::Memo`.
 ///
-/// See the `syncmap` crate for the documentation and examples.
+/// See the `syncmemo` crate for the documentation and examples.
 #[proc_macro_attribute]
 pub fn memoize(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);

@@ -78,7 +78,7 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
         errors.push(
             asyncness.span(),
             "#[memoize] does not support `async fn` yet: memoize a synchronous helper, or cache \
-             the future's output yourself in a `syncmap::SyncMap`",
+             the future's output yourself in a `syncmemo::SyncMap`",
         );
     }
     if let Some(variadic) = &sig.variadic {
@@ -275,7 +275,7 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
                 (
                     quote!((#(#owned,)*)),
                     quote!(),
-                    quote!(&::syncmap::__private::KeyRef((#(#views,)*))),
+                    quote!(&::syncmemo::__private::KeyRef((#(#views,)*))),
                     quote!((#(#makes,)*)),
                     asserted,
                 )

@@ -1,4 +1,4 @@
-use syncmap::memoize;
+use syncmemo::memoize;
 
 #[memoize]
 async fn fetch(id: u64) -> u64 {

@@ -1,4 +1,4 @@
-use syncmap::memoize;
+use syncmemo::memoize;
 
 #[memoize(ttl = "30 parsecs")]
 fn square(x: u64) -> u64 {

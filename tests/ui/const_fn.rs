@@ -1,4 +1,4 @@
-use syncmap::memoize;
+use syncmemo::memoize;
 
 #[memoize]
 const fn square(x: u64) -> u64 {

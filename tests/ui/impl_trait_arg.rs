@@ -1,4 +1,4 @@
-use syncmap::memoize;
+use syncmemo::memoize;
 
 #[memoize]
 fn total(items: impl IntoIterator<Item = u8>) -> u64 {

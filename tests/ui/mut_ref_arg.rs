@@ -1,4 +1,4 @@
-use syncmap::memoize;
+use syncmemo::memoize;
 
 #[memoize]
 fn push(items: &mut Vec<u8>) -> usize {

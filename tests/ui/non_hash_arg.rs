@@ -1,4 +1,4 @@
-use syncmap::memoize;
+use syncmemo::memoize;
 
 #[derive(Clone, PartialEq)]
 struct Point {

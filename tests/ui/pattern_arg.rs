@@ -1,4 +1,4 @@
-use syncmap::memoize;
+use syncmemo::memoize;
 
 #[memoize]
 fn add((a, b): (u8, u8)) -> u8 {

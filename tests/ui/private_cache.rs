@@ -1,5 +1,5 @@
 mod inner {
-    #[syncmap::memoize]
+    #[syncmemo::memoize]
     fn hidden(x: u64) -> u64 {
         x
     }

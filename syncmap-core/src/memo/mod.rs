@@ -73,7 +73,7 @@ pub struct MemoConfig {
 /// arguments, owned) to its result, with single flight, statistics, invalidation and
 /// introspection.
 ///
-/// `#[memoize] fn f(..)` generates `f_cache() -> &'static Memo<K, V>`; see the `syncmap` crate's
+/// `#[memoize] fn f(..)` generates `f_cache() -> &'static Memo<K, V>`; see the `syncmemo` crate's
 /// documentation of `#[memoize]`. Every method may be called while other threads call the
 /// function, and from inside the function itself.
 ///
