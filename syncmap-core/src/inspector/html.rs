@@ -43,7 +43,7 @@ h1 { font-size: 20px; margin: 0 0 4px; } h1 a { color: inherit; text-decoration:
 table { border-collapse: collapse; background: #fff; box-shadow: 0 1px 3px #0001; }
 th, td { padding: 6px 12px; border-bottom: 1px solid #e6e8ee; text-align: right; vertical-align: middle; }
 th { background: #f0f2f6; font-weight: 600; font-size: 12px; text-transform: uppercase; color: #556; }
-td.l, th.l { text-align: left; }
+td.l, th.l { text-align: left; } td.r { white-space: nowrap; } td.n { white-space: nowrap; }
 td.k, td.v { text-align: left; font-family: ui-monospace, monospace; font-size: 13px; white-space: pre-wrap; word-break: break-all; max-width: 640px; }
 a { color: #2357c6; }
 .bar { display: inline-block; width: 120px; height: 10px; background: #e3e6ee; border-radius: 5px; overflow: hidden; vertical-align: middle; margin-right: 8px; }
@@ -102,8 +102,8 @@ pub(super) fn index(base: &str, caches: &[Summary]) -> String {
         let s = &cache.stats;
         let _ = write!(
             body,
-            "<tr><td class=\"l\"><a href=\"{base}/cache/{link}\">{name}</a>{hidden}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td>\
+            "<tr><td class=\"l n\"><a href=\"{base}/cache/{link}\">{name}</a>{hidden}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td class=\"l r\">{}</td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{}</td></tr>",
             s.entries,
             s.hits,
