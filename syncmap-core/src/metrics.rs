@@ -74,8 +74,9 @@ pub fn describe() {
 ///
 /// Counters are set to their absolute values (`Counter::absolute`), so calling it more or less
 /// often changes nothing but freshness. Takes time linear in the total number of entries
-/// (counting a cache's entries visits them); it runs no user code and takes no lock that a
-/// call of a memoized function waits on.
+/// (counting a cache's entries visits them) and runs no user code. The only lock it takes is
+/// the registry's, while copying its list (a function's very first call, which registers its
+/// cache, may wait that long); hits and misses never wait on it.
 ///
 /// ```
 /// // After `#[memoize] fn square(x: u64) -> u64` was called once:
