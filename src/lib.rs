@@ -22,6 +22,23 @@
 //!
 //! The crate re-exports `syncmap-core` (the map and the memoization runtime) and
 //! `syncmap-macros` (the attribute); depend on this one.
+//!
+//! # Cargo features
+//!
+//! None is on by default: the default build depends on no serialization, metrics, tracing or
+//! HTTP crate.
+//!
+//! - `serde`: `Serialize`/`Deserialize` for [`MemoStats`], [`memo::MemoConfig`] and the
+//!   snapshots `memo::MemoSnapshot` (one page of a cache's entries) and
+//!   `memo::RegistrySnapshot` (every cache); warm starts with `Memo::export` and
+//!   `Memo::import` (a compact, versioned, checked file).
+//! - `metrics`: `metrics::report()` exports every cache's counters through the `metrics`
+//!   facade with a `cache` label; nothing is added to the hit path.
+//! - `tracing`: one `memo.compute` span per computation (function, duration, outcome); none
+//!   on hits.
+//! - `inspector` (implies `serde`): `inspector::Inspector`, a live debug page of every cache
+//!   (an axum `Router`, or `serve(addr)` on its own thread), with JSON at the same paths.
+//!   The only feature that brings an async runtime (tokio) and an HTTP stack (axum, hyper).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

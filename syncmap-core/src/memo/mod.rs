@@ -35,7 +35,13 @@
 mod key;
 mod registry;
 mod slot;
+#[cfg(feature = "serde")]
+mod snapshot;
 mod stats;
+#[cfg(feature = "tracing")]
+mod trace;
+#[cfg(feature = "serde")]
+mod warm;
 
 #[doc(hidden)]
 pub mod __private;
@@ -47,6 +53,12 @@ use std::time::{Duration, Instant};
 
 pub use registry::{registry, MemoHandle};
 pub use stats::MemoStats;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use {
+    snapshot::{MemoSnapshot, RegistrySnapshot, SnapshotEntry, SnapshotPage},
+    warm::WarmStartError,
+};
 
 use crate::{Equivalent, SyncMap};
 use slot::{Outcome, Slot, SlotRef};
@@ -61,6 +73,7 @@ type MemoHasher = std::hash::BuildHasherDefault<std::collections::hash_map::Defa
 
 /// How a [`Memo`] was configured (by `#[memoize(...)]` options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct MemoConfig {
     /// At most this many entries (`capacity = N`); `None`: unbounded.
@@ -496,15 +509,26 @@ where
             key,
             slot: &slot,
         };
+        #[cfg(feature = "tracing")]
+        let mut span = None;
         let outcome = slot.0.get_or_compute(
             self.name,
             self.config.ttl.is_some(),
             || {
                 counters.bump(Counter::Computation);
+                #[cfg(feature = "tracing")]
+                let compute = || {
+                    span.insert(trace::ComputeSpan::start(self.name))
+                        .in_scope(compute)
+                };
                 compute()
             },
             keep,
         );
+        #[cfg(feature = "tracing")]
+        if let Some(span) = span {
+            span.finish(matches!(outcome, Outcome::Cached(_)));
+        }
         std::mem::forget(cleanup);
         match outcome {
             Outcome::Cached(value) => value,

@@ -5,15 +5,18 @@ use std::hash::Hash;
 
 use parking_lot::Mutex;
 
-use super::{Memo, MemoStats};
+use super::{format_with, Memo, MemoConfig, MemoStats};
 
 /// What a tool can do with a cache without knowing its types.
 trait ErasedMemo: Send + Sync {
     fn name(&self) -> &'static str;
+    fn config(&self) -> MemoConfig;
     fn len(&self) -> usize;
     fn stats(&self) -> MemoStats;
     fn clear(&self);
     fn dump(&self) -> Vec<(String, String)>;
+    fn for_each_entry(&self, f: &mut dyn FnMut(&str, &str) -> bool);
+    fn invalidate_debug(&self, key: &str) -> usize;
 }
 
 impl<K, V> ErasedMemo for Memo<K, V>
@@ -35,6 +38,23 @@ where
     }
     fn dump(&self) -> Vec<(String, String)> {
         Memo::dump(self)
+    }
+    fn config(&self) -> MemoConfig {
+        Memo::config(self)
+    }
+    fn for_each_entry(&self, f: &mut dyn FnMut(&str, &str) -> bool) {
+        self.range(|key, value| {
+            f(
+                &format_with(self.debug.key, key),
+                &format_with(self.debug.value, value),
+            )
+        });
+    }
+    fn invalidate_debug(&self, key: &str) -> usize {
+        if self.debug.key.is_none() {
+            return 0;
+        }
+        self.invalidate_if(|k, _| format_with(self.debug.key, k) == key)
     }
 }
 
@@ -101,6 +121,50 @@ impl MemoHandle {
     /// ```
     pub fn stats(&self) -> MemoStats {
         self.0.stats()
+    }
+
+    /// The cache's configuration (capacity, TTL).
+    ///
+    /// ```
+    /// for cache in syncmap_core::memo::registry() {
+    ///     println!("{}: capacity {:?}", cache.name(), cache.config().capacity);
+    /// }
+    /// ```
+    pub fn config(&self) -> super::MemoConfig {
+        self.0.config()
+    }
+
+    /// Calls `f` with the `Debug` text of each cached key and value (`<not Debug>` for a type
+    /// without `Debug`) until it returns `false`, without collecting them: memory stays
+    /// constant however large the cache. Not a snapshot, like [`Memo::range`]; `f` may call
+    /// any method of this cache.
+    ///
+    /// ```
+    /// for cache in syncmap_core::memo::registry() {
+    ///     let mut shown = 0;
+    ///     cache.for_each_entry(|key, value| {
+    ///         println!("{key} = {value}");
+    ///         shown += 1;
+    ///         shown < 10 // the first ten only
+    ///     });
+    /// }
+    /// ```
+    pub fn for_each_entry(&self, mut f: impl FnMut(&str, &str) -> bool) {
+        self.0.for_each_entry(&mut f)
+    }
+
+    /// Removes the entries whose key's `Debug` text is exactly `key`; returns how many (0 for
+    /// a key type without `Debug`). For tools that know keys only as text, such as the
+    /// inspector; code that has the key calls [`Memo::invalidate`]. Takes time linear in the
+    /// number of entries.
+    ///
+    /// ```
+    /// for cache in syncmap_core::memo::registry() {
+    ///     cache.invalidate_by_debug("42");
+    /// }
+    /// ```
+    pub fn invalidate_by_debug(&self, key: &str) -> usize {
+        self.0.invalidate_debug(key)
     }
 
     /// Removes every cached value.
