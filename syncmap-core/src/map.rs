@@ -97,6 +97,14 @@ use crate::Equivalent;
 /// held, so closures may call any method of the same map, nested `range` included. The lock is
 /// a `parking_lot` mutex, which does not poison: a panic in a closure, in `Hash`, `Eq`,
 /// `PartialEq` or `Clone`, propagates to the caller and leaves the map consistent and usable.
+/// Under the lock the map calls no user code but `Eq` in lookups that change nothing: each
+/// entry keeps its key's hash, so copying, growing and promoting tables never call `Hash`.
+///
+/// A value (or key) whose `Drop` panics makes the operation during which it is dropped panic
+/// after that operation is complete (its change made and counted): like std's collections, the
+/// map and its collector drop every other pending value first, then resume the panic (a second
+/// panicking `Drop` in the same pass is discarded rather than aborting). Dropping the map drops
+/// everything even then. [`len`](Self::len) stays exact.
 ///
 /// # Memory
 ///
@@ -318,7 +326,7 @@ where
     /// Takes the lock and advances the incremental copy of the snapshot by one step.
     fn lock_dirty(&self) -> Locked<'_, Dirty<K, V>> {
         let mut dirty = sync::lock(&self.dirty, &self.collector);
-        dirty.step(|key| self.hash(key), false);
+        dirty.step(false);
         dirty
     }
 
@@ -342,16 +350,19 @@ where
 
     /// Makes the dirty map the read snapshot (finishing its copy first, normally already done).
     fn promote_locked(&self, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
-        if let Some(promotion) = dirty.take_for_promotion(|key| self.hash(key)) {
+        if let Some(promotion) = dirty.take_for_promotion() {
             self.publish_locked(promotion.table, promotion.dead, guard);
         }
     }
 
     /// Puts an entry of the snapshot that was expunged back in the dirty map (Go's
     /// `unexpungeLocked` and `m.dirty[key] = e`).
-    fn unexpunge_locked(&self, dirty: &mut Dirty<K, V>, hash: u64, entry: EntryPtr<K, V>) {
+    ///
+    /// Runs no user code between the two steps (the insert rehashes with the entries' stored
+    /// hashes), so the entry cannot be left unexpunged outside the dirty map.
+    fn unexpunge_locked(&self, dirty: &mut Dirty<K, V>, entry: EntryPtr<K, V>) {
         if entry.unexpunge_locked() {
-            dirty.insert(hash, entry, |key| self.hash(key));
+            dirty.insert(entry);
         }
     }
 
@@ -505,11 +516,8 @@ where
         let read = self.snapshot(&guard);
         let found = find(&read.table, hash, &key);
         if let Some(entry) = found {
-            match entry.try_swap(value, &guard) {
-                Ok((old, delta)) => {
-                    self.count(delta, &guard);
-                    return previous(old);
-                }
+            match entry.try_swap(value, &guard, |delta| self.count(delta, &guard)) {
+                Ok(old) => return previous(old),
                 Err(unstored) => value = unstored,
             }
         }
@@ -518,7 +526,7 @@ where
             let mut dirty = self.lock_dirty();
             let (read, found) = self.find_current_locked(hash, &key, missed, &guard);
             let (old, delta) = if let Some(entry) = found {
-                self.unexpunge_locked(&mut dirty, hash, *entry);
+                self.unexpunge_locked(&mut dirty, *entry);
                 entry.swap_locked(value, &guard)
             } else if let Some(entry) = dirty.find(hash, &key).copied() {
                 // Unlike Go, a store to a key only the dirty map has counts as a miss: promotion
@@ -530,8 +538,7 @@ where
                 self.insert_new_locked(
                     &mut dirty,
                     read,
-                    hash,
-                    EntryPtr::new(key, value, &guard),
+                    EntryPtr::new(key, hash, value, &guard),
                     &guard,
                 );
                 (None, LiveDelta::Added)
@@ -547,13 +554,14 @@ where
         &self,
         dirty: &mut Dirty<K, V>,
         read: &ReadOnly<K, V>,
-        hash: u64,
         entry: EntryPtr<K, V>,
         guard: &Guard<'_>,
     ) {
         dirty.ensure(|| self.read.load_full());
-        dirty.note_new_key(read, hash);
-        dirty.insert(hash, entry, |key| self.hash(key));
+        // Runs no user code from here on (the insert and a promotion rehash with the entries'
+        // stored hashes), so the filter is never amended for an entry that does not arrive.
+        dirty.note_new_key(read, entry.hash);
+        dirty.insert(entry);
         if dirty.new_keys >= read.dirty_capacity() {
             self.promote_locked(dirty, guard);
         }
@@ -666,7 +674,7 @@ where
         let mut dirty = self.lock_dirty();
         let (read, found) = self.find_current_locked(hash, &key, missed, guard);
         let outcome = if let Some(entry) = found {
-            self.unexpunge_locked(&mut dirty, hash, *entry);
+            self.unexpunge_locked(&mut dirty, *entry);
             entry.try_load_or_store(&mut value, guard)
         } else if let Some(entry) = dirty.find(hash, &key) {
             let outcome = entry.try_load_or_store(&mut value, guard);
@@ -674,9 +682,9 @@ where
             outcome
         } else {
             let value = value.take().expect("the value to store is present");
-            let entry = EntryPtr::new(key, value, guard);
+            let entry = EntryPtr::new(key, hash, value, guard);
             let stored = entry.load(guard).map(|v| v as *const V);
-            self.insert_new_locked(&mut dirty, read, hash, entry, guard);
+            self.insert_new_locked(&mut dirty, read, entry, guard);
             self.count(LiveDelta::Added, guard);
             drop(dirty);
             // SAFETY: the value was just stored in an entry of this map; it is only ever retired
@@ -713,11 +721,7 @@ where
         let guard = sync::enter(&self.collector);
         let read = self.snapshot(&guard);
         let old = if let Some(entry) = find(&read.table, hash, key) {
-            let old = entry.delete(&guard);
-            if old.is_some() {
-                self.count(LiveDelta::Removed, &guard);
-            }
-            old
+            entry.delete(&guard, |delta| self.count(delta, &guard))
         } else if read.may_be_dirty(hash) {
             self.delete_locked(hash, key, read, &guard)
         } else {
@@ -759,11 +763,7 @@ where
         } else {
             return None;
         };
-        let old = entry.delete(guard);
-        if old.is_some() {
-            self.count(LiveDelta::Removed, guard);
-        }
-        old
+        entry.delete(guard, |delta| self.count(delta, guard))
     }
 
     /// Deletes `key` and returns the value it had, if any (Go's `LoadAndDelete`).
@@ -847,13 +847,10 @@ where
         V: PartialEq,
     {
         let guard = sync::enter(&self.collector);
-        let deleted = self
-            .with_entry(key, &guard, |entry| entry.compare_and_delete(old, &guard))
-            .unwrap_or(false);
-        if deleted {
-            self.count(LiveDelta::Removed, &guard);
-        }
-        deleted
+        self.with_entry(key, &guard, |entry| {
+            entry.compare_and_delete(old, &guard, |delta| self.count(delta, &guard))
+        })
+        .unwrap_or(false)
     }
 
     /// Calls `f` for each key and value; stops when `f` returns `false` (Go's `Range`).
@@ -975,11 +972,12 @@ struct Retired<K, V> {
 
 impl<K, V> Drop for Retired<K, V> {
     fn drop(&mut self) {
-        for entry in self.dead.drain(..) {
+        // Every entry is freed even if a key's or value's `Drop` panics (then resumed).
+        crate::raw::unwind::for_each(self.dead.drain(..), |entry| {
             // SAFETY: these entries left the map when the bundle was retired, and the collector
             // runs this only once no guard that could have reached them remains.
             unsafe { entry.free() };
-        }
+        });
     }
 }
 
@@ -987,13 +985,20 @@ impl<K, V, S> Drop for SyncMap<K, V, S> {
     fn drop(&mut self) {
         let dirty = std::mem::take(self.dirty.get_mut());
         // Their values are retired to the collector, which drops them when it is dropped, right
-        // after this (it is the last field).
+        // after this (it is the last field). No pass runs meanwhile (a destructor that panicked
+        // there would stop the detaching).
+        sync::hold_reclamation(&self.collector);
         let all = self.detach_all_locked(&dirty, &sync::enter(&self.collector));
+        // Every entry is freed even if a key's or value's `Drop` panics (then resumed, after
+        // which the collector, dropped by the unwind, still frees everything retired).
+        let mut panics = crate::raw::unwind::Panics::default();
         for entry in all {
             // SAFETY: `&mut self`: no other thread can reach the map; `detach_all_locked`
             // returns each entry once.
-            unsafe { entry.free() };
+            panics.run(|| unsafe { entry.free() });
         }
+        sync::release_reclamation(&self.collector);
+        panics.resume();
     }
 }
 
