@@ -517,23 +517,29 @@ where
         let found = find(&read.table, hash, &key);
         if let Some(entry) = found {
             match entry.try_swap(value, &guard, |delta| self.count(delta, &guard)) {
-                Ok(old) => return previous(old),
+                Ok(old) => {
+                    // Leftovers are dropped before the result exists: a panic in their `Drop`
+                    // would leak a result already made (rust-lang/rust#47949).
+                    drop(key);
+                    return previous(old);
+                }
                 Err(unstored) => value = unstored,
             }
         }
         let missed = found.is_none().then_some(read);
-        let old = {
+        let (old, unused_key) = {
             let mut dirty = self.lock_dirty();
             let (read, found) = self.find_current_locked(hash, &key, missed, &guard);
-            let (old, delta) = if let Some(entry) = found {
+            let (old, delta, unused_key) = if let Some(entry) = found {
                 self.unexpunge_locked(&mut dirty, *entry);
-                entry.swap_locked(value, &guard)
+                let (old, delta) = entry.swap_locked(value, &guard);
+                (old, delta, Some(key))
             } else if let Some(entry) = dirty.find(hash, &key).copied() {
                 // Unlike Go, a store to a key only the dirty map has counts as a miss: promotion
                 // is what lets the next stores to it skip the lock.
-                let replaced = entry.swap_locked(value, &guard);
+                let (old, delta) = entry.swap_locked(value, &guard);
                 self.miss_locked(&mut dirty, &guard);
-                replaced
+                (old, delta, Some(key))
             } else {
                 self.insert_new_locked(
                     &mut dirty,
@@ -541,11 +547,13 @@ where
                     EntryPtr::new(key, hash, value, &guard),
                     &guard,
                 );
-                (None, LiveDelta::Added)
+                (None, LiveDelta::Added, None)
             };
             self.count(delta, &guard);
-            old
+            (old, unused_key)
         };
+        // The key's `Drop` runs outside the lock, and before the result exists (see above).
+        drop(unused_key);
         previous(old)
     }
 
@@ -620,8 +628,9 @@ where
 
     /// Returns the existing value for `key` if present; otherwise stores the value made by `f`.
     ///
-    /// `f` runs only when the key is absent, outside any lock, so it may be slow and may use this
-    /// map. If another thread stores the key while `f` runs, that value wins: it is returned
+    /// `f` runs only when the key is absent, outside any lock and with no reclamation guard
+    /// held, so it may be slow (it holds back no reclamation, in this map or any other) and may
+    /// use this map. If another thread stores the key while `f` runs, that value wins: it is returned
     /// with `true`, and `f`'s value is dropped. (For exactly-once computation per key, see
     /// `#[memoize]`'s single flight.)
     ///
@@ -641,20 +650,25 @@ where
         V: Clone,
     {
         let hash = self.hash(&key);
-        let guard = sync::enter(&self.collector);
-        let read = self.snapshot(&guard);
-        if let Some(entry) = find(&read.table, hash, &key) {
-            if let Some(value) = entry.load(&guard) {
-                return (value.clone(), true);
-            }
-        } else if read.may_be_dirty(hash) {
-            if let Some(entry) = self.find_locked(hash, &key, read, &guard) {
+        {
+            let guard = sync::enter(&self.collector);
+            let read = self.snapshot(&guard);
+            if let Some(entry) = find(&read.table, hash, &key) {
                 if let Some(value) = entry.load(&guard) {
                     return (value.clone(), true);
                 }
+            } else if read.may_be_dirty(hash) {
+                if let Some(entry) = self.find_locked(hash, &key, read, &guard) {
+                    if let Some(value) = entry.load(&guard) {
+                        return (value.clone(), true);
+                    }
+                }
             }
         }
-        self.load_or_store_hashed(hash, key, f(), &guard)
+        // `f` runs with no guard held: however slow, it holds back no reclamation.
+        let value = f();
+        let guard = sync::enter(&self.collector);
+        self.load_or_store_hashed(hash, key, value, &guard)
     }
 
     fn load_or_store_hashed(&self, hash: u64, key: K, value: V, guard: &Guard<'_>) -> (V, bool)
@@ -667,6 +681,9 @@ where
         if let Some(entry) = found {
             if let Some(outcome) = entry.try_load_or_store(&mut value, guard) {
                 self.count(outcome.delta(), guard);
+                // Leftovers are dropped before the result exists: a panic in their `Drop` would
+                // leak a result already made (rust-lang/rust#47949).
+                drop((key, value));
                 return Self::cloned_outcome(outcome);
             }
         }
@@ -697,6 +714,8 @@ where
         let outcome = outcome.expect("entries are expunged only under the lock");
         self.count(outcome.delta(), guard);
         drop(dirty);
+        // Outside the lock, and before the result exists (see above).
+        drop((key, value));
         Self::cloned_outcome(outcome)
     }
 
