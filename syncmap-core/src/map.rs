@@ -109,8 +109,11 @@ use crate::Equivalent;
 /// # Memory
 ///
 /// Replaced and deleted values are dropped by the map's collector once no reader can still see
-/// them: after at most about two thousand later replacements on the same thread (batches of
-/// 1024), and at the latest when the map is dropped. Those drops run inside later writes, but
+/// them: typically after about two thousand later replacements on the same thread (batches of
+/// 1024), and at the latest when the map is dropped. This is not a hard bound: a thread held
+/// inside a `load_with` or `range` closure (of any map: reclamation epochs are process-wide),
+/// or preempted in the middle of an operation, delays every pass meanwhile; the partial batch
+/// of a thread that exits waits for the next thread that reuses its slot. Those drops run inside later writes, but
 /// never while the map's lock is held (passes that would start there wait for the unlock), so a
 /// value's `Drop` may call back into the map (`tests/reentrant_drop.rs`).
 /// Deleted keys leave the map at the next promotion of the dirty map, as in Go.
