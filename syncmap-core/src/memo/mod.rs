@@ -503,11 +503,15 @@ where
             }
         }
         let counters = &self.counters;
-        // Remove the empty cell if the body panics, so later callers start afresh.
+        // Remove the empty cell if the body panics, so later callers start afresh; armed only
+        // once this call's body starts, so the panic that reports a same-key recursion does not
+        // remove the cell the outer call is still computing.
+        let started = std::cell::Cell::new(false);
         let cleanup = RemoveOnUnwind {
             memo: self,
             key,
             slot: &slot,
+            started: &started,
         };
         #[cfg(feature = "tracing")]
         let mut span = None;
@@ -515,6 +519,7 @@ where
             self.name,
             self.config.ttl.is_some(),
             || {
+                started.set(true);
                 counters.bump(Counter::Computation);
                 #[cfg(feature = "tracing")]
                 let compute = || {
@@ -585,6 +590,8 @@ where
     memo: &'a Memo<K, V>,
     key: &'a Q,
     slot: &'a SlotRef<V>,
+    /// Whether this call's computation started (only then is the cell this call's to remove).
+    started: &'a std::cell::Cell<bool>,
 }
 
 impl<K, V, Q: ?Sized> Drop for RemoveOnUnwind<'_, K, V, Q>
@@ -594,7 +601,7 @@ where
     Q: Hash + Equivalent<K>,
 {
     fn drop(&mut self) {
-        if self.slot.0.get().is_none() {
+        if self.started.get() && self.slot.0.get().is_none() {
             self.memo.map.compare_and_delete(self.key, self.slot);
         }
     }

@@ -17,6 +17,10 @@ use super::read::{find, ReadOnly, Table};
 ///
 /// # Invariants
 ///
+/// - No method runs user code, except the lookups [`find`](Self::find) and
+///   [`remove`](Self::remove), which call the user's `Eq` before changing anything: tables are
+///   rehashed with the hash each entry carries ([`Entry::hash`](super::entry::Entry)). So a
+///   panic in user code never leaves the dirty state half-changed.
 /// - While `copy` is `Some`, its `source` is the map's current read snapshot, `table` is `Some`,
 ///   and the logical dirty map is `table` plus the entries of `source` at buckets
 ///   `next_bucket..` (not yet visited). Promotion and `clear`, the only operations that replace
@@ -127,7 +131,11 @@ impl<K, V> Dirty<K, V> {
     }
 
     /// Copies the next [`COPY_STEP`](Self::COPY_STEP) buckets, or all remaining ones.
-    pub(crate) fn step(&mut self, hash_of: impl Fn(&K) -> u64, finish: bool) {
+    ///
+    /// Runs no user code (entries carry their hash), and records each bucket as visited as soon
+    /// as it is handled, so that even an unwind from inside (an allocation failure aborts, so
+    /// none is expected) could not make the next step copy or expunge an entry twice.
+    pub(crate) fn step(&mut self, finish: bool) {
         let Some(copy) = &mut self.copy else { return };
         let table = self.table.as_mut().expect("a copy fills the dirty table");
         let buckets = copy.source.table.num_buckets();
@@ -136,26 +144,28 @@ impl<K, V> Dirty<K, V> {
         } else {
             buckets.min(copy.next_bucket + Self::COPY_STEP)
         };
-        for bucket in copy.next_bucket..end {
+        while copy.next_bucket < end {
+            let bucket = copy.next_bucket;
+            copy.next_bucket += 1;
             if let Some(entry) = copy.source.table.get_bucket(bucket) {
                 copy.unvisited -= 1;
                 if entry.try_expunge_locked() {
                     self.expunged.push(*entry);
                 } else {
-                    table.insert_unique(hash_of(&entry.key), *entry, |e| hash_of(&e.key));
+                    table.insert_unique(entry.hash, *entry, |e| e.hash);
                 }
             }
         }
-        copy.next_bucket = end;
         if end == buckets {
             self.copy = None;
         }
     }
 
     /// Inserts an entry that is in neither the table nor the unvisited part of the snapshot.
-    pub(crate) fn insert(&mut self, hash: u64, entry: EntryPtr<K, V>, hash_of: impl Fn(&K) -> u64) {
+    /// Runs no user code: the table grows with the hashes the entries carry.
+    pub(crate) fn insert(&mut self, entry: EntryPtr<K, V>) {
         let table = self.table.as_mut().expect("ensure() runs before insert()");
-        table.insert_unique(hash, entry, |e| hash_of(&e.key));
+        table.insert_unique(entry.hash, entry, |e| e.hash);
     }
 
     /// Records a key that `read` (the current snapshot) lacks, about to be inserted: sets its
@@ -190,11 +200,8 @@ impl<K, V> Dirty<K, V> {
 
     /// Finishes the copy and hands over the table for promotion, with the entries of the old
     /// snapshot that leave the map; resets the dirty state.
-    pub(crate) fn take_for_promotion(
-        &mut self,
-        hash_of: impl Fn(&K) -> u64,
-    ) -> Option<Promotion<K, V>> {
-        self.step(hash_of, true);
+    pub(crate) fn take_for_promotion(&mut self) -> Option<Promotion<K, V>> {
+        self.step(true);
         let table = self.table.take();
         let mut dead = std::mem::take(&mut self.expunged);
         dead.retain(|entry| entry.is_expunged());

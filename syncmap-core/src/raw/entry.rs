@@ -65,9 +65,17 @@ impl LiveDelta {
 ///   expunged -> null only under the dirty lock, immediately followed by re-inserting the
 ///   entry in the dirty map.
 /// - Entries are owned by the map through [`EntryPtr`]s, see there for when they are freed.
+/// - `hash` is the map's hash of `key`, computed once, before the entry is allocated, outside
+///   the map's lock. Every table operation under the lock (the incremental copy, growth,
+///   promotion) rehashes with it, never with the user's `Hash`: so no user code that could
+///   panic runs between two steps of a locked change of the tables (issue 16; the locked paths
+///   call only the user's `Eq`, in lookups that change nothing), and an `Eq` or `Hash` that
+///   calls the same map cannot be reached from inside the lock.
 #[repr(C)]
 pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
+    /// The map's hash of `key` (see the invariants).
+    pub(crate) hash: u64,
     value: AtomicPtr<V>,
 }
 
@@ -148,13 +156,15 @@ impl<K, V> Entry<K, V> {
         }
     }
 
-    /// Stores a new value unless the entry is expunged. Go's `trySwap`. On success returns the
-    /// previous value (still readable under `guard`) and how the live count changed.
+    /// Stores a new value unless the entry is expunged. Go's `trySwap`. On success calls `count`
+    /// with how the live count changed, then retires the previous value, and returns it (still
+    /// readable under `guard`).
     pub(crate) fn try_swap<'g>(
         &self,
         new: V,
         guard: &'g Guard<'_>,
-    ) -> Result<(Option<&'g V>, LiveDelta), V> {
+        count: impl FnOnce(LiveDelta),
+    ) -> Result<Option<&'g V>, V> {
         let mut current = sync::protect(guard, &self.value);
         if current == expunged() {
             return Err(new);
@@ -171,31 +181,33 @@ impl<K, V> Entry<K, V> {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok(self.finish_replace(current, guard, true)),
+                Ok(_) => return Ok(self.finish_replace(current, guard, true, count)),
                 Err(actual) => current = actual,
             }
         }
     }
 
-    /// Turns a just-replaced pointer into the previous value (protected by `guard`) and the
-    /// live-count change, and retires it.
+    /// Turns a just-replaced pointer into the previous value (protected by `guard`), feeds the
+    /// live-count change to `count`, and only then retires the pointer: retiring may run a
+    /// reclamation pass, whose destructors may panic, and the count must be exact by then.
     #[inline]
     fn finish_replace<'g>(
         &self,
         old: *mut V,
         guard: &'g Guard<'_>,
         now_live: bool,
-    ) -> (Option<&'g V>, LiveDelta) {
+        count: impl FnOnce(LiveDelta),
+    ) -> Option<&'g V> {
         let was_live = is_live(old);
-        self.retire(old, guard);
-        let delta = match (was_live, now_live) {
+        count(match (was_live, now_live) {
             (false, true) => LiveDelta::Added,
             (true, false) => LiveDelta::Removed,
             _ => LiveDelta::Unchanged,
-        };
+        });
+        self.retire(old, guard);
         // SAFETY: a live `old` was retired through `guard`'s collector after `guard` entered,
         // so it stays allocated until `guard` is dropped.
-        (was_live.then(|| unsafe { &*old }), delta)
+        was_live.then(|| unsafe { &*old })
     }
 
     /// Stores a new value; the caller holds the dirty lock and knows the entry is not expunged.
@@ -208,7 +220,10 @@ impl<K, V> Entry<K, V> {
             .value
             .swap(sync::alloc_recycled(guard, new), Ordering::AcqRel);
         debug_assert!(old != expunged::<V>(), "swap_locked on an expunged entry");
-        self.finish_replace(old, guard, true)
+        let mut delta = LiveDelta::Unchanged;
+        // Under the lock, retiring runs no destructor (passes wait for the unlock).
+        let old = self.finish_replace(old, guard, true, |d| delta = d);
+        (old, delta)
     }
 
     /// Marks an expunged entry as deleted-but-present so the caller (holding the dirty lock) can
@@ -246,7 +261,10 @@ impl<K, V> Entry<K, V> {
     /// and is detaching the entry from the map, as `clear` does). Returns the live-count change.
     pub(crate) fn expunge_locked(&self, guard: &Guard<'_>) -> LiveDelta {
         let old = self.value.swap(expunged(), Ordering::AcqRel);
-        self.finish_replace(old, guard, false).1
+        let mut delta = LiveDelta::Unchanged;
+        // Under the lock (or with reclamation held), retiring runs no destructor.
+        self.finish_replace(old, guard, false, |d| delta = d);
+        delta
     }
 
     /// Go's `tryLoadOrStore`: returns the existing value if there is one, or stores the value in
@@ -287,8 +305,13 @@ impl<K, V> Entry<K, V> {
         }
     }
 
-    /// Deletes the value; returns the previous value (readable under `guard`) if there was one.
-    pub(crate) fn delete<'g>(&self, guard: &'g Guard<'_>) -> Option<&'g V> {
+    /// Deletes the value; calls `count` with the change of the live count before retiring the
+    /// previous value, and returns it (readable under `guard`) if there was one.
+    pub(crate) fn delete<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        count: impl FnOnce(LiveDelta),
+    ) -> Option<&'g V> {
         let mut current = sync::protect(guard, &self.value);
         loop {
             if !is_live(current) {
@@ -300,7 +323,7 @@ impl<K, V> Entry<K, V> {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return self.finish_replace(current, guard, false).0,
+                Ok(_) => return self.finish_replace(current, guard, false, count),
                 Err(actual) => current = actual,
             }
         }
@@ -343,8 +366,14 @@ impl<K, V> Entry<K, V> {
         }
     }
 
-    /// Deletes the value while it equals `old`. Returns whether it deleted.
-    pub(crate) fn compare_and_delete(&self, old: &V, guard: &Guard<'_>) -> bool
+    /// Deletes the value while it equals `old`. Returns whether it deleted; calls `count` with
+    /// [`LiveDelta::Removed`] before retiring the old value if it did.
+    pub(crate) fn compare_and_delete(
+        &self,
+        old: &V,
+        guard: &Guard<'_>,
+        count: impl FnOnce(LiveDelta),
+    ) -> bool
     where
         V: PartialEq,
     {
@@ -361,6 +390,7 @@ impl<K, V> Entry<K, V> {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
+                    count(LiveDelta::Removed);
                     self.retire(current, guard);
                     return true;
                 }
@@ -442,13 +472,14 @@ impl<K, V> EntryPtr<K, V> {
 
     /// Allocates an entry holding `value` (in recycled memory if this thread has some); the
     /// map owns it from now on.
-    pub(crate) fn new(key: K, value: V, guard: &Guard<'_>) -> Self {
+    pub(crate) fn new(key: K, hash: u64, value: V, guard: &Guard<'_>) -> Self {
         let ptr = if Entry::<K, V>::INLINE {
             let inline = sync::alloc_recycled(
                 guard,
                 InlineEntry {
                     entry: Entry {
                         key,
+                        hash,
                         value: AtomicPtr::new(ptr::null_mut()),
                     },
                     first: UnsafeCell::new(MaybeUninit::new(value)),
@@ -467,6 +498,7 @@ impl<K, V> EntryPtr<K, V> {
                 guard,
                 Entry {
                     key,
+                    hash,
                     value: AtomicPtr::new(sync::alloc_recycled(guard, value)),
                 },
             )

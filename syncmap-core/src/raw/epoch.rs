@@ -57,10 +57,18 @@
 //! exits leaves its partial bag to the next thread that gets its id). The thread that seals a
 //! batch is itself pinned at an older epoch (it retires under a guard), so its own pass cannot
 //! free that batch: a sealed batch is freed by the next pass of any thread on the collector
-//! once every thread has re-pinned or unpinned. So at most about `2 * BATCH` objects per
-//! thread id per collector are pending (2048 values of the map: with 1 KiB values, 2 MiB per
-//! writing thread per map), as with seize's batches; everything left is freed when the
-//! collector is dropped. Recycled allocations ("Recycling" on [`Collector`]) add at most
+//! once every thread has re-pinned or unpinned. So while no thread is held inside a guard, at
+//! most about `2 * BATCH` objects per writing thread and collector are pending (2048 values of
+//! the map); everything left is freed when the collector is dropped.
+//!
+//! **That is not a bound** (issue 16, items 4 and 5, open): the epoch and the records are
+//! process-wide, so any thread of the process inside a guard of any collector holds back every
+//! pass of every collector; a writer preempted in the middle of an operation does so for its
+//! whole time slice. Measured (`tests/reclamation.rs`, ignored test): two threads doing 2M
+//! stores each on 64 keys of one map, on 2 cores at load average 8, held 108,642-146,752 values
+//! alive at peak. The partial bag of a thread that exits waits for the next thread that gets
+//! its id. `load_or_store_with` runs its closure with no guard held; `load_with` and `range`
+//! hold theirs while their closure runs (the references they hand out need it). Recycled allocations ("Recycling" on [`Collector`]) add at most
 //! [`SPARE_BYTES`] per thread and twice that shared, per pool and collector. (Freeing the last
 //! batch on the outermost unpin would be prompter but costs a flag check on the read path.)
 //!
@@ -83,6 +91,8 @@ use std::mem;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
+
+use crate::raw::unwind::Panics;
 
 /// The value of a record's epoch while its thread holds no guard.
 const INACTIVE: u64 = u64::MAX;
@@ -608,7 +618,9 @@ impl Collector {
             hold.set(open);
             open
         });
-        if open == 0 && DEFERRED.with(|deferred| deferred.replace(false)) {
+        // While unwinding (a panic in user code under the lock), a destructor that panicked
+        // too would abort: the pass stays deferred to this thread's next unlock.
+        if open == 0 && !std::thread::panicking() && DEFERRED.with(|d| d.replace(false)) {
             self.reclaim();
         }
     }
@@ -633,13 +645,18 @@ impl Collector {
             }
             ready
         };
-        // User code (destructors) runs with no lock held and no slot borrowed.
+        // User code (destructors) runs with no lock held and no slot borrowed. A destructor
+        // that panics does not stop the pass: every ready object is freed (and its memory
+        // recycled) first, then the first panic is resumed (see `unwind`).
+        let mut panics = Panics::default();
         for batch in &ready {
             for item in &batch.items {
                 // SAFETY: no guard can still reach the object (proof in the module docs); it
                 // leaves the collector here, so it is freed (or, for an object of a pool,
-                // dropped) once, with the function it was retired with.
-                unsafe { (item.free)(item.ptr) };
+                // dropped) once, with the function it was retired with. After a panic in its
+                // destructor, the object's fields were dropped by the unwind and its memory is
+                // handled below like any other.
+                panics.run(|| unsafe { (item.free)(item.ptr) });
             }
         }
         let record = LOCAL.try_with(Cell::get).ok().flatten();
@@ -684,6 +701,7 @@ impl Collector {
                 *next_bag = batch.items;
             }
         }
+        panics.resume();
     }
 
     /// Memory for a `T`, from this thread's spares if a pool recycles `T`'s layout and a spare
@@ -746,19 +764,23 @@ impl Drop for Collector {
                 unsafe { alloc::dealloc(spare.as_ptr(), pool.layout) };
             }
         }
+        // Every object is freed even if destructors panic; the first panic is resumed after.
+        let mut panics = Panics::default();
         for item in items {
             // SAFETY: no guard of this collector exists, so no thread can reach the object;
             // it is freed once, with its own function.
-            unsafe { (item.free)(item.ptr) };
+            panics.run(|| unsafe { (item.free)(item.ptr) });
             if item.pool != NO_POOL {
                 let pool = self.pools[usize::from(item.pool)]
                     .as_ref()
                     .expect("an object of a pool implies the pool");
-                // SAFETY: `free` only dropped the object; its memory was allocated with the
-                // pool's layout (`defer_recycle`'s contract) and is deallocated once, here.
+                // SAFETY: `free` only dropped the object (by return or unwind); its memory was
+                // allocated with the pool's layout (`defer_recycle`'s contract) and is
+                // deallocated once, here.
                 unsafe { alloc::dealloc(item.ptr.cast(), pool.layout) };
             }
         }
+        panics.resume();
     }
 }
 

@@ -8,3 +8,4 @@ pub(crate) mod entry;
 pub(crate) mod epoch;
 pub(crate) mod read;
 pub(crate) mod sync;
+pub(crate) mod unwind;

@@ -78,6 +78,19 @@ mod imp {
         *ptr.get_mut()
     }
 
+    /// Opens a section during which no reclamation pass (no destructor of a retired value) runs
+    /// on this thread; see [`Collector::hold_reclamation`].
+    #[inline]
+    pub(crate) fn hold_reclamation(collector: &Collector) {
+        collector.hold_reclamation();
+    }
+
+    /// Closes a section opened by [`hold_reclamation`], running the pass it deferred, if any.
+    #[inline]
+    pub(crate) fn release_reclamation(collector: &Collector) {
+        collector.release_reclamation();
+    }
+
     /// Locks `mutex` so that no reclamation pass (no destructor of a retired value) runs on
     /// this thread until the lock is released: a value's `Drop` may then call into the map.
     #[inline]
@@ -235,6 +248,12 @@ mod imp {
     pub(crate) fn get_mut<T>(ptr: &mut AtomicPtr<T>) -> *mut T {
         ptr.with_mut(|p| *p)
     }
+
+    /// The loom collector never reclaims before it is dropped: nothing to hold.
+    pub(crate) fn hold_reclamation(_collector: &Collector) {}
+
+    /// See [`hold_reclamation`].
+    pub(crate) fn release_reclamation(_collector: &Collector) {}
 
     /// The loom collector never reclaims before it is dropped: a plain lock.
     pub(crate) type Locked<'a, T> = MutexGuard<'a, T>;
