@@ -296,7 +296,10 @@ fn concurrent_callers_compute_once() {
 #[test]
 fn the_registry_lists_used_caches() {
     fib(10);
-    let names: Vec<_> = syncmemo::memo::registry().iter().map(|c| c.name()).collect();
+    let names: Vec<_> = syncmemo::memo::registry()
+        .iter()
+        .map(|c| c.name())
+        .collect();
     assert!(names.iter().any(|n| n.ends_with("::fib")), "{names:?}");
     let fib_handle = syncmemo::memo::registry()
         .into_iter()
