@@ -590,3 +590,35 @@ fn callers_on_two_runtimes_share_one_computation_and_invalidation_in_flight_is_s
     assert_eq!(*computed_again, 1);
     assert_eq!(SHARED_RUNS.load(Ordering::SeqCst), 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Generic and associated async functions.
+
+#[memoize]
+async fn describe<T: std::fmt::Debug + Clone + std::hash::Hash + Eq + Send + Sync + 'static>(
+    x: T,
+) -> String {
+    tokio::task::yield_now().await;
+    format!("{x:?}")
+}
+
+struct Catalog;
+
+impl Catalog {
+    #[memoize]
+    async fn lookup(id: u32) -> String {
+        format!("item {id}")
+    }
+}
+
+#[tokio::test]
+async fn generic_and_associated_async_functions() {
+    assert_eq!(describe(1u8).await, "1");
+    assert_eq!(describe("a".to_string()).await, "\"a\"");
+    assert_eq!(describe(1u8).await, "1");
+    assert_eq!(describe_cache::<u8>().stats().hits, 1);
+    assert_eq!(describe_cache::<String>().len(), 1);
+    assert_eq!(Catalog::lookup(3).await, "item 3");
+    assert_eq!(Catalog::lookup(3).await, "item 3");
+    assert_eq!(Catalog::lookup_cache().stats().hits, 1);
+}
