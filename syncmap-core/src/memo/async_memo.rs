@@ -129,7 +129,8 @@ where
                             self.name
                         );
                     }
-                    let listener = slot.0.flight.listen();
+                    // The listener lives in this future (no allocation per waiter).
+                    event_listener::listener!(slot.0.flight.ended() => listener);
                     if slot.0.get().is_none() && slot.0.flight.still_claimed_by(owner) {
                         listener.await;
                     }

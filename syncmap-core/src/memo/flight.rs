@@ -26,7 +26,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use event_listener::{Event, EventListener};
+use event_listener::Event;
 
 /// No computation in flight.
 const FREE: u64 = 0;
@@ -69,10 +69,11 @@ impl Flight {
         }
     }
 
-    /// Starts listening for the end of the computation of `token`. The caller must re-check
-    /// the cell and [`still_claimed_by`](Self::still_claimed_by) after this, then await it.
-    pub(crate) fn listen(&self) -> EventListener {
-        self.ended.listen()
+    /// The event fired when a computation ends. A waiter starts listening to it (on its own
+    /// stack: `event_listener::listener!`), re-checks the cell and
+    /// [`still_claimed_by`](Self::still_claimed_by), then awaits the listener.
+    pub(crate) fn ended(&self) -> &Event {
+        &self.ended
     }
 
     /// Whether the computation of `token` is still in flight.
