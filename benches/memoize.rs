@@ -7,8 +7,13 @@
 //! Workloads: `hit u64` and `hit &str` (1024 warm keys), `miss u64` (a new key each call, a
 //! trivial body), `stampede` (all threads ask for the same missing key, whose body takes 20 µs;
 //! the figure is µs per key, and the number of body runs per key is printed). Also prints
-//! allocations per hit. Writes `target/bench/memoize.json`.
+//! allocations per hit. Writes `target/bench/memoize.json`. The async rows (`async hit u64`,
+//! `async stampede`: `#[memoize] async fn` against moka's `future::Cache::get_with`,
+//! quick_cache's `get_value_or_guard_async` and `cached`'s async `#[cached]`) are described in
+//! `common/memoize_async.rs`.
 
+#[path = "common/memoize_async.rs"]
+mod memoize_async;
 #[path = "common/runner.rs"]
 mod runner;
 
@@ -370,7 +375,18 @@ fn allocations_per_hit<S: Subject>() -> (f64, f64) {
 
 fn main() {
     const WORKLOADS: [&str; 4] = ["hit u64", "hit &str", "miss u64", "stampede"];
-    let args = Args::parse("memoize", &WORKLOADS, SUBJECTS);
+    let all_workloads: Vec<&str> = WORKLOADS
+        .iter()
+        .chain(&memoize_async::WORKLOADS)
+        .copied()
+        .collect();
+    let mut all_subjects = SUBJECTS.to_vec();
+    all_subjects.extend(
+        memoize_async::SUBJECTS
+            .iter()
+            .filter(|s| !SUBJECTS.contains(s)),
+    );
+    let args = Args::parse("memoize", &all_workloads, &all_subjects);
     let mut rows = Vec::new();
     for subject in SUBJECTS.iter().filter(|s| args.wants_map(s)) {
         let (u64_allocs, str_allocs) = with_subject!(*subject, allocations_per_hit);
@@ -424,6 +440,7 @@ fn main() {
             }
         }
     }
+    memoize_async::run(&args, &mut rows);
     runner::report(
         &rows,
         "memoize.json",

@@ -220,9 +220,59 @@ pub use syncmap_core::*;
 /// assert_eq!(show_cache::<u8>().len(), 1);
 /// ```
 ///
+/// # `async fn`
+///
+/// `#[memoize]` applies to `async fn` with every option above, the same key rules and the
+/// same `f_cache()` (a [`Memo`] like any other, listed in the registry); `f_uncached` is the
+/// `async fn` without the cache. The library depends on no executor: it runs on tokio, smol,
+/// `futures`' executor or any other, and callers on different executors and threads share one
+/// cache.
+///
+/// ```
+/// # #[derive(Clone)] struct Profile { name: String }
+/// #[syncmemo::memoize(ttl = "60s", capacity = 10_000)]
+/// async fn fetch_profile(user: &str) -> Result<Profile, String> {
+///     // an HTTP call, a database query...
+///     Ok(Profile { name: user.to_string() })
+/// }
+///
+/// # futures::executor::block_on(async {
+/// let p = fetch_profile("ana").await?; // computes
+/// let p = fetch_profile("ana").await?; // hit: completes on its first poll
+/// assert_eq!(p.name, "ana");
+/// fetch_profile_cache().invalidate(&"ana".to_string());
+/// # Ok::<(), String>(()) }).unwrap();
+/// ```
+///
+/// - **Hit**: no allocation, no lock, no await point: the future completes on its first poll.
+/// - **Single flight**: concurrent callers of a missing key, on any tasks and threads, run the
+///   body once; the others are woken when it ends (they do not poll, sleep or block their
+///   executor thread, and no lock is held across an `.await`).
+/// - **`Send`**: the returned future is `Send` when the arguments and the body's future are,
+///   so `tokio::spawn(fetch_profile("ana"))` works on a multi-threaded runtime.
+/// - **Cancellation**: if the computing future is dropped (a timeout, a `select!` that lost,
+///   an aborted task), nothing is cached and nothing stays claimed: a waiting caller computes
+///   in turn, or else the next call does. The dropped body's work is lost, so a body whose
+///   side effects must not happen twice should not be cancelled half-way.
+/// - **Panics** in the body propagate to the computing caller (from its `.await`); a waiting
+///   caller computes in turn.
+/// - **`Err`** (without `cache_err`): the computing caller gets its `Err`; the callers that
+///   were waiting for that computation do not receive it: they compute in turn, one at a time
+///   (one computes, the others wait for it), so each gets either its own result or the first
+///   `Ok` computed after. With `cache_err`, they all get the `Err`. `None` with `skip_none`
+///   behaves the same way.
+/// - **Recursion**: through other keys it works (`Box::pin(fib(n - 1)).await`); a call to the
+///   key being computed, polled from inside that computation (the same task, through
+///   `Box::pin`, `join`, ...), panics with a message naming the function instead of hanging.
+///   A cycle through two tasks (`f(a)` awaiting `f(b)` computed by another task, which awaits
+///   `f(a)`) is not detected and never completes, as with any lock.
+/// - **Invalidation** while a computation runs: its callers still get the value, which is not
+///   cached.
+///
 /// Misuse is a compile error pointing at the offending token: no return type, `&mut` arguments
-/// or receiver, `impl Trait`, pattern arguments, `const fn`, `async fn` (not supported yet),
-/// unknown, duplicated or mistyped options, arguments that are not `Hash + Eq`.
+/// or receiver (async too), `impl Trait`, a future returned by hand (`-> impl Future`,
+/// `Pin<Box<dyn Future>>`: write `async fn` instead), pattern arguments, `const fn`, unknown,
+/// duplicated or mistyped options, arguments that are not `Hash + Eq`.
 pub use syncmap_macros::memoize;
 
 /// The README's examples, compiled and run as doctests.

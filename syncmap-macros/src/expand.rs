@@ -138,11 +138,12 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         ":",
         ::core::column!()
     ));
+    let uncached_call = quote!(#path_prefix #uncached_fn #turbofish(#(#call_args),*));
     let (lookup, wrapper_lookup, compute) = if in_impl {
         (
             lookup,
             quote!(#path_prefix #cache_fn #turbofish()),
-            quote!(move || #path_prefix #uncached_fn #turbofish(#(#call_args),*)),
+            quote!(move || #uncached_call),
         )
     } else {
         let by_site = if per_instantiation {
@@ -163,6 +164,13 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         (by_site.clone(), by_site, quote!(move || #output #block))
     };
 
+    let miss_call = if sig.asyncness.is_some() {
+        let in_impl_call = in_impl.then_some(uncached_call);
+        crate::expand_async::miss(args_span, in_impl_call, block, &make_key, &keep)
+    } else {
+        quote!(__syncmap_memo.#miss(#make_key, #compute, #keep))
+    };
+
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
@@ -172,7 +180,7 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
                 return __syncmap_value;
             }
             // On a miss the owned key is built before the arguments move into the body.
-            __syncmap_memo.#miss(#make_key, #compute, #keep)
+            #miss_call
         }
 
         #[doc = #cache_doc]

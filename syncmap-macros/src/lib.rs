@@ -12,6 +12,7 @@
 use proc_macro::TokenStream;
 
 mod expand;
+mod expand_async;
 mod parse;
 mod validate;
 

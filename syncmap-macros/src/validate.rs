@@ -74,13 +74,6 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
             "#[memoize] cannot cache a `const fn`: a cache lives at run time",
         );
     }
-    if let Some(asyncness) = &sig.asyncness {
-        errors.push(
-            asyncness.span(),
-            "#[memoize] does not support `async fn` yet: memoize a synchronous helper, or cache \
-             the future's output yourself in a `syncmemo::SyncMap`",
-        );
-    }
     if let Some(variadic) = &sig.variadic {
         errors.push(
             variadic.span(),
@@ -89,7 +82,11 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
     }
     let value_ty = match &sig.output {
         ReturnType::Type(_, ty) => {
-            reject_impl_trait(ty, &mut errors);
+            if let Some(future) = crate::expand_async::names_a_future(ty) {
+                errors.push_spanned(future, crate::expand_async::FUTURE_RETURN);
+            } else {
+                reject_impl_trait(ty, &mut errors);
+            }
             Some((**ty).clone())
         }
         ReturnType::Default => {

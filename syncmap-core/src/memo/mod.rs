@@ -32,6 +32,8 @@
 //! assert_eq!((stats.hits, stats.misses, stats.entries), (1, 1, 1));
 //! ```
 
+mod async_memo;
+mod flight;
 mod key;
 mod registry;
 mod slot;

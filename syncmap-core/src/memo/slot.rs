@@ -18,6 +18,8 @@ pub(crate) struct Slot<V> {
     pub(crate) cell: OnceCell<Stored<V>>,
     /// The id of the thread computing the value, 0 when none.
     computing: AtomicU64,
+    /// Single flight of `async fn` callers (see `flight.rs`).
+    pub(crate) flight: super::flight::Flight,
 }
 
 /// The map's value: a slot compared by identity, so that `compare_and_delete` removes exactly
@@ -81,6 +83,7 @@ impl<V> Slot<V> {
         Slot {
             cell: OnceCell::new(),
             computing: AtomicU64::new(0),
+            flight: super::flight::Flight::new(),
         }
     }
 

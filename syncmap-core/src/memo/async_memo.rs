@@ -1,0 +1,170 @@
+//! The async front of [`Memo`]: what `#[memoize] async fn` calls on a miss. Same map, same
+//! cells, same statistics and registry as the synchronous form; only the waiting differs (see
+//! [`flight`](super::flight)).
+//!
+//! - **Hit**: the synchronous [`__hit`](Memo::__hit), called before any `.await`: the future
+//!   of a hit completes on its first poll, without allocating or locking.
+//! - **Miss**: the first caller of a missing key claims its cell and awaits the body; the
+//!   others await an event that the computation fires when it ends, however it ends.
+//! - **Cancellation and panics**: if the computing future is dropped (a timeout, a lost
+//!   `select!`, an aborted task) or its body panics, the cell is removed from the map and the
+//!   waiters are woken; one of them computes in turn, the others wait for it. A later call
+//!   computes afresh. Nothing is left claimed by a future that no longer exists.
+//! - **Results not kept** (`Err` without `cache_err`, `None` with `skip_none`): the computing
+//!   caller gets its value; the waiters do not get it, they compute in turn, one at a time,
+//!   exactly as after a panic (a waiter never sees an `Err` it did not compute, unless
+//!   `cache_err` caches it).
+//! - **Recursion**: a call to the key being computed, polled from inside that computation
+//!   (through `Box::pin` on the same task), panics naming the function instead of hanging.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::flight::{self, Claim};
+use super::slot::{Slot, SlotRef, Stored};
+use super::stats::Counter;
+use super::Memo;
+
+impl<K, V> Memo<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The async miss path: single flight across tasks. `key` is the owned key, `compute` the
+    /// body's future (polled only if this caller computes), and the value is cached only if
+    /// `keep(&value)`. Counts a miss.
+    ///
+    /// # Panics
+    ///
+    /// Propagates a panic of `compute` (nothing is cached, waiters compute in turn). Panics,
+    /// naming the function, if polled from inside the computation of the same key (recursion
+    /// with the same arguments).
+    #[doc(hidden)]
+    pub async fn __miss_async<F>(
+        &'static self,
+        key: K,
+        compute: F,
+        keep: impl FnOnce(&V) -> bool,
+    ) -> V
+    where
+        K: Clone,
+        F: Future<Output = V>,
+    {
+        self.counters.bump(Counter::Miss);
+        let token = flight::next_token();
+        let slot = match self.claim_or_join(&key, token).await {
+            Ok(slot) => slot,
+            Err(value) => return value,
+        };
+        let abandon = Abandon {
+            memo: self,
+            key: &key,
+            slot: &slot,
+        };
+        self.counters.bump(Counter::Computation);
+        let value = flight::run_marked(token, compute).await;
+        if keep(&value) {
+            let stored = Stored {
+                value: value.clone(),
+                at: self.config.ttl.is_some().then(Instant::now),
+            };
+            // The claim makes this the only initializer of the cell.
+            let _ = slot.0.cell.get_or_try_init(|| Ok::<_, ()>(stored));
+            std::mem::forget(abandon);
+            slot.0.flight.settle();
+        } else {
+            drop(abandon);
+        }
+        value
+    }
+
+    /// Finds the key's cell and either claims its computation (`Ok`) or returns a value: a
+    /// cached one, or the one computed by the caller it waited for.
+    async fn claim_or_join(&'static self, key: &K, token: u64) -> Result<SlotRef<V>, V>
+    where
+        K: Clone,
+    {
+        loop {
+            let mut slot = match self.map.load(key) {
+                Some(slot) => slot,
+                None => {
+                    self.map
+                        .load_or_store_with(key.clone(), || {
+                            self.make_room();
+                            SlotRef(Arc::new(Slot::new()))
+                        })
+                        .0
+                }
+            };
+            if let Some(stored) = slot.0.get() {
+                if !self.expired(stored.at) {
+                    return Err(stored.value.clone());
+                }
+                // Expired: put a fresh cell in its place, or start over with whatever another
+                // caller put (or removed) meanwhile.
+                self.counters.bump(Counter::Expiration);
+                let fresh = SlotRef(Arc::new(Slot::new()));
+                if !self.map.compare_and_swap(key, &slot, fresh.clone()) {
+                    continue;
+                }
+                slot = fresh;
+            }
+            match slot.0.flight.try_claim(token) {
+                Claim::Won => {
+                    // A computation may have ended between the look at the cell and the claim.
+                    if let Some(stored) = slot.0.get() {
+                        slot.0.flight.settle();
+                        return Err(stored.value.clone());
+                    }
+                    return Ok(slot);
+                }
+                Claim::Dead => continue,
+                Claim::Busy(owner) => {
+                    if flight::inside(owner) {
+                        panic!(
+                            "#[memoize] function `{}` called itself with the same arguments \
+                             while computing them: this recursion would never end",
+                            self.name
+                        );
+                    }
+                    // The listener lives in this future (no allocation per waiter).
+                    event_listener::listener!(slot.0.flight.ended() => listener);
+                    if slot.0.get().is_none() && slot.0.flight.still_claimed_by(owner) {
+                        listener.await;
+                    }
+                    // The value of the computation waited for, even if the key was
+                    // invalidated meanwhile; otherwise (it ended without one) start over.
+                    if let Some(stored) = slot.0.get() {
+                        return Err(stored.value.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Ends a computation that produced nothing to cache: dropped on return of a value not kept,
+/// on a panic of the body, or with the computing future (cancellation). Removes the slot from
+/// the map, then marks it dead and wakes the waiters, who look the key up again.
+struct Abandon<'a, K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    memo: &'a Memo<K, V>,
+    key: &'a K,
+    slot: &'a SlotRef<V>,
+}
+
+impl<K, V> Drop for Abandon<'_, K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        self.memo.map.compare_and_delete(self.key, self.slot);
+        self.slot.0.flight.abandon();
+    }
+}

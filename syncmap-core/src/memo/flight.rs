@@ -1,0 +1,136 @@
+//! Single flight for tasks: which future computes a key's cell, how the others wait for it
+//! without blocking their executor thread, and how a computation abandoned by cancellation or a
+//! panic hands over to them.
+//!
+//! Each [`Slot`](super::slot::Slot) carries a [`Flight`]: a claim word and an
+//! [`event_listener::Event`] (one pointer, allocated on the first wait). The claim word is
+//!
+//! - `FREE` (0): nobody computes; the first caller to swap in its token computes;
+//! - a token: the computation of that id is in flight; others listen to the event, re-check,
+//!   then await the notification (the `listen`, re-check, await order of `event-listener` loses
+//!   no wakeup: its `notify` is a full fence);
+//! - `DEAD`: the computation ended without a value to keep (an `Err` not cached, a panic, the
+//!   computing future dropped); the slot was removed from the map, and waiters go back to the
+//!   map, where one of them inserts a new slot and computes in turn.
+//!
+//! No lock is held across an `.await`, and nothing polls or sleeps: waiters are woken by the
+//! event when the computation ends, however it ends.
+//!
+//! Recursion: while a computation's body is polled, its token is on a per-thread stack. A
+//! caller that finds a key claimed by a token on that stack is being polled from inside that
+//! very computation (the same task, through `Box::pin`): waiting would never end, so it panics
+//! naming the function instead.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use event_listener::Event;
+
+/// No computation in flight.
+const FREE: u64 = 0;
+/// The computation ended without a value; the slot is out of the map.
+const DEAD: u64 = u64::MAX;
+
+/// The async single-flight state of a slot.
+pub(crate) struct Flight {
+    claim: AtomicU64,
+    ended: Event,
+}
+
+/// What [`Flight::try_claim`] found.
+pub(crate) enum Claim {
+    /// The caller holds the claim and must compute (and then call `settle` or `abandon`).
+    Won,
+    /// Another computation, of this token, is in flight.
+    Busy(u64),
+    /// The slot is abandoned: look the key up again.
+    Dead,
+}
+
+impl Flight {
+    pub(crate) const fn new() -> Self {
+        Flight {
+            claim: AtomicU64::new(FREE),
+            ended: Event::new(),
+        }
+    }
+
+    /// Claims the computation for `token`, unless a computation is in flight or has ended.
+    pub(crate) fn try_claim(&self, token: u64) -> Claim {
+        match self
+            .claim
+            .compare_exchange(FREE, token, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Claim::Won,
+            Err(DEAD) => Claim::Dead,
+            Err(other) => Claim::Busy(other),
+        }
+    }
+
+    /// The event fired when a computation ends. A waiter starts listening to it (on its own
+    /// stack: `event_listener::listener!`), re-checks the cell and
+    /// [`still_claimed_by`](Self::still_claimed_by), then awaits the listener.
+    pub(crate) fn ended(&self) -> &Event {
+        &self.ended
+    }
+
+    /// Whether the computation of `token` is still in flight.
+    pub(crate) fn still_claimed_by(&self, token: u64) -> bool {
+        self.claim.load(Ordering::Acquire) == token
+    }
+
+    /// The computation ended with its value in the cell: frees the claim (the cell now answers
+    /// every caller) and wakes all waiters.
+    pub(crate) fn settle(&self) {
+        self.claim.store(FREE, Ordering::Release);
+        self.ended.notify(usize::MAX);
+    }
+
+    /// The computation ended without a value, and the slot is out of the map: marks it dead and
+    /// wakes all waiters, who look the key up again (one of them computes).
+    pub(crate) fn abandon(&self) {
+        self.claim.store(DEAD, Ordering::Release);
+        self.ended.notify(usize::MAX);
+    }
+}
+
+/// A new process-unique computation token (never `FREE` or `DEAD`).
+pub(crate) fn next_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+thread_local! {
+    /// The tokens of the computations whose bodies this thread is polling, innermost last.
+    static POLLING: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether this thread is polling, right now, the body of the computation `token`: a caller
+/// waiting for it would be waiting for itself.
+pub(crate) fn inside(token: u64) -> bool {
+    POLLING.with(|polling| polling.borrow().contains(&token))
+}
+
+/// Pops the token pushed for one poll, by return or by unwinding.
+struct Popped;
+
+impl Drop for Popped {
+    fn drop(&mut self) {
+        POLLING.with(|polling| {
+            polling.borrow_mut().pop();
+        });
+    }
+}
+
+/// Awaits `body`, marking each of its polls as being inside the computation `token`.
+pub(crate) async fn run_marked<F: Future>(token: u64, body: F) -> F::Output {
+    let mut body = pin!(body);
+    std::future::poll_fn(move |cx| {
+        POLLING.with(|polling| polling.borrow_mut().push(token));
+        let _popped = Popped;
+        body.as_mut().poll(cx)
+    })
+    .await
+}

@@ -1,0 +1,58 @@
+//! The `async fn` form: the same lookup and key as the synchronous form, a miss that awaits
+//! the runtime's async single flight, and the checks only async functions need.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::visit::Visit;
+use syn::{Block, Ident, Type};
+
+/// The error for a function that returns a future by hand.
+pub(crate) const FUTURE_RETURN: &str = "#[memoize] caches values, not futures: write `async fn \
+     name(..) -> T` and the attribute caches the `T` (a future can be awaited only once)";
+
+/// The miss of an `async fn`, awaited: `compute` is the body's future, polled only by the
+/// caller that computes. Outside a known `impl` the body is inlined as an `async move` block
+/// (the siblings cannot be named); in an `impl`, it is `Self::f_uncached(..)`.
+pub(crate) fn miss(
+    args_span: Span,
+    sync_compute_in_impl: Option<TokenStream>,
+    block: &Block,
+    make_key: &TokenStream,
+    keep: &TokenStream,
+) -> TokenStream {
+    let miss = Ident::new("__miss_async", args_span);
+    let compute = match sync_compute_in_impl {
+        Some(call) => call,
+        None => quote!(async move #block),
+    };
+    quote! {
+        __syncmap_memo.#miss(#make_key, #compute, #keep).await
+    }
+}
+
+/// The part of a return type that names a future (`impl Future<..>`, `dyn Future<..>`,
+/// `Pin<Box<dyn Future<..>>>`, `BoxFuture<..>`), if any.
+pub(crate) fn names_a_future(ty: &Type) -> Option<&Type> {
+    struct Finder<'a> {
+        outer: &'a Type,
+        found: bool,
+    }
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_path_segment(&mut self, segment: &'ast syn::PathSegment) {
+            let name = segment.ident.to_string();
+            if matches!(
+                name.as_str(),
+                "Future" | "IntoFuture" | "BoxFuture" | "LocalBoxFuture"
+            ) {
+                self.found = true;
+            }
+            syn::visit::visit_path_segment(self, segment);
+        }
+    }
+    let mut finder = Finder {
+        outer: ty,
+        found: false,
+    };
+    finder.visit_type(ty);
+    finder.found.then_some(finder.outer)
+}

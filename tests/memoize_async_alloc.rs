@@ -1,0 +1,107 @@
+//! The hit of a `#[memoize] async fn` allocates nothing and completes on its first poll (no
+//! await point): counted by a global allocator, polled by hand with a no-op waker.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use syncmemo::memoize;
+
+/// Counts allocations made by the current thread (other test threads do not interfere).
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to `System`; the counter is a thread-local `Cell` of a `const`-initialized
+// type, which needs no allocation and no registration, so it is safe to touch from the allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: forwarded.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_during(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+/// Polls `future` once; panics if it is not ready.
+fn first_poll<F: Future>(future: F) -> F::Output {
+    let mut context = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut context) {
+        Poll::Ready(value) => value,
+        Poll::Pending => panic!("a hit must complete on its first poll"),
+    }
+}
+
+#[memoize]
+async fn pair_len(a: &str, b: &str) -> usize {
+    std::future::ready(()).await;
+    a.len() + b.len()
+}
+
+#[memoize]
+async fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[memoize(ttl = "1h")]
+async fn profile(user: &str) -> Result<String, String> {
+    Ok(format!("profile of {user}"))
+}
+
+#[test]
+fn async_hits_allocate_nothing_and_complete_on_the_first_poll() {
+    // Misses allocate (owned keys, cells); warm up, including the promotion of the new keys to
+    // the map's read snapshot, which allocates once.
+    assert_eq!(
+        futures::executor::block_on(pair_len("kitten", "sitting")),
+        13
+    );
+    assert_eq!(futures::executor::block_on(double(21)), 42);
+    assert!(futures::executor::block_on(profile("ana")).is_ok());
+    for _ in 0..100 {
+        first_poll(pair_len("kitten", "sitting"));
+        first_poll(double(21));
+        first_poll(profile("ana")).unwrap();
+    }
+    let mut profile_len = 0;
+    let allocations = allocations_during(|| {
+        for _ in 0..1000 {
+            assert_eq!(first_poll(pair_len("kitten", "sitting")), 13);
+            assert_eq!(first_poll(double(21)), 42);
+            // Cloning the cached `String` allocates: measure the hit around it.
+            profile_len += first_poll(profile("ana")).map(|p| p.len()).unwrap();
+        }
+    });
+    // One allocation per hit of `profile`: the clone of its `String` value, nothing else.
+    assert_eq!(allocations, 1000);
+    assert_eq!(profile_len, 1000 * "profile of ana".len());
+    let allocations = allocations_during(|| {
+        for _ in 0..1000 {
+            assert_eq!(first_poll(pair_len("kitten", "sitting")), 13);
+            assert_eq!(first_poll(double(21)), 42);
+        }
+    });
+    assert_eq!(allocations, 0);
+    // And the counter does count: a miss allocates.
+    assert!(
+        allocations_during(|| {
+            futures::executor::block_on(pair_len("new", "key"));
+        }) > 0
+    );
+}

@@ -1,8 +1,0 @@
-use syncmemo::memoize;
-
-#[memoize]
-async fn fetch(id: u64) -> u64 {
-    id
-}
-
-fn main() {}
