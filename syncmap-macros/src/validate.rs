@@ -90,6 +90,18 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
     let value_ty = match &sig.output {
         ReturnType::Type(_, ty) => {
             reject_impl_trait(ty, &mut errors);
+            if let Type::Reference(reference) = &**ty {
+                errors.push_spanned(
+                    ty,
+                    format!(
+                        "#[memoize] cannot cache a borrowed return type: the cache outlives the \
+                         call, so it stores owned values; return an owned type (`{}`) or an \
+                         `Arc` (`std::sync::Arc<{}>`)",
+                        owned_name(&reference.elem),
+                        pretty(&reference.elem),
+                    ),
+                );
+            }
             Some((**ty).clone())
         }
         ReturnType::Default => {
@@ -155,7 +167,7 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
                 };
                 components.push(Component {
                     owned: quote_spanned!(span=> Self),
-                    make: quote!(::core::clone::Clone::clone(#view)),
+                    make: quote!((&&::syncmemo::__private::CloneProbe(#view)).clone_part()),
                     view,
                     span,
                 });
@@ -191,6 +203,21 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
                 }
                 if is_ignored(&ident.to_string()) {
                     continue;
+                }
+                if let (None, Type::Reference(reference)) = (&options.key, &*typed.ty) {
+                    if let Type::TraitObject(object) = &*reference.elem {
+                        errors.push_spanned(
+                            &typed.ty,
+                            format!(
+                                "#[memoize] cannot key the cache on `&{}` (argument `{ident}`): \
+                                 a trait object has no owned form to store in the cache; leave \
+                                 it out with `#[memoize(ignore({ident}))]`, or key the cache on \
+                                 data taken from it with `#[memoize(key: T = expr)]`",
+                                pretty(object)
+                            ),
+                        );
+                        continue;
+                    }
                 }
                 components.push(component(&ident, &typed.ty));
             }
@@ -244,7 +271,7 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
             ty.to_token_stream(),
             quote!(let #key_var: #ty = #expr;),
             quote!(&#key_var),
-            quote!(::core::clone::Clone::clone(&#key_var)),
+            quote!((&&::syncmemo::__private::CloneProbe(&#key_var)).clone_part()),
             vec![(span, ty.to_token_stream())],
         )
     } else {
@@ -282,14 +309,20 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
             }
         }
     };
-    let key_asserts = asserted
+    // One check per key part and one for the value, each spanned at its type: a failing one is
+    // the function's only error (see `expand`), worded by `KeyPart` / `MemoValue`.
+    let mut key_asserts: TokenStream = asserted
         .into_iter()
         .map(|(span, ty)| {
             quote_spanned! {span=>
-                __syncmap_key_part_is_hash_and_eq::<#ty>();
+                <#ty as ::syncmemo::memo::KeyPart>::__assert();
             }
         })
         .collect();
+    let value_span = value_ty.span();
+    key_asserts.extend(quote_spanned! {value_span=>
+        <#value_ty as ::syncmemo::memo::MemoValue>::__assert();
+    });
 
     let per_instantiation = has_receiver
         || options.in_impl.is_some()
@@ -344,7 +377,7 @@ fn component(ident: &Ident, ty: &Type) -> Component {
         _ => Component {
             owned: quote_spanned!(span=> #ty),
             view: quote!(&#ident),
-            make: quote!(::core::clone::Clone::clone(&#ident)),
+            make: quote!((&&::syncmemo::__private::CloneProbe(&#ident)).clone_part()),
             span,
         },
     }
@@ -370,6 +403,32 @@ fn return_kind(ty: &Type) -> ReturnKind {
         }
     }
     ReturnKind::Other
+}
+
+/// The owned counterpart of a borrowed type, for messages: `str` is `String`, `[T]` is `Vec<T>`.
+fn owned_name(ty: &Type) -> String {
+    match ty {
+        Type::Path(path) if path.qself.is_none() && path.path.is_ident("str") => "String".into(),
+        Type::Slice(slice) => format!("Vec<{}>", pretty(&slice.elem)),
+        other => pretty(other),
+    }
+}
+
+/// Tokens as a user would write them: `std::sync::Arc<str>`, not `std :: sync :: Arc < str >`.
+fn pretty(tokens: impl ToTokens) -> String {
+    let mut text = tokens.to_token_stream().to_string();
+    for (spaced, tight) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" < ", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        ("& ", "&"),
+    ] {
+        text = text.replace(spaced, tight);
+    }
+    text
 }
 
 /// Reports every `impl Trait` in a type.

@@ -5,11 +5,12 @@ use std::hash::Hash;
 
 use parking_lot::Mutex;
 
-use super::{Memo, MemoStats};
+use super::{Memo, MemoConfig, MemoStats};
 
 /// What a tool can do with a cache without knowing its types.
 trait ErasedMemo: Send + Sync {
     fn name(&self) -> &'static str;
+    fn config(&self) -> MemoConfig;
     fn len(&self) -> usize;
     fn stats(&self) -> MemoStats;
     fn clear(&self);
@@ -23,6 +24,9 @@ where
 {
     fn name(&self) -> &'static str {
         Memo::name(self)
+    }
+    fn config(&self) -> MemoConfig {
+        Memo::config(self)
     }
     fn len(&self) -> usize {
         Memo::len(self)
@@ -70,6 +74,25 @@ impl MemoHandle {
     /// ```
     pub fn name(&self) -> &'static str {
         self.0.name()
+    }
+
+    /// The cache's configuration: `capacity` and `ttl`, as set by `#[memoize(...)]` or
+    /// [`Memo::builder`].
+    ///
+    /// ```
+    /// #[syncmemo::memoize(capacity = 64)]
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// square(3);
+    /// let handle = syncmemo::memo::registry()
+    ///     .into_iter()
+    ///     .find(|cache| cache.name().ends_with("::square"))
+    ///     .unwrap();
+    /// assert_eq!(handle.config().capacity, Some(64));
+    /// ```
+    pub fn config(&self) -> MemoConfig {
+        self.0.config()
     }
 
     /// The number of cached values.
@@ -181,4 +204,33 @@ impl fmt::Display for MemoHandle {
 /// ```
 pub fn registry() -> Vec<MemoHandle> {
     REGISTRY.lock().iter().copied().map(MemoHandle).collect()
+}
+
+/// Removes every cached value from every cache in the [`registry`](fn@registry) (every
+/// memoized function called so far, and every cache made with
+/// [`MemoBuilder::build_static`](super::MemoBuilder::build_static)); returns how many caches it
+/// cleared. Computations in flight finish and return their values to their callers, but those
+/// values are not cached. Statistics are kept.
+///
+/// For tests that must start cold, or after a change that invalidates everything (a new
+/// configuration, a reloaded data set).
+///
+/// ```
+/// #[syncmemo::memoize]
+/// fn double(x: u64) -> u64 {
+///     x * 2
+/// }
+/// double(1);
+/// assert_eq!(double_cache().len(), 1);
+/// assert!(syncmemo::memo::clear_all() >= 1);
+/// assert!(double_cache().is_empty());
+/// ```
+pub fn clear_all() -> usize {
+    // Copy the list first: clearing runs no user code, but must not hold the registry's lock
+    // while a cache is being created and registered on another thread.
+    let caches = registry();
+    for cache in &caches {
+        cache.clear();
+    }
+    caches.len()
 }
