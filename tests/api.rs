@@ -219,6 +219,30 @@ trait Shape: Clone + std::hash::Hash + Eq + Send + Sync + 'static {
     }
 }
 
+trait Named: 'static {
+    const NAME: &'static str;
+
+    #[syncmemo::memoize(ignore(self))]
+    fn shout(&self, suffix: &str) -> String {
+        format!("{}{suffix}", Self::NAME.to_uppercase())
+    }
+}
+
+impl Named for Square {
+    const NAME: &'static str = "square";
+}
+
+impl Named for Triangle {
+    const NAME: &'static str = "triangle";
+}
+
+#[test]
+fn a_provided_method_that_ignores_self_still_has_one_cache_per_type() {
+    assert_eq!(Square.shout("!"), "SQUARE!");
+    assert_eq!(Triangle.shout("!"), "TRIANGLE!");
+    assert_eq!(Square::shout_cache().len(), 1);
+}
+
 #[derive(Clone, Hash, PartialEq, Eq)]
 struct Square;
 impl Shape for Square {

@@ -122,6 +122,10 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
     // (`module::Type::method`, `module::f::<u8>`).
     let mut instance_parts = Vec::new();
     let mut param_names = Vec::new();
+    if in_impl {
+        // A trait's provided method has one static for every implementing type.
+        instance_parts.push(quote!(::core::marker::PhantomData<Self>));
+    }
     for param in &sig.generics.params {
         match param {
             GenericParam::Type(t) => {
