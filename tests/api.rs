@@ -306,3 +306,24 @@ fn the_same_key_recursion_panic_points_at_the_recursive_call() {
         + 1;
     assert_eq!(line, body_line);
 }
+
+#[derive(Clone, Hash, PartialEq, Eq, Debug)]
+struct Config {
+    level: u8,
+}
+
+#[memoize]
+fn threshold(config: &Config, path: &std::path::Path, tags: &[u8]) -> usize {
+    usize::from(config.level) + path.as_os_str().len() + tags.len()
+}
+
+#[test]
+fn borrowed_arguments_are_keyed_by_their_owned_forms() {
+    let config = Config { level: 2 };
+    assert_eq!(threshold(&config, "ab".as_ref(), &[1]), 5);
+    assert_eq!(threshold(&config, "ab".as_ref(), &[1]), 5);
+    let cache: &Memo<(Config, std::path::PathBuf, Vec<u8>), usize> = threshold_cache();
+    assert_eq!(cache.stats().hits, 1);
+    let path: &std::path::Path = "ab".as_ref();
+    assert_eq!(cache.get(&KeyRef((&config, path, &[1u8][..]))), Some(5));
+}

@@ -219,7 +219,7 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
                         continue;
                     }
                 }
-                components.push(component(&ident, &typed.ty));
+                components.push(component(&ident, &typed.ty, &sig.generics));
             }
         }
     }
@@ -352,9 +352,21 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
 }
 
 /// The key component of an argument `ident: ty`.
-fn component(ident: &Ident, ty: &Type) -> Component {
+fn component(ident: &Ident, ty: &Type, generics: &syn::Generics) -> Component {
     let span = ty.span();
     match ty {
+        // `&T` for a sized `T` is keyed by `T` itself (what `T::Owned` is for every `Clone`
+        // type), cloned through the probe: a `T` that is not `Clone` is then one `KeyPart`
+        // error at the argument, not a `ToOwned` error in each place that names the key.
+        Type::Reference(reference) if is_sized_path(&reference.elem, generics) => {
+            let elem = &reference.elem;
+            Component {
+                owned: quote!(#elem),
+                view: quote!(#ident),
+                make: quote!((&&::syncmemo::__private::CloneProbe(#ident)).clone_part()),
+                span,
+            }
+        }
         Type::Reference(reference) => {
             let elem = &reference.elem;
             let owned = match &**elem {
@@ -381,6 +393,26 @@ fn component(ident: &Ident, ty: &Type) -> Component {
             span,
         },
     }
+}
+
+/// Whether `ty` is a path to a type known to be sized: not `str`, `Path`, `OsStr` or `CStr`
+/// (whose owned forms differ), and not a type parameter (which may be `?Sized`).
+fn is_sized_path(ty: &Type, generics: &syn::Generics) -> bool {
+    let Type::Path(path) = ty else {
+        return false;
+    };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    let unsized_std = ["str", "Path", "OsStr", "CStr"]
+        .iter()
+        .any(|name| last.ident == name);
+    let type_param = path.qself.is_none()
+        && path.path.segments.len() == 1
+        && generics
+            .type_params()
+            .any(|param| param.ident == last.ident);
+    path.qself.is_none() && !unsized_std && !type_param
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
