@@ -17,13 +17,13 @@ use crate::Equivalent;
 /// one is a compile error at that argument, which suggests `ignore(arg)` or `key: T = expr`.
 ///
 /// ```
-/// fn assert_key_part<T: syncmap_core::memo::KeyPart>() {}
+/// fn assert_key_part<T: syncmemo::memo::KeyPart>() {}
 /// assert_key_part::<(String, u64)>();
 /// assert_key_part::<Vec<u8>>();
 /// ```
 ///
 /// ```compile_fail
-/// fn assert_key_part<T: syncmap_core::memo::KeyPart>() {}
+/// fn assert_key_part<T: syncmemo::memo::KeyPart>() {}
 /// assert_key_part::<f64>(); // floats are not `Eq` or `Hash`: key on `x.to_bits()`
 /// ```
 #[diagnostic::on_unimplemented(
@@ -48,7 +48,7 @@ impl<T: Hash + Eq + Clone + Send + Sync> KeyPart for T {}
 /// [`Arc`](std::sync::Arc): `fn load(path: &str) -> Arc<Image>`.
 ///
 /// ```
-/// fn assert_value<T: syncmap_core::memo::MemoValue>() {}
+/// fn assert_value<T: syncmemo::memo::MemoValue>() {}
 /// assert_value::<std::sync::Arc<Vec<u8>>>();
 /// ```
 #[diagnostic::on_unimplemented(

@@ -56,7 +56,13 @@ where
 /// A handle on one memoized function's cache, whatever its key and value types.
 ///
 /// ```
-/// let handles: Vec<syncmap_core::memo::MemoHandle> = syncmap_core::memo::registry();
+/// #[syncmemo::memoize]
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+/// square(3);
+/// let handles: Vec<syncmemo::memo::MemoHandle> = syncmemo::memo::registry();
+/// assert!(handles.iter().any(|cache| cache.name().ends_with("::square")));
 /// for cache in &handles {
 ///     println!("{}: {} entries, {:?}", cache.name(), cache.len(), cache.stats());
 /// }
@@ -68,7 +74,7 @@ impl MemoHandle {
     /// The memoized function's path.
     ///
     /// ```
-    /// for cache in syncmap_core::memo::registry() {
+    /// for cache in syncmemo::memo::registry() {
     ///     assert!(!cache.name().is_empty());
     /// }
     /// ```
@@ -98,7 +104,7 @@ impl MemoHandle {
     /// The number of cached values.
     ///
     /// ```
-    /// let total: usize = syncmap_core::memo::registry().iter().map(|c| c.len()).sum();
+    /// let total: usize = syncmemo::memo::registry().iter().map(|c| c.len()).sum();
     /// # let _ = total;
     /// ```
     pub fn len(&self) -> usize {
@@ -108,7 +114,7 @@ impl MemoHandle {
     /// Whether nothing is cached.
     ///
     /// ```
-    /// let empty = syncmap_core::memo::registry().iter().filter(|c| c.is_empty()).count();
+    /// let empty = syncmemo::memo::registry().iter().filter(|c| c.is_empty()).count();
     /// # let _ = empty;
     /// ```
     pub fn is_empty(&self) -> bool {
@@ -118,7 +124,7 @@ impl MemoHandle {
     /// Hits, misses and the other counters (see [`MemoStats`]).
     ///
     /// ```
-    /// for cache in syncmap_core::memo::registry() {
+    /// for cache in syncmemo::memo::registry() {
     ///     let _ratio = cache.stats().hit_ratio();
     /// }
     /// ```
@@ -129,7 +135,7 @@ impl MemoHandle {
     /// Removes every cached value.
     ///
     /// ```
-    /// for cache in syncmap_core::memo::registry() {
+    /// for cache in syncmemo::memo::registry() {
     ///     cache.clear();
     /// }
     /// ```
@@ -141,7 +147,7 @@ impl MemoHandle {
     /// that does not implement `Debug` (or is a type parameter of a generic function).
     ///
     /// ```
-    /// for cache in syncmap_core::memo::registry() {
+    /// for cache in syncmemo::memo::registry() {
     ///     for (key, value) in cache.dump() {
     ///         println!("{}({key}) = {value}", cache.name());
     ///     }
@@ -167,7 +173,7 @@ impl fmt::Display for MemoHandle {
     /// (see [`dump`](Self::dump)).
     ///
     /// ```
-    /// for cache in syncmap_core::memo::registry() {
+    /// for cache in syncmemo::memo::registry() {
     ///     println!("{cache}");
     /// }
     /// ```
@@ -196,7 +202,7 @@ impl fmt::Display for MemoHandle {
 /// listed. The list is a copy: caches created later are not added to it.
 ///
 /// ```
-/// let table: Vec<(String, usize)> = syncmap_core::memo::registry()
+/// let table: Vec<(String, usize)> = syncmemo::memo::registry()
 ///     .iter()
 ///     .map(|cache| (cache.name().to_string(), cache.len()))
 ///     .collect();

@@ -9,11 +9,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 /// it had during the read.
 ///
 /// ```
-/// use syncmap_core::MemoStats;
+/// use std::time::Duration;
+/// use syncmemo::MemoStats;
 ///
-/// let stats = MemoStats::default();
-/// assert_eq!(stats.hits + stats.misses, 0);
-/// assert_eq!(stats.hit_ratio(), None);
+/// #[syncmemo::memoize]
+/// fn slow_square(x: u64) -> u64 {
+///     std::thread::sleep(Duration::from_millis(50));
+///     x * x
+/// }
+/// // Four threads ask for the same key at once: one computes, the others wait for it.
+/// std::thread::scope(|s| {
+///     for _ in 0..4 {
+///         s.spawn(|| slow_square(3));
+///     }
+/// });
+/// slow_square(3); // a hit
+/// let stats: MemoStats = slow_square_cache().stats();
+/// assert_eq!((stats.misses, stats.computations, stats.entries), (1, 1, 1));
+/// assert_eq!(stats.hits + stats.waits, 4);
+/// assert_eq!(stats.hit_ratio(), Some(0.8));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -46,7 +60,7 @@ impl MemoStats {
     /// misses)`, or `None` before the first call.
     ///
     /// ```
-    /// use syncmap_core::MemoStats;
+    /// use syncmemo::MemoStats;
     ///
     /// let mut stats = MemoStats::default();
     /// stats.hits = 2;
