@@ -327,3 +327,17 @@ fn borrowed_arguments_are_keyed_by_their_owned_forms() {
     let path: &std::path::Path = "ab".as_ref();
     assert_eq!(cache.get(&KeyRef((&config, path, &[1u8][..]))), Some(5));
 }
+
+#[memoize(ignore(log))]
+fn logged_square(x: u32, log: std::rc::Rc<std::cell::Cell<u32>>) -> u32 {
+    log.set(log.get() + 1);
+    x * x
+}
+
+#[test]
+fn a_single_threaded_argument_can_be_left_out_of_the_key() {
+    let log = std::rc::Rc::new(std::cell::Cell::new(0));
+    assert_eq!(logged_square(3, log.clone()), 9);
+    assert_eq!(logged_square(3, log.clone()), 9);
+    assert_eq!(log.get(), 1, "the second call is a hit");
+}

@@ -90,6 +90,7 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
     let value_ty = match &sig.output {
         ReturnType::Type(_, ty) => {
             reject_impl_trait(ty, &mut errors);
+            reject_single_threaded(ty, "the return type", &mut errors);
             if let Type::Reference(reference) = &**ty {
                 errors.push_spanned(
                     ty,
@@ -203,6 +204,9 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
                 }
                 if is_ignored(&ident.to_string()) {
                     continue;
+                }
+                if options.key.is_none() {
+                    reject_single_threaded(&typed.ty, &format!("argument `{ident}`"), &mut errors);
                 }
                 if let (None, Type::Reference(reference)) = (&options.key, &*typed.ty) {
                     if let Type::TraitObject(object) = &*reference.elem {
@@ -461,6 +465,52 @@ fn pretty(tokens: impl ToTokens) -> String {
         text = text.replace(spaced, tight);
     }
     text
+}
+
+/// Reports `Rc`, `RefCell` and `std::cell::Cell` in a key part or the return type: the cache is
+/// shared between threads, so they can never be cached (and the error rustc would give names
+/// the cache's internals).
+fn reject_single_threaded(ty: &Type, what: &str, errors: &mut Errors) {
+    struct Finder<'a> {
+        what: &'a str,
+        errors: &'a mut Errors,
+    }
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_type_path(&mut self, node: &'ast syn::TypePath) {
+            let segments: Vec<String> = node
+                .path
+                .segments
+                .iter()
+                .map(|s| s.ident.to_string())
+                .collect();
+            let last = segments.last().map(String::as_str).unwrap_or_default();
+            let qualified_cell = segments.len() >= 2
+                && segments[segments.len() - 2] == "cell"
+                && (last == "Cell" || last == "UnsafeCell");
+            if node.qself.is_none() && (last == "Rc" || last == "RefCell" || qualified_cell) {
+                let replacement = match last {
+                    "Rc" => "`std::sync::Arc`",
+                    _ => "`std::sync::Mutex` or an atomic",
+                };
+                let tail = if self.what.starts_with("argument") {
+                    ", or leave the argument out of the key with `ignore(..)` or `key: T = expr`"
+                } else {
+                    ""
+                };
+                self.errors.push_spanned(
+                    node,
+                    format!(
+                        "#[memoize] cannot cache `{}` ({}): the cache is shared between threads, \
+                         and `{last}` is not thread-safe; use {replacement}{tail}",
+                        pretty(node),
+                        self.what
+                    ),
+                );
+            }
+            syn::visit::visit_type_path(self, node);
+        }
+    }
+    Finder { what, errors }.visit_type(ty);
 }
 
 /// Reports every `impl Trait` in a type.
