@@ -215,7 +215,8 @@ pub use syncmap_core::*;
 ///
 /// Misuse is a compile error pointing at the offending token: no return type, a borrowed return
 /// type (return an owned type or an `Arc`), `&mut` arguments or receiver, `&dyn Trait`
-/// arguments, `impl Trait`, pattern arguments, `const fn`, `async fn` (not supported yet),
+/// arguments, `Rc` / `RefCell` / `std::cell::Cell` in a key part or the result (the cache is
+/// shared between threads: use `Arc`), `impl Trait`, pattern arguments, `const fn`, `async fn` (not supported yet),
 /// unknown, duplicated or mistyped options. An argument (or `self`) that is not a
 /// [`memo::KeyPart`] (`Hash + Eq + Clone + Send + Sync`: not an `f32`, not a `HashMap`) is one
 /// error at that argument, suggesting `ignore(arg)` or `key: T = expr`; a return type that is
