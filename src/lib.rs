@@ -62,7 +62,8 @@ pub use syncmap_core::*;
 ///     println!("{a} {b} -> {d}");
 ///     true
 /// });
-/// assert!(cache.invalidate(&("kitten".to_string(), "sitting".to_string())));
+/// // A tuple key is looked up by its borrowed parts through `KeyRef`.
+/// assert!(cache.invalidate(&syncmemo::memo::KeyRef(("kitten", "sitting"))));
 /// ```
 ///
 /// # What it generates
@@ -75,7 +76,10 @@ pub use syncmap_core::*;
 ///   inside an `impl` it is an associated function, `Self::f_cache()`;
 /// - `f_uncached(args) -> V`: the original body, without the cache.
 ///
-/// Every cache also appears in [`memo::registry()`], for debugging tools.
+/// Every cache also appears in [`memo::registry()`], for debugging tools, named after the
+/// function's path: `module::f`, `module::Type::method` for a method taking `self` or using
+/// `Self`, and `module::f::<u8>` for each instantiation of a generic function.
+/// [`memo::clear_all()`] empties them all.
 ///
 /// # The key
 ///
@@ -101,7 +105,8 @@ pub use syncmap_core::*;
 ///
 /// # Options
 ///
-/// `capacity = N`: at most `N` entries. When full, inserting evicts a batch (about `N / 8`)
+/// `capacity = N`: at most `N` entries. `N` is a literal or any constant `usize` expression
+/// (`capacity = CACHE_SIZE`, `capacity = 10 * 1024`), checked at compile time. When full, inserting evicts a batch (about `N / 8`)
 /// in the map's iteration order, effectively random, never an entry being computed; hits do no
 /// bookkeeping, so they stay free of shared writes.
 ///
@@ -208,7 +213,12 @@ pub use syncmap_core::*;
 /// assert_eq!(Matrix::identity_trace(4), 4);
 /// ```
 ///
-/// Generic functions get one cache per instantiation (type parameters must be `'static`):
+/// A provided method of a trait is memoized per implementing type when the trait has the key's
+/// traits as supertraits (`trait Shape: Clone + Hash + Eq + Send + Sync + 'static`); without
+/// them, the attribute says which are missing.
+///
+/// Generic functions get one cache per instantiation, even when a type parameter appears in
+/// neither the arguments nor the result (type parameters must be `'static`):
 ///
 /// ```
 /// #[syncmemo::memoize]
@@ -269,10 +279,25 @@ pub use syncmap_core::*;
 /// - **Invalidation** while a computation runs: its callers still get the value, which is not
 ///   cached.
 ///
-/// Misuse is a compile error pointing at the offending token: no return type, `&mut` arguments
-/// or receiver (async too), `impl Trait`, a future returned by hand (`-> impl Future`,
-/// `Pin<Box<dyn Future>>`: write `async fn` instead), pattern arguments, `const fn`, unknown,
-/// duplicated or mistyped options, arguments that are not `Hash + Eq`.
+/// Misuse is a compile error pointing at the offending token: no return type, a borrowed return
+/// type (return an owned type or an `Arc`), `&mut` arguments or receiver, `&dyn Trait`
+/// arguments, `Rc` / `RefCell` / `std::cell::Cell` in a key part or the result (the cache is
+/// shared between threads: use `Arc`), `impl Trait`, a future returned by hand (`-> impl Future`, `Pin<Box<dyn Future>>`: write
+/// `async fn` instead), pattern arguments, `const fn`, unknown, duplicated or mistyped options. An argument (or `self`) that is not a
+/// [`memo::KeyPart`] (`Hash + Eq + Clone + Send + Sync`: not an `f32`, not a `HashMap`) is one
+/// error at that argument, suggesting `ignore(arg)` or `key: T = expr`; a return type that is
+/// not a [`memo::MemoValue`] (`Clone + Send + Sync`) is one error at the return type.
+///
+/// ```compile_fail
+/// #[syncmemo::memoize]
+/// fn scale(x: f32) -> f32 {
+///     // error: `f32` cannot be part of a #[memoize] cache key ...
+///     x * 2.0
+/// }
+/// ```
+///
+/// An unused memoized function gets the usual dead-code warning, and a same-key recursion
+/// panics at the recursive call (the generated function is `#[track_caller]`).
 pub use syncmap_macros::memoize;
 
 /// The README's examples, compiled and run as doctests.

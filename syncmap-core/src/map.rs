@@ -185,6 +185,24 @@ impl<K, V> SyncMap<K, V, RandomState> {
     /// let map: SyncMap<String, u32> = SyncMap::new();
     /// assert!(map.is_empty());
     /// ```
+    ///
+    /// # In a `static`
+    ///
+    /// `new` is not a `const fn`: a map starts with an allocated read snapshot and a randomly
+    /// seeded hasher. Make a global map with [`LazyLock`](std::sync::LazyLock), which creates it
+    /// on first use (one atomic load per access afterwards):
+    ///
+    /// ```
+    /// use std::sync::LazyLock;
+    /// use syncmap_core::SyncMap;
+    ///
+    /// static SESSIONS: LazyLock<SyncMap<u64, String>> = LazyLock::new(SyncMap::new);
+    ///
+    /// SESSIONS.store(7, "alice".to_string());
+    /// assert_eq!(SESSIONS.load(&7).as_deref(), Some("alice"));
+    /// ```
+    ///
+    /// To cache a function's results, `#[memoize]` (in the `syncmemo` crate) does this for you.
     pub fn new() -> Self {
         Self::with_hasher(RandomState::new())
     }

@@ -1,6 +1,6 @@
 //! Generates the cached function, `<fn>_cache()` and `<fn>_uncached`.
 
-use proc_macro2::{Ident, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::{GenericParam, ItemFn};
 
@@ -50,6 +50,18 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         key_asserts,
     } = plan;
 
+    // In an `impl`, `Self` is a sized type and these bounds hold trivially; in a trait's provided
+    // method they make the generated items well-formed, so the key checks (`Self: KeyPart`)
+    // are what the user reads, and a trait with the key traits as supertraits just works.
+    let mut sig = sig.clone();
+    if in_impl {
+        sig.generics
+            .make_where_clause()
+            .predicates
+            .push(syn::parse_quote!(Self: ::core::marker::Sized + 'static));
+    }
+    let sig = &sig;
+
     let capacity = match options.capacity {
         Some((_, n)) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
@@ -94,25 +106,82 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
     };
     let path_prefix = if in_impl { quote!(Self::) } else { quote!() };
 
-    // Calls whose bounds need a `Hash + Eq` key are spanned on the argument list, so a
-    // non-`Hash` argument is reported there (next to the precise errors of `key_asserts`)
-    // rather than on the attribute.
-    let args_span = sig.paren_token.span.join();
-    let hit = Ident::new("__hit", args_span);
-    let miss = Ident::new("__miss_owned", args_span);
-    let get = Ident::new("get", args_span);
+    // Every operation that needs `K: Hash + Eq` or `V: Clone` goes through the probe: for a key
+    // or value that fails the checks of `key_asserts`, it picks inert operations, so those
+    // checks, spanned at the argument or return type, are the function's only errors.
     let (impl_generics, _, where_clause) = sig.generics.split_for_impl();
+    let probe = quote! {
+        #[allow(unused_imports)]
+        use ::syncmemo::__private::{
+            ViaClone as _, ViaMemo as _, ViaNoClone as _, ViaRejected as _,
+        };
+        let __syncmap_probe = &&::syncmemo::__private::Probe::<#key_ty, #value_ty>::new();
+    };
+    // Each instantiation of a generic function (or method of a generic type) has its own cache,
+    // told apart by the `TypeId` of its key, value and generic parameters, and named after them
+    // (`module::Type::method`, `module::f::<u8>`).
+    let mut instance_parts = Vec::new();
+    let mut param_names = Vec::new();
+    if in_impl {
+        // A trait's provided method has one static for every implementing type.
+        instance_parts.push(quote!(::core::marker::PhantomData<Self>));
+    }
+    for param in &sig.generics.params {
+        match param {
+            GenericParam::Type(t) => {
+                let ident = &t.ident;
+                instance_parts.push(quote!(::core::marker::PhantomData<#ident>));
+                param_names.push(quote!(::std::string::String::from(
+                    ::core::any::type_name::<#ident>()
+                )));
+            }
+            GenericParam::Const(c) => {
+                let ident = &c.ident;
+                if matches!(&c.ty, syn::Type::Path(p) if p.path.is_ident("usize")) {
+                    instance_parts.push(quote!([(); #ident]));
+                }
+                param_names.push(quote!(::std::string::ToString::to_string(&#ident)));
+            }
+            GenericParam::Lifetime(_) => {}
+        }
+    }
+    let instance = quote!(::core::any::TypeId::of::<(
+        #key_ty,
+        #value_ty,
+        (#(#instance_parts,)*),
+    )>());
+    let self_name = if in_impl {
+        quote!(::core::option::Option::Some(
+            ::core::any::type_name::<Self>()
+        ))
+    } else {
+        quote!(::core::option::Option::None)
+    };
+    let instance_name = quote! {
+        || ::syncmemo::__private::instance_name(
+            ::core::module_path!(),
+            #self_name,
+            ::core::stringify!(#name),
+            &[#(#param_names),*],
+        )
+    };
     let lookup = if per_instantiation {
         quote! {
             static __SYNCMAP_MEMOS: ::syncmemo::__private::GenericMemos =
                 ::syncmemo::__private::GenericMemos::new();
-            __SYNCMAP_MEMOS.#get::<#key_ty, #value_ty>(#memo_name, #memo_options, #debug)
+            __syncmap_probe.generic_memo(
+                &__SYNCMAP_MEMOS,
+                #instance,
+                #instance_name,
+                #memo_options,
+                #debug,
+            )
         }
     } else {
         quote! {
             static __SYNCMAP_MEMO: ::syncmemo::__private::StaticMemo<#key_ty, #value_ty> =
                 ::syncmemo::__private::StaticMemo::new(#memo_name, #memo_options);
-            __SYNCMAP_MEMO.#get(#debug)
+            __syncmap_probe.static_memo(&__SYNCMAP_MEMO, #debug)
         }
     };
 
@@ -147,49 +216,74 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         )
     } else {
         let by_site = if per_instantiation {
-            quote!(::syncmemo::__private::site_memo::<#key_ty, #value_ty>(
-                #site, #memo_name, #memo_options, #debug
+            quote!(__syncmap_probe.generic_site_memo(
+                #site,
+                #instance,
+                #instance_name,
+                #memo_options,
+                #debug,
             ))
         } else {
             quote!({
                 static __SYNCMAP_SITE: ::syncmemo::__private::SiteMemo<#key_ty, #value_ty> =
                     ::syncmemo::__private::SiteMemo::new();
-                __SYNCMAP_SITE.#get(#site, #memo_name, #memo_options, #debug)
+                __syncmap_probe.site_memo(&__SYNCMAP_SITE, #site, #memo_name, #memo_options, #debug)
             })
         };
         let output = match &sig.output {
             syn::ReturnType::Type(_, ty) => quote!(-> #ty),
             syn::ReturnType::Default => quote!(),
         };
-        (by_site.clone(), by_site, quote!(move || #output #block))
+        (
+            quote!({ #by_site }),
+            by_site,
+            quote!(move || #output #block),
+        )
     };
 
     let miss_call = if sig.asyncness.is_some() {
         let in_impl_call = in_impl.then_some(uncached_call);
-        crate::expand_async::miss(args_span, in_impl_call, block, &make_key, &keep)
+        crate::expand_async::miss(in_impl_call, block, &make_key, &keep)
     } else {
-        quote!(__syncmap_memo.#miss(#make_key, #compute, #keep))
+        quote!(__syncmap_probe.miss(__syncmap_memo, #make_key, #compute, #keep))
     };
 
-    Ok(quote! {
-        #(#attrs)*
-        #vis #sig {
+    // A same-key recursion panics at the recursive call, not inside the runtime (`async fn`
+    // cannot be `#[track_caller]` on stable Rust).
+    let track_caller = if sig.abi.is_none() && sig.asyncness.is_none() {
+        quote!(#[track_caller])
+    } else {
+        quote!()
+    };
+
+    // The body's braces keep the user's span: an item whose span ends in the macro's output is
+    // left out of the dead-code lint, and an unused memoized function must warn as a plain one.
+    let body = quote! {
+            #key_asserts
+            #probe
             let __syncmap_memo = #wrapper_lookup;
             #setup
-            if let ::core::option::Option::Some(__syncmap_value) = __syncmap_memo.#hit(#view) {
+            if let ::core::option::Option::Some(__syncmap_value) =
+                __syncmap_probe.hit(__syncmap_memo, #view)
+            {
                 return __syncmap_value;
             }
             // On a miss the owned key is built before the arguments move into the body.
             #miss_call
-        }
+    };
+    let mut body = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, body);
+    body.set_span(block.brace_token.span.join());
+
+    Ok(quote! {
+        #(#attrs)*
+        #track_caller
+        #vis #sig #body
 
         #[doc = #cache_doc]
         #(#other_attrs)*
         #[allow(clippy::type_complexity, dead_code)]
         #vis fn #cache_fn #impl_generics () -> &'static ::syncmemo::Memo<#key_ty, #value_ty> #where_clause {
-            #[allow(dead_code)]
-            fn __syncmap_key_part_is_hash_and_eq<T: ?::core::marker::Sized + ::core::hash::Hash + ::core::cmp::Eq>() {}
-            #key_asserts
+            #probe
             #lookup
         }
 

@@ -1,10 +1,10 @@
 //! The `async fn` form: the same lookup and key as the synchronous form, a miss that awaits
 //! the runtime's async single flight, and the checks only async functions need.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::quote;
 use syn::visit::Visit;
-use syn::{Block, Ident, Type};
+use syn::{Block, Type};
 
 /// The error for a function that returns a future by hand.
 pub(crate) const FUTURE_RETURN: &str = "#[memoize] caches values, not futures: write `async fn \
@@ -14,19 +14,17 @@ pub(crate) const FUTURE_RETURN: &str = "#[memoize] caches values, not futures: w
 /// caller that computes. Outside a known `impl` the body is inlined as an `async move` block
 /// (the siblings cannot be named); in an `impl`, it is `Self::f_uncached(..)`.
 pub(crate) fn miss(
-    args_span: Span,
     sync_compute_in_impl: Option<TokenStream>,
     block: &Block,
     make_key: &TokenStream,
     keep: &TokenStream,
 ) -> TokenStream {
-    let miss = Ident::new("__miss_async", args_span);
     let compute = match sync_compute_in_impl {
         Some(call) => call,
         None => quote!(async move #block),
     };
     quote! {
-        __syncmap_memo.#miss(#make_key, #compute, #keep).await
+        __syncmap_probe.miss_async(__syncmap_memo, #make_key, #compute, #keep).await
     }
 }
 

@@ -5,12 +5,15 @@ use std::time::Duration;
 use proc_macro2::{Span, TokenStream};
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{Expr, Ident, LitInt, LitStr, Token, Type};
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, LitStr, Token, Type};
 
 /// Parsed options, each with the span of its name for later errors.
 #[derive(Default)]
 pub(crate) struct Options {
-    pub(crate) capacity: Option<(Span, usize)>,
+    /// A `usize` expression: a literal, checked here, or a constant expression or path,
+    /// evaluated at compile time in the generated code.
+    pub(crate) capacity: Option<(Span, TokenStream)>,
     pub(crate) ttl: Option<(Span, Duration)>,
     pub(crate) key: Option<(Span, Type, Expr)>,
     pub(crate) ignore: Option<(Span, Vec<Ident>)>,
@@ -66,7 +69,7 @@ struct Option_ {
 }
 
 enum Value {
-    Capacity(usize),
+    Capacity(TokenStream),
     Ttl(Duration),
     Key(Box<(Type, Expr)>),
     Ignore(Vec<Ident>),
@@ -81,14 +84,7 @@ impl Parse for Option_ {
         let value = match name.to_string().as_str() {
             "capacity" => {
                 input.parse::<Token![=]>()?;
-                let lit: LitInt = input.parse().map_err(|e| {
-                    syn::Error::new(e.span(), "`capacity` takes an integer: `capacity = 1000`")
-                })?;
-                let n: usize = lit.base10_parse()?;
-                if n == 0 {
-                    return Err(syn::Error::new(lit.span(), "`capacity` must be at least 1"));
-                }
-                Value::Capacity(n)
+                Value::Capacity(capacity(input)?)
             }
             "ttl" => {
                 input.parse::<Token![=]>()?;
@@ -138,6 +134,47 @@ impl Parse for Option_ {
             }
         };
         Ok(Option_ { name, value })
+    }
+}
+
+const CAPACITY_ALLOWED: &str = "`capacity` takes a whole number of entries, at least 1: \
+     `capacity = 1000`, or a constant `usize` expression such as `capacity = CACHE_SIZE` or \
+     `capacity = 10 * 1024`";
+
+/// `capacity = N`: a literal (checked now), or a constant expression (checked when compiled).
+fn capacity(input: ParseStream) -> syn::Result<TokenStream> {
+    let expr: Expr = input
+        .parse()
+        .map_err(|e| syn::Error::new(e.span(), CAPACITY_ALLOWED))?;
+    match &expr {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(lit),
+            ..
+        }) => {
+            let n: usize = lit
+                .base10_parse()
+                .map_err(|_| syn::Error::new(lit.span(), CAPACITY_ALLOWED))?;
+            if n == 0 {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    "`capacity` must be at least 1 (leave it out for an unbounded cache)",
+                ));
+            }
+            Ok(quote::quote!(#n))
+        }
+        Expr::Lit(_)
+        | Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Neg(_),
+            ..
+        }) => Err(syn::Error::new_spanned(&expr, CAPACITY_ALLOWED)),
+        // A constant: its type and value are checked at compile time, where it is used.
+        _ => Ok(quote::quote_spanned! {expr.span()=>
+            {
+                const CAPACITY: usize = #expr;
+                const _: () = ::core::assert!(CAPACITY >= 1, "`capacity` must be at least 1");
+                CAPACITY
+            }
+        }),
     }
 }
 
@@ -191,7 +228,7 @@ mod tests {
     #[test]
     fn options_and_errors() {
         let options = options(quote!(capacity = 10, ttl = "1s", ignore(a, b), cache_err)).unwrap();
-        assert_eq!(options.capacity.unwrap().1, 10);
+        assert_eq!(options.capacity.unwrap().1.to_string(), "10usize");
         assert_eq!(options.ignore.unwrap().1.len(), 2);
         assert!(options.cache_err.is_some());
         let error = options_err(quote!(capacity = 1, capacity = 2));
@@ -202,7 +239,18 @@ mod tests {
             "{error}"
         );
         let error = options_err(quote!(capacity = "1"));
-        assert!(error.contains("takes an integer"), "{error}");
+        assert!(error.contains("takes a whole number"), "{error}");
+        let error = options_err(quote!(capacity = -1));
+        assert!(error.contains("at least 1"), "{error}");
+        let error = options_err(quote!(capacity = 0));
+        assert!(error.contains("at least 1"), "{error}");
+        let constant = super::options(quote!(capacity = 10 * 1024)).unwrap();
+        assert!(constant
+            .capacity
+            .unwrap()
+            .1
+            .to_string()
+            .contains("10 * 1024"));
     }
 
     fn options_err(tokens: TokenStream) -> String {

@@ -86,6 +86,19 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
                 errors.push_spanned(future, crate::expand_async::FUTURE_RETURN);
             } else {
                 reject_impl_trait(ty, &mut errors);
+                reject_single_threaded(ty, "the return type", &mut errors);
+                if let Type::Reference(reference) = &**ty {
+                    errors.push_spanned(
+                        ty,
+                        format!(
+                            "#[memoize] cannot cache a borrowed return type: the cache outlives the \
+                             call, so it stores owned values; return an owned type (`{}`) or an \
+                             `Arc` (`std::sync::Arc<{}>`)",
+                            owned_name(&reference.elem),
+                            pretty(&reference.elem),
+                        ),
+                    );
+                }
             }
             Some((**ty).clone())
         }
@@ -152,7 +165,7 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
                 };
                 components.push(Component {
                     owned: quote_spanned!(span=> Self),
-                    make: quote!(::core::clone::Clone::clone(#view)),
+                    make: quote!((&&::syncmemo::__private::CloneProbe(#view)).clone_part()),
                     view,
                     span,
                 });
@@ -189,7 +202,25 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
                 if is_ignored(&ident.to_string()) {
                     continue;
                 }
-                components.push(component(&ident, &typed.ty));
+                if options.key.is_none() {
+                    reject_single_threaded(&typed.ty, &format!("argument `{ident}`"), &mut errors);
+                }
+                if let (None, Type::Reference(reference)) = (&options.key, &*typed.ty) {
+                    if let Type::TraitObject(object) = &*reference.elem {
+                        errors.push_spanned(
+                            &typed.ty,
+                            format!(
+                                "#[memoize] cannot key the cache on `&{}` (argument `{ident}`): \
+                                 a trait object has no owned form to store in the cache; leave \
+                                 it out with `#[memoize(ignore({ident}))]`, or key the cache on \
+                                 data taken from it with `#[memoize(key: T = expr)]`",
+                                pretty(object)
+                            ),
+                        );
+                        continue;
+                    }
+                }
+                components.push(component(&ident, &typed.ty, &sig.generics));
             }
         }
     }
@@ -241,7 +272,7 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
             ty.to_token_stream(),
             quote!(let #key_var: #ty = #expr;),
             quote!(&#key_var),
-            quote!(::core::clone::Clone::clone(&#key_var)),
+            quote!((&&::syncmemo::__private::CloneProbe(&#key_var)).clone_part()),
             vec![(span, ty.to_token_stream())],
         )
     } else {
@@ -279,14 +310,20 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
             }
         }
     };
-    let key_asserts = asserted
+    // One check per key part and one for the value, each spanned at its type: a failing one is
+    // the function's only error (see `expand`), worded by `KeyPart` / `MemoValue`.
+    let mut key_asserts: TokenStream = asserted
         .into_iter()
         .map(|(span, ty)| {
             quote_spanned! {span=>
-                __syncmap_key_part_is_hash_and_eq::<#ty>();
+                <#ty as ::syncmemo::memo::KeyPart>::__assert();
             }
         })
         .collect();
+    let value_span = value_ty.span();
+    key_asserts.extend(quote_spanned! {value_span=>
+        <#value_ty as ::syncmemo::memo::MemoValue>::__assert();
+    });
 
     let per_instantiation = has_receiver
         || options.in_impl.is_some()
@@ -316,9 +353,21 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
 }
 
 /// The key component of an argument `ident: ty`.
-fn component(ident: &Ident, ty: &Type) -> Component {
+fn component(ident: &Ident, ty: &Type, generics: &syn::Generics) -> Component {
     let span = ty.span();
     match ty {
+        // `&T` for a sized `T` is keyed by `T` itself (what `T::Owned` is for every `Clone`
+        // type), cloned through the probe: a `T` that is not `Clone` is then one `KeyPart`
+        // error at the argument, not a `ToOwned` error in each place that names the key.
+        Type::Reference(reference) if is_sized_path(&reference.elem, generics) => {
+            let elem = &reference.elem;
+            Component {
+                owned: quote!(#elem),
+                view: quote!(#ident),
+                make: quote!((&&::syncmemo::__private::CloneProbe(#ident)).clone_part()),
+                span,
+            }
+        }
         Type::Reference(reference) => {
             let elem = &reference.elem;
             let owned = match &**elem {
@@ -341,10 +390,30 @@ fn component(ident: &Ident, ty: &Type) -> Component {
         _ => Component {
             owned: quote_spanned!(span=> #ty),
             view: quote!(&#ident),
-            make: quote!(::core::clone::Clone::clone(&#ident)),
+            make: quote!((&&::syncmemo::__private::CloneProbe(&#ident)).clone_part()),
             span,
         },
     }
+}
+
+/// Whether `ty` is a path to a type known to be sized: not `str`, `Path`, `OsStr` or `CStr`
+/// (whose owned forms differ), and not a type parameter (which may be `?Sized`).
+fn is_sized_path(ty: &Type, generics: &syn::Generics) -> bool {
+    let Type::Path(path) = ty else {
+        return false;
+    };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    let unsized_std = ["str", "Path", "OsStr", "CStr"]
+        .iter()
+        .any(|name| last.ident == name);
+    let type_param = path.qself.is_none()
+        && path.path.segments.len() == 1
+        && generics
+            .type_params()
+            .any(|param| param.ident == last.ident);
+    path.qself.is_none() && !unsized_std && !type_param
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -367,6 +436,78 @@ fn return_kind(ty: &Type) -> ReturnKind {
         }
     }
     ReturnKind::Other
+}
+
+/// The owned counterpart of a borrowed type, for messages: `str` is `String`, `[T]` is `Vec<T>`.
+fn owned_name(ty: &Type) -> String {
+    match ty {
+        Type::Path(path) if path.qself.is_none() && path.path.is_ident("str") => "String".into(),
+        Type::Slice(slice) => format!("Vec<{}>", pretty(&slice.elem)),
+        other => pretty(other),
+    }
+}
+
+/// Tokens as a user would write them: `std::sync::Arc<str>`, not `std :: sync :: Arc < str >`.
+fn pretty(tokens: impl ToTokens) -> String {
+    let mut text = tokens.to_token_stream().to_string();
+    for (spaced, tight) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" < ", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        ("& ", "&"),
+    ] {
+        text = text.replace(spaced, tight);
+    }
+    text
+}
+
+/// Reports `Rc`, `RefCell` and `std::cell::Cell` in a key part or the return type: the cache is
+/// shared between threads, so they can never be cached (and the error rustc would give names
+/// the cache's internals).
+fn reject_single_threaded(ty: &Type, what: &str, errors: &mut Errors) {
+    struct Finder<'a> {
+        what: &'a str,
+        errors: &'a mut Errors,
+    }
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_type_path(&mut self, node: &'ast syn::TypePath) {
+            let segments: Vec<String> = node
+                .path
+                .segments
+                .iter()
+                .map(|s| s.ident.to_string())
+                .collect();
+            let last = segments.last().map(String::as_str).unwrap_or_default();
+            let qualified_cell = segments.len() >= 2
+                && segments[segments.len() - 2] == "cell"
+                && (last == "Cell" || last == "UnsafeCell");
+            if node.qself.is_none() && (last == "Rc" || last == "RefCell" || qualified_cell) {
+                let replacement = match last {
+                    "Rc" => "`std::sync::Arc`",
+                    _ => "`std::sync::Mutex` or an atomic",
+                };
+                let tail = if self.what.starts_with("argument") {
+                    ", or leave the argument out of the key with `ignore(..)` or `key: T = expr`"
+                } else {
+                    ""
+                };
+                self.errors.push_spanned(
+                    node,
+                    format!(
+                        "#[memoize] cannot cache `{}` ({}): the cache is shared between threads, \
+                         and `{last}` is not thread-safe; use {replacement}{tail}",
+                        pretty(node),
+                        self.what
+                    ),
+                );
+            }
+            syn::visit::visit_type_path(self, node);
+        }
+    }
+    Finder { what, errors }.visit_type(ty);
 }
 
 /// Reports every `impl Trait` in a type.

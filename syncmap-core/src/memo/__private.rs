@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use once_cell::sync::OnceCell;
 
+pub use super::checks::{CloneProbe, Probe, ViaClone, ViaMemo, ViaNoClone, ViaRejected};
 pub use super::key::KeyRef;
 use super::{registry, Memo, MemoConfig};
 use crate::SyncMap;
@@ -137,15 +138,80 @@ impl GenericMemos {
         V: Clone + Send + Sync + 'static,
     {
         let memos = self.memos.get_or_init(SyncMap::new);
-        find_or_create(memos, TypeId::of::<(K, V)>(), name, options, debug)
+        find_or_create(memos, TypeId::of::<(K, V)>(), || name, options, debug)
     }
+
+    /// The cache of one instantiation, told apart by `instance` (the `TypeId` of the key, the
+    /// value and the function's generic parameters), and named by `name` when it is created.
+    pub fn get_instance<K, V>(
+        &'static self,
+        instance: TypeId,
+        name: impl FnOnce() -> &'static str,
+        options: MemoOptions,
+        debug: impl FnOnce() -> MemoDebug<K, V>,
+    ) -> &'static Memo<K, V>
+    where
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let memos = self.memos.get_or_init(SyncMap::new);
+        find_or_create(memos, instance, name, options, debug)
+    }
+}
+
+/// The registry name of one instantiation of a memoized function: `module::Type::f` for a
+/// method of `Type`, `module::f::<u8, String>` for a generic function (type paths shortened to
+/// their last segment). Computed once per cache, and kept for the process's lifetime, as the
+/// cache itself.
+pub fn instance_name(
+    module: &str,
+    self_type: Option<&str>,
+    function: &str,
+    params: &[String],
+) -> &'static str {
+    let mut name = module.to_string();
+    if let Some(self_type) = self_type {
+        name.push_str("::");
+        name.push_str(&short_type_name(self_type));
+    }
+    name.push_str("::");
+    name.push_str(function);
+    if !params.is_empty() {
+        let params: Vec<String> = params.iter().map(|p| short_type_name(p)).collect();
+        name.push_str("::<");
+        name.push_str(&params.join(", "));
+        name.push('>');
+    }
+    Box::leak(name.into_boxed_str())
+}
+
+/// `alloc::vec::Vec<core::option::Option<my::Id>>` as `Vec<Option<Id>>`: drops every path
+/// prefix, keeps the last segments and the punctuation.
+fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut segment = String::new();
+    let mut chars = full.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_alphanumeric() || c == '_' {
+            segment.push(c);
+        } else if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            segment.clear(); // a path prefix
+        } else {
+            out.push_str(&segment);
+            segment.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(&segment);
+    out
 }
 
 /// The cache stored under `key` in `memos`, created and registered by the first caller.
 fn find_or_create<Key, S, K, V>(
     memos: &SyncMap<Key, &'static (dyn Any + Send + Sync), S>,
     key: Key,
-    name: &'static str,
+    name: impl FnOnce() -> &'static str,
     options: MemoOptions,
     debug: impl FnOnce() -> MemoDebug<K, V>,
 ) -> &'static Memo<K, V>
@@ -160,7 +226,7 @@ where
     }
     let (erased, loaded) = memos.load_or_store_with(key, || {
         let memo: &'static Memo<K, V> =
-            Box::leak(Box::new(Memo::with_debug(name, options.into(), debug())));
+            Box::leak(Box::new(Memo::with_debug(name(), options.into(), debug())));
         memo
     });
     let memo = downcast(erased);
@@ -199,7 +265,30 @@ where
     V: Clone + Send + Sync + 'static,
 {
     let sites = SITES.get_or_init(Sites::default);
-    find_or_create(sites, (site, TypeId::of::<(K, V)>()), name, options, debug)
+    find_or_create(
+        sites,
+        (site, TypeId::of::<(K, V)>()),
+        || name,
+        options,
+        debug,
+    )
+}
+
+/// [`site_memo`] for one instantiation of a generic function, told apart by `instance` (the
+/// `TypeId` of the key, the value and the generic parameters) and named by `name` on creation.
+pub fn site_memo_instance<K, V>(
+    site: &'static str,
+    instance: TypeId,
+    name: impl FnOnce() -> &'static str,
+    options: MemoOptions,
+    debug: impl FnOnce() -> MemoDebug<K, V>,
+) -> &'static Memo<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    let sites = SITES.get_or_init(Sites::default);
+    find_or_create(sites, (site, instance), name, options, debug)
 }
 
 /// A call site's handle on [`site_memo`], in a `static` of a non-generic function: one atomic
@@ -307,3 +396,30 @@ macro_rules! __syncmap_debug_fn {
 }
 
 pub use crate::__syncmap_debug_fn as debug_fn;
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_are_short_and_distinct() {
+        assert_eq!(
+            short_type_name("alloc::vec::Vec<core::option::Option<my::Id>>"),
+            "Vec<Option<Id>>"
+        );
+        assert_eq!(short_type_name("(u8, &str)"), "(u8, &str)");
+        assert_eq!(
+            instance_name("app::c_debug", Some("app::c_debug::A"), "get", &[]),
+            "app::c_debug::A::get"
+        );
+        assert_eq!(
+            instance_name(
+                "app",
+                None,
+                "describe",
+                &["u8".into(), "alloc::string::String".into()]
+            ),
+            "app::describe::<u8, String>"
+        );
+    }
+}

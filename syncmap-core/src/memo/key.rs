@@ -6,17 +6,29 @@ use std::hash::{Hash, Hasher};
 
 use crate::Equivalent;
 
-/// A borrowed view of a tuple key: `KeyRef((&a, &b))` finds the key `(A, B)` when
-/// `A: Borrow<Qa>` and `B: Borrow<Qb>`.
+/// A borrowed view of a tuple key, to look up a cache keyed by owned tuples without building
+/// one: `KeyRef(("a", "b"))` finds the key `("a".to_string(), "b".to_string())`.
 ///
-/// It hashes exactly like the owned tuple (tuples hash their fields in order, and `Borrow`
-/// requires equal hashes), and compares field by field.
+/// `KeyRef((&a, &b, ..))` (up to 12 parts) finds the key `(A, B, ..)` when `A: Borrow<Qa>`,
+/// `B: Borrow<Qb>`, ...: `&str` for `String`, `&[T]` for `Vec<T>`, `&T` for `T`. It hashes
+/// exactly like the owned tuple (tuples hash their fields in order, and `Borrow` requires
+/// equal hashes), and compares field by field. A plain tuple of references cannot be used
+/// directly: `(String, String)` does not implement `Borrow<(&str, &str)>`.
 ///
 /// ```
-/// use syncmap_core::memo::__private::KeyRef;
-/// use syncmap_core::SyncMap;
+/// use syncmemo::memo::KeyRef;
 ///
-/// let map: SyncMap<(String, u64), u8> = SyncMap::new();
+/// #[syncmemo::memoize]
+/// fn price(shop: &str, item: &str) -> u64 {
+///     (shop.len() * 100 + item.len()) as u64
+/// }
+/// price("a", "b");
+/// assert_eq!(price_cache().get(&KeyRef(("a", "b"))), Some(101));
+/// assert!(price_cache().invalidate(&KeyRef(("a", "b"))));
+/// assert_eq!(price_cache().get(&KeyRef(("a", "b"))), None);
+///
+/// // Parts that are not references are borrowed too.
+/// let map: syncmemo::SyncMap<(String, u64), u8> = syncmemo::SyncMap::new();
 /// map.store(("a".to_string(), 1), 7);
 /// assert_eq!(map.load(&KeyRef(("a", &1u64))), Some(7));
 /// ```

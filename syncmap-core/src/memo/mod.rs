@@ -17,22 +17,36 @@
 //!   `f(a)`) is not detected and deadlocks, as it would with any lock.
 //!
 //! ```
-//! use syncmap_core::memo::{Memo, __private::MemoOptions};
+//! use syncmemo::{memoize, Memo};
 //!
-//! // What `#[memoize]` generates, by hand:
-//! static SQUARES: syncmap_core::memo::__private::StaticMemo<u64, u64> =
-//!     syncmap_core::memo::__private::StaticMemo::new("example::square", MemoOptions::DEFAULT);
+//! #[memoize]
 //! fn square(x: u64) -> u64 {
-//!     let memo: &'static Memo<u64, u64> = SQUARES.get(Default::default);
-//!     memo.__call(&x, || x, || x * x, |_| true)
+//!     x * x
 //! }
-//! assert_eq!(square(12), 144);
-//! assert_eq!(square(12), 144);
-//! let stats = SQUARES.get(Default::default).stats();
+//! assert_eq!(square(12), 144); // a miss: computes
+//! assert_eq!(square(12), 144); // a hit
+//! let cache: &'static Memo<u64, u64> = square_cache();
+//! let stats = cache.stats();
 //! assert_eq!((stats.hits, stats.misses, stats.entries), (1, 1, 1));
 //! ```
+//!
+//! A cache can also be made by hand, with a configuration known at run time
+//! ([`Memo::builder`]), and filled with [`Memo::get_or_compute`], which has the semantics of a
+//! memoized call:
+//!
+//! ```
+//! use syncmemo::Memo;
+//!
+//! let lengths: Memo<String, usize> = Memo::builder("lengths").capacity(1_000).build();
+//! assert_eq!(lengths.get_or_compute("abc", || 3), 3);
+//! assert_eq!(lengths.get("abc"), Some(3));
+//! ```
+//!
+//! [`clear_all`] empties every cache at once; [`registry`](fn@registry) lists them.
 
 mod async_memo;
+mod builder;
+mod checks;
 mod flight;
 mod key;
 mod registry;
@@ -53,7 +67,10 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use registry::{registry, MemoHandle};
+pub use builder::MemoBuilder;
+pub use checks::{KeyPart, MemoValue};
+pub use key::KeyRef;
+pub use registry::{clear_all, registry, MemoHandle};
 pub use stats::MemoStats;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
@@ -74,7 +91,7 @@ type MemoHasher = foldhash::fast::RandomState;
 type MemoHasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 
 /// How a [`Memo`] was configured (by `#[memoize(...)]` options).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct MemoConfig {
@@ -90,7 +107,20 @@ pub struct MemoConfig {
 ///
 /// `#[memoize] fn f(..)` generates `f_cache() -> &'static Memo<K, V>`; see the `syncmemo` crate's
 /// documentation of `#[memoize]`. Every method may be called while other threads call the
-/// function, and from inside the function itself.
+/// function, and from inside the function itself. [`Memo::builder`] makes one by hand.
+///
+/// ```
+/// #[syncmemo::memoize(capacity = 10_000)]
+/// fn word_count(text: &str) -> usize {
+///     text.split_whitespace().count()
+/// }
+/// word_count("a b c");
+/// let cache = word_count_cache();
+/// assert_eq!(cache.get("a b c"), Some(3)); // a peek: borrowed key, no computation
+/// assert_eq!(cache.config().capacity, Some(10_000));
+/// cache.invalidate("a b c");
+/// assert!(cache.is_empty());
+/// ```
 ///
 /// # Capacity and eviction
 ///
@@ -114,8 +144,9 @@ pub struct MemoConfig {
 /// keys and values) runs, so every method may be called from inside them. A computation that
 /// panics caches nothing; if a caller waiting on it then computes instead while the panicking
 /// caller has already removed the cell, that value is returned but not cached (the next call
-/// computes again). A recursive call with the same key on the computing thread panics (see
-/// `__miss`); a cycle through two threads is not detected.
+/// computes again). A recursive call with the same key on the computing thread panics, at
+/// the recursive call, with a message naming the function, instead of deadlocking; a cycle
+/// through two threads is not detected.
 ///
 /// # Consistency
 ///
@@ -135,15 +166,16 @@ where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// An empty cache. `#[memoize]` creates them; call this directly only for hand-written
-    /// memoization.
+    /// An empty cache named `name`, unbounded and without TTL unless `config` says otherwise
+    /// (`MemoConfig::default()` is both). `#[memoize]` creates caches for you;
+    /// [`Memo::builder`] is the usual way to make one by hand.
     ///
     /// ```
-    /// use syncmap_core::memo::{Memo, MemoConfig};
-    /// # use syncmap_core::memo::__private::MemoOptions;
+    /// use syncmemo::memo::{Memo, MemoConfig};
     ///
-    /// let memo: Memo<u64, u64> = Memo::new("demo", MemoOptions::DEFAULT.into());
+    /// let memo: Memo<u64, u64> = Memo::new("demo", MemoConfig::default());
     /// assert!(memo.is_empty());
+    /// assert_eq!(memo.config(), MemoConfig::default());
     /// ```
     pub fn new(name: &'static str, config: MemoConfig) -> Self {
         Self::with_debug(name, config, __private::MemoDebug::default())
@@ -166,9 +198,13 @@ where
     /// The memoized function's path: module path and function name.
     ///
     /// ```
-    /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// let memo: Memo<u8, u8> = Memo::new("my_crate::parse", MemoOptions::DEFAULT.into());
-    /// assert_eq!(memo.name(), "my_crate::parse");
+    /// mod parser {
+    ///     #[syncmemo::memoize]
+    ///     pub fn parse(line: &str) -> usize {
+    ///         line.len()
+    ///     }
+    /// }
+    /// assert!(parser::parse_cache().name().ends_with("parser::parse"));
     /// ```
     pub fn name(&self) -> &'static str {
         self.name
@@ -177,9 +213,13 @@ where
     /// The configuration (capacity, TTL).
     ///
     /// ```
-    /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// let memo: Memo<u8, u8> = Memo::new("f", MemoOptions::DEFAULT.into());
-    /// assert_eq!(memo.config().capacity, None);
+    /// #[syncmemo::memoize(capacity = 100, ttl = "30s")]
+    /// fn lookup(id: u32) -> String {
+    ///     id.to_string()
+    /// }
+    /// let config = lookup_cache().config();
+    /// assert_eq!(config.capacity, Some(100));
+    /// assert_eq!(config.ttl, Some(std::time::Duration::from_secs(30)));
     /// ```
     pub fn config(&self) -> MemoConfig {
         self.config
@@ -196,13 +236,24 @@ where
     /// The cached value for `key`, without computing anything (a peek: counts no hit or miss).
     /// `None` if absent, being computed, or expired.
     ///
+    /// The key is borrowed: `&str` for a `String` key, [`KeyRef`] for a tuple key.
+    ///
     /// ```
-    /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// let memo: &'static Memo<String, usize> =
-    ///     Box::leak(Box::new(Memo::new("len", MemoOptions::DEFAULT.into())));
-    /// assert_eq!(memo.get("abc"), None);
-    /// memo.__call("abc", || "abc".to_string(), || 3, |_| true);
-    /// assert_eq!(memo.get("abc"), Some(3));
+    /// use syncmemo::memo::KeyRef;
+    ///
+    /// #[syncmemo::memoize]
+    /// fn len(s: &str) -> usize {
+    ///     s.len()
+    /// }
+    /// #[syncmemo::memoize]
+    /// fn distance(a: &str, b: &str) -> usize {
+    ///     a.len().abs_diff(b.len())
+    /// }
+    /// assert_eq!(len_cache().get("abc"), None);
+    /// len("abc");
+    /// assert_eq!(len_cache().get("abc"), Some(3));
+    /// distance("ab", "abcd");
+    /// assert_eq!(distance_cache().get(&KeyRef(("ab", "abcd"))), Some(2));
     /// ```
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
@@ -222,10 +273,14 @@ where
     /// in the number of entries: it visits them to leave out the ones being computed.
     ///
     /// ```
-    /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// let memo: &'static Memo<u8, u8> = Box::leak(Box::new(Memo::new("f", MemoOptions::DEFAULT.into())));
-    /// memo.__call(&1, || 1, || 2, |_| true);
-    /// assert_eq!(memo.len(), 1);
+    /// #[syncmemo::memoize]
+    /// fn double(x: u8) -> u8 {
+    ///     x * 2
+    /// }
+    /// double(1);
+    /// double(1);
+    /// double(2);
+    /// assert_eq!(double_cache().len(), 2);
     /// ```
     pub fn len(&self) -> usize {
         let mut computing = 0;
@@ -239,9 +294,13 @@ where
     /// Whether no value is cached.
     ///
     /// ```
-    /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// let memo: Memo<u8, u8> = Memo::new("f", MemoOptions::DEFAULT.into());
-    /// assert!(memo.is_empty());
+    /// #[syncmemo::memoize]
+    /// fn double(x: u8) -> u8 {
+    ///     x * 2
+    /// }
+    /// assert!(double_cache().is_empty());
+    /// double(1);
+    /// assert!(!double_cache().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -257,13 +316,19 @@ where
     /// Propagates a panic of `f`; the cache stays consistent and usable.
     ///
     /// ```
-    /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// let memo: &'static Memo<u8, u8> = Box::leak(Box::new(Memo::new("f", MemoOptions::DEFAULT.into())));
-    /// memo.__call(&2, || 2, || 4, |_| true);
-    /// memo.range(|k, v| {
-    ///     assert_eq!((*k, *v), (2, 4));
-    ///     true
+    /// #[syncmemo::memoize]
+    /// fn square(x: u8) -> u16 {
+    ///     u16::from(x) * u16::from(x)
+    /// }
+    /// square(2);
+    /// square(3);
+    /// let mut entries = Vec::new();
+    /// square_cache().range(|k, v| {
+    ///     entries.push((*k, *v));
+    ///     true // keep going
     /// });
+    /// entries.sort();
+    /// assert_eq!(entries, [(2, 4), (3, 9)]);
     /// ```
     pub fn range(&self, mut f: impl FnMut(&K, &V) -> bool) {
         self.map.range(|key, slot| match slot.0.get() {
@@ -275,12 +340,24 @@ where
     /// Removes the cached value for `key`; returns whether there was one. A computation in
     /// flight for the key finishes and returns its value to its callers, but is not cached.
     ///
+    /// The key is borrowed as for [`get`](Self::get): [`KeyRef`] for a tuple key.
+    ///
     /// ```
-    /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// let memo: &'static Memo<u8, u8> = Box::leak(Box::new(Memo::new("f", MemoOptions::DEFAULT.into())));
-    /// memo.__call(&1, || 1, || 1, |_| true);
-    /// assert!(memo.invalidate(&1));
-    /// assert!(!memo.invalidate(&1));
+    /// use syncmemo::memo::KeyRef;
+    ///
+    /// #[syncmemo::memoize]
+    /// fn user_name(id: u32) -> String {
+    ///     format!("user{id}")
+    /// }
+    /// #[syncmemo::memoize]
+    /// fn price(shop: &str, item: &str) -> u64 {
+    ///     (shop.len() + item.len()) as u64
+    /// }
+    /// user_name(1);
+    /// assert!(user_name_cache().invalidate(&1)); // the next call computes again
+    /// assert!(!user_name_cache().invalidate(&1));
+    /// price("a", "b");
+    /// assert!(price_cache().invalidate(&KeyRef(("a", "b"))));
     /// ```
     pub fn invalidate<Q>(&self, key: &Q) -> bool
     where
@@ -299,13 +376,15 @@ where
     /// Propagates a panic of `f`; the entries removed before it stay removed.
     ///
     /// ```
-    /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// let memo: &'static Memo<u8, u8> = Box::leak(Box::new(Memo::new("f", MemoOptions::DEFAULT.into())));
-    /// for k in 0..10 {
-    ///     memo.__call(&k, || k, || k * 2, |_| true);
+    /// #[syncmemo::memoize]
+    /// fn double(x: u8) -> u8 {
+    ///     x * 2
     /// }
-    /// assert_eq!(memo.invalidate_if(|k, _| k % 2 == 0), 5);
-    /// assert_eq!(memo.len(), 5);
+    /// for k in 0..10 {
+    ///     double(k);
+    /// }
+    /// assert_eq!(double_cache().invalidate_if(|k, _| k % 2 == 0), 5);
+    /// assert_eq!(double_cache().len(), 5);
     /// ```
     pub fn invalidate_if(&self, mut f: impl FnMut(&K, &V) -> bool) -> usize {
         let mut removed = 0;
@@ -323,11 +402,13 @@ where
     /// Removes every cached value (computations in flight finish but are not cached).
     ///
     /// ```
-    /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// let memo: &'static Memo<u8, u8> = Box::leak(Box::new(Memo::new("f", MemoOptions::DEFAULT.into())));
-    /// memo.__call(&1, || 1, || 1, |_| true);
-    /// memo.clear();
-    /// assert!(memo.is_empty());
+    /// #[syncmemo::memoize]
+    /// fn double(x: u8) -> u8 {
+    ///     x * 2
+    /// }
+    /// double(1);
+    /// double_cache().clear();
+    /// assert!(double_cache().is_empty());
     /// ```
     pub fn clear(&self) {
         self.map.clear();
@@ -336,13 +417,16 @@ where
     /// Removes the entries older than the TTL; returns how many. Does nothing without a TTL.
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// let options = MemoOptions { capacity: None, ttl: Some(Duration::from_millis(1)) };
-    /// let memo: &'static Memo<u8, u8> = Box::leak(Box::new(Memo::new("f", options.into())));
-    /// memo.__call(&1, || 1, || 1, |_| true);
+    /// use std::time::Duration;
+    ///
+    /// #[syncmemo::memoize(ttl = "1ms")]
+    /// fn fresh(x: u8) -> u8 {
+    ///     x
+    /// }
+    /// fresh(1);
     /// std::thread::sleep(Duration::from_millis(5));
-    /// assert_eq!(memo.purge_expired(), 1);
+    /// assert_eq!(fresh_cache().purge_expired(), 1);
+    /// assert!(fresh_cache().is_empty());
     /// ```
     pub fn purge_expired(&self) -> usize {
         if self.config.ttl.is_none() {
@@ -361,15 +445,19 @@ where
         purged
     }
 
-    /// Hits, misses, computations, evictions, expirations and the number of entries.
+    /// Hits, misses, waits, computations, evictions, expirations and the number of entries
+    /// (see [`MemoStats`] for what each counts).
     ///
     /// ```
-    /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// let memo: &'static Memo<u8, u8> = Box::leak(Box::new(Memo::new("f", MemoOptions::DEFAULT.into())));
-    /// memo.__call(&1, || 1, || 1, |_| true);
-    /// memo.__call(&1, || 1, || 1, |_| true);
-    /// let stats = memo.stats();
+    /// #[syncmemo::memoize]
+    /// fn double(x: u8) -> u8 {
+    ///     x * 2
+    /// }
+    /// double(1); // a miss
+    /// double(1); // a hit
+    /// let stats = double_cache().stats();
     /// assert_eq!((stats.hits, stats.misses, stats.computations, stats.entries), (1, 1, 1, 1));
+    /// assert_eq!(stats.hit_ratio(), Some(0.5));
     /// ```
     pub fn stats(&self) -> MemoStats {
         self.counters.snapshot(self.len())
@@ -421,7 +509,7 @@ where
     /// The miss path: single flight. `make_key` builds the owned key if the cell must be
     /// inserted, `compute` runs the body outside any lock (at most once per call, and only if no
     /// other caller's value arrives first), and the value is cached only if `keep(&value)`.
-    /// Counts a miss.
+    /// Counts a miss if this caller runs `compute`, else a wait.
     ///
     /// # Panics
     ///
@@ -429,8 +517,9 @@ where
     /// turn). Panics if the current thread is already computing this key (recursion with the same
     /// arguments), naming the function.
     #[doc(hidden)]
+    #[track_caller]
     pub fn __miss<Q>(
-        &'static self,
+        &self,
         key: &Q,
         make_key: impl FnOnce() -> K,
         compute: impl FnOnce() -> V,
@@ -439,15 +528,30 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        self.counters.bump(Counter::Miss);
-        self.miss(key, make_key, compute, keep)
+        // A miss if this caller runs the body, a wait if another caller's value arrives first.
+        let mut computed = false;
+        let value = self.miss(
+            key,
+            make_key,
+            || {
+                computed = true;
+                self.counters.bump(Counter::Miss);
+                compute()
+            },
+            keep,
+        );
+        if !computed {
+            self.counters.bump(Counter::Wait);
+        }
+        value
     }
 
     /// [`__miss`](Self::__miss) with the key already owned, for generated code that moves the
     /// arguments into the body: the key is cloned once more if its cell must be inserted.
     #[doc(hidden)]
+    #[track_caller]
     pub fn __miss_owned(
-        &'static self,
+        &self,
         key: K,
         compute: impl FnOnce() -> V,
         keep: impl FnOnce(&V) -> bool,
@@ -459,8 +563,9 @@ where
     }
 
     #[cold]
-    fn miss<Q>(
-        &'static self,
+    #[track_caller]
+    pub(super) fn miss<Q>(
+        &self,
         key: &Q,
         make_key: impl FnOnce() -> K,
         compute: impl FnOnce() -> V,

@@ -27,6 +27,9 @@ where
     fn name(&self) -> &'static str {
         Memo::name(self)
     }
+    fn config(&self) -> MemoConfig {
+        Memo::config(self)
+    }
     fn len(&self) -> usize {
         Memo::len(self)
     }
@@ -38,9 +41,6 @@ where
     }
     fn dump(&self) -> Vec<(String, String)> {
         Memo::dump(self)
-    }
-    fn config(&self) -> MemoConfig {
-        Memo::config(self)
     }
     fn for_each_entry(&self, f: &mut dyn FnMut(&str, &str) -> bool) {
         self.range(|key, value| {
@@ -72,7 +72,13 @@ where
 /// A handle on one memoized function's cache, whatever its key and value types.
 ///
 /// ```
-/// let handles: Vec<syncmap_core::memo::MemoHandle> = syncmap_core::memo::registry();
+/// #[syncmemo::memoize]
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+/// square(3);
+/// let handles: Vec<syncmemo::memo::MemoHandle> = syncmemo::memo::registry();
+/// assert!(handles.iter().any(|cache| cache.name().ends_with("::square")));
 /// for cache in &handles {
 ///     println!("{}: {} entries, {:?}", cache.name(), cache.len(), cache.stats());
 /// }
@@ -84,7 +90,7 @@ impl MemoHandle {
     /// The memoized function's path.
     ///
     /// ```
-    /// for cache in syncmap_core::memo::registry() {
+    /// for cache in syncmemo::memo::registry() {
     ///     assert!(!cache.name().is_empty());
     /// }
     /// ```
@@ -92,10 +98,29 @@ impl MemoHandle {
         self.0.name()
     }
 
+    /// The cache's configuration: `capacity` and `ttl`, as set by `#[memoize(...)]` or
+    /// [`Memo::builder`].
+    ///
+    /// ```
+    /// #[syncmemo::memoize(capacity = 64)]
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// square(3);
+    /// let handle = syncmemo::memo::registry()
+    ///     .into_iter()
+    ///     .find(|cache| cache.name().ends_with("::square"))
+    ///     .unwrap();
+    /// assert_eq!(handle.config().capacity, Some(64));
+    /// ```
+    pub fn config(&self) -> MemoConfig {
+        self.0.config()
+    }
+
     /// The number of cached values.
     ///
     /// ```
-    /// let total: usize = syncmap_core::memo::registry().iter().map(|c| c.len()).sum();
+    /// let total: usize = syncmemo::memo::registry().iter().map(|c| c.len()).sum();
     /// # let _ = total;
     /// ```
     pub fn len(&self) -> usize {
@@ -105,7 +130,7 @@ impl MemoHandle {
     /// Whether nothing is cached.
     ///
     /// ```
-    /// let empty = syncmap_core::memo::registry().iter().filter(|c| c.is_empty()).count();
+    /// let empty = syncmemo::memo::registry().iter().filter(|c| c.is_empty()).count();
     /// # let _ = empty;
     /// ```
     pub fn is_empty(&self) -> bool {
@@ -115,23 +140,12 @@ impl MemoHandle {
     /// Hits, misses and the other counters (see [`MemoStats`]).
     ///
     /// ```
-    /// for cache in syncmap_core::memo::registry() {
+    /// for cache in syncmemo::memo::registry() {
     ///     let _ratio = cache.stats().hit_ratio();
     /// }
     /// ```
     pub fn stats(&self) -> MemoStats {
         self.0.stats()
-    }
-
-    /// The cache's configuration (capacity, TTL).
-    ///
-    /// ```
-    /// for cache in syncmap_core::memo::registry() {
-    ///     println!("{}: capacity {:?}", cache.name(), cache.config().capacity);
-    /// }
-    /// ```
-    pub fn config(&self) -> super::MemoConfig {
-        self.0.config()
     }
 
     /// Calls `f` with the `Debug` text of each cached key and value (`<not Debug>` for a type
@@ -170,7 +184,7 @@ impl MemoHandle {
     /// Removes every cached value.
     ///
     /// ```
-    /// for cache in syncmap_core::memo::registry() {
+    /// for cache in syncmemo::memo::registry() {
     ///     cache.clear();
     /// }
     /// ```
@@ -182,7 +196,7 @@ impl MemoHandle {
     /// that does not implement `Debug` (or is a type parameter of a generic function).
     ///
     /// ```
-    /// for cache in syncmap_core::memo::registry() {
+    /// for cache in syncmemo::memo::registry() {
     ///     for (key, value) in cache.dump() {
     ///         println!("{}({key}) = {value}", cache.name());
     ///     }
@@ -208,7 +222,7 @@ impl fmt::Display for MemoHandle {
     /// (see [`dump`](Self::dump)).
     ///
     /// ```
-    /// for cache in syncmap_core::memo::registry() {
+    /// for cache in syncmemo::memo::registry() {
     ///     println!("{cache}");
     /// }
     /// ```
@@ -237,7 +251,7 @@ impl fmt::Display for MemoHandle {
 /// listed. The list is a copy: caches created later are not added to it.
 ///
 /// ```
-/// let table: Vec<(String, usize)> = syncmap_core::memo::registry()
+/// let table: Vec<(String, usize)> = syncmemo::memo::registry()
 ///     .iter()
 ///     .map(|cache| (cache.name().to_string(), cache.len()))
 ///     .collect();
@@ -245,4 +259,33 @@ impl fmt::Display for MemoHandle {
 /// ```
 pub fn registry() -> Vec<MemoHandle> {
     REGISTRY.lock().iter().copied().map(MemoHandle).collect()
+}
+
+/// Removes every cached value from every cache in the [`registry`](fn@registry) (every
+/// memoized function called so far, and every cache made with
+/// [`MemoBuilder::build_static`](super::MemoBuilder::build_static)); returns how many caches it
+/// cleared. Computations in flight finish and return their values to their callers, but those
+/// values are not cached. Statistics are kept.
+///
+/// For tests that must start cold, or after a change that invalidates everything (a new
+/// configuration, a reloaded data set).
+///
+/// ```
+/// #[syncmemo::memoize]
+/// fn double(x: u64) -> u64 {
+///     x * 2
+/// }
+/// double(1);
+/// assert_eq!(double_cache().len(), 1);
+/// assert!(syncmemo::memo::clear_all() >= 1);
+/// assert!(double_cache().is_empty());
+/// ```
+pub fn clear_all() -> usize {
+    // Copy the list first: clearing runs no user code, but must not hold the registry's lock
+    // while a cache is being created and registered on another thread.
+    let caches = registry();
+    for cache in &caches {
+        cache.clear();
+    }
+    caches.len()
 }

@@ -100,7 +100,9 @@ impl<V> Slot<V> {
     /// # Panics
     ///
     /// If the current thread is already computing this slot (a recursive call with the same
-    /// key), with a message naming `name`; propagates a panic of `compute`.
+    /// key), with a message naming `name`, at the caller's location; propagates a panic of
+    /// `compute`.
+    #[track_caller]
     pub(crate) fn get_or_compute(
         &self,
         name: &str,

@@ -9,44 +9,69 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 /// it had during the read.
 ///
 /// ```
-/// use syncmap_core::MemoStats;
+/// use std::time::Duration;
+/// use syncmemo::MemoStats;
 ///
-/// let stats = MemoStats::default();
-/// assert_eq!(stats.hits + stats.misses, 0);
-/// assert_eq!(stats.hit_ratio(), None);
+/// #[syncmemo::memoize]
+/// fn slow_square(x: u64) -> u64 {
+///     std::thread::sleep(Duration::from_millis(50));
+///     x * x
+/// }
+/// // Four threads ask for the same key at once: one computes, the others wait for it.
+/// std::thread::scope(|s| {
+///     for _ in 0..4 {
+///         s.spawn(|| slow_square(3));
+///     }
+/// });
+/// slow_square(3); // a hit
+/// let stats: MemoStats = slow_square_cache().stats();
+/// assert_eq!((stats.misses, stats.computations, stats.entries), (1, 1, 1));
+/// assert_eq!(stats.hits + stats.waits, 4);
+/// assert_eq!(stats.hit_ratio(), Some(0.8));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct MemoStats {
-    /// Calls answered from the cache.
+    /// Calls answered from the cache: the value was there when the call looked.
     pub hits: u64,
-    /// Calls that did not find a value (each computed, or waited for another caller's result).
+    /// Calls that found no value and ran the function's body (one per computation, including
+    /// computations that panicked and results not kept, such as an `Err` without `cache_err`).
     pub misses: u64,
-    /// Times the function body ran.
+    /// Calls that found no value but did not run the body: another caller was computing the
+    /// same key, and this one waited for its result (single flight), or the value arrived
+    /// between the lookup and the wait. A stampede of `n` concurrent first calls counts one
+    /// miss and `n - 1` waits.
+    pub waits: u64,
+    /// Times the body ran to fill a cache cell. At most `misses`: a call whose key is
+    /// invalidated while it looks runs the body for itself only, and counts a miss alone.
     pub computations: u64,
     /// Entries removed to respect the capacity.
     pub evictions: u64,
-    /// Entries found expired (recomputed on access, or purged).
+    /// Entries found expired: recomputed on access, or removed by
+    /// [`Memo::purge_expired`](super::Memo::purge_expired).
     pub expirations: u64,
-    /// Entries in the cache now.
+    /// Values in the cache when the statistics were read (entries being computed are not
+    /// counted).
     pub entries: usize,
 }
 
 impl MemoStats {
-    /// `hits / (hits + misses)`, or `None` before the first call.
+    /// The share of calls that did not run the body: `(hits + waits) / (hits + waits +
+    /// misses)`, or `None` before the first call.
     ///
     /// ```
-    /// use syncmap_core::MemoStats;
+    /// use syncmemo::MemoStats;
     ///
     /// let mut stats = MemoStats::default();
-    /// stats.hits = 3;
+    /// stats.hits = 2;
+    /// stats.waits = 1;
     /// stats.misses = 1;
     /// assert_eq!(stats.hit_ratio(), Some(0.75));
     /// ```
     pub fn hit_ratio(&self) -> Option<f64> {
-        let calls = self.hits + self.misses;
-        (calls > 0).then(|| self.hits as f64 / calls as f64)
+        let calls = self.hits + self.waits + self.misses;
+        (calls > 0).then(|| (self.hits + self.waits) as f64 / calls as f64)
     }
 }
 
@@ -58,12 +83,13 @@ pub(crate) enum Counter {
     Computation = 2,
     Eviction = 3,
     Expiration = 4,
+    Wait = 5,
 }
 
 /// One cache-line pair of counters.
 #[repr(align(128))]
 #[derive(Default)]
-struct Stripe([AtomicU64; 5]);
+struct Stripe([AtomicU64; 6]);
 
 /// Striped counters.
 pub(crate) struct Counters {
@@ -161,6 +187,7 @@ impl Counters {
         MemoStats {
             hits: self.sum(Counter::Hit),
             misses: self.sum(Counter::Miss),
+            waits: self.sum(Counter::Wait),
             computations: self.sum(Counter::Computation),
             evictions: self.sum(Counter::Eviction),
             expirations: self.sum(Counter::Expiration),

@@ -1,0 +1,215 @@
+//! Hand-written memoization: [`Memo::builder`] and [`Memo::get_or_compute`], for caches whose
+//! configuration is known only at run time, or that are warmed or filled from outside.
+
+use std::borrow::ToOwned;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use super::{registry, Memo, MemoConfig};
+use crate::Equivalent;
+
+/// Configures a [`Memo`] made by hand; from [`Memo::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use syncmemo::Memo;
+///
+/// let capacity = 1000; // from a configuration file, say
+/// let prices: Memo<String, u64> = Memo::builder("shop::prices")
+///     .capacity(capacity)
+///     .ttl(Duration::from_secs(60))
+///     .build();
+/// assert_eq!(prices.get_or_compute("apple", || 3), 3);
+/// assert_eq!(prices.config().capacity, Some(1000));
+/// ```
+#[must_use = "a builder does nothing until `build` or `build_static`"]
+pub struct MemoBuilder<K, V> {
+    name: &'static str,
+    config: MemoConfig,
+    types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> std::fmt::Debug for MemoBuilder<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoBuilder")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<K, V> MemoBuilder<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// At most `capacity` entries, as `#[memoize(capacity = N)]`: inserting into a full cache
+    /// first evicts a batch of entries (see [`Memo`]'s "Capacity and eviction").
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0.
+    ///
+    /// ```
+    /// let memo: syncmemo::Memo<u32, u32> = syncmemo::Memo::builder("f").capacity(10).build();
+    /// for k in 0..100 {
+    ///     memo.get_or_compute(&k, || k);
+    /// }
+    /// assert!(memo.len() <= 10);
+    /// ```
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        assert!(capacity >= 1, "a Memo's capacity must be at least 1");
+        self.config.capacity = Some(capacity);
+        self
+    }
+
+    /// Entries older than `ttl` are recomputed on access, as `#[memoize(ttl = "..")]`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let memo: syncmemo::Memo<u8, u8> =
+    ///     syncmemo::Memo::builder("f").ttl(Duration::from_secs(30)).build();
+    /// assert_eq!(memo.config().ttl, Some(Duration::from_secs(30)));
+    /// ```
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.config.ttl = Some(ttl);
+        self
+    }
+
+    /// The cache, owned by the caller (in a struct, an `Arc`, or a `static` `LazyLock`). It is
+    /// not listed in [`registry`](fn@super::registry): use [`build_static`](Self::build_static)
+    /// for that.
+    ///
+    /// ```
+    /// use std::sync::LazyLock;
+    /// use syncmemo::Memo;
+    ///
+    /// static LENGTHS: LazyLock<Memo<String, usize>> =
+    ///     LazyLock::new(|| Memo::builder("lengths").capacity(100).build());
+    /// assert_eq!(LENGTHS.get_or_compute("abc", || 3), 3);
+    /// ```
+    pub fn build(self) -> Memo<K, V> {
+        Memo::new(self.name, self.config)
+    }
+
+    /// The cache, for the rest of the process, listed in [`registry`](fn@super::registry)
+    /// (debugging tools see it, [`clear_all`](super::clear_all) clears it) like the caches of
+    /// memoized functions. Its memory is never freed: build a fixed number of these, not one
+    /// per request.
+    ///
+    /// ```
+    /// let memo: &'static syncmemo::Memo<u64, u64> =
+    ///     syncmemo::Memo::builder("app::squares").build_static();
+    /// memo.get_or_compute(&3, || 9);
+    /// assert!(syncmemo::memo::registry().iter().any(|c| c.name() == "app::squares"));
+    /// ```
+    pub fn build_static(self) -> &'static Memo<K, V> {
+        let memo: &'static Memo<K, V> = Box::leak(Box::new(self.build()));
+        registry::register(memo);
+        memo
+    }
+}
+
+impl<K, V> Memo<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A builder for a cache made by hand, named `name` (shown by the
+    /// [`registry`](fn@super::registry) and in panic messages); unbounded and without TTL
+    /// unless configured.
+    ///
+    /// `#[memoize]` is the usual way to cache a function; a hand-made cache is for a capacity
+    /// or TTL known only at run time, several caches of one function, or a cache filled from
+    /// outside (warmed at start-up, loaded from an export).
+    ///
+    /// ```
+    /// use syncmemo::Memo;
+    ///
+    /// let squares: Memo<u64, u64> = Memo::builder("squares").capacity(1_000).build();
+    /// // Warm it: compute-or-insert each key once.
+    /// for k in 0..10 {
+    ///     squares.get_or_compute(&k, || k * k);
+    /// }
+    /// assert_eq!(squares.len(), 10);
+    /// assert_eq!(squares.get(&7), Some(49));
+    /// ```
+    pub fn builder(name: &'static str) -> MemoBuilder<K, V> {
+        MemoBuilder {
+            name,
+            config: MemoConfig::default(),
+            types: PhantomData,
+        }
+    }
+
+    /// The cached value for `key`, or `compute()`'s, cached: what a memoized function does on
+    /// each call, with the same semantics.
+    ///
+    /// The key is looked up by reference (`&str` for `String` keys: a hit allocates nothing);
+    /// it is cloned into the cache only when a value is inserted.
+    ///
+    /// - **Single flight**: concurrent callers of one missing key run `compute` once; the others
+    ///   wait for its value (counted as `waits` in [`stats`](Self::stats)). No lock is held while
+    ///   `compute` runs, so it may use this cache for other keys.
+    /// - **Panics**: a panic in `compute` caches nothing and propagates; a caller waiting on it
+    ///   computes in turn.
+    /// - **Capacity and TTL**: as configured (see [`MemoBuilder`]).
+    ///
+    /// # Panics
+    ///
+    /// Propagates a panic of `compute`. Panics if `compute` calls `get_or_compute` for the same
+    /// key on the same thread (it would wait for itself forever), at the caller's location.
+    ///
+    /// ```
+    /// use syncmemo::Memo;
+    ///
+    /// let names: Memo<String, usize> = Memo::builder("name_lengths").build();
+    /// assert_eq!(names.get_or_compute("alice", || "alice".len()), 5); // computes
+    /// assert_eq!(names.get_or_compute("alice", || unreachable!()), 5); // a hit
+    /// let stats = names.stats();
+    /// assert_eq!((stats.hits, stats.misses), (1, 1));
+    /// ```
+    #[track_caller]
+    pub fn get_or_compute<Q>(&self, key: &Q, compute: impl FnOnce() -> V) -> V
+    where
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K>,
+    {
+        match self.__hit(key) {
+            Some(value) => value,
+            None => self.__miss(key, || key.to_owned(), compute, |_| true),
+        }
+    }
+
+    /// Stores `value` for `key` unless a value is cached already (a computation in flight wins
+    /// over it); returns whether it was stored. Counts no hit, miss or wait. For warming a cache from
+    /// an export, or from values computed elsewhere.
+    ///
+    /// ```
+    /// #[syncmemo::memoize]
+    /// fn population(city: &str) -> u64 {
+    ///     unimplemented!("an expensive query for {city}")
+    /// }
+    /// // Filled from yesterday's export: the body never runs for these.
+    /// for (city, n) in [("Lyon", 522_250), ("Nantes", 320_732)] {
+    ///     population_cache().insert(city.to_string(), n);
+    /// }
+    /// assert_eq!(population("Lyon"), 522_250);
+    /// ```
+    pub fn insert(&self, key: K, value: V) -> bool
+    where
+        K: Clone,
+    {
+        let mut stored = false;
+        self.miss(
+            &key,
+            || key.clone(),
+            || {
+                stored = true;
+                value
+            },
+            |_| true,
+        );
+        stored
+    }
+}
