@@ -60,6 +60,7 @@
 
 mod map;
 pub mod memo;
+mod policy;
 mod raw;
 
 pub use equivalent::Equivalent;

@@ -26,6 +26,9 @@ pub struct MemoStats {
     pub computations: u64,
     /// Entries removed to respect the capacity.
     pub evictions: u64,
+    /// New entries the eviction policy declined to keep (they were used less often, recently,
+    /// than the entries they would have displaced); counted apart from `evictions`.
+    pub rejections: u64,
     /// Entries found expired (recomputed on access, or purged).
     pub expirations: u64,
     /// Entries in the cache now.
@@ -57,12 +60,13 @@ pub(crate) enum Counter {
     Computation = 2,
     Eviction = 3,
     Expiration = 4,
+    Rejection = 5,
 }
 
 /// One cache-line pair of counters.
 #[repr(align(128))]
 #[derive(Default)]
-struct Stripe([AtomicU64; 5]);
+struct Stripe([AtomicU64; 6]);
 
 /// Striped counters.
 pub(crate) struct Counters {
@@ -163,6 +167,7 @@ impl Counters {
             computations: self.sum(Counter::Computation),
             evictions: self.sum(Counter::Eviction),
             expirations: self.sum(Counter::Expiration),
+            rejections: self.sum(Counter::Rejection),
             entries,
         }
     }
