@@ -6,11 +6,15 @@
 //!
 //! Workloads: `hit u64` and `hit &str` (1024 warm keys), `miss u64` (a new key each call, a
 //! trivial body), `stampede` (all threads ask for the same missing key, whose body takes 20 µs;
-//! the figure is µs per key, and the number of body runs per key is printed). Also prints
+//! the figure is µs per key, and the number of body runs per key is printed), `zipf bounded`
+//! and `zipf unbounded` (see `common/zipf_calls.rs`: 2M Zipf 0.9 calls over 100k keys split
+//! across the threads, capacity 10k; subjects `#[memoize]`, cached, moka, quick_cache). Also prints
 //! allocations per hit. Writes `target/bench/memoize.json`.
 
 #[path = "common/runner.rs"]
 mod runner;
+#[path = "common/zipf_calls.rs"]
+mod zipf_calls;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -369,7 +373,14 @@ fn allocations_per_hit<S: Subject>() -> (f64, f64) {
 }
 
 fn main() {
-    const WORKLOADS: [&str; 4] = ["hit u64", "hit &str", "miss u64", "stampede"];
+    const WORKLOADS: [&str; 6] = [
+        "hit u64",
+        "hit &str",
+        "miss u64",
+        "stampede",
+        zipf_calls::WORKLOADS[0],
+        zipf_calls::WORKLOADS[1],
+    ];
     let args = Args::parse("memoize", &WORKLOADS, SUBJECTS);
     let mut rows = Vec::new();
     for subject in SUBJECTS.iter().filter(|s| args.wants_map(s)) {
@@ -390,6 +401,24 @@ fn main() {
     // caches with millions of keys (which made the 2-thread hits memory-bound in earlier runs).
     for workload in WORKLOADS {
         if !args.wants_workload(workload) {
+            continue;
+        }
+        if zipf_calls::WORKLOADS.contains(&workload) {
+            let subjects: Vec<&str> = zipf_calls::SUBJECTS
+                .into_iter()
+                .filter(|s| args.wants_map(s))
+                .collect();
+            for (subject, threads, value) in
+                zipf_calls::run(workload, &subjects, &args.threads, args.quick)
+            {
+                eprintln!("{workload:<10} {subject:<22} {threads} thread(s): {value:9.1} ns/call");
+                rows.push(Row {
+                    workload: workload.to_string(),
+                    subject,
+                    threads,
+                    value,
+                });
+            }
             continue;
         }
         for &threads in &args.threads {
