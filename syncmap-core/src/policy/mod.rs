@@ -8,9 +8,12 @@
 //!   if its estimated frequency (a [`Sketch`] of recent accesses) beats the frequency of the
 //!   main space's victim; otherwise it is evicted (a *rejection*). A one-time scan thus never
 //!   displaces entries that are used again.
-//! - **Main space**: a CLOCK queue. The victim is the first entry in queue order that was not
-//!   hit since the hand last passed it; a hit entry goes to the back (second chance), and its
-//!   hits are folded into the sketch.
+//! - **Main space**: segmented, as Caffeine's. Admitted entries join a *probation* FIFO;
+//!   victims come from its front: an entry hit since it was admitted moves to the *protected*
+//!   CLOCK queue (at most 80% of the main space, its oldest demoted back to probation), one
+//!   that was not is the victim. When probation is empty, the protected queue's hand picks
+//!   the first entry whose credit (up to 3 passes, earned by hits) is spent. Hits are folded
+//!   into the sketch whenever the policy looks at an entry.
 //! - **Hits** are not seen by the policy when they happen: each entry counts its own hits
 //!   ([`Resident::take_hits`], a saturating counter in the entry written only while it
 //!   changes), and the policy reads and resets them when it next looks at the entry. That is
@@ -71,9 +74,16 @@ struct Node<E> {
 /// Adaptive W-TinyLFU; see the module documentation.
 pub(crate) struct Policy<E> {
     window: VecDeque<Node<E>>,
+    /// The main space's protected part (entries hit since they were admitted), a CLOCK queue.
     main: VecDeque<Node<E>>,
+    /// The main space's probation part: entries admitted and not hit since, or demoted from
+    /// the protected part; victims come from here first.
+    probation: VecDeque<Node<E>>,
     window_weight: u64,
+    /// Weight of `main` and `probation` together.
     main_weight: u64,
+    /// Weight of `main` alone.
+    protected_weight: u64,
     capacity: u64,
     /// The window's share of `capacity`, moved by `climber`.
     window_max: u64,
@@ -91,8 +101,10 @@ impl<E: Resident> Policy<E> {
         Policy {
             window: VecDeque::new(),
             main: VecDeque::new(),
+            probation: VecDeque::new(),
             window_weight: 0,
             main_weight: 0,
+            protected_weight: 0,
             capacity,
             window_max: (capacity / 100).max(1),
             sketch: Sketch::new(capacity),
@@ -109,7 +121,7 @@ impl<E: Resident> Policy<E> {
 
     /// The number of entries held (some may be gone from the cache, see [`Removal::Gone`]).
     pub(crate) fn len(&self) -> usize {
-        self.window.len() + self.main.len()
+        self.window.len() + self.main.len() + self.probation.len()
     }
 
     /// The window's current maximum weight.
@@ -177,22 +189,29 @@ impl<E: Resident> Policy<E> {
                 out.push((victim.entry, Removal::Evicted));
             } else {
                 self.main_weight += victim.weight;
-                self.main.push_front(victim);
+                self.probation.push_front(victim);
                 out.push((candidate.entry, Removal::Rejected));
                 return;
             }
         }
         self.main_weight += candidate.weight;
-        self.main.push_back(candidate);
+        self.probation.push_back(candidate);
     }
 
     /// Takes the main space's victim out of the queue: the first entry not hit since the hand
     /// last passed (hit entries go to the back, their hits folded into the sketch). Entries
     /// gone from the cache met on the way are pushed to `out`.
     fn victim(&mut self, out: &mut Vec<(E, Removal)>) -> Option<Node<E>> {
-        let mut chances = MAX_SECOND_CHANCES.min(self.main.len());
+        let mut chances = MAX_SECOND_CHANCES.min(self.len());
         loop {
-            let mut node = self.main.pop_front()?;
+            let mut node = match self.probation.pop_front() {
+                Some(node) => node,
+                None => {
+                    let node = self.main.pop_front()?;
+                    self.protected_weight -= node.weight;
+                    node
+                }
+            };
             self.main_weight -= node.weight;
             if !node.entry.is_live() {
                 out.push((node.entry, Removal::Gone));
@@ -207,7 +226,17 @@ impl<E: Resident> Policy<E> {
             node.credit -= 1;
             chances -= 1;
             self.main_weight += node.weight;
+            self.protected_weight += node.weight;
             self.main.push_back(node);
+            // The protected part keeps at most 80% of the main space: demote its oldest.
+            let protected_max = self.capacity.saturating_sub(self.window_max) / 5 * 4;
+            while self.protected_weight > protected_max && self.main.len() > 1 {
+                let Some(demoted) = self.main.pop_front() else {
+                    break;
+                };
+                self.protected_weight -= demoted.weight;
+                self.probation.push_back(demoted);
+            }
         }
     }
 
@@ -242,11 +271,13 @@ impl<E: Resident> Policy<E> {
 
     /// Takes every entry out, to `out` (as [`Removal::Gone`]): after the cache is cleared.
     pub(crate) fn drain(&mut self, out: &mut Vec<(E, Removal)>) {
-        for node in self.window.drain(..).chain(self.main.drain(..)) {
+        let queues = self.window.drain(..).chain(self.main.drain(..));
+        for node in queues.chain(self.probation.drain(..)) {
             out.push((node.entry, Removal::Gone));
         }
         self.window_weight = 0;
         self.main_weight = 0;
+        self.protected_weight = 0;
     }
 }
 
