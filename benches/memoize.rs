@@ -6,9 +6,11 @@
 //!
 //! Workloads: `hit u64` and `hit &str` (1024 warm keys), `miss u64` (a new key each call, a
 //! trivial body), `stampede` (all threads ask for the same missing key, whose body takes 20 µs;
-//! the figure is µs per key, and the number of body runs per key is printed). Also prints
-//! allocations per hit. Writes `target/bench/memoize.json`. The async rows (`async hit u64`,
-//! `async stampede`: `#[memoize] async fn` against moka's `future::Cache::get_with`,
+//! the figure is µs per key, and the number of body runs per key is printed), `zipf bounded`
+//! and `zipf unbounded` (see `common/zipf_calls.rs`: 2M Zipf 0.9 calls over 100k keys split
+//! across the threads, capacity 10k; subjects `#[memoize]`, cached, moka, quick_cache). Also
+//! prints allocations per hit. Writes `target/bench/memoize.json`. The async rows (`async hit
+//! u64`, `async stampede`: `#[memoize] async fn` against moka's `future::Cache::get_with`,
 //! quick_cache's `get_value_or_guard_async` and `cached`'s async `#[cached]`) are described in
 //! `common/memoize_async.rs`.
 
@@ -16,6 +18,8 @@
 mod memoize_async;
 #[path = "common/runner.rs"]
 mod runner;
+#[path = "common/zipf_calls.rs"]
+mod zipf_calls;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -374,7 +378,14 @@ fn allocations_per_hit<S: Subject>() -> (f64, f64) {
 }
 
 fn main() {
-    const WORKLOADS: [&str; 4] = ["hit u64", "hit &str", "miss u64", "stampede"];
+    const WORKLOADS: [&str; 6] = [
+        "hit u64",
+        "hit &str",
+        "miss u64",
+        "stampede",
+        zipf_calls::WORKLOADS[0],
+        zipf_calls::WORKLOADS[1],
+    ];
     let all_workloads: Vec<&str> = WORKLOADS
         .iter()
         .chain(&memoize_async::WORKLOADS)
@@ -406,6 +417,24 @@ fn main() {
     // caches with millions of keys (which made the 2-thread hits memory-bound in earlier runs).
     for workload in WORKLOADS {
         if !args.wants_workload(workload) {
+            continue;
+        }
+        if zipf_calls::WORKLOADS.contains(&workload) {
+            let subjects: Vec<&str> = zipf_calls::SUBJECTS
+                .into_iter()
+                .filter(|s| args.wants_map(s))
+                .collect();
+            for (subject, threads, value) in
+                zipf_calls::run(workload, &subjects, &args.threads, args.quick)
+            {
+                eprintln!("{workload:<10} {subject:<22} {threads} thread(s): {value:9.1} ns/call");
+                rows.push(Row {
+                    workload: workload.to_string(),
+                    subject,
+                    threads,
+                    value,
+                });
+            }
             continue;
         }
         for &threads in &args.threads {

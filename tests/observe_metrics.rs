@@ -74,7 +74,18 @@ fn report_exports_every_counter_with_a_cache_label() {
         counter("syncmemo_evictions_total", &square_name),
         stats.evictions as f64
     );
-    assert!(stats.evictions > 0, "capacity 8 with 12 keys evicts");
+    assert_eq!(
+        counter("syncmemo_rejections_total", &square_name),
+        stats.rejections as f64
+    );
+    assert_eq!(
+        counter("syncmemo_waits_total", &square_name),
+        stats.waits as f64
+    );
+    assert!(
+        stats.evictions + stats.rejections > 0,
+        "capacity 8 with 12 keys evicts or rejects"
+    );
     assert_eq!(
         gauge("syncmemo_entries", &square_name),
         stats.entries as f64

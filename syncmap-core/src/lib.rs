@@ -67,6 +67,7 @@ pub mod memo;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+mod policy;
 mod raw;
 
 pub use equivalent::Equivalent;

@@ -9,12 +9,14 @@
 //! | metric | kind | meaning |
 //! |---|---|---|
 //! | `syncmemo_hits_total` | counter | calls answered from the cache |
-//! | `syncmemo_misses_total` | counter | calls that found no value |
+//! | `syncmemo_misses_total` | counter | calls that found no value and ran the body |
+//! | `syncmemo_waits_total` | counter | calls that waited for another caller's computation |
 //! | `syncmemo_computations_total` | counter | times the body ran |
 //! | `syncmemo_evictions_total` | counter | entries removed to respect the capacity |
+//! | `syncmemo_rejections_total` | counter | new entries the eviction policy declined to keep |
 //! | `syncmemo_expirations_total` | counter | entries found past their TTL |
 //! | `syncmemo_entries` | gauge | entries in the cache now |
-//! | `syncmemo_hit_ratio` | gauge | `hits / (hits + misses)`, absent before the first call |
+//! | `syncmemo_hit_ratio` | gauge | `(hits + waits) / (hits + waits + misses)`, absent before the first call |
 //!
 //! Each carries a `cache` label: the memoized function's path (`my_crate::parse`).
 //!
@@ -49,6 +51,11 @@ pub fn describe() {
         "Calls that found no cached value"
     );
     describe_counter!(
+        "syncmemo_waits_total",
+        Unit::Count,
+        "Calls that waited for another caller's computation of the same key"
+    );
+    describe_counter!(
         "syncmemo_computations_total",
         Unit::Count,
         "Times the memoized function's body ran"
@@ -59,6 +66,11 @@ pub fn describe() {
         "Entries removed to respect the capacity"
     );
     describe_counter!(
+        "syncmemo_rejections_total",
+        Unit::Count,
+        "New entries the eviction policy declined to keep"
+    );
+    describe_counter!(
         "syncmemo_expirations_total",
         Unit::Count,
         "Entries found past their TTL"
@@ -66,7 +78,7 @@ pub fn describe() {
     describe_gauge!("syncmemo_entries", Unit::Count, "Entries in the cache");
     describe_gauge!(
         "syncmemo_hit_ratio",
-        "hits / (hits + misses) since the process started"
+        "(hits + waits) / (hits + waits + misses) since the process started"
     );
 }
 
@@ -103,8 +115,10 @@ pub fn report_cache(cache: &MemoHandle) {
     let name = cache.name();
     counter!("syncmemo_hits_total", "cache" => name).absolute(stats.hits);
     counter!("syncmemo_misses_total", "cache" => name).absolute(stats.misses);
+    counter!("syncmemo_waits_total", "cache" => name).absolute(stats.waits);
     counter!("syncmemo_computations_total", "cache" => name).absolute(stats.computations);
     counter!("syncmemo_evictions_total", "cache" => name).absolute(stats.evictions);
+    counter!("syncmemo_rejections_total", "cache" => name).absolute(stats.rejections);
     counter!("syncmemo_expirations_total", "cache" => name).absolute(stats.expirations);
     gauge!("syncmemo_entries", "cache" => name).set(stats.entries as f64);
     if let Some(ratio) = stats.hit_ratio() {

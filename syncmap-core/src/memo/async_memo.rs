@@ -74,6 +74,9 @@ where
             let _ = slot.0.cell.get_or_try_init(|| Ok::<_, ()>(stored));
             std::mem::forget(abandon);
             slot.0.flight.settle();
+            if self.bound.is_some() {
+                self.admitted(key, slot);
+            }
         } else {
             drop(abandon);
         }
@@ -91,10 +94,7 @@ where
                 Some(slot) => slot,
                 None => {
                     self.map
-                        .load_or_store_with(key.clone(), || {
-                            self.make_room();
-                            SlotRef(Arc::new(Slot::new()))
-                        })
+                        .load_or_store_with(key.clone(), || SlotRef(Arc::new(Slot::new())))
                         .0
                 }
             };
@@ -109,6 +109,7 @@ where
                 if !self.map.compare_and_swap(key, &slot, fresh.clone()) {
                     continue;
                 }
+                slot.0.mark_gone();
                 slot = fresh;
             }
             match slot.0.flight.try_claim(token) {

@@ -174,6 +174,7 @@ where
     pub fn get_or_compute<Q>(&self, key: &Q, compute: impl FnOnce() -> V) -> V
     where
         Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K>,
+        K: Clone,
     {
         match self.__hit(key) {
             Some(value) => value,

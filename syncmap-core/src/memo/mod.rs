@@ -45,6 +45,7 @@
 //! [`clear_all`] empties every cache at once; [`registry`](fn@registry) lists them.
 
 mod async_memo;
+mod bounded;
 mod builder;
 mod checks;
 mod flight;
@@ -125,12 +126,17 @@ pub struct MemoConfig {
 /// # Capacity and eviction
 ///
 /// Without `capacity`, a cache grows with every distinct key: **on untrusted input that is a
-/// memory-exhaustion hazard**; bound it. With `capacity = N`, inserting a key into a full cache
-/// first evicts a batch of entries (about an eighth of `N`, at least one) in the map's iteration
-/// order, which is effectively random: no bookkeeping on hits, so hits stay free of shared
-/// writes, at the price of evicting hot keys as readily as cold ones. Entries being computed are
-/// never evicted. The bound is checked before each insertion, so callers inserting different
-/// keys at the same instant may exceed it by at most their number until the next insertion.
+/// memory-exhaustion hazard**; bound it. With `capacity = N`, the cache keeps the entries an
+/// adaptive W-TinyLFU policy judges most useful: a new value first enters a small window
+/// (recency); when it leaves the window it is kept only if it was used more often, recently,
+/// than the entry it would displace (frequency), so one-time scans do not flush the hot set;
+/// the window's size follows the workload by hill climbing. A hit only bumps a small counter in
+/// the entry (a load, and a store until the counter saturates): no lock, no allocation. The
+/// policy's bookkeeping runs under a lock on the miss path, after the body ran, and is
+/// amortized O(1) per insertion. Entries being computed are never evicted. Each caller evicts
+/// right after storing its value, so callers inserting at the same instant may exceed the
+/// bound by at most their number. A bounded cache keeps a second copy of each key (for the
+/// policy). [`stats`](Self::stats) counts `evictions` and `rejections` (new values not kept).
 ///
 /// # Allocation
 ///
@@ -159,6 +165,8 @@ pub struct Memo<K, V> {
     map: SyncMap<K, SlotRef<V>, MemoHasher>,
     counters: Counters,
     debug: __private::MemoDebug<K, V>,
+    /// The eviction policy, with a capacity.
+    bound: Option<bounded::Bound<K, V>>,
 }
 
 impl<K, V> Memo<K, V>
@@ -192,6 +200,7 @@ where
             map: SyncMap::default(),
             counters: Counters::default(),
             debug,
+            bound: config.capacity.map(bounded::Bound::new),
         }
     }
 
@@ -269,8 +278,9 @@ where
             .flatten()
     }
 
-    /// The number of cached values (entries being computed are not counted). Takes time linear
-    /// in the number of entries: it visits them to leave out the ones being computed.
+    /// The number of cached values (entries being computed and expired entries, which `get`
+    /// and `range` do not show either, are not counted). Takes time linear in the number of
+    /// entries: it visits them to leave out those.
     ///
     /// ```
     /// #[syncmemo::memoize]
@@ -283,12 +293,12 @@ where
     /// assert_eq!(double_cache().len(), 2);
     /// ```
     pub fn len(&self) -> usize {
-        let mut computing = 0;
+        let mut hidden = 0;
         self.map.range(|_, slot| {
-            computing += usize::from(slot.0.get().is_none());
+            hidden += usize::from(slot.0.get().is_none_or(|stored| self.expired(stored.at)));
             true
         });
-        self.map.len().saturating_sub(computing)
+        self.map.len().saturating_sub(hidden)
     }
 
     /// Whether no value is cached.
@@ -363,9 +373,10 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        self.map
-            .load_and_delete(key)
-            .is_some_and(|slot| slot.0.get().is_some())
+        self.map.load_and_delete(key).is_some_and(|slot| {
+            slot.0.mark_gone();
+            slot.0.get().is_some()
+        })
     }
 
     /// Removes every cached value for which `f` returns `true`; returns how many. Entries being
@@ -391,6 +402,7 @@ where
         self.map.range(|key, slot| {
             if let Some(stored) = slot.0.get() {
                 if f(key, &stored.value) && self.map.compare_and_delete(key, slot) {
+                    slot.0.mark_gone();
                     removed += 1;
                 }
             }
@@ -412,6 +424,7 @@ where
     /// ```
     pub fn clear(&self) {
         self.map.clear();
+        self.forget_all();
     }
 
     /// Removes the entries older than the TTL; returns how many. Does nothing without a TTL.
@@ -436,6 +449,7 @@ where
         self.map.range(|key, slot| {
             if let Some(stored) = slot.0.get() {
                 if self.expired(stored.at) && self.map.compare_and_delete(key, slot) {
+                    slot.0.mark_gone();
                     purged += 1;
                 }
             }
@@ -479,6 +493,7 @@ where
     ) -> V
     where
         Q: ?Sized + Hash + Equivalent<K>,
+        K: Clone,
     {
         match self.__hit(key) {
             Some(value) => value,
@@ -487,7 +502,8 @@ where
     }
 
     /// The hit path, as `#[memoize]` generates it: a clone of the cached value, looked up by a
-    /// borrowed view of the key, with no allocation, no lock and no shared write. Counts a hit;
+    /// borrowed view of the key, with no allocation, no lock and no shared write (a bounded
+    /// cache bumps the entry's hit counter until it saturates). Counts a hit;
     /// `None` (counting nothing) when the value is absent, being computed or expired.
     #[doc(hidden)]
     #[inline]
@@ -498,7 +514,12 @@ where
         let value = self
             .map
             .load_with(key, |slot| match slot.0.get() {
-                Some(stored) if !self.expired(stored.at) => Some(stored.value.clone()),
+                Some(stored) if !self.expired(stored.at) => {
+                    if self.bound.is_some() {
+                        slot.0.touch();
+                    }
+                    Some(stored.value.clone())
+                }
                 _ => None,
             })
             .flatten()?;
@@ -527,6 +548,7 @@ where
     ) -> V
     where
         Q: ?Sized + Hash + Equivalent<K>,
+        K: Clone,
     {
         // A miss if this caller runs the body, a wait if another caller's value arrives first.
         let mut computed = false;
@@ -573,17 +595,16 @@ where
     ) -> V
     where
         Q: ?Sized + Hash + Equivalent<K>,
+        K: Clone,
     {
         // The caller's hit check just missed: insert a cell right away (load_or_store_with
-        // returns the existing one if another caller inserted it meanwhile). Room is made only
-        // when a cell is about to be inserted (the closure runs on a miss, outside the map's
-        // lock), not when joining a computation in flight.
+        // returns the existing one if another caller inserted it meanwhile). A bounded cache
+        // keeps a copy of the key for its policy, which gets the entry once its value is stored.
+        let owned = make_key();
+        let policy_key = self.bound.is_some().then(|| owned.clone());
         let mut slot = self
             .map
-            .load_or_store_with(make_key(), || {
-                self.make_room();
-                SlotRef(Arc::new(Slot::new()))
-            })
+            .load_or_store_with(owned, || SlotRef(Arc::new(Slot::new())))
             .0;
         if let Some(stored) = slot.0.get() {
             if !self.expired(stored.at) {
@@ -593,6 +614,7 @@ where
             self.counters.bump(Counter::Expiration);
             let fresh = SlotRef(Arc::new(Slot::new()));
             slot = if self.map.compare_and_swap(key, &slot, fresh.clone()) {
+                slot.0.mark_gone();
                 fresh
             } else {
                 match self.map.load(key) {
@@ -643,33 +665,17 @@ where
         }
         std::mem::forget(cleanup);
         match outcome {
-            Outcome::Cached(value) => value,
+            Outcome::Cached(value) => {
+                if let (true, Some(owned)) = (started.get(), policy_key) {
+                    self.admitted(owned, slot);
+                }
+                value
+            }
             Outcome::Uncached(value) => {
                 self.map.compare_and_delete(key, &slot);
                 value
             }
         }
-    }
-
-    /// With a capacity, evicts a batch of settled entries when the cache is full.
-    fn make_room(&self) {
-        let Some(capacity) = self.config.capacity else {
-            return;
-        };
-        let len = self.map.len();
-        if len < capacity {
-            return;
-        }
-        let mut to_evict = (len + 1 - capacity).max(capacity / 8).max(1);
-        let mut evicted = 0;
-        self.map.range(|key, slot| {
-            if slot.0.get().is_some() && self.map.compare_and_delete(key, slot) {
-                evicted += 1;
-                to_evict -= 1;
-            }
-            to_evict > 0
-        });
-        self.counters.add(Counter::Eviction, evicted);
     }
 
     /// The entries as text, for tools that do not know the types: `Debug` of keys and values, or

@@ -2,6 +2,7 @@
 //! same cell, and a caller that recurses into its own key is told so instead of deadlocking.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +21,10 @@ pub(crate) struct Slot<V> {
     computing: AtomicU64,
     /// Single flight of `async fn` callers (see `flight.rs`).
     pub(crate) flight: super::flight::Flight,
+    /// Hits since the eviction policy last looked (bounded caches only; saturating, lossy).
+    hits: AtomicU8,
+    /// Set when the entry leaves the map other than by the policy, so the policy drops it.
+    gone: AtomicBool,
 }
 
 /// The map's value: a slot compared by identity, so that `compare_and_delete` removes exactly
@@ -84,7 +89,41 @@ impl<V> Slot<V> {
             cell: OnceCell::new(),
             computing: AtomicU64::new(0),
             flight: super::flight::Flight::new(),
+            hits: AtomicU8::new(0),
+            gone: AtomicBool::new(false),
         }
+    }
+
+    /// Records a hit for the eviction policy: a plain load, and a store only while the count
+    /// is below its ceiling, so a hot entry's hits write nothing. Concurrent hits may lose
+    /// increments; the policy needs an estimate.
+    #[inline]
+    pub(crate) fn touch(&self) {
+        const CEILING: u8 = 15;
+        let hits = self.hits.load(std::sync::atomic::Ordering::Relaxed);
+        if hits < CEILING {
+            self.hits
+                .store(hits + 1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The hits since the last call, resetting them (writes only if there were any).
+    pub(crate) fn take_hits(&self) -> u32 {
+        let hits = self.hits.load(std::sync::atomic::Ordering::Relaxed);
+        if hits != 0 {
+            self.hits.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        u32::from(hits)
+    }
+
+    /// Marks the entry as removed from the map (so the policy forgets it).
+    pub(crate) fn mark_gone(&self) {
+        self.gone.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`mark_gone`](Self::mark_gone) was called.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The value, if computed.

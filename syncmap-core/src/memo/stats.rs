@@ -48,6 +48,9 @@ pub struct MemoStats {
     pub computations: u64,
     /// Entries removed to respect the capacity.
     pub evictions: u64,
+    /// New entries the eviction policy declined to keep (they were used less often, recently,
+    /// than the entries they would have displaced); counted apart from `evictions`.
+    pub rejections: u64,
     /// Entries found expired: recomputed on access, or removed by
     /// [`Memo::purge_expired`](super::Memo::purge_expired).
     pub expirations: u64,
@@ -84,12 +87,13 @@ pub(crate) enum Counter {
     Eviction = 3,
     Expiration = 4,
     Wait = 5,
+    Rejection = 6,
 }
 
 /// One cache-line pair of counters.
 #[repr(align(128))]
 #[derive(Default)]
-struct Stripe([AtomicU64; 6]);
+struct Stripe([AtomicU64; 7]);
 
 /// Striped counters.
 pub(crate) struct Counters {
@@ -191,6 +195,7 @@ impl Counters {
             computations: self.sum(Counter::Computation),
             evictions: self.sum(Counter::Eviction),
             expirations: self.sum(Counter::Expiration),
+            rejections: self.sum(Counter::Rejection),
             entries,
         }
     }

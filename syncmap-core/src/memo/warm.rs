@@ -268,7 +268,7 @@ where
     /// ```
     pub fn import<R: Read>(&self, mut reader: R) -> Result<usize, WarmStartError>
     where
-        K: DeserializeOwned,
+        K: DeserializeOwned + Clone,
         V: DeserializeOwned,
     {
         let mut bytes = Vec::new();
@@ -288,10 +288,11 @@ where
                 || value.take().expect("computed once"),
                 |_| true,
             );
-            let (_, existed) = self.map.load_or_store_with(key, || {
-                self.make_room();
-                SlotRef(Arc::new(slot))
-            });
+            let policy_key = self.bound.is_some().then(|| key.clone());
+            let (slot, existed) = self.map.load_or_store_with(key, || SlotRef(Arc::new(slot)));
+            if let (false, Some(key)) = (existed, policy_key) {
+                self.admitted(key, slot);
+            }
             inserted += usize::from(!existed);
         }
         Ok(inserted)

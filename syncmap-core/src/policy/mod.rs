@@ -1,0 +1,285 @@
+//! The eviction policy of bounded caches: an adaptive W-TinyLFU over CLOCK queues, runtime-free
+//! (no threads, no locks, no atomics of its own) so that it is unit-tested on its own. The
+//! memo runtime holds it under a mutex taken only on the miss path.
+//!
+//! - **Window**: a new entry enters a small FIFO window (it starts at 1% of the capacity;
+//!   [`Climber`] resizes it).
+//! - **Admission**: an entry leaving the window enters the main space if that has room, or
+//!   if its estimated frequency (a [`Sketch`] of recent accesses) beats the frequency of the
+//!   main space's victim; otherwise it is evicted (a *rejection*). A one-time scan thus never
+//!   displaces entries that are used again.
+//! - **Main space**: segmented, as Caffeine's. Admitted entries join a *probation* FIFO;
+//!   victims come from its front: an entry hit since it was admitted moves to the *protected*
+//!   CLOCK queue (at most 80% of the main space, its oldest demoted back to probation), one
+//!   that was not is the victim. When probation is empty, the protected queue's hand picks
+//!   the first entry whose credit (up to 3 passes, earned by hits) is spent. Hits are folded
+//!   into the sketch whenever the policy looks at an entry.
+//! - **Hits** are not seen by the policy when they happen: each entry counts its own hits
+//!   ([`Resident::take_hits`], a saturating counter in the entry written only while it
+//!   changes), and the policy reads and resets them when it next looks at the entry. That is
+//!   what keeps a hit lock-free.
+//! - **Adaptation**: after each sample of calls, the window grows if growing it last time
+//!   raised the hit ratio, and shrinks otherwise (hill climbing): recency-heavy workloads get
+//!   a large window (closer to LRU), frequency-heavy ones a small one (closer to LFU).
+//!
+//! Every operation is amortized O(1): each entry passes the window once, and each second
+//! chance in the main queue is paid for by a hit (and bounded per call by [`MAX_SECOND_CHANCES`]).
+
+mod climber;
+mod sketch;
+
+use std::collections::VecDeque;
+
+use climber::Climber;
+use sketch::Sketch;
+
+/// What the policy needs to know of a cached entry.
+pub(crate) trait Resident {
+    /// The hits recorded since the last call, resetting the count.
+    fn take_hits(&self) -> u32;
+    /// Whether the entry is still in the cache (not invalidated, expired or replaced since it
+    /// was inserted). Entries that are not are dropped from the queues as they are met.
+    fn is_live(&self) -> bool;
+}
+
+/// Why an entry left the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Removal {
+    /// Evicted from the main space, for a candidate with a higher frequency or to respect the
+    /// capacity.
+    Evicted,
+    /// Not admitted: the new entry's frequency did not beat the victim's, or it alone weighs
+    /// more than the capacity.
+    Rejected,
+    /// The entry had already left the cache ([`Resident::is_live`] was false).
+    Gone,
+}
+
+/// At most this many entries get a second chance per victim search: past it, the current
+/// entry is the victim even if it was hit. Keeps a miss's work bounded when every entry is hot.
+pub(crate) const MAX_SECOND_CHANCES: usize = 64;
+
+/// The most passes of the main queue's hand an entry survives without hits.
+const MAX_CREDIT: u32 = 3;
+
+/// An entry in a queue.
+struct Node<E> {
+    hash: u64,
+    weight: u64,
+    /// Passes of the main queue's hand this entry survives without new hits.
+    credit: u8,
+    entry: E,
+}
+
+/// Adaptive W-TinyLFU; see the module documentation.
+pub(crate) struct Policy<E> {
+    window: VecDeque<Node<E>>,
+    /// The main space's protected part (entries hit since they were admitted), a CLOCK queue.
+    main: VecDeque<Node<E>>,
+    /// The main space's probation part: entries admitted and not hit since, or demoted from
+    /// the protected part; victims come from here first.
+    probation: VecDeque<Node<E>>,
+    window_weight: u64,
+    /// Weight of `main` and `probation` together.
+    main_weight: u64,
+    /// Weight of `main` alone.
+    protected_weight: u64,
+    capacity: u64,
+    /// The window's share of `capacity`, moved by `climber`.
+    window_max: u64,
+    sketch: Sketch,
+    climber: Climber,
+    /// Calls at the start of the current sample (see [`Policy::observe`]).
+    sample_start: Option<(u64, u64)>,
+    /// Insertions since the last call to [`Policy::observe`].
+    inserts: u64,
+}
+
+impl<E: Resident> Policy<E> {
+    /// A policy for a total weight of `capacity` (entries weigh 1 unless told otherwise).
+    pub(crate) fn new(capacity: u64) -> Policy<E> {
+        Policy {
+            window: VecDeque::new(),
+            main: VecDeque::new(),
+            probation: VecDeque::new(),
+            window_weight: 0,
+            main_weight: 0,
+            protected_weight: 0,
+            capacity,
+            window_max: (capacity / 100).max(1),
+            sketch: Sketch::new(capacity),
+            climber: Climber::new(capacity),
+            sample_start: None,
+            inserts: 0,
+        }
+    }
+
+    /// The total weight of the entries held.
+    pub(crate) fn weight(&self) -> u64 {
+        self.window_weight + self.main_weight
+    }
+
+    /// The number of entries held (some may be gone from the cache, see [`Removal::Gone`]).
+    pub(crate) fn len(&self) -> usize {
+        self.window.len() + self.main.len() + self.probation.len()
+    }
+
+    /// The window's current maximum weight.
+    #[cfg(test)]
+    pub(crate) fn window_max(&self) -> u64 {
+        self.window_max
+    }
+
+    /// Takes a new entry, just inserted in the cache with `weight`, and pushes to `out` the
+    /// entries that must leave so that the total weight is at most the capacity (possibly the
+    /// new entry itself).
+    pub(crate) fn insert(&mut self, hash: u64, weight: u64, entry: E, out: &mut Vec<(E, Removal)>) {
+        self.inserts += 1;
+        self.sketch.add(hash, 1);
+        if weight > self.capacity {
+            out.push((entry, Removal::Rejected));
+            return;
+        }
+        self.window.push_back(Node {
+            hash,
+            weight,
+            credit: 0,
+            entry,
+        });
+        self.window_weight += weight;
+        while self.window_weight > self.window_max {
+            let Some(candidate) = self.window.pop_front() else {
+                break;
+            };
+            self.window_weight -= candidate.weight;
+            if !candidate.entry.is_live() {
+                out.push((candidate.entry, Removal::Gone));
+                continue;
+            }
+            let hits = candidate.entry.take_hits();
+            self.sketch.add(candidate.hash, hits);
+            self.admit(candidate, out);
+        }
+        // The window may have grown past what the main space left it.
+        while self.weight() > self.capacity {
+            let victim = match self.victim(out) {
+                Some(victim) => victim,
+                None => match self.window.pop_front() {
+                    Some(node) => {
+                        self.window_weight -= node.weight;
+                        node
+                    }
+                    None => break,
+                },
+            };
+            out.push((victim.entry, Removal::Evicted));
+        }
+    }
+
+    /// Moves `candidate`, out of the window, into the main space if there is room or it wins
+    /// against the victims it would displace.
+    fn admit(&mut self, candidate: Node<E>, out: &mut Vec<(E, Removal)>) {
+        let main_max = self.capacity.saturating_sub(self.window_max);
+        let frequency = self.sketch.frequency(candidate.hash);
+        while self.main_weight + candidate.weight > main_max {
+            let Some(victim) = self.victim(out) else {
+                break;
+            };
+            if frequency > self.sketch.frequency(victim.hash) {
+                out.push((victim.entry, Removal::Evicted));
+            } else {
+                self.main_weight += victim.weight;
+                self.probation.push_front(victim);
+                out.push((candidate.entry, Removal::Rejected));
+                return;
+            }
+        }
+        self.main_weight += candidate.weight;
+        self.probation.push_back(candidate);
+    }
+
+    /// Takes the main space's victim out of the queue: the first entry not hit since the hand
+    /// last passed (hit entries go to the back, their hits folded into the sketch). Entries
+    /// gone from the cache met on the way are pushed to `out`.
+    fn victim(&mut self, out: &mut Vec<(E, Removal)>) -> Option<Node<E>> {
+        let mut chances = MAX_SECOND_CHANCES.min(self.len());
+        loop {
+            let mut node = match self.probation.pop_front() {
+                Some(node) => node,
+                None => {
+                    let node = self.main.pop_front()?;
+                    self.protected_weight -= node.weight;
+                    node
+                }
+            };
+            self.main_weight -= node.weight;
+            if !node.entry.is_live() {
+                out.push((node.entry, Removal::Gone));
+                continue;
+            }
+            let hits = node.entry.take_hits();
+            self.sketch.add(node.hash, hits);
+            node.credit = (u32::from(node.credit) + hits).min(MAX_CREDIT) as u8;
+            if node.credit == 0 || chances == 0 {
+                return Some(node);
+            }
+            node.credit -= 1;
+            chances -= 1;
+            self.main_weight += node.weight;
+            self.protected_weight += node.weight;
+            self.main.push_back(node);
+            // The protected part keeps at most 80% of the main space: demote its oldest.
+            let protected_max = self.capacity.saturating_sub(self.window_max) / 5 * 4;
+            while self.protected_weight > protected_max && self.main.len() > 1 {
+                let Some(demoted) = self.main.pop_front() else {
+                    break;
+                };
+                self.protected_weight -= demoted.weight;
+                self.probation.push_back(demoted);
+            }
+        }
+    }
+
+    /// Whether the caller should call [`observe`](Self::observe) now (cheaply: every few
+    /// insertions, so that the caller sums its call counters rarely).
+    pub(crate) fn wants_sample(&self) -> bool {
+        self.inserts >= (self.len() as u64 / 16).max(16)
+    }
+
+    /// Feeds the cache's running totals of hits and misses. Once a sample of ten times the
+    /// number of entries (at least 1,000) calls has passed, moves the window by hill climbing
+    /// on the sample's hit ratio.
+    pub(crate) fn observe(&mut self, hits: u64, misses: u64) {
+        self.inserts = 0;
+        let Some((start_hits, start_misses)) = self.sample_start else {
+            self.sample_start = Some((hits, misses));
+            return;
+        };
+        let (h, m) = (
+            hits.saturating_sub(start_hits),
+            misses.saturating_sub(start_misses),
+        );
+        if h + m < (10 * self.len() as u64).max(1000) {
+            return;
+        }
+        self.sample_start = Some((hits, misses));
+        self.window_max = self
+            .climber
+            .adjust(self.window_max, h as f64 / (h + m) as f64)
+            .min(self.capacity);
+    }
+
+    /// Takes every entry out, to `out` (as [`Removal::Gone`]): after the cache is cleared.
+    pub(crate) fn drain(&mut self, out: &mut Vec<(E, Removal)>) {
+        let queues = self.window.drain(..).chain(self.main.drain(..));
+        for node in queues.chain(self.probation.drain(..)) {
+            out.push((node.entry, Removal::Gone));
+        }
+        self.window_weight = 0;
+        self.main_weight = 0;
+        self.protected_weight = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests;

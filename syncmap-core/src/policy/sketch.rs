@@ -1,0 +1,131 @@
+//! A count-min sketch of recent access frequencies (TinyLFU's): four rows of 4-bit saturating
+//! counters indexed by independent mixes of the key's hash, halved ("aged") every time the
+//! number of recorded accesses reaches ten times the cache's capacity, so that old popularity
+//! fades.
+
+/// Counters saturate here (4 bits, as in TinyLFU: more would only slow down aging).
+const MAX: u8 = 15;
+
+/// Frequencies of hashes, approximate from above (collisions only add).
+pub(crate) struct Sketch {
+    /// `4 * width` counters, one byte each (the high nibble unused: simpler and fast enough
+    /// for a structure touched only on misses).
+    table: Box<[u8]>,
+    mask: usize,
+    /// Accesses recorded since the last halving.
+    additions: u64,
+    /// Halve when `additions` reaches this.
+    period: u64,
+}
+
+impl Sketch {
+    /// A sketch sized for a cache of `capacity` entries.
+    pub(crate) fn new(capacity: u64) -> Sketch {
+        let width = 4 * (capacity.clamp(64, 1 << 24) as usize).next_power_of_two();
+        Sketch {
+            table: vec![0; 4 * width].into_boxed_slice(),
+            mask: width - 1,
+            additions: 0,
+            period: capacity.max(64).saturating_mul(10),
+        }
+    }
+
+    /// The counter of `hash` in `row`.
+    #[inline]
+    fn index(&self, hash: u64, row: usize) -> usize {
+        // A different odd multiplier per row, then the high bits: independent enough indexes.
+        const SEEDS: [u64; 4] = [
+            0x9E37_79B9_7F4A_7C15,
+            0xC2B2_AE3D_27D4_EB4F,
+            0x1656_67B1_9E37_79F9,
+            0xD6E8_FEB8_6659_FD93,
+        ];
+        let h = (hash ^ (hash >> 29)).wrapping_mul(SEEDS[row]);
+        row * (self.mask + 1) + ((h >> 32) as usize & self.mask)
+    }
+
+    /// Records `n` accesses of `hash`.
+    pub(crate) fn add(&mut self, hash: u64, n: u32) {
+        if n == 0 {
+            return;
+        }
+        let n = n.min(u32::from(MAX)) as u8;
+        for row in 0..4 {
+            let i = self.index(hash, row);
+            self.table[i] = self.table[i].saturating_add(n).min(MAX);
+        }
+        self.additions += u64::from(n);
+        if self.additions >= self.period {
+            self.halve();
+        }
+    }
+
+    /// The estimated number of recent accesses of `hash` (0..=15).
+    pub(crate) fn frequency(&self, hash: u64) -> u8 {
+        (0..4)
+            .map(|row| self.table[self.index(hash, row)])
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Ages every counter: halves it.
+    fn halve(&mut self) {
+        for c in self.table.iter_mut() {
+            *c >>= 1;
+        }
+        self.additions /= 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(i: u64) -> u64 {
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x1234_5678
+    }
+
+    #[test]
+    fn counts_and_saturates() {
+        let mut s = Sketch::new(1000);
+        assert_eq!(s.frequency(h(1)), 0);
+        s.add(h(1), 1);
+        s.add(h(1), 2);
+        assert_eq!(s.frequency(h(1)), 3);
+        s.add(h(1), 100);
+        assert_eq!(s.frequency(h(1)), MAX);
+        assert_eq!(s.frequency(h(2)), 0);
+    }
+
+    #[test]
+    fn ages_by_halving() {
+        let mut s = Sketch::new(64);
+        s.add(h(7), 8);
+        // 640 additions make a period: fill it with another key.
+        for _ in 0..631 {
+            s.add(h(8), 1);
+        }
+        assert_eq!(s.frequency(h(7)), 8);
+        s.add(h(8), 1);
+        assert_eq!(s.frequency(h(7)), 4);
+        assert_eq!(s.frequency(h(8)), 7);
+    }
+
+    #[test]
+    fn tells_hot_from_cold() {
+        let mut s = Sketch::new(1000);
+        for round in 0..5 {
+            for i in 0..100 {
+                s.add(h(i), 1);
+            }
+            let _ = round;
+        }
+        for i in 1000..1500 {
+            s.add(h(i), 1);
+        }
+        let hot = (0..100).filter(|&i| s.frequency(h(i)) >= 4).count();
+        let cold = (1000..1500).filter(|&i| s.frequency(h(i)) >= 4).count();
+        assert!(hot >= 95, "{hot}");
+        assert!(cold <= 10, "{cold}");
+    }
+}

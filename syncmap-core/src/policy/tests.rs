@@ -1,0 +1,242 @@
+//! Behaviour of the policy on small traces, through a single-threaded simulated cache.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::*;
+
+/// A simulated entry: its hit counter and whether the cache still holds it.
+#[derive(Default)]
+struct Fake {
+    hits: Cell<u32>,
+    live: Cell<bool>,
+}
+
+impl Resident for Rc<Fake> {
+    fn take_hits(&self) -> u32 {
+        self.hits.replace(0)
+    }
+    fn is_live(&self) -> bool {
+        self.live.get()
+    }
+}
+
+/// A cache of keys over the policy, counting hits the way `Memo` does.
+struct Sim {
+    policy: Policy<Rc<Fake>>,
+    map: HashMap<u64, Rc<Fake>>,
+    keys: HashMap<*const Fake, u64>,
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+    rejections: u64,
+}
+
+fn hash(k: u64) -> u64 {
+    let mut z = k.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Sim {
+    fn new(capacity: u64) -> Sim {
+        Sim {
+            policy: Policy::new(capacity),
+            map: HashMap::new(),
+            keys: HashMap::new(),
+            hits: 0,
+            misses: 0,
+            evictions: 0,
+            rejections: 0,
+        }
+    }
+
+    /// One call; whether it hit.
+    fn access(&mut self, k: u64) -> bool {
+        if let Some(e) = self.map.get(&k) {
+            e.hits.set((e.hits.get() + 1).min(15));
+            self.hits += 1;
+            return true;
+        }
+        self.misses += 1;
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        self.map.insert(k, e.clone());
+        self.keys.insert(Rc::as_ptr(&e), k);
+        let mut out = Vec::new();
+        self.policy.insert(hash(k), 1, e, &mut out);
+        for (e, why) in out {
+            let key = self.keys.remove(&Rc::as_ptr(&e)).expect("known entry");
+            match why {
+                Removal::Evicted => self.evictions += 1,
+                Removal::Rejected => self.rejections += 1,
+                Removal::Gone => {
+                    assert!(!e.live.get());
+                    continue;
+                }
+            }
+            assert!(e.live.replace(false));
+            self.map.remove(&key);
+        }
+        if self.policy.wants_sample() {
+            self.policy.observe(self.hits, self.misses);
+        }
+        assert!(self.map.len() as u64 <= self.policy.capacity);
+        false
+    }
+
+    fn invalidate(&mut self, k: u64) {
+        if let Some(e) = self.map.remove(&k) {
+            e.live.set(false);
+        }
+    }
+}
+
+#[test]
+fn bound_holds_and_every_removal_is_reported() {
+    let mut sim = Sim::new(100);
+    for i in 0..10_000u64 {
+        sim.access(hash(i) % 500);
+        if i % 97 == 0 {
+            sim.invalidate(hash(i + 1) % 500);
+        }
+        assert!(sim.map.len() <= 100);
+        assert!(sim.policy.weight() <= 100);
+    }
+    assert!(sim.evictions + sim.rejections > 0);
+}
+
+#[test]
+fn a_scan_of_ten_times_the_capacity_keeps_the_hot_set() {
+    let capacity = 400u64;
+    let mut sim = Sim::new(capacity);
+    let hot: Vec<u64> = (0..capacity / 4).collect();
+    // Warm up the hot set.
+    for _ in 0..4 {
+        for &k in &hot {
+            sim.access(k);
+        }
+    }
+    // One pass over 10x capacity fresh keys, the hot set hit throughout.
+    let mut hot_misses = 0;
+    for (i, k) in (1_000_000..1_000_000 + 10 * capacity).enumerate() {
+        sim.access(k);
+        if i % 4 == 0 {
+            let h = hot[(i / 4) % hot.len()];
+            hot_misses += u64::from(!sim.access(h));
+        }
+    }
+    assert_eq!(hot_misses, 0, "hot keys evicted by a scan");
+    assert!(hot.iter().all(|k| sim.map.contains_key(k)));
+}
+
+#[test]
+fn a_key_hit_every_other_call_survives() {
+    let mut sim = Sim::new(50);
+    sim.access(7);
+    let mut misses = 0;
+    for i in 0..20_000u64 {
+        if i % 2 == 0 {
+            misses += u64::from(!sim.access(7));
+        } else {
+            sim.access(1_000 + i); // every other call a new key
+        }
+    }
+    assert_eq!(misses, 0);
+}
+
+#[test]
+fn frequent_keys_beat_recent_ones() {
+    // Zipf-like: 20 keys take half the calls, the rest are spread over 100k keys.
+    let mut sim = Sim::new(100);
+    let mut misses_hot = 0;
+    for i in 0..200_000u64 {
+        if i % 2 == 0 {
+            let warm = i > 20_000;
+            let hit = sim.access(hash(i) % 20);
+            misses_hot += u64::from(warm && !hit);
+        } else {
+            sim.access(100 + hash(i) % 100_000);
+        }
+    }
+    assert!(misses_hot < 50, "{misses_hot}");
+}
+
+/// A recency-heavy trace: each new key is used a few times shortly after its first use, then
+/// never again. LRU-like behaviour (a large window) wins.
+#[test]
+fn the_window_grows_on_a_recency_heavy_trace() {
+    let capacity = 1_000u64;
+    let mut sim = Sim::new(capacity);
+    let start = sim.policy.window_max();
+    let mut next = 0u64;
+    for i in 0..400_000u64 {
+        // Keys are reused at distances up to ~500 calls (half the capacity), never later.
+        let k = if i % 3 == 0 {
+            next += 1;
+            next
+        } else {
+            next.saturating_sub(hash(i) % 150)
+        };
+        sim.access(k);
+    }
+    let end = sim.policy.window_max();
+    assert!(end > start * 10, "window {start} -> {end}");
+}
+
+/// A frequency-heavy trace (a fixed popular set among one-time keys): the window stays small.
+#[test]
+fn the_window_stays_small_on_a_frequency_heavy_trace() {
+    let capacity = 1_000u64;
+    let mut sim = Sim::new(capacity);
+    // Start from a large window, as if the trace before had been recency-heavy.
+    sim.policy.window_max = 600;
+    let mut fresh = 1u64 << 40;
+    for i in 0..400_000u64 {
+        let k = if i % 2 == 0 {
+            hash(i) % 800 // popular set, fits the cache
+        } else {
+            fresh += 1;
+            fresh
+        };
+        sim.access(k);
+    }
+    let end = sim.policy.window_max();
+    assert!(end < 300, "window 600 -> {end}");
+}
+
+#[test]
+fn oversized_entries_are_rejected_and_weights_bound_the_total() {
+    let mut policy: Policy<Rc<Fake>> = Policy::new(100);
+    let mut out = Vec::new();
+    let e = Rc::new(Fake::default());
+    e.live.set(true);
+    policy.insert(1, 101, e, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1, Removal::Rejected);
+    out.clear();
+    for k in 0..1000u64 {
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(hash(k), 1 + k % 30, e, &mut out);
+        for (e, _) in out.drain(..) {
+            e.live.set(false);
+        }
+        assert!(policy.weight() <= 100, "{}", policy.weight());
+    }
+}
+
+#[test]
+fn drain_empties_the_policy() {
+    let mut sim = Sim::new(10);
+    for k in 0..30 {
+        sim.access(k);
+    }
+    let mut out = Vec::new();
+    sim.policy.drain(&mut out);
+    assert_eq!(out.len(), 10);
+    assert_eq!(sim.policy.len(), 0);
+    assert_eq!(sim.policy.weight(), 0);
+}

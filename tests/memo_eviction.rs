@@ -1,0 +1,164 @@
+//! The eviction policy of bounded caches, through the runtime `#[memoize(capacity = N)]` uses:
+//! the bound under concurrent churn, what stays, statistics, and TTL agreeing with `len`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Barrier;
+use std::thread;
+use std::time::Duration;
+
+use syncmemo::__private::MemoOptions;
+use syncmemo::{memoize, Memo};
+
+fn bounded(name: &'static str, capacity: usize) -> &'static Memo<u64, u64> {
+    let options = MemoOptions {
+        capacity: Some(capacity),
+        ..MemoOptions::DEFAULT
+    };
+    Box::leak(Box::new(Memo::new(name, options.into())))
+}
+
+fn call(memo: &'static Memo<u64, u64>, key: u64) -> u64 {
+    memo.__call(&key, || key, || key * 3, |_| true)
+}
+
+/// `len() <= capacity + threads` after every call returns, with `threads` callers churning
+/// through many more keys than fit.
+fn churn(threads: u64) {
+    const CAP: usize = 64;
+    let memo = bounded("eviction::churn", CAP);
+    let barrier = Barrier::new(threads as usize);
+    let worst = AtomicU64::new(0);
+    thread::scope(|s| {
+        for t in 0..threads {
+            let (barrier, worst) = (&barrier, &worst);
+            s.spawn(move || {
+                barrier.wait();
+                let mut x = t + 1;
+                for i in 0..20_000u64 {
+                    // Mostly fresh keys, some repeated: inserts and hits interleave.
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let key = if i % 3 == 0 { x % 32 } else { x % 5_000 };
+                    assert_eq!(call(memo, key), key * 3);
+                    if i % 16 == 0 {
+                        let len = memo.len();
+                        worst.fetch_max(len as u64, Ordering::Relaxed);
+                        assert!(
+                            len <= CAP + threads as usize,
+                            "len {len} > {CAP} + {threads}"
+                        );
+                    }
+                }
+            });
+        }
+    });
+    assert!(
+        memo.len() <= CAP,
+        "{} entries after the threads returned",
+        memo.len()
+    );
+    let stats = memo.stats();
+    assert!(stats.evictions + stats.rejections > 1000, "{stats:?}");
+    eprintln!(
+        "{threads} threads: largest len seen {}",
+        worst.load(Ordering::Relaxed)
+    );
+}
+
+#[test]
+fn the_bound_holds_with_two_threads_churning() {
+    churn(2);
+}
+
+#[test]
+fn the_bound_holds_with_four_threads_churning() {
+    churn(4);
+}
+
+#[test]
+fn a_hot_set_survives_a_scan() {
+    let memo = bounded("eviction::scan", 400);
+    let runs = AtomicU64::new(0);
+    let f = |k: u64| {
+        memo.__call(
+            &k,
+            || k,
+            || {
+                runs.fetch_add(1, Ordering::Relaxed);
+                k
+            },
+            |_| true,
+        )
+    };
+    for _ in 0..4 {
+        (0..100).for_each(|k| {
+            f(k);
+        });
+    }
+    let before = runs.load(Ordering::Relaxed);
+    for (i, k) in (1_000_000..1_004_000u64).enumerate() {
+        f(k);
+        if i % 4 == 0 {
+            f(i as u64 / 4 % 100);
+        }
+    }
+    // Only the 4,000 scanned keys ran their body: no hot key was recomputed.
+    assert_eq!(runs.load(Ordering::Relaxed) - before, 4_000);
+    let stats = memo.stats();
+    assert!(stats.rejections > 0, "{stats:?}");
+    assert!(memo.len() <= 400);
+}
+
+#[test]
+fn invalidated_and_cleared_entries_free_their_room() {
+    let memo = bounded("eviction::invalidate", 10);
+    for k in 0..10 {
+        call(memo, k);
+    }
+    for k in 0..10 {
+        assert!(memo.invalidate(&k));
+    }
+    for k in 100..110 {
+        call(memo, k);
+    }
+    // The new keys fill the room the removed ones left: none was evicted for them.
+    assert_eq!(memo.len(), 10);
+    assert_eq!(memo.stats().evictions + memo.stats().rejections, 0);
+    memo.clear();
+    for k in 200..210 {
+        call(memo, k);
+    }
+    assert_eq!(memo.len(), 10);
+    assert_eq!(memo.stats().evictions + memo.stats().rejections, 0);
+    for k in 200..210 {
+        assert_eq!(memo.get(&k), Some(k * 3));
+    }
+}
+
+#[memoize(capacity = 4, ttl = "30ms")]
+fn short_lived(x: u64) -> u64 {
+    x
+}
+
+#[test]
+fn expired_entries_are_not_counted() {
+    for x in 0..3 {
+        short_lived(x);
+    }
+    assert_eq!(short_lived_cache().len(), 3);
+    thread::sleep(Duration::from_millis(60));
+    let cache = short_lived_cache();
+    let mut shown = 0;
+    cache.range(|_, _| {
+        shown += 1;
+        true
+    });
+    assert_eq!(shown, 0);
+    assert_eq!(cache.get(&0), None);
+    assert_eq!(cache.len(), 0);
+    assert_eq!(cache.stats().entries, 0);
+    // Recomputed entries are counted again.
+    short_lived(1);
+    assert_eq!(cache.len(), 1);
+}
