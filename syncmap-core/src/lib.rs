@@ -61,6 +61,9 @@
 mod map;
 pub mod memo;
 mod raw;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod tier;
 
 pub use equivalent::Equivalent;
 pub use map::SyncMap;

@@ -34,6 +34,8 @@
 
 mod key;
 mod registry;
+#[cfg(feature = "redis")]
+mod shared;
 mod slot;
 mod stats;
 
@@ -67,6 +69,9 @@ pub struct MemoConfig {
     pub capacity: Option<usize>,
     /// Entries older than this are recomputed (`ttl = "30s"`); `None`: they never expire.
     pub ttl: Option<Duration>,
+    /// Whether results are shared through a tier behind the local cache (`shared`, feature
+    /// `redis`).
+    pub shared: bool,
 }
 
 /// The cache of one memoized function: a [`SyncMap`] from its key (the tuple of its cached
@@ -113,6 +118,9 @@ pub struct Memo<K, V> {
     map: SyncMap<K, SlotRef<V>, MemoHasher>,
     counters: Counters,
     debug: __private::MemoDebug<K, V>,
+    /// The shared tier's hook (`#[memoize(shared)]`).
+    #[cfg(feature = "redis")]
+    shared: Option<Box<dyn crate::tier::Hook<K, V>>>,
 }
 
 impl<K, V> Memo<K, V>
@@ -145,7 +153,20 @@ where
             map: SyncMap::default(),
             counters: Counters::default(),
             debug,
+            #[cfg(feature = "redis")]
+            shared: None,
         }
+    }
+
+    /// Attaches the shared tier's hook that `factory` makes (generated code; a no-op without
+    /// the `redis` feature).
+    pub(crate) fn with_shared(self, factory: Option<__private::SharedFactory>) -> Self {
+        #[cfg(feature = "redis")]
+        if let Some(factory) = factory {
+            return self.attach_shared(factory);
+        }
+        let _ = factory;
+        self
     }
 
     /// The memoized function's path: module path and function name.
@@ -323,7 +344,7 @@ where
     /// ```
     /// # use std::time::Duration;
     /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// let options = MemoOptions { capacity: None, ttl: Some(Duration::from_millis(1)) };
+    /// let options = MemoOptions { ttl: Some(Duration::from_millis(1)), ..MemoOptions::DEFAULT };
     /// let memo: &'static Memo<u8, u8> = Box::leak(Box::new(Memo::new("f", options.into())));
     /// memo.__call(&1, || 1, || 1, |_| true);
     /// std::thread::sleep(Duration::from_millis(5));
@@ -458,9 +479,12 @@ where
         // returns the existing one if another caller inserted it meanwhile). Room is made only
         // when a cell is about to be inserted (the closure runs on a miss, outside the map's
         // lock), not when joining a computation in flight.
+        let owned = make_key();
+        #[cfg(feature = "redis")]
+        let shared = self.shared_key(&owned);
         let mut slot = self
             .map
-            .load_or_store_with(make_key(), || {
+            .load_or_store_with(owned, || {
                 self.make_room();
                 SlotRef(Arc::new(Slot::new()))
             })
@@ -488,6 +512,10 @@ where
                     stored.value.clone()
                 };
             }
+        }
+        #[cfg(feature = "redis")]
+        if let Some((hook, shared_key)) = shared {
+            return self.miss_shared(key, slot, hook, shared_key, compute, keep);
         }
         let counters = &self.counters;
         // Remove the empty cell if the body panics, so later callers start afresh.
