@@ -451,6 +451,8 @@ struct Health {
 pub(crate) struct RedisTier {
     client: client::Client,
     config: Config,
+    /// The URL without its password, for log lines.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     shown_url: String,
     channel: String,
     /// Identifies this tier's own messages.
