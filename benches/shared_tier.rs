@@ -176,6 +176,26 @@ fn main() {
     assert_eq!(stats.hits, n, "{stats:?}");
     assert_eq!(shared_fn_cache().stats().computations, n);
 
+    // The peer: cached's RedisCache on the same server (no local tier, no single flight).
+    {
+        use cached::prelude::ConcurrentCached;
+        let peer: cached::RedisCache<u64, u64> = cached::RedisCache::builder("bench")
+            .connection_string(&server.url())
+            .ttl(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        let offset = 1 << 40;
+        per_call("cached RedisCache: get (miss), compute, set", n, |i| {
+            if peer.cache_get(&(i + offset)).unwrap().is_none() {
+                let value = std::hint::black_box(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                peer.cache_set(i + offset, value).unwrap();
+            }
+        });
+        per_call("cached RedisCache: get (hit)", n, |i| {
+            assert!(peer.cache_get(&(i + offset)).unwrap().is_some());
+        });
+    }
+
     // A fleet over Zipf keys.
     let (calls, keys) = if quick {
         (2_000, 2_000)
