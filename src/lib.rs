@@ -188,6 +188,23 @@ pub use syncmap_core::*;
 /// assert_eq!(find_cache().len(), 0); // None is not
 /// ```
 ///
+/// `shared` (feature `redis`): results are kept in Redis too, behind the local cache, and
+/// concurrent misses across processes compute each key once (a lock in Redis). Keys and results
+/// must be serde's `Serialize + Deserialize`; the tier is installed once per process with
+/// `syncmemo::tier::redis::install(url)` or the `SYNCMEMO_REDIS_URL` environment variable. If
+/// Redis is down, slow or returns bytes that do not decode, calls compute locally. See
+/// the `syncmemo::tier` module (documented when the feature is on).
+///
+/// ```ignore
+/// #[syncmemo::memoize(shared, ttl = "10m")]
+/// fn render(page: &str, lang: &str) -> String {
+///     format!("<h1>{page}</h1> ({lang})")
+/// }
+/// syncmemo::tier::redis::install("redis://127.0.0.1:6379/0")?;
+/// render("home", "en"); // computed once across the fleet
+/// render_cache().invalidate_shared(&("home".to_string(), "en".to_string())); // everywhere
+/// ```
+///
 /// Methods: `&self` (or `self`) is part of the key, so different receivers never share results
 /// (`Self: Hash + Eq + Clone`). Associated functions without `self` work as they are (their
 /// generated functions find the cache by source location); `in_impl` is accepted but not needed.

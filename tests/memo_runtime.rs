@@ -297,6 +297,7 @@ fn capacity_bounds_the_entries() {
         let options = MemoOptions {
             capacity: Some(CAP),
             ttl: None,
+            ..MemoOptions::DEFAULT
         };
         let memo: &'static Memo<u64, u64> = leak("t::capacity", options);
         for k in 0..500 {
@@ -333,6 +334,7 @@ fn capacity_never_evicts_an_entry_in_flight() {
         let options = MemoOptions {
             capacity: Some(2),
             ttl: None,
+            ..MemoOptions::DEFAULT
         };
         let memo: &'static Memo<u64, u64> = leak("t::capacity_in_flight", options);
         let runs = Arc::new(AtomicUsize::new(0));
@@ -383,6 +385,7 @@ fn ttl_recomputes_and_purges() {
     let options = MemoOptions {
         capacity: None,
         ttl: Some(Duration::from_millis(100)),
+        ..MemoOptions::DEFAULT
     };
     let memo: &'static Memo<u8, usize> = leak("t::ttl", options);
     let runs = AtomicUsize::new(0);

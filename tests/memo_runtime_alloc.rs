@@ -48,6 +48,7 @@ static NAMES: StaticMemo<String, Arc<str>> = StaticMemo::new(
     MemoOptions {
         capacity: Some(100),
         ttl: Some(Duration::from_secs(3600)),
+        ..MemoOptions::DEFAULT
     },
 );
 

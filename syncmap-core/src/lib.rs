@@ -69,6 +69,9 @@ pub mod memo;
 pub mod metrics;
 mod policy;
 mod raw;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod tier;
 
 pub use equivalent::Equivalent;
 pub use map::SyncMap;

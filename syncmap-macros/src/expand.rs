@@ -1,7 +1,7 @@
 //! Generates the cached function, `<fn>_cache()` and `<fn>_uncached`.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::{GenericParam, ItemFn};
 
 use crate::{parse, validate};
@@ -73,8 +73,16 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         }
         None => quote!(::core::option::Option::None),
     };
+    // `shared`: the tier's hook for these key and value types; a key or value type that is not
+    // serde's `Serialize + Deserialize` is reported at the `shared` token.
+    let shared = match options.shared {
+        Some(span) => quote_spanned! {span=>
+            ::core::option::Option::Some(::syncmemo::__private::shared::<#key_ty, #value_ty>)
+        },
+        None => quote!(::core::option::Option::None),
+    };
     let memo_options = quote! {
-        ::syncmemo::__private::MemoOptions { capacity: #capacity, ttl: #ttl }
+        ::syncmemo::__private::MemoOptions { capacity: #capacity, ttl: #ttl, shared: #shared }
     };
     let memo_name = quote!(::core::concat!(
         ::core::module_path!(),

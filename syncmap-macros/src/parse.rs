@@ -20,9 +20,10 @@ pub(crate) struct Options {
     pub(crate) cache_err: Option<Span>,
     pub(crate) skip_none: Option<Span>,
     pub(crate) in_impl: Option<Span>,
+    pub(crate) shared: Option<Span>,
 }
 
-const KNOWN: &str = "capacity, ttl, key, ignore, cache_err, skip_none, in_impl";
+const KNOWN: &str = "capacity, ttl, key, ignore, cache_err, skip_none, in_impl, shared";
 
 /// Parses the attribute's arguments, collecting every error.
 pub(crate) fn options(args: TokenStream) -> syn::Result<Options> {
@@ -48,6 +49,7 @@ pub(crate) fn options(args: TokenStream) -> syn::Result<Options> {
             Value::CacheErr => options.cache_err.replace(span).is_some(),
             Value::SkipNone => options.skip_none.replace(span).is_some(),
             Value::InImpl => options.in_impl.replace(span).is_some(),
+            Value::Shared => options.shared.replace(span).is_some(),
         };
         if duplicate {
             fail(syn::Error::new(
@@ -76,6 +78,7 @@ enum Value {
     CacheErr,
     SkipNone,
     InImpl,
+    Shared,
 }
 
 impl Parse for Option_ {
@@ -126,6 +129,14 @@ impl Parse for Option_ {
             "cache_err" => Value::CacheErr,
             "skip_none" => Value::SkipNone,
             "in_impl" => Value::InImpl,
+            "shared" if cfg!(feature = "redis") => Value::Shared,
+            "shared" => {
+                return Err(syn::Error::new(
+                    name.span(),
+                    "`shared` needs the `redis` feature of syncmemo: \
+                     `syncmemo = { version = \"..\", features = [\"redis\"] }`",
+                ))
+            }
             other => {
                 return Err(syn::Error::new(
                     name.span(),

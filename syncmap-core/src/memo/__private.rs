@@ -14,20 +14,28 @@ pub use super::key::KeyRef;
 use super::{registry, Memo, MemoConfig};
 use crate::SyncMap;
 
-/// The options of `#[memoize(...)]`, constructible in a `static`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The options of `#[memoize(...)]`, constructible in a `static`. (Not `PartialEq`: function
+/// pointers have no meaningful equality.)
+#[derive(Debug, Clone, Copy)]
 pub struct MemoOptions {
     /// `capacity = N`.
     pub capacity: Option<usize>,
     /// `ttl = "…"`.
     pub ttl: Option<Duration>,
+    /// `shared`: makes the shared tier's hook for the cache's key and value types.
+    pub shared: Option<SharedFactory>,
 }
+
+/// Makes the hook of a `shared` cache (a `Box<HookBox<K, V>>`, erased so that `MemoOptions`
+/// stays one non-generic type), from the cache's name and configuration.
+pub type SharedFactory = fn(&'static str, MemoConfig) -> Box<dyn Any + Send + Sync>;
 
 impl MemoOptions {
     /// No capacity, no TTL.
     pub const DEFAULT: MemoOptions = MemoOptions {
         capacity: None,
         ttl: None,
+        shared: None,
     };
 }
 
@@ -36,8 +44,19 @@ impl From<MemoOptions> for MemoConfig {
         MemoConfig {
             capacity: options.capacity,
             ttl: options.ttl,
+            shared: options.shared.is_some(),
         }
     }
+}
+
+/// The [`SharedFactory`] of a cache with key `K` and value `V` (`#[memoize(shared)]`).
+#[cfg(feature = "redis")]
+pub fn shared<K, V>(name: &'static str, config: MemoConfig) -> Box<dyn Any + Send + Sync>
+where
+    K: crate::tier::SharedType + Hash + Eq + Send + Sync + 'static,
+    V: crate::tier::SharedType + Clone + Send + Sync + 'static,
+{
+    crate::tier::hook::<K, V>(name, config)
 }
 
 /// A `Debug` printer, or none.
@@ -96,9 +115,10 @@ where
 
     #[cold]
     fn init(&'static self, debug: impl FnOnce() -> MemoDebug<K, V>) -> &'static Memo<K, V> {
-        let memo = self
-            .memo
-            .get_or_init(|| Memo::with_debug(self.name, self.options.into(), debug()));
+        let memo = self.memo.get_or_init(|| {
+            Memo::with_debug(self.name, self.options.into(), debug())
+                .with_shared(self.options.shared)
+        });
         if !self.registered.swap(true, Ordering::AcqRel) {
             registry::register(memo);
         }
@@ -225,8 +245,9 @@ where
         return downcast(erased);
     }
     let (erased, loaded) = memos.load_or_store_with(key, || {
-        let memo: &'static Memo<K, V> =
-            Box::leak(Box::new(Memo::with_debug(name(), options.into(), debug())));
+        let memo: &'static Memo<K, V> = Box::leak(Box::new(
+            Memo::with_debug(name(), options.into(), debug()).with_shared(options.shared),
+        ));
         memo
     });
     let memo = downcast(erased);

@@ -51,6 +51,8 @@ mod checks;
 mod flight;
 mod key;
 mod registry;
+#[cfg(feature = "redis")]
+mod shared;
 mod slot;
 #[cfg(feature = "serde")]
 mod snapshot;
@@ -100,6 +102,9 @@ pub struct MemoConfig {
     pub capacity: Option<usize>,
     /// Entries older than this are recomputed (`ttl = "30s"`); `None`: they never expire.
     pub ttl: Option<Duration>,
+    /// Whether results are shared through a tier behind the local cache (`shared`, feature
+    /// `redis`).
+    pub shared: bool,
 }
 
 /// The cache of one memoized function: a [`SyncMap`] from its key (the tuple of its cached
@@ -167,6 +172,9 @@ pub struct Memo<K, V> {
     debug: __private::MemoDebug<K, V>,
     /// The eviction policy, with a capacity.
     bound: Option<bounded::Bound<K, V>>,
+    /// The shared tier's hook (`#[memoize(shared)]`).
+    #[cfg(feature = "redis")]
+    shared: Option<Box<dyn crate::tier::Hook<K, V>>>,
 }
 
 impl<K, V> Memo<K, V>
@@ -201,7 +209,20 @@ where
             counters: Counters::default(),
             debug,
             bound: config.capacity.map(bounded::Bound::new),
+            #[cfg(feature = "redis")]
+            shared: None,
         }
+    }
+
+    /// Attaches the shared tier's hook that `factory` makes (generated code; a no-op without
+    /// the `redis` feature).
+    pub(crate) fn with_shared(self, factory: Option<__private::SharedFactory>) -> Self {
+        #[cfg(feature = "redis")]
+        if let Some(factory) = factory {
+            return self.attach_shared(factory);
+        }
+        let _ = factory;
+        self
     }
 
     /// The memoized function's path: module path and function name.
@@ -602,6 +623,8 @@ where
         // keeps a copy of the key for its policy, which gets the entry once its value is stored.
         let owned = make_key();
         let policy_key = self.bound.is_some().then(|| owned.clone());
+        #[cfg(feature = "redis")]
+        let shared = self.shared_key(&owned);
         let mut slot = self
             .map
             .load_or_store_with(owned, || SlotRef(Arc::new(Slot::new())))
@@ -630,6 +653,10 @@ where
                     stored.value.clone()
                 };
             }
+        }
+        #[cfg(feature = "redis")]
+        if let Some(shared) = shared {
+            return self.miss_shared(key, slot, policy_key, shared, compute, keep);
         }
         let counters = &self.counters;
         // Remove the empty cell if the body panics, so later callers start afresh; armed only

@@ -67,6 +67,8 @@ where
     V: Clone + Send + Sync + 'static,
 {
     REGISTRY.lock().push(memo);
+    #[cfg(feature = "redis")]
+    memo.attach_to_tier();
 }
 
 /// A handle on one memoized function's cache, whatever its key and value types.

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::raw::sync::{AtomicU64, OnceCell, Ordering};
 
@@ -152,6 +152,23 @@ impl<V> Slot<V> {
     where
         V: Clone,
     {
+        self.get_or_compute_aged(name, stamp, || (compute(), Duration::ZERO), keep)
+    }
+
+    /// [`get_or_compute`](Self::get_or_compute) for a value that `compute` may have received
+    /// already `age` old (from a shared tier): its timestamp is set back by `age`, so that it
+    /// expires when its first copy does.
+    #[track_caller]
+    pub(crate) fn get_or_compute_aged(
+        &self,
+        name: &str,
+        stamp: bool,
+        compute: impl FnOnce() -> (V, Duration),
+        keep: impl FnOnce(&V) -> bool,
+    ) -> Outcome<V>
+    where
+        V: Clone,
+    {
         if let Some(stored) = self.cell.get() {
             return Outcome::Cached(stored.value.clone());
         }
@@ -166,11 +183,14 @@ impl<V> Slot<V> {
         let result = self.cell.get_or_try_init(|| {
             self.computing.store(me, Ordering::Release);
             let _computing = Computing(&self.computing);
-            let value = compute();
+            let (value, age) = compute();
             if keep(&value) {
                 Ok(Stored {
                     value,
-                    at: stamp.then(Instant::now),
+                    at: stamp.then(|| {
+                        let now = Instant::now();
+                        now.checked_sub(age).unwrap_or(now)
+                    }),
                 })
             } else {
                 uncached = Some(value);

@@ -41,7 +41,8 @@ pub struct MemoStats {
     /// Calls that found no value but did not run the body: another caller was computing the
     /// same key, and this one waited for its result (single flight), or the value arrived
     /// between the lookup and the wait. A stampede of `n` concurrent first calls counts one
-    /// miss and `n - 1` waits.
+    /// miss and `n - 1` waits. In a `shared` cache, a value found in the shared tier also
+    /// counts as a wait (the tier's own counters are in `Memo::shared_stats`).
     pub waits: u64,
     /// Times the body ran to fill a cache cell. At most `misses`: a call whose key is
     /// invalidated while it looks runs the body for itself only, and counts a miss alone.

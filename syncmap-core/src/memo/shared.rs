@@ -1,0 +1,158 @@
+//! The local cache's side of the shared tier (feature `redis`): the miss path of a `shared`
+//! cache asks the tier between local single flight and computing, and publishes after; and the
+//! methods that act on both tiers. See [`crate::tier`].
+
+use std::cell::Cell;
+use std::hash::Hash;
+use std::time::Duration;
+
+use super::slot::{Outcome, SlotRef};
+use super::stats::Counter;
+use super::{__private::SharedFactory, Memo, RemoveOnUnwind};
+use crate::tier::{Hook, HookBox, Lookup, TierStats};
+use crate::Equivalent;
+
+impl<K, V> Memo<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    pub(super) fn attach_shared(mut self, factory: SharedFactory) -> Self {
+        let erased = factory(self.name, self.config);
+        let hook = erased
+            .downcast::<HookBox<K, V>>()
+            .expect("generated code makes the hook of the cache's own key and value types");
+        self.shared = Some(hook.0);
+        self
+    }
+
+    /// Subscribes a registered cache to the other processes' invalidations.
+    pub(super) fn attach_to_tier(&'static self) {
+        if let Some(hook) = &self.shared {
+            hook.attach(self);
+        }
+    }
+
+    pub(crate) fn shared_hook(&self) -> Option<&dyn Hook<K, V>> {
+        self.shared.as_deref()
+    }
+
+    /// The hook and the Redis key of `key`, for a `shared` cache with a tier installed.
+    pub(super) fn shared_key(&self, key: &K) -> Option<(&dyn Hook<K, V>, String)> {
+        let hook = self.shared.as_deref()?;
+        Some((hook, hook.key(key)?))
+    }
+
+    /// The rest of [`miss`](Memo::miss) for a `shared` cache: in the local cell (one caller per
+    /// key in this process), ask the tier, compute only if it says so, then publish.
+    #[track_caller]
+    pub(super) fn miss_shared<Q>(
+        &self,
+        key: &Q,
+        slot: SlotRef<V>,
+        policy_key: Option<K>,
+        (hook, shared_key): (&dyn Hook<K, V>, String),
+        compute: impl FnOnce() -> V,
+        keep: impl FnOnce(&V) -> bool,
+    ) -> V
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        let counters = &self.counters;
+        let started = Cell::new(false);
+        let cleanup = RemoveOnUnwind {
+            memo: self,
+            key,
+            slot: &slot,
+            started: &started,
+        };
+        // Whether the value is to be kept, decided once (`keep` runs once, in the cell).
+        let kept = Cell::new(true);
+        let outcome = slot.0.get_or_compute_aged(
+            self.name,
+            self.config.ttl.is_some(),
+            || {
+                started.set(true);
+                match hook.lookup(&shared_key) {
+                    Lookup::Found { value, age } => (value, age),
+                    Lookup::Compute(ticket) => {
+                        counters.bump(Counter::Computation);
+                        let value = compute();
+                        if keep(&value) {
+                            hook.publish(ticket, &value);
+                        } else {
+                            kept.set(false);
+                            drop(ticket);
+                        }
+                        (value, Duration::ZERO)
+                    }
+                }
+            },
+            |_| kept.get(),
+        );
+        std::mem::forget(cleanup);
+        match outcome {
+            Outcome::Cached(value) => {
+                if let (true, Some(owned)) = (started.get(), policy_key) {
+                    self.admitted(owned, slot);
+                }
+                value
+            }
+            Outcome::Uncached(value) => {
+                self.map.compare_and_delete(key, &slot);
+                value
+            }
+        }
+    }
+
+    /// On a `shared` cache, removes `key` here, in Redis, and (by a message on the namespace's
+    /// channel) in the other processes' local caches; returns whether this process or Redis
+    /// held a value. On other caches it is [`invalidate`](Self::invalidate).
+    ///
+    /// The other processes drop their copies when the message reaches them (eventual
+    /// consistency: a process disconnected from Redis at that moment keeps its copy until its
+    /// TTL). If Redis cannot be reached, only the local copy is removed (the fault is counted).
+    ///
+    /// ```no_run
+    /// # let render_cache = || -> &'static syncmap_core::Memo<(String, String), String> { unimplemented!() };
+    /// // #[memoize(shared, ttl = "10m")] fn render(page: &str, lang: &str) -> String { .. }
+    /// render_cache().invalidate_shared(&("home".to_string(), "en".to_string()));
+    /// ```
+    pub fn invalidate_shared(&self, key: &K) -> bool {
+        let local = self.invalidate(key);
+        match &self.shared {
+            Some(hook) => hook.invalidate(key) || local,
+            None => local,
+        }
+    }
+
+    /// On a `shared` cache, removes every value here, the function's keys in Redis (`SCAN` on
+    /// its prefix and `UNLINK`; never `FLUSHDB`), and tells the other processes to clear theirs
+    /// (eventually consistent, as [`invalidate_shared`](Self::invalidate_shared)); returns the
+    /// number of Redis keys deleted. On other caches it is [`clear`](Self::clear) and returns 0.
+    ///
+    /// ```no_run
+    /// # let render_cache = || -> &'static syncmap_core::Memo<String, String> { unimplemented!() };
+    /// render_cache().clear_shared();
+    /// ```
+    pub fn clear_shared(&self) -> u64 {
+        self.clear();
+        match &self.shared {
+            Some(hook) => hook.clear(),
+            None => 0,
+        }
+    }
+
+    /// What the shared tier did for this function (`None` if it is not `shared`): Redis hits,
+    /// misses, writes, waits for other processes, and the faults absorbed by computing locally.
+    ///
+    /// ```no_run
+    /// # let render_cache = || -> &'static syncmap_core::Memo<String, String> { unimplemented!() };
+    /// if let Some(tier) = render_cache().shared_stats() {
+    ///     println!("{} Redis hits, {} faults", tier.hits, tier.faults());
+    /// }
+    /// ```
+    pub fn shared_stats(&self) -> Option<TierStats> {
+        self.shared.as_ref().map(|hook| hook.stats())
+    }
+}
