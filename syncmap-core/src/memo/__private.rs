@@ -80,12 +80,22 @@ impl<K, V> Default for MemoDebug<K, V> {
 }
 
 /// The cache of a non-generic memoized function, in a `static`.
+///
+/// Invariant: only [`get`](Self::get), which requires `K` and `V` to be `Send + Sync`, reads
+/// or fills `memo`; for any other key or value type it stays empty.
 pub struct StaticMemo<K, V> {
     name: &'static str,
     options: MemoOptions,
     memo: OnceCell<Memo<K, V>>,
     registered: AtomicBool,
 }
+
+// SAFETY: by the type's invariant, a `StaticMemo` whose `K` or `V` is not `Send + Sync` never
+// holds a `Memo`, so sharing it shares no `K` or `V`; when they are, `Memo<K, V>` is `Sync` and
+// this is what the compiler would derive. Unconditional so that the `static` of a function
+// whose key is rejected (an `Rc` inside a user type) compiles, and the `KeyPart` error at the
+// argument is the only error the user reads.
+unsafe impl<K, V> Sync for StaticMemo<K, V> {}
 
 impl<K, V> StaticMemo<K, V> {
     /// A cache created on first use.
@@ -314,9 +324,16 @@ where
 
 /// A call site's handle on [`site_memo`], in a `static` of a non-generic function: one atomic
 /// load on the hit path.
+///
+/// Invariant: only [`get`](Self::get), which requires `K` and `V` to be `Send + Sync`, reads
+/// or fills `memo`; for any other key or value type it stays empty.
 pub struct SiteMemo<K: 'static, V: 'static> {
     memo: OnceCell<&'static Memo<K, V>>,
 }
+
+// SAFETY: as for `StaticMemo`: by the type's invariant, a `SiteMemo` of a key or value type
+// that is not `Send + Sync` never holds a reference to a `Memo`, so sharing it shares nothing.
+unsafe impl<K: 'static, V: 'static> Sync for SiteMemo<K, V> {}
 
 impl<K: 'static, V: 'static> SiteMemo<K, V> {
     /// Not resolved yet.
