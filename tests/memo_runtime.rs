@@ -454,6 +454,7 @@ fn registry_lists_dumps_and_clears() {
     let shown = SHOWN.get(|| MemoDebug {
         key: syncmemo::__private::debug_fn!((String, u8)),
         value: syncmemo::__private::debug_fn!(Vec<u8>),
+        ..MemoDebug::default()
     });
     shown.__call(
         &KeyRef(("a", &1u8)),
@@ -464,6 +465,7 @@ fn registry_lists_dumps_and_clears() {
     let hidden = HIDDEN.get(|| MemoDebug {
         key: syncmemo::__private::debug_fn!(Opaque),
         value: syncmemo::__private::debug_fn!(Opaque),
+        ..MemoDebug::default()
     });
     hidden.__call(&Opaque(1), || Opaque(1), || Opaque(2), |_| true);
     // Getting the static again registers nothing twice.

@@ -1,7 +1,7 @@
 //! Generates the cached function, `<fn>_cache()` and `<fn>_uncached`.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote};
 use syn::{GenericParam, ItemFn};
 
 use crate::{parse, validate};
@@ -73,13 +73,19 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         }
         None => quote!(::core::option::Option::None),
     };
-    // `shared`: the tier's hook for these key and value types; a key or value type that is not
-    // serde's `Serialize + Deserialize` is reported at the `shared` token.
-    let shared = match options.shared {
-        Some(span) => quote_spanned! {span=>
-            ::core::option::Option::Some(::syncmemo::__private::shared::<#key_ty, #value_ty>)
-        },
-        None => quote!(::core::option::Option::None),
+    // `shared`: the tier's hook for these key and value types, picked by a probe so that a key
+    // or value type that serde cannot store is reported once, by the `SharedType` checks at
+    // its argument or return type (see `validate`).
+    let (shared, shared_factory) = match options.shared {
+        Some(_) => (
+            quote!(true),
+            quote!({
+                #[allow(unused_imports)]
+                use ::syncmemo::__private::{ViaNotShared as _, ViaShared as _};
+                (&&::syncmemo::__private::SharedProbe::<#key_ty, #value_ty>::new()).factory()
+            }),
+        ),
+        None => (quote!(false), quote!(::core::option::Option::None)),
     };
     let memo_options = quote! {
         ::syncmemo::__private::MemoOptions { capacity: #capacity, ttl: #ttl, shared: #shared }
@@ -93,6 +99,7 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         || ::syncmemo::__private::MemoDebug {
             key: ::syncmemo::__private::debug_fn!(#key_ty),
             value: ::syncmemo::__private::debug_fn!(#value_ty),
+            shared: #shared_factory,
         }
     };
 

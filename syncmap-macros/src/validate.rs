@@ -320,6 +320,7 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
     };
     // One check per key part and one for the value, each spanned at its type: a failing one is
     // the function's only error (see `expand`), worded by `KeyPart` / `MemoValue`.
+    let shared_parts = asserted.clone();
     let mut key_asserts: TokenStream = asserted
         .into_iter()
         .map(|(span, ty)| {
@@ -332,6 +333,17 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
     key_asserts.extend(quote_spanned! {value_span=>
         <#value_ty as ::syncmemo::memo::MemoValue>::__assert();
     });
+    if options.shared.is_some() {
+        // `shared` stores keys and values in Redis: each must be a serde type.
+        for (span, ty) in &shared_parts {
+            key_asserts.extend(quote_spanned! {*span=>
+                <#ty as ::syncmemo::tier::SharedType>::__assert();
+            });
+        }
+        key_asserts.extend(quote_spanned! {value_span=>
+            <#value_ty as ::syncmemo::tier::SharedType>::__assert();
+        });
+    }
 
     let per_instantiation = has_receiver
         || options.in_impl.is_some()

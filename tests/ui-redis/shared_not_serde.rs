@@ -11,3 +11,8 @@ fn render(page: Page) -> String {
 fn main() {
     render(Page(1));
 }
+
+#[memoize(shared)]
+fn page_of(n: u32) -> Page {
+    Page(n)
+}

@@ -22,8 +22,9 @@ pub struct MemoOptions {
     pub capacity: Option<usize>,
     /// `ttl = "…"`.
     pub ttl: Option<Duration>,
-    /// `shared`: makes the shared tier's hook for the cache's key and value types.
-    pub shared: Option<SharedFactory>,
+    /// `shared` (the hook itself comes with [`MemoDebug::shared`], made where the key and
+    /// value types are known).
+    pub shared: bool,
 }
 
 /// Makes the hook of a `shared` cache (a `Box<HookBox<K, V>>`, erased so that `MemoOptions`
@@ -35,7 +36,7 @@ impl MemoOptions {
     pub const DEFAULT: MemoOptions = MemoOptions {
         capacity: None,
         ttl: None,
-        shared: None,
+        shared: false,
     };
 }
 
@@ -44,20 +45,61 @@ impl From<MemoOptions> for MemoConfig {
         MemoConfig {
             capacity: options.capacity,
             ttl: options.ttl,
-            shared: options.shared.is_some(),
+            shared: options.shared,
         }
     }
 }
 
-/// The [`SharedFactory`] of a cache with key `K` and value `V` (`#[memoize(shared)]`).
+/// Picks the [`SharedFactory`] of a `shared` cache when its key and value types are serde
+/// types, and none otherwise (a [`SharedType`](crate::tier::SharedType) check at the argument
+/// or return type is then the only error): autoref specialization, as [`Probe`].
 #[cfg(feature = "redis")]
-pub fn shared<K, V>(name: &'static str, config: MemoConfig) -> Box<dyn Any + Send + Sync>
-where
-    K: crate::tier::SharedType + Hash + Eq + Send + Sync + 'static,
-    V: crate::tier::SharedType + Clone + Send + Sync + 'static,
-{
-    crate::tier::hook::<K, V>(name, config)
+pub struct SharedProbe<K, V>(PhantomData<fn() -> (K, V)>);
+
+#[cfg(feature = "redis")]
+impl<K, V> SharedProbe<K, V> {
+    /// A probe.
+    pub const fn new() -> Self {
+        SharedProbe(PhantomData)
+    }
 }
+
+#[cfg(feature = "redis")]
+impl<K, V> Default for SharedProbe<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Picked when the key and value are serde types.
+#[cfg(feature = "redis")]
+pub trait ViaShared {
+    /// The factory of the tier's hook.
+    fn factory(&self) -> Option<SharedFactory>;
+}
+
+#[cfg(feature = "redis")]
+impl<K, V> ViaShared for &SharedProbe<K, V>
+where
+    K: serde::Serialize + serde::de::DeserializeOwned + Hash + Eq + Send + Sync + 'static,
+    V: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    fn factory(&self) -> Option<SharedFactory> {
+        Some(crate::tier::hook::<K, V>)
+    }
+}
+
+/// Picked otherwise; the function has a compile error then, so this never runs.
+#[cfg(feature = "redis")]
+pub trait ViaNotShared {
+    /// None.
+    fn factory(&self) -> Option<SharedFactory> {
+        None
+    }
+}
+
+#[cfg(feature = "redis")]
+impl<K, V> ViaNotShared for SharedProbe<K, V> {}
 
 /// A `Debug` printer, or none.
 pub type DebugFn<T> = Option<fn(&T, &mut fmt::Formatter<'_>) -> fmt::Result>;
@@ -68,6 +110,8 @@ pub struct MemoDebug<K, V> {
     pub key: DebugFn<K>,
     /// Prints a value.
     pub value: DebugFn<V>,
+    /// Makes the shared tier's hook (`#[memoize(shared)]`).
+    pub shared: Option<SharedFactory>,
 }
 
 impl<K, V> Default for MemoDebug<K, V> {
@@ -75,6 +119,7 @@ impl<K, V> Default for MemoDebug<K, V> {
         MemoDebug {
             key: None,
             value: None,
+            shared: None,
         }
     }
 }
@@ -125,10 +170,9 @@ where
 
     #[cold]
     fn init(&'static self, debug: impl FnOnce() -> MemoDebug<K, V>) -> &'static Memo<K, V> {
-        let memo = self.memo.get_or_init(|| {
-            Memo::with_debug(self.name, self.options.into(), debug())
-                .with_shared(self.options.shared)
-        });
+        let memo = self
+            .memo
+            .get_or_init(|| Memo::with_debug(self.name, self.options.into(), debug()));
         if !self.registered.swap(true, Ordering::AcqRel) {
             registry::register(memo);
         }
@@ -255,9 +299,8 @@ where
         return downcast(erased);
     }
     let (erased, loaded) = memos.load_or_store_with(key, || {
-        let memo: &'static Memo<K, V> = Box::leak(Box::new(
-            Memo::with_debug(name(), options.into(), debug()).with_shared(options.shared),
-        ));
+        let memo: &'static Memo<K, V> =
+            Box::leak(Box::new(Memo::with_debug(name(), options.into(), debug())));
         memo
     });
     let memo = downcast(erased);

@@ -202,6 +202,7 @@ where
         config: MemoConfig,
         debug: __private::MemoDebug<K, V>,
     ) -> Self {
+        let shared = debug.shared;
         Memo {
             name,
             config,
@@ -212,11 +213,12 @@ where
             #[cfg(feature = "redis")]
             shared: None,
         }
+        .with_shared(shared)
     }
 
     /// Attaches the shared tier's hook that `factory` makes (generated code; a no-op without
     /// the `redis` feature).
-    pub(crate) fn with_shared(self, factory: Option<__private::SharedFactory>) -> Self {
+    fn with_shared(self, factory: Option<__private::SharedFactory>) -> Self {
         #[cfg(feature = "redis")]
         if let Some(factory) = factory {
             return self.attach_shared(factory);

@@ -219,15 +219,21 @@ pub(crate) struct HookBox<K, V>(pub(crate) Box<dyn Hook<K, V>>);
     label = "not `Serialize + DeserializeOwned`",
     note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
-pub trait SharedType: Serialize + DeserializeOwned {}
+pub trait SharedType {
+    /// Names the check in generated code.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn __assert() {}
+}
 
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned> SharedType for T {}
 
 /// The hook for a function with key `K` and value `V`, erased for `MemoOptions::shared`.
 pub(crate) fn hook<K, V>(name: &'static str, config: MemoConfig) -> Box<dyn Any + Send + Sync>
 where
-    K: SharedType + Hash + Eq + Send + Sync + 'static,
-    V: SharedType + Clone + Send + Sync + 'static,
+    K: Serialize + DeserializeOwned + Hash + Eq + Send + Sync + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     let shared: Shared<K, V> = Shared {
         path: name,
@@ -258,8 +264,8 @@ impl<K, V> Shared<K, V> {
 
 impl<K, V> Hook<K, V> for Shared<K, V>
 where
-    K: SharedType + Hash + Eq + Send + Sync + 'static,
-    V: SharedType + Clone + Send + Sync + 'static,
+    K: Serialize + DeserializeOwned + Hash + Eq + Send + Sync + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     fn key(&self, key: &K) -> Option<String> {
         let tier = redis::current()?;
