@@ -65,7 +65,7 @@
 //!   entry; the hit path runs the same instructions (98.0 per `load` hit at 1023 `u64` keys under
 //!   callgrind, before and after), but its entries outgrow a 32 KiB L1d at that size (0.59 ->
 //!   0.96 simulated L1d misses per hit). Wall-time comparisons so far were too noisy to show a
-//!   difference (`docs/readme/soundness-bench.md`).
+//!   difference (`docs/performance-notes.md`).
 //! - **`len`** is kept in striped counters updated when an entry gains or loses its value.
 //! - **`clear`** expunges every entry before detaching it, so a concurrent lock-free store to a
 //!   detached entry fails over to the locked path instead of being lost silently.

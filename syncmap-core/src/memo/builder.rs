@@ -44,8 +44,8 @@ where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// At most `capacity` entries, as `#[memoize(capacity = N)]`: inserting into a full cache
-    /// first evicts a batch of entries (see [`Memo`]'s "Capacity and eviction").
+    /// At most `capacity` entries, as `#[memoize(capacity = N)]`: past it, the eviction policy
+    /// keeps the entries it judges most useful (see [`Memo`]'s "Capacity and eviction").
     ///
     /// # Panics
     ///
