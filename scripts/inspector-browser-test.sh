@@ -3,7 +3,7 @@
 # loopback port, loads its pages in headless Chromium (Debian's `chromium`, installed with
 # apt-get when missing), checks the rendered text (cache names, counts that change between two
 # loads, the '<script>' key shown as text and never run) and saves a screenshot to
-# docs/inspector.png (the README shows it).
+# docs/inspector.png (the README shows it), or to $INSPECTOR_SCREENSHOT if set (CI).
 #
 # Usage: bash scripts/inspector-browser-test.sh    (from anywhere; exits non-zero on failure)
 set -euo pipefail
@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 
 if ! command -v chromium >/dev/null 2>&1; then
   echo "installing chromium (apt-get)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
 cargo build -q --example inspector --features inspector
@@ -78,8 +79,9 @@ if grep -q 'secret-' "$work/session.html"; then fail "a hidden value is rendered
 echo "ok: the sensitive cache's values are hidden"
 
 # 5. The screenshot for the README.
-mkdir -p docs
-browse --screenshot="$PWD/docs/inspector.png" --window-size=1280,290 --hide-scrollbars "$base" >/dev/null
-[ -s docs/inspector.png ] || fail "no screenshot"
-echo "ok: docs/inspector.png ($(stat -c %s docs/inspector.png) bytes)"
+shot=${INSPECTOR_SCREENSHOT:-$PWD/docs/inspector.png}
+mkdir -p "$(dirname "$shot")"
+browse --screenshot="$shot" --window-size=1480,290 --hide-scrollbars "$base" >/dev/null
+[ -s "$shot" ] || fail "no screenshot"
+echo "ok: $shot ($(stat -c %s "$shot") bytes)"
 echo "inspector browser test passed"

@@ -95,22 +95,24 @@ pub(super) fn index(base: &str, caches: &[Summary]) -> String {
     );
     body.push_str(
         "<table><tr><th class=\"l\">cache</th><th>entries</th><th>hits</th><th>misses</th>\
-         <th class=\"l\">hit ratio</th><th>computations</th><th>evictions</th>\
-         <th>expirations</th><th>capacity</th><th>ttl</th></tr>",
+         <th>waits</th><th class=\"l\">hit ratio</th><th>computations</th><th>evictions</th>\
+         <th>rejections</th><th>expirations</th><th>capacity</th><th>ttl</th></tr>",
     );
     for cache in caches {
         let s = &cache.stats;
         let _ = write!(
             body,
             "<tr><td class=\"l n\"><a href=\"{base}/cache/{link}\">{name}</a>{hidden}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td class=\"l r\">{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l r\">{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             s.entries,
             s.hits,
             s.misses,
+            s.waits,
             ratio_cell(cache.hit_ratio),
             s.computations,
             s.evictions,
+            s.rejections,
             s.expirations,
             cache
                 .config
@@ -150,16 +152,18 @@ pub(super) fn cache_page(
     let _ = write!(
         body,
         "<h1><a href=\"{base}/\">caches</a> / {name}</h1><div class=\"sub\">{} entries &middot; \
-         {} hits &middot; {} misses &middot; hit ratio {} &middot; {} evictions &middot; \
-         capacity {} &middot; ttl {}{}</div>",
+         {} hits &middot; {} misses &middot; {} waits &middot; hit ratio {} &middot; {} evictions \
+         &middot; {} rejections &middot; capacity {} &middot; ttl {}{}</div>",
         s.entries,
         s.hits,
         s.misses,
+        s.waits,
         snapshot
             .stats
             .hit_ratio()
             .map_or("&ndash;".to_string(), |r| format!("{:.1}%", r * 100.0)),
         s.evictions,
+        s.rejections,
         snapshot
             .config
             .capacity

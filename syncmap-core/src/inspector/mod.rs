@@ -8,7 +8,7 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /` | every cache: name, entries, hits, misses, hit ratio (with a bar), evictions, expirations, capacity, TTL |
+//! | `GET /` | every cache: name, entries, hits, misses, waits, hit ratio (with a bar), evictions, rejections, expirations, capacity, TTL |
 //! | `GET /cache/{name}?filter=&offset=` | one cache's entries (`Debug` text), filtered by a key substring, a page at a time |
 //! | `POST /cache/{name}/invalidate` (form `key=`) | removes the entries whose key's `Debug` text is `key` (write actions only) |
 //! | `POST /cache/{name}/clear` | removes every entry (write actions only) |
