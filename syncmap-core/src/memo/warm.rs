@@ -174,10 +174,10 @@ where
     /// `import`).
     ///
     /// ```no_run
-    /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// # let parse_cache = || -> &'static Memo<String, u64> {
-    /// #     Box::leak(Box::new(Memo::new("app::parse", MemoOptions::DEFAULT.into()))) };
-    /// // With `#[memoize] fn parse(text: &str) -> u64` (K and V: Serialize + DeserializeOwned):
+    /// #[syncmemo::memoize] // key `String` and value `u64`: both serde types
+    /// fn parse(text: &str) -> u64 {
+    ///     text.len() as u64
+    /// }
     /// let file = std::fs::File::create("parse.cache")?;
     /// let saved = parse_cache().export(file)?;
     /// println!("saved {saved} entries");
@@ -254,10 +254,11 @@ where
     /// corrupt bytes.
     ///
     /// ```no_run
-    /// # use syncmap_core::memo::{Memo, __private::MemoOptions};
-    /// # let parse_cache = || -> &'static Memo<String, u64> {
-    /// #     Box::leak(Box::new(Memo::new("app::parse", MemoOptions::DEFAULT.into()))) };
-    /// // At start-up, with `#[memoize] fn parse(text: &str) -> u64`:
+    /// #[syncmemo::memoize]
+    /// fn parse(text: &str) -> u64 {
+    ///     text.len() as u64
+    /// }
+    /// // At start-up:
     /// match std::fs::File::open("parse.cache") {
     ///     Ok(file) => match parse_cache().import(file) {
     ///         Ok(n) => println!("warm start: {n} entries"),
