@@ -533,6 +533,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "50k tracker steps: too slow under miri")]
     fn forgets_the_least_recent_key_past_the_cap_and_survives_compactions() {
         let mut tracker = Tracker::new();
         // A loop over MAX_TRACKED keys, three times: every second-round reference has distance
@@ -603,6 +604,10 @@ mod tests {
     /// distance 0) overestimates, by 8 to 17 points on these traces. Without the correction,
     /// the asserted points are 17 to 40 points off at 1%; with half the scale factor, 5 to 16.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "1.2M references and an LRU simulation: too slow under miri"
+    )]
     fn sampled_curve_is_within_a_few_points_of_exact_lru() {
         const TOLERANCE: f64 = 0.04;
         let mut failures = Vec::new();
@@ -653,5 +658,24 @@ mod tests {
         assert_eq!(curve.hit_ratio_at(10), 20.0 / 30.0);
         assert_eq!(curve.hit_ratio_at(9), 0.0);
         assert_eq!(curve.points.last().unwrap().hit_ratio, 20.0 / 30.0);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn a_deserialized_curve_reads_its_points() {
+        let estimator = Estimator::new(1.0);
+        for _ in 0..2 {
+            for k in 0..10u32 {
+                estimator.record(&k);
+            }
+        }
+        let curve = estimator.curve(20);
+        let json = serde_json::to_string(&curve).unwrap();
+        assert!(!json.contains("histogram"), "{json}");
+        let back: MissRatioCurve = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.points, curve.points);
+        assert_eq!(back.hit_ratio_at(10), 0.5); // the point at 10
+        assert_eq!(back.hit_ratio_at(15), 0.5); // the largest point at or below 15
+        assert_eq!(back.hit_ratio_at(9), 0.0); // the point at 5
     }
 }
