@@ -1,4 +1,5 @@
-//! `#[memoize]` against what users would pick instead: `cached` (`#[cached]`, with and without
+//! `#[memoize]` (also with its miss-ratio curve on, 1% sampling) against what users would pick
+//! instead: `cached` (`#[cached]`, with and without
 //! `sync_writes`), the `memoize` crate (shared and thread-local caches), moka's `get_with`,
 //! quick_cache's `get_or_insert_with`, and a hand-written `RwLock<HashMap>`.
 //!
@@ -83,6 +84,22 @@ trait Subject: Sync {
 }
 
 mod ours {
+    #[syncmemo::memoize]
+    pub fn u64_key(x: u64) -> u64 {
+        super::cheap(x)
+    }
+    #[syncmemo::memoize]
+    pub fn str_key(s: &str) -> usize {
+        s.len()
+    }
+    #[syncmemo::memoize]
+    pub fn slow_key(x: u64) -> u64 {
+        super::slow(x)
+    }
+}
+
+/// The same functions with the miss-ratio curve on (1% of keys sampled; see `main`).
+mod ours_mrc {
     #[syncmemo::memoize]
     pub fn u64_key(x: u64) -> u64 {
         super::cheap(x)
@@ -249,6 +266,7 @@ macro_rules! subject {
 }
 
 subject!(Ours, "syncmemo #[memoize]", ours, str_arg: |s| s);
+subject!(OursMrc, "syncmemo + miss-ratio curve", ours_mrc, str_arg: |s| s);
 subject!(CachedPlain, "cached", cached_plain, str_arg: |s| s);
 subject!(CachedSync, "cached sync_writes", cached_sync, str_arg: |s| s);
 subject!(MemoizeShared, "memoize SharedCache", memoize_shared, str_arg: |s: &str| s.to_string());
@@ -259,6 +277,7 @@ subject!(RwLockMap, "RwLock<HashMap>", rwlock, str_arg: |s| s);
 
 const SUBJECTS: &[&str] = &[
     "syncmemo #[memoize]",
+    "syncmemo + miss-ratio curve",
     "cached",
     "cached sync_writes",
     "memoize SharedCache",
@@ -272,6 +291,7 @@ macro_rules! with_subject {
     ($name:expr, $f:ident $(, $arg:expr)*) => {
         match $name {
             "syncmemo #[memoize]" => $f::<Ours>($($arg),*),
+            "syncmemo + miss-ratio curve" => $f::<OursMrc>($($arg),*),
             "cached" => $f::<CachedPlain>($($arg),*),
             "cached sync_writes" => $f::<CachedSync>($($arg),*),
             "memoize SharedCache" => $f::<MemoizeShared>($($arg),*),
@@ -398,6 +418,9 @@ fn main() {
             .filter(|s| !SUBJECTS.contains(s)),
     );
     let args = Args::parse("memoize", &all_workloads, &all_subjects);
+    ours_mrc::u64_key_cache().enable_miss_ratio_curve(0.01);
+    ours_mrc::str_key_cache().enable_miss_ratio_curve(0.01);
+    ours_mrc::slow_key_cache().enable_miss_ratio_curve(0.01);
     let mut rows = Vec::new();
     for subject in SUBJECTS.iter().filter(|s| args.wants_map(s)) {
         let (u64_allocs, str_allocs) = with_subject!(*subject, allocations_per_hit);

@@ -290,3 +290,59 @@ fn remote_addresses_are_refused_unless_allowed() {
     let err = Inspector::new().serve("0.0.0.0:0").unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+/// Its miss-ratio curve is turned on by the test below only.
+#[memoize(capacity = 50)]
+fn curved(k: u32) -> u32 {
+    k + 1
+}
+
+/// Never has a miss-ratio curve.
+#[memoize]
+fn flat(k: u32) -> u32 {
+    k + 1
+}
+
+#[test]
+fn miss_ratio_curve_is_plotted_and_in_json_only_when_on() {
+    assert!(curved_cache().enable_miss_ratio_curve(1.0));
+    for _ in 0..3 {
+        for k in 0..100 {
+            curved(k);
+            flat(k);
+        }
+    }
+    let server = setup(false);
+    let addr = server.local_addr();
+
+    let on = format!("/cache/{}", encoded(curved_cache().name()));
+    let page = get(addr, &on);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<svg"), "{}", page.body);
+    assert!(page.body.contains("<polyline"), "{}", page.body);
+    assert!(page.body.contains("300 sampled calls"), "{}", page.body);
+    let doc = json(addr, &format!("{on}?format=json"));
+    let curve = &doc["miss_ratio_curve"];
+    assert_eq!(curve["sampling_rate"], 1.0);
+    assert_eq!(curve["sampled_references"], 300);
+    let points = curve["points"].as_array().unwrap();
+    // A loop over 100 keys: 2 calls in 3 hit with 100 entries, none with 50.
+    let at = |capacity: u64| {
+        points
+            .iter()
+            .find(|p| p["capacity"] == capacity)
+            .unwrap_or_else(|| panic!("no point at {capacity}: {points:?}"))["hit_ratio"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(at(50), 0.0);
+    assert!((at(100) - 2.0 / 3.0).abs() < 1e-9, "{points:?}");
+
+    let off = format!("/cache/{}", encoded(flat_cache().name()));
+    let page = get(addr, &off);
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("<svg"), "{}", page.body);
+    let doc = json(addr, &format!("{off}?format=json"));
+    assert!(doc.get("miss_ratio_curve").is_none(), "{doc}");
+    assert!(doc.get("stats").is_some(), "{doc}");
+}

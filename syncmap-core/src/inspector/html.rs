@@ -54,6 +54,7 @@ button { font: inherit; font-size: 12px; padding: 2px 8px; border: 1px solid #c9
 button.danger { color: #b3261e; border-color: #e4b5b1; }
 .filter { margin: 12px 0; } .filter input[type=text] { width: 280px; padding: 4px 6px; }
 .pager { margin: 12px 0; } .pager a { margin-right: 12px; }
+figure.mrc { margin: 8px 0 16px; } figure.mrc figcaption { color: #667; font-size: 12px; }
 ";
 
 fn page(title: &str, body: &str) -> String {
@@ -177,6 +178,9 @@ pub(super) fn cache_page(
         base = escape(base),
         name = escape(&snapshot.name),
     );
+    if let Some(curve) = &snapshot.miss_ratio_curve {
+        body.push_str(&super::mrc_plot::svg(curve, snapshot.config.capacity));
+    }
     let _ = write!(
         body,
         "<form class=\"filter\" method=\"get\" action=\"{here}\">\

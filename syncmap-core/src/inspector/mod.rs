@@ -15,7 +15,8 @@
 //!
 //! **JSON at the same paths**: add `?format=json`, or send `Accept: application/json`. The index
 //! is `{"write_actions": bool, "caches": [{"name", "config", "stats", "hit_ratio",
-//! "values_hidden"}]}`; a cache page is a [`crate::memo::MemoSnapshot`]; a write
+//! "values_hidden"}]}`; a cache page is a [`crate::memo::MemoSnapshot`] (with its
+//! `miss_ratio_curve` when that is on, also drawn on the HTML page as an SVG plot); a write
 //! action answers `{"removed": n}`. An unknown cache is `404`.
 //!
 //! # Safety for a production process
@@ -42,6 +43,7 @@
 //! ```
 
 mod html;
+mod mrc_plot;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};

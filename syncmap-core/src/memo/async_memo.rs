@@ -52,6 +52,9 @@ where
         K: Clone,
         F: Future<Output = V>,
     {
+        if let Some(mrc) = self.mrc.get() {
+            mrc.record(&key);
+        }
         self.counters.bump(Counter::Miss);
         let token = flight::next_token();
         let slot = match self.claim_or_join(&key, token).await {

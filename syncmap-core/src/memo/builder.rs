@@ -27,6 +27,8 @@ use crate::Equivalent;
 pub struct MemoBuilder<K, V> {
     name: &'static str,
     config: MemoConfig,
+    /// The miss-ratio curve's sampling rate, if on.
+    miss_ratio_curve: Option<f64>,
     types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -90,7 +92,30 @@ where
     /// assert_eq!(LENGTHS.get_or_compute("abc", || 3), 3);
     /// ```
     pub fn build(self) -> Memo<K, V> {
-        Memo::new(self.name, self.config)
+        let memo = Memo::new(self.name, self.config);
+        if let Some(rate) = self.miss_ratio_curve {
+            memo.enable_miss_ratio_curve(rate);
+        }
+        memo
+    }
+
+    /// Estimates the cache's [miss-ratio curve](super::MissRatioCurve) from the start,
+    /// sampling `sampling_rate` of the keys (see [`Memo::enable_miss_ratio_curve`], which also
+    /// turns it on later, and for `#[memoize]` caches).
+    ///
+    /// # Panics
+    ///
+    /// In `build`, if `sampling_rate` is not in `(0, 1]` or below 2^-24.
+    ///
+    /// ```
+    /// let memo: syncmemo::Memo<u32, u32> =
+    ///     syncmemo::Memo::builder("f").miss_ratio_curve(0.01).build();
+    /// memo.get_or_compute(&1, || 1);
+    /// assert_eq!(memo.miss_ratio_curve().unwrap().sampling_rate, 0.01);
+    /// ```
+    pub fn miss_ratio_curve(mut self, sampling_rate: f64) -> Self {
+        self.miss_ratio_curve = Some(sampling_rate);
+        self
     }
 
     /// The cache, for the rest of the process, listed in [`registry`](fn@super::registry)
@@ -139,6 +164,7 @@ where
         MemoBuilder {
             name,
             config: MemoConfig::default(),
+            miss_ratio_curve: None,
             types: PhantomData,
         }
     }

@@ -50,6 +50,7 @@ mod builder;
 mod checks;
 mod flight;
 mod key;
+mod mrc;
 mod registry;
 #[cfg(feature = "redis")]
 mod shared;
@@ -73,6 +74,7 @@ use std::time::{Duration, Instant};
 pub use builder::MemoBuilder;
 pub use checks::{KeyPart, MemoValue};
 pub use key::KeyRef;
+pub use mrc::{CurvePoint, MissRatioCurve};
 pub use registry::{clear_all, registry, MemoHandle};
 pub use stats::MemoStats;
 #[cfg(feature = "serde")]
@@ -175,6 +177,8 @@ pub struct Memo<K, V> {
     /// The shared tier's hook (`#[memoize(shared)]`).
     #[cfg(feature = "redis")]
     shared: Option<Box<dyn crate::tier::Hook<K, V>>>,
+    /// The miss-ratio curve's estimator, once enabled (one load on each call while off).
+    mrc: std::sync::OnceLock<Box<mrc::Estimator>>,
 }
 
 impl<K, V> Memo<K, V>
@@ -212,6 +216,7 @@ where
             bound: config.capacity.map(bounded::Bound::new),
             #[cfg(feature = "redis")]
             shared: None,
+            mrc: std::sync::OnceLock::new(),
         }
         .with_shared(shared)
     }
@@ -547,6 +552,9 @@ where
             })
             .flatten()?;
         self.counters.bump(Counter::Hit);
+        if let Some(mrc) = self.mrc.get() {
+            mrc.record(key);
+        }
         Some(value)
     }
 
@@ -573,6 +581,9 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
         K: Clone,
     {
+        if let Some(mrc) = self.mrc.get() {
+            mrc.record(key);
+        }
         // A miss if this caller runs the body, a wait if another caller's value arrives first.
         let mut computed = false;
         let value = self.miss(

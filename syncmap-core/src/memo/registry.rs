@@ -5,7 +5,7 @@ use std::hash::Hash;
 
 use parking_lot::Mutex;
 
-use super::{format_with, Memo, MemoConfig, MemoStats};
+use super::{format_with, Memo, MemoConfig, MemoStats, MissRatioCurve};
 
 /// What a tool can do with a cache without knowing its types.
 trait ErasedMemo: Send + Sync {
@@ -17,6 +17,7 @@ trait ErasedMemo: Send + Sync {
     fn dump(&self) -> Vec<(String, String)>;
     fn for_each_entry(&self, f: &mut dyn FnMut(&str, &str) -> bool);
     fn invalidate_debug(&self, key: &str) -> usize;
+    fn miss_ratio_curve(&self) -> Option<MissRatioCurve>;
 }
 
 impl<K, V> ErasedMemo for Memo<K, V>
@@ -55,6 +56,9 @@ where
             return 0;
         }
         self.invalidate_if(|k, _| format_with(self.debug.key, k) == key)
+    }
+    fn miss_ratio_curve(&self) -> Option<MissRatioCurve> {
+        Memo::miss_ratio_curve(self)
     }
 }
 
@@ -206,6 +210,20 @@ impl MemoHandle {
     /// ```
     pub fn dump(&self) -> Vec<(String, String)> {
         self.0.dump()
+    }
+
+    /// The cache's estimated miss-ratio curve, or `None` if it is off (see
+    /// [`Memo::enable_miss_ratio_curve`]).
+    ///
+    /// ```
+    /// for cache in syncmemo::memo::registry() {
+    ///     if let Some(curve) = cache.miss_ratio_curve() {
+    ///         println!("{}: {:.0}% hits with 1,000 entries", cache.name(), 100.0 * curve.hit_ratio_at(1_000));
+    ///     }
+    /// }
+    /// ```
+    pub fn miss_ratio_curve(&self) -> Option<MissRatioCurve> {
+        self.0.miss_ratio_curve()
     }
 }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{registry, MemoConfig, MemoHandle, MemoStats};
+use super::{registry, MemoConfig, MemoHandle, MemoStats, MissRatioCurve};
 
 /// Which entries a [`MemoSnapshot`] holds: at most `limit` of those whose key's `Debug` text
 /// contains `filter`, after skipping the first `offset` of them (in the map's iteration order,
@@ -102,6 +102,10 @@ pub struct MemoSnapshot {
     pub entries: Vec<SnapshotEntry>,
     /// The offset of the next page, or `None` if no entry matched past this page.
     pub next_offset: Option<usize>,
+    /// The estimated miss-ratio curve, if on (absent from the JSON when off; see
+    /// [`Memo::enable_miss_ratio_curve`](super::Memo::enable_miss_ratio_curve)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miss_ratio_curve: Option<MissRatioCurve>,
 }
 
 impl MemoSnapshot {
@@ -156,6 +160,7 @@ impl MemoSnapshot {
             offset: page.offset,
             entries,
             next_offset,
+            miss_ratio_curve: cache.miss_ratio_curve(),
         }
     }
 }
