@@ -50,6 +50,8 @@ fn main() -> std::io::Result<()> {
     // Every cache exists (and is listed) from the first call on.
     render("<script>alert('hi')</script>");
     render("plain");
+    // The word counter's page plots its miss-ratio curve (every key sampled: it has only 100).
+    word_count_cache().enable_miss_ratio_curve(1.0);
     let server = Inspector::new()
         .write_actions(!read_only)
         .hide_values(session_token_cache().name())

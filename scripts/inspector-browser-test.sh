@@ -2,7 +2,7 @@
 # The inspector in a real browser: starts the demo (examples/inspector.rs) on an ephemeral
 # loopback port, loads its pages in headless Chromium (Debian's `chromium`, installed with
 # apt-get when missing), checks the rendered text (cache names, counts that change between two
-# loads, the '<script>' key shown as text and never run) and saves a screenshot to
+# loads, the '<script>' key shown as text and never run, a miss-ratio curve) and saves a screenshot to
 # docs/inspector.png (the README shows it), or to $INSPECTOR_SCREENSHOT if set (CI).
 #
 # Usage: bash scripts/inspector-browser-test.sh    (from anywhere; exits non-zero on failure)
@@ -78,7 +78,12 @@ grep -q '(hidden)' "$work/session.html" || fail "session values are not hidden"
 if grep -q 'secret-' "$work/session.html"; then fail "a hidden value is rendered"; fi
 echo "ok: the sensitive cache's values are hidden"
 
-# 5. The screenshot for the README.
+# 5. The word counter's miss-ratio curve is drawn (an inline SVG with its caption).
+browse --dump-dom "${base}cache/inspector%3A%3Aword_count" >"$work/words.html"
+grep -q '<figure class="mrc"><svg' "$work/words.html" || fail "no miss-ratio curve plot"
+echo "ok: the word counter's miss-ratio curve is drawn"
+
+# 6. The screenshot for the README.
 shot=${INSPECTOR_SCREENSHOT:-$PWD/docs/inspector.png}
 mkdir -p "$(dirname "$shot")"
 browse --screenshot="$shot" --window-size=1480,290 --hide-scrollbars "$base" >/dev/null
