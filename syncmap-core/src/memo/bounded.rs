@@ -44,7 +44,10 @@ impl<K, V> Bound<K, V> {
     /// `weigher` (each entry weighs 1 without one).
     pub(super) fn new(max: u64, weigher: Option<Weigher<K, V>>) -> Bound<K, V> {
         Bound {
-            policy: Mutex::new(Policy::new(max)),
+            policy: Mutex::new(match weigher {
+                Some(_) => Policy::weighted(max),
+                None => Policy::new(max),
+            }),
             weigher,
         }
     }
