@@ -207,3 +207,52 @@ fn builder_one_bound() {
         .weigher(bytes)
         .build();
 }
+
+#[memoize(max_weight = 1_000, weigher = byte_len)]
+async fn fetch(len: u64) -> Vec<u8> {
+    vec![1; len as usize]
+}
+
+#[test]
+fn async_functions_are_weighed_too() {
+    futures::executor::block_on(async {
+        assert_eq!(fetch(600).await.len(), 600);
+        assert_eq!(fetch(300).await.len(), 300);
+        assert_eq!(fetch_cache().weight(), Some(900));
+        assert_eq!(fetch(2_000).await.len(), 2_000);
+        assert_eq!(fetch_cache().get(&2_000), None);
+        assert_eq!(fetch_cache().stats().rejections, 1);
+        // 600 + 300 + 500 > 1,000: something goes, and the total stays within the bound.
+        fetch(500).await;
+        let weight = fetch_cache().weight().unwrap();
+        assert!(weight <= 1_000, "{weight}");
+        let mut shown = 0;
+        fetch_cache().range(|_, v| {
+            shown += v.len() as u64;
+            true
+        });
+        assert_eq!(shown, weight);
+    });
+}
+
+struct Store;
+
+impl Store {
+    fn size(key: &(u32, String), value: &str) -> u64 {
+        (key.1.len() + value.len()) as u64
+    }
+
+    /// In an `impl`, the weigher may be an associated function; `&self` is not part of the
+    /// key here (a unit struct), so the key is `(u32, String)`.
+    #[memoize(max_weight = 100, weigher = Self::size, ignore(self))]
+    fn describe(&self, id: u32, name: &str) -> String {
+        format!("{id}:{name}")
+    }
+}
+
+#[test]
+fn methods_take_associated_weighers() {
+    let store = Store;
+    assert_eq!(store.describe(7, "ab"), "7:ab");
+    assert_eq!(Store::describe_cache().weight(), Some(2 + 4));
+}
