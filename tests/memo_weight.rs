@@ -256,3 +256,48 @@ fn methods_take_associated_weighers() {
     assert_eq!(store.describe(7, "ab"), "7:ab");
     assert_eq!(Store::describe_cache().weight(), Some(2 + 4));
 }
+
+fn refuses_thirteen(_key: &u64, value: &u64) -> u64 {
+    assert!(*value != 13, "the weigher refuses 13");
+    1
+}
+
+/// A caller waiting on a computation whose weigher then panics does not hang: it gets the
+/// value (it was stored before the weigher ran), or, if it arrives after the entry was removed,
+/// computes in turn (and its own weigher call panics); either way nothing stays cached.
+#[test]
+fn panicking_weigher_with_a_waiter() {
+    let memo: &'static Memo<u64, u64> = Memo::builder("weight::waiter")
+        .max_weight(10)
+        .weigher(refuses_thirteen)
+        .build_static();
+    let outcomes: Vec<_> = thread::scope(|s| {
+        let computing = s.spawn(|| {
+            catch_unwind(|| {
+                memo.get_or_compute(&13, || {
+                    thread::sleep(std::time::Duration::from_millis(100));
+                    13
+                })
+            })
+        });
+        thread::sleep(std::time::Duration::from_millis(20));
+        let waiting = s.spawn(|| catch_unwind(|| memo.get_or_compute(&13, || 13)));
+        [computing.join().unwrap(), waiting.join().unwrap()]
+            .into_iter()
+            .collect()
+    });
+    assert!(outcomes[0].is_err(), "the computing caller gets the panic");
+    // Ok: it waited and got the value; Err: it computed in turn, and its weigher panicked.
+    if let Ok(value) = &outcomes[1] {
+        assert_eq!(*value, 13);
+    }
+    eprintln!(
+        "the waiter's outcome: {:?}",
+        outcomes[1].as_ref().map_err(|_| "panic")
+    );
+    assert_eq!(memo.get(&13), None);
+    assert_eq!(memo.len(), 0);
+    assert_eq!(memo.weight(), Some(0));
+    assert_eq!(memo.get_or_compute(&1, || 1), 1);
+    assert_eq!(memo.weight(), Some(1));
+}
