@@ -121,6 +121,34 @@ pub use syncmap_core::*;
 /// assert!(parse_cache().len() <= 100);
 /// ```
 ///
+/// `max_weight = N, weigher = f`: bounds the total *weight* of the entries instead of their
+/// number, for values of very different sizes (`capacity` and `max_weight` do not combine).
+/// `f(&K, &V) -> u64` weighs an entry, typically its size in bytes: `K` is the cache's key
+/// (the owned argument, `String` for a `&str`; the tuple of the arguments, `(String, u32)`,
+/// for several), `V` the return type; `f` is called as `f(&key, &value)`, so deref coercions
+/// apply (`&str` for a `String`, `&[T]` for a `Vec<T>`). `N` is a constant `u64` expression
+/// as for `capacity`. A value heavier than `N` alone is returned but not cached (counted in
+/// `rejections`); a weight of 0 counts as 1. The weigher runs once per value stored, outside
+/// any lock; if it panics, the value is not kept and the panic propagates to the caller that
+/// computed it. [`Memo::weight`] is the current total.
+///
+/// ```
+/// fn bytes(_id: &u64, page: &str) -> u64 {
+///     page.len() as u64
+/// }
+///
+/// #[syncmemo::memoize(max_weight = 64 * 1024, weigher = bytes)]
+/// fn render(id: u64) -> String {
+///     "x".repeat(id as usize)
+/// }
+/// for id in 0..1000 {
+///     render(id);
+/// }
+/// assert!(render_cache().weight().unwrap() <= 64 * 1024);
+/// render(100_000); // heavier than the bound: returned, not cached
+/// assert_eq!(render_cache().get(&100_000), None);
+/// ```
+///
 /// `ttl = "30s"` (units `ms`, `s`, `m`, `h`): entries older than the TTL are recomputed on
 /// access; [`Memo::purge_expired`] removes them. The clock is read only when a TTL is set.
 ///

@@ -1,7 +1,8 @@
 //! Generates the cached function, `<fn>_cache()` and `<fn>_uncached`.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{GenericParam, ItemFn};
 
 use crate::{parse, validate};
@@ -87,8 +88,28 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         ),
         None => (quote!(false), quote!(::core::option::Option::None)),
     };
+    let max_weight = match options.max_weight {
+        Some((_, n)) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    // The weigher, called as `f(&K, &V) -> u64` (so deref coercions apply: it may take `&str`
+    // for a `String`, `&[T]` for a `Vec<T>`), with errors at its path.
+    let weigher = match &options.weigher {
+        Some((_, path)) => quote_spanned! {path.span()=>
+            ::core::option::Option::Some({
+                let weigher: fn(&#key_ty, &#value_ty) -> u64 = |key, value| #path(key, value);
+                weigher
+            })
+        },
+        None => quote!(::core::option::Option::None),
+    };
     let memo_options = quote! {
-        ::syncmemo::__private::MemoOptions { capacity: #capacity, ttl: #ttl, shared: #shared }
+        ::syncmemo::__private::MemoOptions {
+            capacity: #capacity,
+            ttl: #ttl,
+            shared: #shared,
+            max_weight: #max_weight,
+        }
     };
     let memo_name = quote!(::core::concat!(
         ::core::module_path!(),
@@ -100,6 +121,7 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
             key: ::syncmemo::__private::debug_fn!(#key_ty),
             value: ::syncmemo::__private::debug_fn!(#value_ty),
             shared: #shared_factory,
+            weigher: #weigher,
         }
     };
 

@@ -21,9 +21,14 @@ pub(crate) struct Options {
     pub(crate) skip_none: Option<Span>,
     pub(crate) in_impl: Option<Span>,
     pub(crate) shared: Option<Span>,
+    /// A `u64` expression, as `capacity`.
+    pub(crate) max_weight: Option<(Span, TokenStream)>,
+    /// The path of a `fn(&K, &V) -> u64`.
+    pub(crate) weigher: Option<(Span, syn::Path)>,
 }
 
-const KNOWN: &str = "capacity, ttl, key, ignore, cache_err, skip_none, in_impl, shared";
+const KNOWN: &str =
+    "capacity, ttl, key, ignore, cache_err, skip_none, in_impl, shared, max_weight, weigher";
 
 /// Parses the attribute's arguments, collecting every error.
 pub(crate) fn options(args: TokenStream) -> syn::Result<Options> {
@@ -50,6 +55,8 @@ pub(crate) fn options(args: TokenStream) -> syn::Result<Options> {
             Value::SkipNone => options.skip_none.replace(span).is_some(),
             Value::InImpl => options.in_impl.replace(span).is_some(),
             Value::Shared => options.shared.replace(span).is_some(),
+            Value::MaxWeight(n) => options.max_weight.replace((span, n)).is_some(),
+            Value::Weigher(path) => options.weigher.replace((span, path)).is_some(),
         };
         if duplicate {
             fail(syn::Error::new(
@@ -79,6 +86,8 @@ enum Value {
     SkipNone,
     InImpl,
     Shared,
+    MaxWeight(TokenStream),
+    Weigher(syn::Path),
 }
 
 impl Parse for Option_ {
@@ -125,6 +134,18 @@ impl Parse for Option_ {
                     ));
                 }
                 Value::Ignore(names.into_iter().collect())
+            }
+            "max_weight" => {
+                input.parse::<Token![=]>()?;
+                Value::MaxWeight(max_weight(input)?)
+            }
+            "weigher" => {
+                input.parse::<Token![=]>()?;
+                Value::Weigher(
+                    input
+                        .parse()
+                        .map_err(|e| syn::Error::new(e.span(), WEIGHER_ALLOWED))?,
+                )
             }
             "cache_err" => Value::CacheErr,
             "skip_none" => Value::SkipNone,
@@ -184,6 +205,49 @@ fn capacity(input: ParseStream) -> syn::Result<TokenStream> {
                 const CAPACITY: usize = #expr;
                 const _: () = ::core::assert!(CAPACITY >= 1, "`capacity` must be at least 1");
                 CAPACITY
+            }
+        }),
+    }
+}
+
+const WEIGHER_ALLOWED: &str = "`weigher` takes the path of a function \
+     `fn(&K, &V) -> u64` (K the cache's key type, V the return type): `weigher = my_weight`";
+
+const MAX_WEIGHT_ALLOWED: &str = "`max_weight` takes a whole number, at least 1, the total \
+     weight the weigher's weights may add up to: `max_weight = 1_000_000`, or a constant `u64` \
+     expression such as `max_weight = 64 * 1024 * 1024`";
+
+/// `max_weight = N`: as `capacity`, a `u64`.
+fn max_weight(input: ParseStream) -> syn::Result<TokenStream> {
+    let expr: Expr = input
+        .parse()
+        .map_err(|e| syn::Error::new(e.span(), MAX_WEIGHT_ALLOWED))?;
+    match &expr {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(lit),
+            ..
+        }) => {
+            let n: u64 = lit
+                .base10_parse()
+                .map_err(|_| syn::Error::new(lit.span(), MAX_WEIGHT_ALLOWED))?;
+            if n == 0 {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    "`max_weight` must be at least 1 (leave it out for an unbounded cache)",
+                ));
+            }
+            Ok(quote::quote!(#n))
+        }
+        Expr::Lit(_)
+        | Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Neg(_),
+            ..
+        }) => Err(syn::Error::new_spanned(&expr, MAX_WEIGHT_ALLOWED)),
+        _ => Ok(quote::quote_spanned! {expr.span()=>
+            {
+                const MAX_WEIGHT: u64 = #expr;
+                const _: () = ::core::assert!(MAX_WEIGHT >= 1, "`max_weight` must be at least 1");
+                MAX_WEIGHT
             }
         }),
     }
@@ -262,6 +326,20 @@ mod tests {
             .1
             .to_string()
             .contains("10 * 1024"));
+    }
+
+    #[test]
+    fn weight_options() {
+        let options = options(quote!(max_weight = 1000, weigher = sizes::bytes)).unwrap();
+        assert_eq!(options.max_weight.unwrap().1.to_string(), "1000u64");
+        let weigher = options.weigher.unwrap().1;
+        assert_eq!(quote!(#weigher).to_string(), "sizes :: bytes");
+        let error = options_err(quote!(max_weight = 0, weigher = f));
+        assert!(error.contains("at least 1"), "{error}");
+        let error = options_err(quote!(max_weight = "1", weigher = f));
+        assert!(error.contains("takes a whole number"), "{error}");
+        let error = options_err(quote!(max_weight = 10, weigher = "f"));
+        assert!(error.contains("takes the path of a function"), "{error}");
     }
 
     fn options_err(tokens: TokenStream) -> String {

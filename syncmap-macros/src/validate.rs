@@ -251,6 +251,24 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
             errors.push(span, "`skip_none` applies to functions returning `Option`");
         }
     }
+    match (&options.max_weight, &options.weigher, &options.capacity) {
+        (Some((span, _)), _, Some(_)) => errors.push(
+            *span,
+            "`max_weight` and `capacity` cannot be combined: a cache is bounded by its number \
+             of entries (`capacity`) or by their total weight (`max_weight` with `weigher`)",
+        ),
+        (Some((span, _)), None, None) => errors.push(
+            *span,
+            "`max_weight` needs a `weigher`: `max_weight = 1_000_000, weigher = my_weight`, \
+             where `fn my_weight(key: &K, value: &V) -> u64`",
+        ),
+        (None, Some((span, _)), _) => errors.push(
+            *span,
+            "`weigher` needs a `max_weight`, the total weight to keep: \
+             `max_weight = 1_000_000, weigher = my_weight`",
+        ),
+        _ => {}
+    }
     if let (Some(_), Some((ignore_span, _))) = (&options.key, &options.ignore) {
         errors.push(
             *ignore_span,

@@ -25,6 +25,8 @@ pub struct MemoOptions {
     /// `shared` (the hook itself comes with [`MemoDebug::shared`], made where the key and
     /// value types are known).
     pub shared: bool,
+    /// `max_weight = N` (the weigher comes with [`MemoDebug::weigher`]).
+    pub max_weight: Option<u64>,
 }
 
 /// Makes the hook of a `shared` cache (a `Box<HookBox<K, V>>`, erased so that `MemoOptions`
@@ -37,6 +39,7 @@ impl MemoOptions {
         capacity: None,
         ttl: None,
         shared: false,
+        max_weight: None,
     };
 }
 
@@ -46,6 +49,7 @@ impl From<MemoOptions> for MemoConfig {
             capacity: options.capacity,
             ttl: options.ttl,
             shared: options.shared,
+            max_weight: options.max_weight,
         }
     }
 }
@@ -112,6 +116,8 @@ pub struct MemoDebug<K, V> {
     pub value: DebugFn<V>,
     /// Makes the shared tier's hook (`#[memoize(shared)]`).
     pub shared: Option<SharedFactory>,
+    /// Weighs an entry (`weigher = f`).
+    pub weigher: Option<fn(&K, &V) -> u64>,
 }
 
 impl<K, V> Default for MemoDebug<K, V> {
@@ -120,6 +126,7 @@ impl<K, V> Default for MemoDebug<K, V> {
             key: None,
             value: None,
             shared: None,
+            weigher: None,
         }
     }
 }

@@ -29,16 +29,51 @@ impl<K, V> Resident for Tracked<K, V> {
     }
 }
 
+/// Weighs an entry (`#[memoize(weigher = f)]`, [`MemoBuilder::weigher`](super::MemoBuilder::weigher)).
+pub(super) type Weigher<K, V> = fn(&K, &V) -> u64;
+
 /// The policy of a bounded cache.
 pub(super) struct Bound<K, V> {
     policy: Mutex<Policy<Tracked<K, V>>>,
+    /// Each entry weighs 1 without it.
+    weigher: Option<Weigher<K, V>>,
 }
 
 impl<K, V> Bound<K, V> {
-    /// A bound of `capacity` entries.
-    pub(super) fn new(capacity: usize) -> Bound<K, V> {
+    /// A bound of `max` in total weight: `capacity` entries, or `max_weight` as weighed by
+    /// `weigher` (each entry weighs 1 without one).
+    pub(super) fn new(max: u64, weigher: Option<Weigher<K, V>>) -> Bound<K, V> {
         Bound {
-            policy: Mutex::new(Policy::new(capacity as u64)),
+            policy: Mutex::new(match weigher {
+                Some(_) => Policy::weighted(max),
+                None => Policy::new(max),
+            }),
+            weigher,
+        }
+    }
+}
+
+/// Removes the entry whose weigher panicked (see [`Memo::admitted`]), so that no entry stays in
+/// the cache outside the bound.
+struct RemoveUnweighed<'a, K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    memo: &'a Memo<K, V>,
+    key: &'a K,
+    slot: &'a SlotRef<V>,
+}
+
+impl<K, V> Drop for RemoveUnweighed<'_, K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        self.slot.0.mark_gone();
+        if self.memo.map.compare_and_delete(self.key, self.slot) {
+            self.memo.counters.add(Counter::Rejection, 1);
         }
     }
 }
@@ -58,15 +93,33 @@ where
     /// After this caller computed and stored the value of `key` in `slot`: hands the entry to
     /// the policy and removes what it evicts, outside the policy's lock. With several callers
     /// inserting at once, the cache may hold one more entry per such caller until they return.
+    ///
+    /// The weigher (user code) runs here, before the policy's lock is taken. If it panics, the
+    /// entry is removed from the cache (counted as a rejection: it was never inside the bound)
+    /// and the panic propagates to this caller.
     pub(super) fn admitted(&self, key: K, slot: SlotRef<V>) {
         let Some(bound) = &self.bound else {
             return;
+        };
+        let weight = match (bound.weigher, slot.0.get()) {
+            (Some(weigher), Some(stored)) => {
+                let remove = RemoveUnweighed {
+                    memo: self,
+                    key: &key,
+                    slot: &slot,
+                };
+                let weight = weigher(&key, &stored.value);
+                std::mem::forget(remove);
+                // A weight of 0 would let the window grow without bound.
+                weight.max(1)
+            }
+            _ => 1,
         };
         let hash = self.map.hasher().hash_one(&key);
         let mut out = Vec::new();
         {
             let mut policy = bound.policy.lock();
-            policy.insert(hash, 1, Tracked { key, slot }, &mut out);
+            policy.insert(hash, weight, Tracked { key, slot }, &mut out);
             if policy.wants_sample() {
                 let stats = self.counters.snapshot(0);
                 policy.observe(stats.hits + stats.waits, stats.misses);
@@ -91,6 +144,36 @@ where
         if rejected > 0 {
             self.counters.add(Counter::Rejection, rejected);
         }
+    }
+
+    /// The total weight of the entries the eviction policy holds; `None` for an unbounded
+    /// cache. Without a weigher each entry weighs 1 (so this counts entries).
+    ///
+    /// Entries invalidated, expired or cleared are subtracted when the policy next meets them
+    /// (at once for [`clear`](Self::clear)), so this may exceed the weight of the entries
+    /// [`range`](Self::range) shows. It is at most `max_weight` (or `capacity`) between calls;
+    /// callers inserting at the same instant may exceed it by their own entries until they
+    /// return. Takes the policy's lock briefly (no user code runs under it).
+    ///
+    /// ```
+    /// fn bytes(_key: &u32, value: &Vec<u8>) -> u64 {
+    ///     value.len() as u64
+    /// }
+    ///
+    /// #[syncmemo::memoize(max_weight = 1_000, weigher = bytes)]
+    /// fn blob(id: u32) -> Vec<u8> {
+    ///     vec![0; id as usize]
+    /// }
+    /// blob(300);
+    /// blob(200);
+    /// assert_eq!(blob_cache().weight(), Some(500));
+    /// blob(900); // over the bound: an older entry is evicted, or this one is not kept
+    /// assert!(blob_cache().weight().unwrap() <= 1_000);
+    /// ```
+    pub fn weight(&self) -> Option<u64> {
+        self.bound
+            .as_ref()
+            .map(|bound| bound.policy.lock().weight())
     }
 
     /// After `clear`: forgets every entry the policy held, and deletes from the map those an

@@ -29,6 +29,8 @@ pub struct MemoBuilder<K, V> {
     config: MemoConfig,
     /// The miss-ratio curve's sampling rate, if on.
     miss_ratio_curve: Option<f64>,
+    /// The weigher, with `max_weight`.
+    weigher: Option<fn(&K, &V) -> u64>,
     types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -66,6 +68,57 @@ where
         self
     }
 
+    /// At most `max_weight` in total weight of entries, as weighed by [`weigher`](Self::weigher)
+    /// (which it needs), as `#[memoize(max_weight = N, weigher = f)]`: past it, the eviction
+    /// policy keeps the entries it judges most useful, and a value heavier than `max_weight`
+    /// alone is returned but not cached (counted in `rejections`). See [`Memo::weight`].
+    ///
+    /// # Panics
+    ///
+    /// If `max_weight` is 0; [`build`](Self::build) panics if there is no weigher, or a
+    /// `capacity` too (a cache has one bound: entries or weight).
+    ///
+    /// ```
+    /// use syncmemo::Memo;
+    ///
+    /// let memo = Memo::<u32, String>::builder("pages")
+    ///     .max_weight(1_000) // bytes of text, say
+    ///     .weigher(|_key, page| page.len() as u64)
+    ///     .build();
+    /// memo.get_or_compute(&1, || "x".repeat(400));
+    /// memo.get_or_compute(&2, || "x".repeat(5_000)); // heavier than the bound: not kept
+    /// assert_eq!(memo.get(&2), None);
+    /// assert_eq!(memo.weight(), Some(400));
+    /// assert_eq!(memo.config().max_weight, Some(1_000));
+    /// ```
+    pub fn max_weight(mut self, max_weight: u64) -> Self {
+        assert!(max_weight >= 1, "a Memo's max_weight must be at least 1");
+        self.config.max_weight = Some(max_weight);
+        self
+    }
+
+    /// Weighs each entry for [`max_weight`](Self::max_weight), typically its size in bytes; a
+    /// weight of 0 counts as 1. It is called once per value stored, after the value is stored
+    /// and outside any lock: it may call this cache. If it panics, the value is returned to the
+    /// waiting callers but not kept (the entry is removed and counted in `rejections`), and
+    /// the panic propagates to the caller that computed the value.
+    ///
+    /// ```
+    /// use syncmemo::Memo;
+    ///
+    /// // The types first, so that the closure's parameters are known.
+    /// let memo = Memo::<String, Vec<u8>>::builder("blobs")
+    ///     .max_weight(1 << 20)
+    ///     .weigher(|key, blob| (key.len() + blob.len()) as u64)
+    ///     .build();
+    /// memo.get_or_compute("a", || vec![0; 10]);
+    /// assert_eq!(memo.weight(), Some(11));
+    /// ```
+    pub fn weigher(mut self, weigher: fn(&K, &V) -> u64) -> Self {
+        self.weigher = Some(weigher);
+        self
+    }
+
     /// Entries older than `ttl` are recomputed on access, as `#[memoize(ttl = "..")]`.
     ///
     /// ```
@@ -91,8 +144,27 @@ where
     ///     LazyLock::new(|| Memo::builder("lengths").capacity(100).build());
     /// assert_eq!(LENGTHS.get_or_compute("abc", || 3), 3);
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// With [`max_weight`](Self::max_weight) but no [`weigher`](Self::weigher), with a weigher
+    /// but no `max_weight`, or with both `max_weight` and [`capacity`](Self::capacity).
     pub fn build(self) -> Memo<K, V> {
-        let memo = Memo::new(self.name, self.config);
+        let config = self.config;
+        assert!(
+            config.max_weight.is_none() || config.capacity.is_none(),
+            "a Memo has one bound: `capacity` (entries) or `max_weight` (weight), not both"
+        );
+        assert_eq!(
+            config.max_weight.is_some(),
+            self.weigher.is_some(),
+            "a Memo's `max_weight` and `weigher` go together"
+        );
+        let debug = super::__private::MemoDebug {
+            weigher: self.weigher,
+            ..Default::default()
+        };
+        let memo = Memo::with_debug(self.name, config, debug);
         if let Some(rate) = self.miss_ratio_curve {
             memo.enable_miss_ratio_curve(rate);
         }
@@ -165,6 +237,7 @@ where
             name,
             config: MemoConfig::default(),
             miss_ratio_curve: None,
+            weigher: None,
             types: PhantomData,
         }
     }

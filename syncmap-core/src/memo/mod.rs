@@ -107,6 +107,10 @@ pub struct MemoConfig {
     /// Whether results are shared through a tier behind the local cache (`shared`, feature
     /// `redis`).
     pub shared: bool,
+    /// At most this total weight of entries, as weighed by the cache's weigher
+    /// (`max_weight = N, weigher = f`); `None`: no weight bound. See [`Memo::weight`].
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub max_weight: Option<u64>,
 }
 
 /// The cache of one memoized function: a [`SyncMap`] from its key (the tuple of its cached
@@ -144,6 +148,12 @@ pub struct MemoConfig {
 /// right after storing its value, so callers inserting at the same instant may exceed the
 /// bound by at most their number. A bounded cache keeps a second copy of each key (for the
 /// policy). [`stats`](Self::stats) counts `evictions` and `rejections` (new values not kept).
+///
+/// With `max_weight = N, weigher = f` instead, the same policy bounds the total weight of the
+/// entries, as `f(&key, &value)` weighs each one (say, its size in bytes): a value heavier
+/// than `N` alone is returned but not kept (a rejection), and [`weight`](Self::weight) is the
+/// current total. The weigher runs once per value stored, outside any lock; if it panics,
+/// the value is removed (a rejection) and the panic propagates to the caller that computed it.
 ///
 /// # Allocation
 ///
@@ -206,14 +216,16 @@ where
         config: MemoConfig,
         debug: __private::MemoDebug<K, V>,
     ) -> Self {
-        let shared = debug.shared;
+        let (shared, weigher) = (debug.shared, debug.weigher);
         Memo {
             name,
             config,
             map: SyncMap::default(),
             counters: Counters::default(),
             debug,
-            bound: config.capacity.map(bounded::Bound::new),
+            bound: (config.capacity.map(|n| n as u64))
+                .or(config.max_weight)
+                .map(|max| bounded::Bound::new(max, weigher)),
             #[cfg(feature = "redis")]
             shared: None,
             mrc: std::sync::OnceLock::new(),

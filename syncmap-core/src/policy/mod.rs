@@ -93,6 +93,9 @@ pub(crate) struct Policy<E> {
     sample_start: Option<(u64, u64)>,
     /// Insertions since the last call to [`Policy::observe`].
     inserts: u64,
+    /// With weights ([`Policy::weighted`]): the number of entries the sketch is sized for,
+    /// doubled as the policy holds more. `None`: sized for `capacity` entries.
+    sketch_for: Option<u64>,
 }
 
 impl<E: Resident> Policy<E> {
@@ -111,7 +114,35 @@ impl<E: Resident> Policy<E> {
             climber: Climber::new(capacity),
             sample_start: None,
             inserts: 0,
+            sketch_for: None,
         }
+    }
+
+    /// A policy for a total weight of `max_weight`, with entries of any weights: the sketch,
+    /// sized by entries, starts small and grows with the number of entries held (a bound of
+    /// 64 MiB in bytes must not allocate a sketch for 64 Mi entries).
+    pub(crate) fn weighted(max_weight: u64) -> Policy<E> {
+        const FIRST: u64 = 64;
+        Policy {
+            sketch: Sketch::new(FIRST),
+            sketch_for: Some(FIRST),
+            ..Policy::new(0)
+        }
+        .with_capacity(max_weight)
+    }
+
+    /// Sets the capacity and what depends on it, but the sketch.
+    fn with_capacity(mut self, capacity: u64) -> Policy<E> {
+        self.capacity = capacity;
+        self.window_max = (capacity / 100).max(1);
+        self.climber = Climber::new(capacity);
+        self
+    }
+
+    /// The number of entries the sketch is sized for, with weights.
+    #[cfg(test)]
+    pub(crate) fn sketch_for(&self) -> Option<u64> {
+        self.sketch_for
     }
 
     /// The total weight of the entries held.
@@ -135,6 +166,14 @@ impl<E: Resident> Policy<E> {
     /// new entry itself).
     pub(crate) fn insert(&mut self, hash: u64, weight: u64, entry: E, out: &mut Vec<(E, Removal)>) {
         self.inserts += 1;
+        if let Some(sized_for) = self.sketch_for {
+            if self.len() as u64 >= sized_for {
+                // Doubling: amortized O(1); the frequencies start over, as Caffeine's do.
+                let entries = sized_for.saturating_mul(2);
+                self.sketch = Sketch::new(entries);
+                self.sketch_for = Some(entries);
+            }
+        }
         self.sketch.add(hash, 1);
         if weight > self.capacity {
             out.push((entry, Removal::Rejected));

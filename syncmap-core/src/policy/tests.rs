@@ -240,3 +240,31 @@ fn drain_empties_the_policy() {
     assert_eq!(sim.policy.len(), 0);
     assert_eq!(sim.policy.weight(), 0);
 }
+
+#[test]
+fn weighted_sketch_grows_with_the_entries_not_the_weight() {
+    let mut policy: Policy<Rc<Fake>> = Policy::weighted(1 << 40);
+    assert_eq!(policy.sketch_for(), Some(64));
+    let mut out = Vec::new();
+    for k in 0..1000u64 {
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(hash(k), 1_000 + k, e, &mut out);
+    }
+    assert!(out.is_empty(), "all fit: {}", out.len());
+    assert_eq!(policy.len(), 1000);
+    // Sized for the entries held (1,000 → 1,024), not for 2^40 of weight.
+    assert_eq!(policy.sketch_for(), Some(1024));
+    // The bound still holds once the weight is reached.
+    let mut policy: Policy<Rc<Fake>> = Policy::weighted(10_000);
+    for k in 0..5_000u64 {
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(hash(k), 1 + k % 200, e, &mut out);
+        for (e, _) in out.drain(..) {
+            e.live.set(false);
+        }
+        assert!(policy.weight() <= 10_000, "{}", policy.weight());
+    }
+    assert!(policy.sketch_for().unwrap() <= 1024);
+}

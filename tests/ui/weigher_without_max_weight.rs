@@ -1,0 +1,12 @@
+use syncmemo::memoize;
+
+fn bytes(_key: &u32, value: &String) -> u64 {
+    value.len() as u64
+}
+
+#[memoize(weigher = bytes)]
+fn name(id: u32) -> String {
+    id.to_string()
+}
+
+fn main() {}
