@@ -490,6 +490,10 @@ mod name_tests {
     use super::*;
 
     #[test]
+    // `instance_name` leaks each name on purpose (a cache keeps it for the process's lifetime,
+    // reachable from the registry); this test drops the references, so miri's leak check
+    // would report them. It is safe string handling, nothing for miri to check.
+    #[cfg_attr(miri, ignore = "leaks its names on purpose")]
     fn instance_names_are_short_and_distinct() {
         assert_eq!(
             short_type_name("alloc::vec::Vec<core::option::Option<my::Id>>"),
