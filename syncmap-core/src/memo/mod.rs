@@ -182,9 +182,8 @@ pub struct Memo<K, V> {
     map: SyncMap<K, SlotRef<V>, MemoHasher>,
     counters: Counters,
     debug: __private::MemoDebug<K, V>,
-    /// The eviction policy, with a capacity. Boxed: a hit only checks that it exists, and an
-    /// inline policy (hundreds of bytes) would push the fields a hit reads apart.
-    bound: Option<Box<bounded::Bound<K, V>>>,
+    /// The eviction policy, with a capacity.
+    bound: Option<bounded::Bound<K, V>>,
     /// The shared tier's hook (`#[memoize(shared)]`).
     #[cfg(feature = "redis")]
     shared: Option<Box<dyn crate::tier::Hook<K, V>>>,
@@ -226,7 +225,7 @@ where
             debug,
             bound: (config.capacity.map(|n| n as u64))
                 .or(config.max_weight)
-                .map(|max| Box::new(bounded::Bound::new(max, weigher))),
+                .map(|max| bounded::Bound::new(max, weigher)),
             #[cfg(feature = "redis")]
             shared: None,
             mrc: std::sync::OnceLock::new(),
