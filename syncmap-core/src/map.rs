@@ -13,11 +13,14 @@
 //!   survive the next promotion.
 //! - **Reclamation.** A value replaced or deleted while readers may be cloning it, and a snapshot
 //!   replaced while readers may be searching it, are retired through the map's own epoch
-//!   collector (`raw/epoch.rs`). Entering it is a load of the global epoch and a plain store to
-//!   the thread's own record, leaving it a plain store: no locked instruction and no shared
-//!   write, so the hit path costs one guard, one hash, one probe and one pointer load. The
+//!   collector (`raw/epoch.rs`), whose epoch is the map's own. Entering it is a load of the
+//!   map's epoch and plain stores to the thread's own slot, each protected load adds a load of
+//!   the epoch and a compare, leaving it is a plain store: no locked instruction and no shared
+//!   write, so the hit path costs one guard, one hash, one probe and one pointer load. Every
+//!   allocation carries the epoch of its birth, so a thread held inside an operation holds
+//!   back only what was born before it last read (a bounded amount, see `raw/epoch.rs`). The
 //!   writer side pays instead: every 1024 retirements a thread seals a batch and runs a pass
-//!   (one `membarrier` system call and a scan of the thread records), and the memory of the
+//!   (one `membarrier` system call and a scan of the map's thread slots), and the memory of the
 //!   values it frees is kept for the thread's next writes (recycling, so that a write does not
 //!   pay `malloc` and `free`). Why not arc-swap alone:
 //!   one `ArcSwap::load` costs 11-13 ns on the reference machine, two of them (snapshot and
@@ -117,10 +120,12 @@ use crate::Equivalent;
 ///
 /// Replaced and deleted values are dropped by the map's collector once no reader can still see
 /// them: typically after about two thousand later replacements on the same thread (batches of
-/// 1024), and at the latest when the map is dropped. This is not a hard bound: a thread held
-/// inside a `load_with` or `range` closure (of any map: reclamation epochs are process-wide),
-/// or preempted in the middle of an operation, delays every pass meanwhile; the partial batch
-/// of a thread that exits waits for the next thread that reuses its slot. Those drops run inside later writes, but
+/// 1024), and at the latest when the map is dropped. The values waiting stay under a bound:
+/// with `T` threads writing, `2·T·1024`, plus, for each thread held inside an operation of
+/// this map (preempted, or blocked in a `load_with`, `range` or key `Eq` callback), the values
+/// live when it last read and `2·T·1024` more; a thread held in another map holds back
+/// nothing here. What a thread that exits leaves is freed by the next write that replaces or
+/// removes a value. Those drops run at the end of later writes, but
 /// never while the map's lock is held (passes that would start there wait for the unlock), so a
 /// value's `Drop` may call back into the map (`tests/reentrant_drop.rs`).
 /// Deleted keys leave the map at the next promotion of the dirty map, as in Go.
@@ -220,7 +225,7 @@ impl<K, V, S> SyncMap<K, V, S> {
     /// assert_eq!(map.load("k"), Some(1));
     /// ```
     pub fn with_hasher(hasher: S) -> Self {
-        let snapshot = Arc::new(ReadOnly::new(Table::new()));
+        let snapshot = Arc::new(ReadOnly::new(Table::new(), 0));
         SyncMap {
             read_ptr: AtomicPtr::new(Arc::as_ptr(&snapshot).cast_mut()),
             read: ArcSwap::new(snapshot),
@@ -259,18 +264,25 @@ impl<K, V, S> SyncMap<K, V, S> {
     /// Replaces the read snapshot, retiring the old one together with `dead`, the entries that
     /// leave the map with it. Caller holds the dirty lock.
     fn publish_locked(&self, table: Table<K, V>, dead: Vec<EntryPtr<K, V>>, guard: &Guard<'_>) {
-        let snapshot = Arc::new(ReadOnly::new(table));
+        let snapshot = Arc::new(ReadOnly::new(table, sync::birth(guard)));
         self.read_ptr
             .store(Arc::as_ptr(&snapshot).cast_mut(), Ordering::Release);
+        let old_snapshot = self.read.swap(snapshot);
+        // A thread may hold a dead entry found through the old snapshot (born before it) or,
+        // earlier, through the dirty map (born before that thread took the lock).
+        let birth = dead
+            .iter()
+            .map(|entry| entry.birth())
+            .fold(old_snapshot.birth, u64::min);
         let old = Box::into_raw(Box::new(Retired {
-            _snapshot: self.read.swap(snapshot),
+            _snapshot: old_snapshot,
             dead,
         }));
         // SAFETY: `read_ptr` no longer points at the old snapshot and `dead` entries are in no
         // table, so threads that enter later cannot reach them; `old` was created by
         // `Box::into_raw`. Readers that loaded them before are protected: the collector waits
         // for their guards.
-        unsafe { sync::retire_box(guard, old) };
+        unsafe { sync::retire_box(guard, old, birth) };
     }
 
     /// Applies a change of an entry's state to the live count.
@@ -352,8 +364,8 @@ where
     }
 
     /// Takes the lock and advances the incremental copy of the snapshot by one step.
-    fn lock_dirty(&self) -> Locked<'_, Dirty<K, V>> {
-        let mut dirty = sync::lock(&self.dirty, &self.collector);
+    fn lock_dirty(&self, guard: &Guard<'_>) -> Locked<'_, Dirty<K, V>> {
+        let mut dirty = sync::lock(&self.dirty, &self.collector, guard);
         dirty.step(false);
         dirty
     }
@@ -430,7 +442,7 @@ where
     where
         Q: ?Sized + Equivalent<K>,
     {
-        let mut dirty = self.lock_dirty();
+        let mut dirty = self.lock_dirty(guard);
         let (read, found) = self.find_current_locked(hash, key, Some(missed), guard);
         if let Some(entry) = found {
             return Some(*entry);
@@ -556,7 +568,7 @@ where
         }
         let missed = found.is_none().then_some(read);
         let (old, unused_key) = {
-            let mut dirty = self.lock_dirty();
+            let mut dirty = self.lock_dirty(&guard);
             let (read, found) = self.find_current_locked(hash, &key, missed, &guard);
             let (old, delta, unused_key) = if let Some(entry) = found {
                 self.unexpunge_locked(&mut dirty, *entry);
@@ -716,7 +728,7 @@ where
             }
         }
         let missed = found.is_none().then_some(read);
-        let mut dirty = self.lock_dirty();
+        let mut dirty = self.lock_dirty(guard);
         let (read, found) = self.find_current_locked(hash, &key, missed, guard);
         let outcome = if let Some(entry) = found {
             self.unexpunge_locked(&mut dirty, *entry);
@@ -790,7 +802,7 @@ where
     where
         Q: ?Sized + Equivalent<K>,
     {
-        let mut dirty = self.lock_dirty();
+        let mut dirty = self.lock_dirty(guard);
         let (read, found) = self.find_current_locked(hash, key, Some(missed), guard);
         let entry = if let Some(entry) = found {
             *entry
@@ -928,7 +940,7 @@ where
     pub fn range(&self, mut f: impl FnMut(&K, &V) -> bool) {
         let guard = sync::enter(&self.collector);
         if self.snapshot(&guard).amended() {
-            let mut dirty = self.lock_dirty();
+            let mut dirty = self.lock_dirty(&guard);
             if self.snapshot(&guard).amended() {
                 self.promote_locked(&mut dirty, &guard);
             }
@@ -962,7 +974,7 @@ where
         if read.table.is_empty() && !read.amended() {
             return; // already empty, as Go checks
         }
-        let mut dirty = sync::lock(&self.dirty, &self.collector);
+        let mut dirty = sync::lock(&self.dirty, &self.collector, &guard);
         let read = self.snapshot(&guard);
         if read.table.is_empty() {
             // Only dirty-only keys: no new snapshot needed, and the dirty table is reused.

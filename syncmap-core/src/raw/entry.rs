@@ -54,7 +54,7 @@ impl LiveDelta {
 /// # Invariants
 ///
 /// - `value` is either null (deleted; may be revived without the lock), the expunged marker
-///   (deleted and absent from the dirty map), a pointer obtained from `Box::into_raw` that
+///   (deleted and absent from the dirty map), a pointer obtained from `sync::alloc_recycled` that
 ///   this entry owns, or, when [`Entry::INLINE`], the address of the first value in the
 ///   entry's own allocation (see [`InlineEntry`]), which is never retired or freed apart from
 ///   the entry.
@@ -131,7 +131,7 @@ impl<K, V> Entry<K, V> {
     pub(crate) fn load<'g>(&self, guard: &'g Guard<'_>) -> Option<&'g V> {
         let p = sync::protect(guard, &self.value);
         if is_live(p) {
-            // SAFETY: `p` is live, so it came from `Box::into_raw`; it was loaded through
+            // SAFETY: `p` is live, so it came from `alloc_recycled`; it was loaded through
             // `guard`, and replaced pointers are only retired through the same collector, so it
             // stays allocated until `guard` is dropped.
             Some(unsafe { &*p })
@@ -172,8 +172,8 @@ impl<K, V> Entry<K, V> {
         let new = sync::alloc_recycled(guard, new);
         loop {
             if current == expunged() {
-                // SAFETY: `new` came from `alloc_recycled` (a `Box`) above and was never published.
-                return Err(*unsafe { Box::from_raw(new) });
+                // SAFETY: `new` came from `alloc_recycled` above and was never published.
+                return Err(unsafe { sync::unbox_recycled(new) });
             }
             match self.value.compare_exchange_weak(
                 current,
@@ -182,7 +182,9 @@ impl<K, V> Entry<K, V> {
                 Ordering::Acquire,
             ) {
                 Ok(_) => return Ok(self.finish_replace(current, guard, true, count)),
-                Err(actual) => current = actual,
+                // Reloaded through the guard: a pointer returned by a failed exchange is not
+                // covered by it (see `LocalGuard::protect`).
+                Err(_) => current = sync::protect(guard, &self.value),
             }
         }
     }
@@ -296,10 +298,11 @@ impl<K, V> Entry<K, V> {
                 // SAFETY: `new` is now owned by the entry, which only retires it through
                 // `guard`'s collector, so it outlives `guard`.
                 Ok(_) => return Some(LoadOrStored::Stored(unsafe { &*new })),
-                Err(actual) => {
-                    // SAFETY: `new` was never published; give it back for the next attempt.
-                    *value = Some(*unsafe { Box::from_raw(new) });
-                    current = actual;
+                Err(_) => {
+                    // SAFETY: `new` came from `alloc_recycled` and was never published; give it
+                    // back for the next attempt.
+                    *value = Some(unsafe { sync::unbox_recycled(new) });
+                    current = sync::protect(guard, &self.value);
                 }
             }
         }
@@ -324,7 +327,7 @@ impl<K, V> Entry<K, V> {
                 Ordering::Acquire,
             ) {
                 Ok(_) => return self.finish_replace(current, guard, false, count),
-                Err(actual) => current = actual,
+                Err(_) => current = sync::protect(guard, &self.value),
             }
         }
     }
@@ -335,17 +338,14 @@ impl<K, V> Entry<K, V> {
         V: PartialEq,
     {
         let mut current = sync::protect(guard, &self.value);
-        // Boxed only once the comparison succeeds: a failing CAS allocates nothing.
-        let mut new = Err::<Box<V>, V>(new);
+        // Allocated only once the comparison succeeds: a failing CAS allocates nothing.
+        let mut new = new;
         loop {
             // SAFETY: live and loaded under `guard` (see `load`).
             if !is_live(current) || unsafe { &*current } != old {
                 return false;
             }
-            let candidate = match new {
-                Ok(boxed) => Box::into_raw(boxed),
-                Err(value) => sync::alloc_recycled(guard, value),
-            };
+            let candidate = sync::alloc_recycled(guard, new);
             match self.value.compare_exchange_weak(
                 current,
                 candidate,
@@ -356,11 +356,11 @@ impl<K, V> Entry<K, V> {
                     self.retire(current, guard);
                     return true;
                 }
-                Err(actual) => {
-                    // SAFETY: `candidate` (from `alloc_recycled` or `Box::into_raw`, so a `Box`) was
-                    // never published; held as a `Box` so that a panicking `eq` frees it.
-                    new = Ok(unsafe { Box::from_raw(candidate) });
-                    current = actual;
+                Err(_) => {
+                    // SAFETY: `candidate` came from `alloc_recycled` and was never published;
+                    // held as a value again so that a panicking `eq` drops it.
+                    new = unsafe { sync::unbox_recycled(candidate) };
+                    current = sync::protect(guard, &self.value);
                 }
             }
         }
@@ -394,7 +394,7 @@ impl<K, V> Entry<K, V> {
                     self.retire(current, guard);
                     return true;
                 }
-                Err(actual) => current = actual,
+                Err(_) => current = sync::protect(guard, &self.value),
             }
         }
     }
@@ -424,8 +424,8 @@ impl<K, V> Drop for Entry<K, V> {
         if self.is_boxed(p) {
             // SAFETY: the entry is being freed, which per `EntryPtr`'s invariants happens only
             // once no reader can reach it, hence its current value; the entry owns `p`, which
-            // came from `Box::into_raw`.
-            drop(unsafe { Box::from_raw(p) });
+            // came from `alloc_recycled`.
+            unsafe { sync::free_recycled(p) };
         }
     }
 }
@@ -485,7 +485,7 @@ impl<K, V> EntryPtr<K, V> {
                     first: UnsafeCell::new(MaybeUninit::new(value)),
                 },
             );
-            // SAFETY: `alloc_recycled` returns what `Box::into_raw` does: valid, and not shared
+            // SAFETY: `alloc_recycled` returns a valid pointer to its argument, not shared
             // yet; the first value's pointer derives from the allocation's.
             unsafe {
                 let first = UnsafeCell::raw_get(ptr::addr_of!((*inline).first)).cast::<V>();
@@ -503,7 +503,7 @@ impl<K, V> EntryPtr<K, V> {
                 },
             )
         };
-        // SAFETY: `alloc_recycled` returns what `Box::into_raw` does: not null.
+        // SAFETY: `alloc_recycled` returns a pointer into a live allocation: not null.
         EntryPtr(unsafe { NonNull::new_unchecked(ptr) })
     }
 
@@ -525,6 +525,18 @@ impl<K, V> EntryPtr<K, V> {
         }
     }
 
+    /// The entry's birth (see `sync::birth`): the epoch of its collector when it was allocated.
+    pub(crate) fn birth(self) -> u64 {
+        if Entry::<K, V>::INLINE {
+            // SAFETY: allocated as an `InlineEntry` by `alloc_recycled`, not freed while the map
+            // holds the pointer.
+            unsafe { sync::birth_of(self.0.as_ptr().cast::<InlineEntry<K, V>>()) }
+        } else {
+            // SAFETY: allocated by `alloc_recycled`, not freed while the map holds the pointer.
+            unsafe { sync::birth_of(self.0.as_ptr()) }
+        }
+    }
+
     /// Frees the entry (and its value, if it still has one).
     ///
     /// # Safety
@@ -533,11 +545,12 @@ impl<K, V> EntryPtr<K, V> {
     /// its collector decided so, or the map is being dropped.
     pub(crate) unsafe fn free(self) {
         if Entry::<K, V>::INLINE {
-            // SAFETY: allocated as a boxed `InlineEntry` in `new`; unreachable per the caller.
-            drop(unsafe { Box::from_raw(self.0.as_ptr().cast::<InlineEntry<K, V>>()) });
+            // SAFETY: allocated as an `InlineEntry` by `alloc_recycled` in `new`; unreachable
+            // per the caller.
+            unsafe { sync::free_recycled(self.0.as_ptr().cast::<InlineEntry<K, V>>()) };
         } else {
-            // SAFETY: allocated as a `Box` in `new`; unreachable per the caller.
-            drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+            // SAFETY: allocated by `alloc_recycled` in `new`; unreachable per the caller.
+            unsafe { sync::free_recycled(self.0.as_ptr()) };
         }
     }
 }

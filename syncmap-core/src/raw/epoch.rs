@@ -1,95 +1,115 @@
-//! A small epoch-based reclamation scheme built for the map, whose reader side executes no
-//! locked instruction: pinning is a load of the global epoch and a plain store to the thread's
-//! record, unpinning is a plain (release) store. It exposes the subset of `seize`'s API the map
-//! uses (`Collector::enter`, `LocalGuard::{protect, defer_retire, thread_id}`), so switching is a
-//! type swap.
+//! Memory reclamation for the map: epochs per collector (one per map) with birth eras, in the
+//! style of interval-based reclamation, whose reader side executes no locked instruction.
+//! Pinning is a load of the collector's epoch and two plain stores to the thread's slot;
+//! `protect` adds a load of the epoch and a compare; unpinning is a plain (release) store.
 //!
 //! # Design
 //!
-//! - `EPOCH`: one global counter, only ever advanced by `fetch_add(1, AcqRel)` (so every write
-//!   to it is an RMW and each write heads a release sequence containing all later ones).
-//! - A global, append-only list of cache-padded per-thread [`Record`]s. A thread claims one on
-//!   first use (`in_use` CAS, acquire) and releases it from a TLS destructor (release), so ids
-//!   stay small and are reused. A record's `epoch` is `INACTIVE` or the epoch its owner read
-//!   when it last pinned.
-//! - Pin (outermost guard only, nesting is counted in `depth`): `e = EPOCH.load(Acquire);
-//!   record.epoch.store(e, Release); light()`. Unpin: `record.epoch.store(INACTIVE, Release)`.
+//! - Each [`Collector`] has its own `epoch`, advanced only by `fetch_add(1, AcqRel)` when a
+//!   batch of retired objects is sealed, and one [`Slot`] per thread id (ids come from a
+//!   global list of [`Record`]s, claimed by a thread on first use and given back at exit).
+//! - A slot holds its thread's section in that collector: `lo`, the epoch read by the
+//!   outermost guard (or `INACTIVE`), and `hi`, an epoch no older than the birth of anything
+//!   the thread may hold. Guards of one thread nest (a `depth` counter); guards of different
+//!   collectors are independent, so a thread held inside one map holds back nothing in others.
+//! - Every object the map allocates ([`LocalGuard::alloc`]) carries its *birth*, the epoch
+//!   when it was allocated, in a header. `protect(p)` loads `p`, then the epoch; if the epoch
+//!   moved past the guard's `hi`, it raises `hi`, issues the light barrier and loads `p`
+//!   again. Allocating, taking the map's lock ([`LocalGuard::refresh`]) and retiring an object
+//!   born later raise `hi` the same way.
+//! - Retiring pushes `(ptr, free, birth)` onto the thread's bag in the collector. A full bag
+//!   (`BATCH` items) is sealed: tagged `tag = epoch.fetch_add(1) + 1` and moved to the sealed
+//!   list. The guard that sealed runs a reclamation pass when it is dropped, after unpinning,
+//!   so its own section holds back nothing. A pass: `cur = epoch.load(Acquire); heavy();` read
+//!   every active slot's `(lo, hi)`; an object of a batch with `tag <= cur` is freed unless
+//!   some slot has `lo < tag` and `hi >= birth`.
 //! - `light()` is a compiler fence when `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` is
 //!   registered, a `SeqCst` fence otherwise (and always under miri and `cfg(syncmap_tsan)`);
 //!   `heavy()` is the `membarrier` syscall, or a `SeqCst` fence. The kernel guarantees that
 //!   `membarrier` makes every running thread of the process execute a full barrier, so for the
 //!   proof below a light barrier paired with a heavy barrier behaves as two `SeqCst` fences.
-//! - Retiring pushes `(ptr, free)` onto the calling thread's bag in the collector (indexed by
-//!   its record id, exclusive to the record's owner). A full bag (`BATCH` items) is *sealed*:
-//!   tagged `b = EPOCH.fetch_add(1, AcqRel) + 1` and moved to the collector's `sealed` list;
-//!   then a reclamation pass runs: `cur = EPOCH.load(Acquire); heavy(); min = min over records
-//!   of epoch (Acquire loads, INACTIVE counts as +inf)`; every sealed batch with
-//!   `tag <= min(cur, min)` is freed.
+//! - A thread that exits gives its record back; if it left objects in some bag, the record is
+//!   an orphan that no new thread takes until every collector's next pass has sealed that bag
+//!   (passes run [`Collector::adopt_orphans`] when the count of exits changed; a retirement
+//!   notices the change and asks for a pass). So the next write that replaces or removes a
+//!   value in the map frees what exited threads left.
 //!
-//! # Why a freed batch cannot be in use (the proof)
+//! # Why a freed object cannot be in use (the proof)
 //!
-//! Take an object `p` in batch `b`, unlinked by `U` (the map's swap/CAS) before it was pushed to
-//! a bag; so `U` happens-before the sealing `fetch_add` `A_b` that wrote `b`. Take a reclaimer
-//! `C` whose pass frees the batch: `C` read `cur >= b` from `EPOCH` with acquire; since `A_b`
-//! heads a release sequence of RMWs containing the write of `cur`, `U` happens-before `C`'s
-//! fence `F_C` (the heavy barrier) and its scan. Take a reader `R` whose critical section
-//! loaded `p` by a load `L` (after its pin `P` and light barrier `F_R`), i.e. `L` read a value
-//! coherence-ordered before `U`.
+//! Take an object `x` with birth `b`, unlinked by `U` (the map's swap/CAS) before it was
+//! pushed to a bag; so `U` happens-before the sealing `fetch_add` `A` that wrote its batch's
+//! tag `t`. Take a reclaimer `C` whose pass frees it: `C` read `cur >= t` from the epoch with
+//! acquire; `A` heads a release sequence of RMWs containing that write, so `U` happens-before
+//! `C`'s heavy fence `F_C` and its scan. Take a reader `R` whose section pinned with `P` (epoch
+//! `e`) and whose load `L` of `x` read a value coherence-ordered before `U`, after the store
+//! `H` of the `hi` it checked and the light fence `F_R` that followed `H` (at the pin, or in
+//! `protect`'s retry).
 //!
 //! 1. `F_R` precedes `F_C` in the SC order: otherwise `F_C <S F_R`, `U` hb `F_C`, `F_R` sb `L`
-//!    would force `L` to observe `U` or later (C++20 [atomics.order]/4.4).
-//! 2. Hence `C`'s scan load of `R.epoch` (after `F_C`) observes `P` or a later write (same rule,
-//!    applied to the record's epoch; and to the list head for a record pushed just before `P`).
-//! 3. If it observes `P`, whose value `e` `R` read from `EPOCH` with acquire: if `e >= b`, `R`'s
-//!    load read from the release sequence of `A_b`, so `U` hb `L` and `L` could not read `p`,
-//!    a contradiction; so `e < b`, `min < b`, and the batch is not freed.
-//! 4. If it observes a later write, that is `R`'s unpin or a later pin (both release stores;
-//!    or, after a thread exit, the release of the record and the next owner's stores, which are
-//!    ordered after it by the `in_use` handover). Reading it with acquire makes all of the
-//!    section that used `p` happen-before `C`'s scan, hence before the free.
+//!    would force `L` to observe `U` or later (C++20 [atomics.order]/4.4). Hence `C`'s scan,
+//!    after `F_C`, reads `P`'s `lo` or a later one, and (read after `lo`, both with acquire,
+//!    and `hi` stored before `lo` at a pin) `H`'s `hi` or a later one.
+//! 2. If it reads a later `lo` (the unpin, or a later pin, both release stores), all of the
+//!    section happens-before the scan, hence before the free.
+//! 3. Otherwise it reads `lo = e`. Had `e >= t`, `R`'s pin read the epoch from `A`'s release
+//!    sequence, so `U` hb `L`, and `L` could not read `x`; so `e < t`. And the `hi` it reads is
+//!    at least `H`'s: `protect` returned `x` only after reading from the epoch a value equal to
+//!    `H`'s, and that read comes after `L`'s acquire of `x`, which is after `x`'s allocation
+//!    read `b` from the same epoch, so `b <= hi` by coherence. (A later `hi` is larger; after
+//!    a later pin it is at least this section's by the same coherence.) So `lo < t` and
+//!    `hi >= b`: the object is kept.
+//!
+//! Objects a thread gets other than by `protect` are covered the same way: under the map's
+//! lock (the lock orders their publication before the `refresh` read of the epoch), its own
+//! allocations (`hi` raised before publication, and the publication is what another thread's
+//! unlink reads), and objects it unlinks itself (`hi` raised before the seal's RMW, which the
+//! reclaimer's acquire of `cur` synchronizes with). A slot allocated just before a pin is seen
+//! by the scan by the argument of step 1, applied to the bucket pointer. An orphan's bag is
+//! sealed by a pass that took its record with an acquire that synchronizes with the exiting
+//! owner's release, so every unlink in it happens-before the seal.
 //!
 //! The objects are retired by the map only after they are unlinked, and values are `Send`, so
 //! any thread may run the reclaim functions.
 //!
-//! # Promptness
+//! # Bound
 //!
-//! Each thread keeps at most `BATCH - 1` unsealed objects per collector (and a thread that
-//! exits leaves its partial bag to the next thread that gets its id). The thread that seals a
-//! batch is itself pinned at an older epoch (it retires under a guard), so its own pass cannot
-//! free that batch: a sealed batch is freed by the next pass of any thread on the collector
-//! once every thread has re-pinned or unpinned. So while no thread is held inside a guard, at
-//! most about `2 * BATCH` objects per writing thread and collector are pending (2048 values of
-//! the map); everything left is freed when the collector is dropped.
-//!
-//! **That is not a bound** (issue 16, items 4 and 5, open): the epoch and the records are
-//! process-wide, so any thread of the process inside a guard of any collector holds back every
-//! pass of every collector; a writer preempted in the middle of an operation does so for its
-//! whole time slice. Measured (`tests/reclamation.rs`, ignored test): two threads doing 2M
-//! stores each on 64 keys of one map, on 2 cores at load average 8, held 108,642-146,752 values
-//! alive at peak. The partial bag of a thread that exits waits for the next thread that gets
-//! its id. `load_or_store_with` runs its closure with no guard held; `load_with` and `range`
-//! hold theirs while their closure runs (the references they hand out need it). Recycled allocations ("Recycling" on [`Collector`]) add at most
-//! [`SPARE_BYTES`] per thread and twice that shared, per pool and collector. (Freeing the last
-//! batch on the outermost unpin would be prompter but costs a flag check on the read path.)
+//! With `T` threads writing to a map: bags hold fewer than `T·BATCH` objects, and batches
+//! between their seal and their sealer's pass at most `T·BATCH`. A section that stays open (a
+//! thread preempted inside an operation, or blocked in a `range`, `load_with` or key `Eq`
+//! callback) holds back only objects born at or before its `hi` and sealed after its `lo`:
+//! those live when the epoch last moved past its `hi` (the `L` live values and entries), those
+//! then waiting in bags or in flight (`2·T·BATCH`), and those born in the epoch `hi` itself
+//! (at most one batch per writer, which the previous term already counts for the swaps that
+//! retire them). So the pending objects of one map stay under
+//! `2·T·BATCH + s·(L + 2·T·BATCH)` with `s` sections held open; `tests/reclamation.rs` checks it
+//! with 2 writers doing 2M swaps each on 64 keys (measured peak: about 3,100 values, against a
+//! bound of 8,320; 108,642-146,752 with the former process-wide epoch), with a `range`
+//! blocked in its closure during 200k swaps (about 2,170 against 4,224), and that what exited
+//! writers left is freed by the next write. Recycled allocations ("Recycling" on
+//! [`Collector`]) add at most [`SPARE_BYTES`] per thread and twice that shared, per pool and
+//! collector.
 //!
 //! # Measured (map copy in a scratch crate, foldhash, 2 shared cores, noisy)
 //!
-//! LoadMostlyHits (1023 keys): seize 11.6-13.8 ns/op at 1 thread, 11.1-13.6 at 2; this scheme
-//! 5.3-5.6 (one outlier 7.4) at 1 thread, 5.5-5.6 at 2. StoreExisting (storing to existing
-//! keys): seize 59-64 / 77-81 ns/op at 1 / 2 threads, this scheme 49-58 / 58-86.
+//! Before births and per-map epochs: LoadMostlyHits (1023 keys): seize 11.6-13.8 ns/op at 1
+//! thread, 11.1-13.6 at 2; this scheme 5.3-5.6 (one outlier 7.4) at 1 thread, 5.5-5.6 at 2.
+//! StoreExisting (storing to existing keys): seize 59-64 / 77-81 ns/op at 1 / 2 threads, this
+//! scheme 49-58 / 58-86. The births and the per-map epoch are measured in BENCHMARKS.md
+//! ("Reclamation"). seize (a collector per map, as papaya uses) was not adopted: its read side
+//! measured twice as slow here.
 //!
 //! # Limits
 //!
-//! A guard leaked with `mem::forget` keeps its thread pinned (nothing retired afterwards is
-//! freed before the collectors are dropped); a thread that exits with a guard still alive (only
-//! possible through a guard stored in a thread-local) keeps its record forever.
+//! A guard leaked with `mem::forget` keeps its section open for good: everything born before
+//! its `hi` and retired later stays until the collector is dropped (a bounded amount, as
+//! above). A map that is never written again keeps an exited thread's bag until it is dropped.
 
 use std::alloc::{self, Layout};
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
 use std::mem;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::raw::unwind::Panics;
@@ -108,9 +128,6 @@ const INACTIVE: u64 = u64::MAX;
 const BATCH: usize = 1024;
 #[cfg(miri)]
 const BATCH: usize = 8;
-
-/// The global epoch. Starts at 1; only advanced with `fetch_add(1, AcqRel)`.
-static EPOCH: AtomicU64 = AtomicU64::new(1);
 
 /// Memory barriers: light on the reader side, heavy in reclamation passes.
 mod barrier {
@@ -205,53 +222,58 @@ mod barrier {
         }
     }
 }
-
-/// One thread's announcement of its critical section.
+/// A thread's claim on an id, under which it owns one [`Slot`] in every collector.
 ///
 /// # Invariants
 ///
-/// - `epoch`, `depth` are written only by the record's owner (the thread that won `in_use`);
-///   ownership passes from one thread to the next by `in_use.store(false, Release)` and a
-///   successful `compare_exchange(false, true, Acquire, _)`. Other threads only read `epoch`.
-/// - `epoch == INACTIVE` exactly when `depth == 0` (between the owner's operations).
+/// - `state` is [`FREE`], [`OWNED`], [`ORPHAN`] or [`ADOPTING`]. The thread whose
+///   `compare_exchange` took it from `FREE` to `OWNED`, or from `ORPHAN` to `ADOPTING`
+///   (acquire), owns the record, and with it the slot of id `id` in every collector, until it
+///   stores `FREE` or `ORPHAN` (release). A thread owns the record while it lives (a
+///   thread-local gives it back at exit), or a collector's pass owns it for a moment to adopt
+///   what an exited thread left (see [`Collector::adopt_orphans`]); other passes wait for that
+///   moment to end rather than skip the record.
+/// - `bags` counts the slots of this id, over all collectors, whose bag is not empty. A
+///   record given back with `bags > 0` is `ORPHAN`: no new thread takes it (its slots hold
+///   the previous owner's retired objects, which only passes free) until the collectors'
+///   passes have adopted them all.
 /// - Records are never freed (they are reachable from `REGISTRY` forever); `next` is written
 ///   before the record is published and never changes afterwards.
-#[repr(align(128))]
 struct Record {
-    epoch: AtomicU64,
-    depth: AtomicUsize,
-    in_use: AtomicBool,
+    state: AtomicU8,
+    bags: AtomicUsize,
     id: usize,
     next: AtomicPtr<Record>,
 }
+
+/// [`Record::state`]: no thread owns the record.
+const FREE: u8 = 0;
+/// [`Record::state`]: a thread owns the record.
+const OWNED: u8 = 1;
+/// [`Record::state`]: no thread owns the record, and some collector holds a bag of it.
+const ORPHAN: u8 = 2;
+/// [`Record::state`]: a collector's pass owns an orphan record for a moment, to adopt its bag.
+const ADOPTING: u8 = 3;
 
 /// The head of the list of all records ever created.
 static REGISTRY: AtomicPtr<Record> = AtomicPtr::new(ptr::null_mut());
 /// The id of the next record created.
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+/// How many times a thread gave its record back at exit (after the release store): a
+/// collector that sees it change adopts the bags of the exited threads.
+static EXITS: AtomicU64 = AtomicU64::new(0);
 
 impl Record {
     /// Claims a free record, or creates one.
     fn claim() -> &'static Record {
-        let mut p = REGISTRY.load(Ordering::Acquire);
-        while !p.is_null() {
-            // SAFETY: records are never freed and were fully initialized before publication
-            // (release CAS on the head, acquire loads here).
-            let record = unsafe { &*p };
-            if !record.in_use.load(Ordering::Relaxed)
-                && record
-                    .in_use
-                    .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
+        for record in records() {
+            if record.try_take(FREE, OWNED) {
                 return record;
             }
-            p = record.next.load(Ordering::Acquire);
         }
         let record: &'static Record = Box::leak(Box::new(Record {
-            epoch: AtomicU64::new(INACTIVE),
-            depth: AtomicUsize::new(0),
-            in_use: AtomicBool::new(true),
+            state: AtomicU8::new(OWNED),
+            bags: AtomicUsize::new(0),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             next: AtomicPtr::new(ptr::null_mut()),
         }));
@@ -270,40 +292,60 @@ impl Record {
         }
     }
 
-    /// Gives the record back for reuse by another thread. Its owner holds no guard on it.
+    /// Takes the record if it is in state `from` (`FREE` or `ORPHAN`), moving it to `to`.
+    fn try_take(&self, from: u8, to: u8) -> bool {
+        self.state.load(Ordering::Relaxed) == from
+            && self
+                .state
+                .compare_exchange(from, to, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Takes an orphan record for adoption, waiting for another pass that holds it; false if
+    /// it is not an orphan.
+    fn take_orphan(&self) -> bool {
+        loop {
+            match self.state.load(Ordering::Relaxed) {
+                ORPHAN if self.try_take(ORPHAN, ADOPTING) => return true,
+                ORPHAN => {}
+                // Another pass seals its bag in some collector: a few memory operations.
+                ADOPTING => std::hint::spin_loop(),
+                _ => return false,
+            }
+        }
+    }
+
+    /// Gives the record back; everything its owner did happens-before the next claim.
     fn release(&self) {
-        self.depth.store(0, Ordering::Relaxed);
-        self.epoch.store(INACTIVE, Ordering::Release);
-        self.in_use.store(false, Ordering::Release);
+        self.state.store(ORPHAN, Ordering::Release);
+        // A bag emptied meanwhile (a collector dropped) leaves it free.
+        if self.bags.load(Ordering::Acquire) == 0 {
+            let _ = self
+                .state
+                .compare_exchange(ORPHAN, FREE, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 
-    /// Announces a critical section (outermost guard).
-    #[inline]
-    fn pin(&self) {
-        let epoch = EPOCH.load(Ordering::Acquire);
-        self.epoch.store(epoch, Ordering::Release);
-        barrier::light();
-    }
-
-    /// Ends the critical section: everything the owner did in it happens-before any reclaimer
-    /// that reads this store.
-    #[inline]
-    fn unpin(&self) {
-        self.epoch.store(INACTIVE, Ordering::Release);
+    /// Counts a bag of this record that became empty other than by its owner.
+    fn bag_emptied(&self) {
+        if self.bags.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _ = self
+                .state
+                .compare_exchange(ORPHAN, FREE, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 }
 
-/// The smallest epoch of a pinned thread (`INACTIVE` if none). Call after `barrier::heavy`.
-fn min_pinned_epoch() -> u64 {
-    let mut min = INACTIVE;
+/// Every record ever created.
+fn records() -> impl Iterator<Item = &'static Record> {
     let mut p = REGISTRY.load(Ordering::Acquire);
-    while !p.is_null() {
-        // SAFETY: see `Record::claim`.
-        let record = unsafe { &*p };
-        min = min.min(record.epoch.load(Ordering::Acquire));
+    std::iter::from_fn(move || {
+        // SAFETY: records are never freed and were fully initialized before publication
+        // (release CAS on the head, acquire loads here).
+        let record = unsafe { p.as_ref()? };
         p = record.next.load(Ordering::Acquire);
-    }
-    min
+        Some(record)
+    })
 }
 
 thread_local! {
@@ -319,21 +361,24 @@ thread_local! {
 }
 
 /// Owns the current thread's record; its destructor gives it back.
+///
+/// No guard of the thread is alive then: guards live on the stack of an operation, and the
+/// map's operations never store one; an operation run by a later thread-local destructor finds
+/// `LOCAL` empty and claims a record for that guard alone (`LocalGuard::transient`).
 struct RecordOwner(Cell<Option<&'static Record>>);
 
 impl Drop for RecordOwner {
     fn drop(&mut self) {
         let _ = LOCAL.try_with(|local| local.set(None));
         if let Some(record) = self.0.take() {
-            // A guard still alive (one stored in another thread-local) keeps the record.
-            if record.depth.load(Ordering::Relaxed) == 0 {
-                record.release();
-            }
+            record.release();
+            EXITS.fetch_add(1, Ordering::Release);
         }
     }
 }
 
 /// A retired object and the function that frees it.
+#[derive(Clone, Copy)]
 struct Retired {
     ptr: *mut (),
     /// Frees the object; for an object of a pool, only drops it in place.
@@ -342,6 +387,8 @@ struct Retired {
     /// [`NO_POOL`]: once dropped in place, its memory goes to the reclaiming thread's spares of
     /// that pool (or back to the allocator).
     pool: u8,
+    /// A lower bound of the collector's epoch when the object became reachable (its birth).
+    birth: u64,
 }
 
 /// [`Retired::pool`] of an object freed whole by its `free` function.
@@ -352,6 +399,7 @@ const POOLS: usize = 2;
 
 /// Spare allocations of one layout, shared by the threads of a collector.
 struct Pool {
+    /// The layout of the allocations, a [`Born`] header included.
     layout: Layout,
     /// How many spares a slot keeps for this pool.
     limit: usize,
@@ -362,16 +410,89 @@ struct Pool {
     shared_len: AtomicUsize,
 }
 
-/// Sealed retired objects, all unlinked before `EPOCH` took the value `tag`.
+/// Sealed retired objects, all unlinked before the collector's epoch took the value `tag`.
 struct Batch {
     tag: u64,
     items: Vec<Retired>,
 }
 
-/// A thread's bag of retired objects in one collector, and its spare allocations of each
-/// pool, exclusive to the owner of the record with the slot's id (see [`Collector::slot`]).
+/// An object allocated by [`LocalGuard::alloc`], after its birth: the collector's epoch when it
+/// was allocated, read before the object could be published.
+#[repr(C)]
+struct Born<T> {
+    birth: u64,
+    object: T,
+}
+
+impl<T> Born<T> {
+    /// The header of an object allocated by [`LocalGuard::alloc`].
+    ///
+    /// # Safety
+    ///
+    /// `object` came from `LocalGuard::alloc::<T>` (so it points at the `object` field of a
+    /// `Born<T>`, with the whole allocation's provenance).
+    #[inline]
+    unsafe fn of(object: *mut T) -> *mut Born<T> {
+        // SAFETY: per the caller, stepping back to the start of the `Born<T>` stays inside the
+        // allocation.
+        unsafe {
+            object
+                .byte_sub(mem::offset_of!(Born<T>, object))
+                .cast::<Born<T>>()
+        }
+    }
+
+    /// The layout of a `Born<T>` given `T`'s (what `#[repr(C)]` lays out).
+    fn layout(object: Layout) -> Layout {
+        let (layout, _) = Layout::new::<u64>()
+            .extend(object)
+            .expect("a map value or entry layout is small");
+        layout.pad_to_align()
+    }
+}
+
+/// Frees an object of [`LocalGuard::alloc`] that was never published, or that no thread can
+/// reach any more (the map's `Drop`).
+///
+/// # Safety
+///
+/// `object` came from `LocalGuard::alloc::<T>`, nothing else will use it, and it is freed once.
+pub(crate) unsafe fn free_allocated<T>(object: *mut T) {
+    // SAFETY: per the caller, `Born::of` gives the `Box<Born<T>>` that `alloc` leaked (spares
+    // are allocations of `Layout::new::<Born<T>>()`, as `Box` makes them).
+    drop(unsafe { Box::from_raw(Born::of(object)) });
+}
+
+/// The birth of an object of [`LocalGuard::alloc`].
+///
+/// # Safety
+///
+/// `object` came from `LocalGuard::alloc::<T>` and is not freed yet.
+pub(crate) unsafe fn birth_of<T>(object: *mut T) -> u64 {
+    // SAFETY: per the caller; the header is written before the object is handed out and never
+    // again.
+    unsafe { (*Born::of(object)).birth }
+}
+
+/// A thread's section in one collector and its bag of retired objects there, and its spare
+/// allocations of each pool. Exclusive to the owner of the record with the slot's id (see
+/// [`Collector::slot`]), except `lo` and `hi`, which reclaimers read.
+///
+/// # Invariants
+///
+/// - `lo == INACTIVE` exactly when `depth == 0` (no guard of this collector on the owner's
+///   thread). Otherwise `lo` is the epoch the outermost guard read when it was created.
+/// - While `lo != INACTIVE`, `hi >= lo`, and every object the owner may still use, among
+///   those reachable from the collector's structures or retired to it, has a birth `<= hi`:
+///   `protect` raises `hi` before it returns a pointer loaded with an older `hi`, `alloc`
+///   before it hands out an object, the map's locked sections when they take the lock
+///   ([`LocalGuard::refresh`]), and retiring before it seals an object born later.
+/// - `hi` only grows during a section; each pin sets it to `lo`.
 #[repr(align(128))]
 struct Slot {
+    lo: AtomicU64,
+    hi: AtomicU64,
+    depth: AtomicUsize,
     bag: UnsafeCell<Vec<Retired>>,
     /// An empty vector with capacity for a batch, kept from a freed batch for the next one
     /// (a fresh one would be cold in the cache when the bag fills it).
@@ -384,6 +505,9 @@ struct Slot {
 impl Slot {
     fn new() -> Self {
         Slot {
+            lo: AtomicU64::new(INACTIVE),
+            hi: AtomicU64::new(0),
+            depth: AtomicUsize::new(0),
             bag: UnsafeCell::new(Vec::new()),
             next_bag: UnsafeCell::new(Vec::new()),
             spares: [const { UnsafeCell::new(Vec::new()) }; POOLS],
@@ -397,14 +521,22 @@ const SPARE_BYTES: usize = 32 * 1024;
 /// Number of buckets of slots: bucket `k` holds `2^k` slots, for ids `2^k - 1 .. 2^(k+1) - 1`.
 const BUCKETS: usize = usize::BITS as usize;
 
+/// The collector's epoch, alone in its cache line: readers load it on every `protect`, and
+/// only sealing a batch writes it.
+#[repr(align(128))]
+struct Epoch(AtomicU64);
+
 /// The reclamation domain of one map.
 ///
 /// # Invariants
 ///
+/// - `epoch` starts at 1 and is only advanced by `fetch_add(1, AcqRel)` (so every write to it
+///   is an RMW and heads a release sequence containing all later ones).
 /// - `buckets[k]` is null or a leaked `Box<[Slot]>` of length `2^k`, never replaced once set.
-/// - The slot for id `i` is only accessed by the thread owning the record with id `i`, never
-///   across a call to user code (a destructor could re-enter the collector); or by `Drop`.
-/// - Every retired pointer is in exactly one slot or batch until it is freed, once.
+/// - The slot for id `i` is only accessed by the thread owning the record with id `i` (see
+///   [`Record`]), never across a call to user code (a destructor could re-enter the
+///   collector); or by `Drop`. Reclaimers only read its `lo` and `hi`.
+/// - Every retired pointer is in exactly one slot's bag or one batch until it is freed, once.
 /// - Every spare of pool `i` is a live allocation of the global allocator with layout
 ///   `pools[i].layout`, holding no object, in exactly one slot's `spares[i]` or in
 ///   `pools[i].shared`; it leaves by being handed out (then it is the caller's, as if from
@@ -425,8 +557,11 @@ const BUCKETS: usize = usize::BITS as usize;
 /// allocation). Spares are bounded (a pool's `limit`, about [`SPARE_BYTES`] per thread, pool
 /// and collector, and twice that shared) and freed with the collector.
 pub(crate) struct Collector {
+    epoch: Epoch,
     buckets: [AtomicPtr<Slot>; BUCKETS],
     sealed: Mutex<Vec<Batch>>,
+    /// The value of [`EXITS`] when this collector last adopted the bags of exited threads.
+    adopted: AtomicU64,
     /// The layouts whose allocations [`LocalGuard::defer_recycle`] keeps, first ones first.
     pools: [Option<Pool>; POOLS],
 }
@@ -449,21 +584,23 @@ impl Collector {
     pub(crate) fn new() -> Self {
         barrier::detect();
         Collector {
+            epoch: Epoch(AtomicU64::new(1)),
             buckets: [const { AtomicPtr::new(ptr::null_mut()) }; BUCKETS],
             sealed: Mutex::new(Vec::new()),
+            adopted: AtomicU64::new(EXITS.load(Ordering::Relaxed)),
             pools: [const { None }; POOLS],
         }
     }
 
     /// A collector that recycles the memory of objects with these layouts (see "Recycling").
-    /// Zero-sized layouts (no memory), duplicates and layouts beyond the first [`POOLS`] are
-    /// ignored.
+    /// Zero-sized layouts, duplicates and layouts beyond the first [`POOLS`] are ignored.
     pub(crate) fn recycling(layouts: &[Layout]) -> Self {
         let mut collector = Self::new();
         let mut next = 0;
-        for &layout in layouts {
+        for &object in layouts {
+            let layout = Born::<()>::layout(object);
             let known = collector.pools.iter().flatten().any(|p| p.layout == layout);
-            if layout.size() == 0 || known || next == POOLS {
+            if object.size() == 0 || known || next == POOLS {
                 continue;
             }
             collector.pools[next] = Some(Pool {
@@ -477,10 +614,10 @@ impl Collector {
         collector
     }
 
-    /// The pool recycling allocations of `T`, and its index, if any.
+    /// The pool recycling allocations of `Born<T>`, and its index, if any.
     #[inline]
     fn pool_of<T>(&self) -> Option<(usize, &Pool)> {
-        let layout = Layout::new::<T>();
+        let layout = Layout::new::<Born<T>>();
         self.pools
             .iter()
             .enumerate()
@@ -492,20 +629,36 @@ impl Collector {
     #[inline]
     pub(crate) fn enter(&self) -> LocalGuard<'_> {
         match LOCAL.with(Cell::get) {
-            Some(record) => {
-                let depth = record.depth.load(Ordering::Relaxed);
-                record.depth.store(depth + 1, Ordering::Relaxed);
-                if depth == 0 {
-                    record.pin();
-                }
-                LocalGuard {
-                    collector: self,
-                    record,
-                    transient: false,
-                    _not_send: PhantomData,
-                }
-            }
+            Some(record) => self.enter_as(record, false),
             None => self.enter_slow(),
+        }
+    }
+
+    /// Opens a guard of the owner of `record`.
+    #[inline]
+    fn enter_as(&self, record: &'static Record, transient: bool) -> LocalGuard<'_> {
+        let slot = self.slot(record.id);
+        let depth = slot.depth.load(Ordering::Relaxed);
+        slot.depth.store(depth + 1, Ordering::Relaxed);
+        let hi = if depth == 0 {
+            // Pin. `hi` before `lo`: a reclaimer that reads this `lo` (acquire) reads this `hi`
+            // or a later one.
+            let epoch = self.epoch.0.load(Ordering::Acquire);
+            slot.hi.store(epoch, Ordering::Relaxed);
+            slot.lo.store(epoch, Ordering::Release);
+            barrier::light();
+            epoch
+        } else {
+            slot.hi.load(Ordering::Relaxed)
+        };
+        LocalGuard {
+            collector: self,
+            record,
+            slot,
+            hi: Cell::new(hi),
+            pass_due: Cell::new(false),
+            transient,
+            _not_send: PhantomData,
         }
     }
 
@@ -519,21 +672,14 @@ impl Collector {
             .is_ok();
         if registered {
             LOCAL.with(|local| local.set(Some(record)));
-            self.enter()
+            self.enter_as(record, false)
         } else {
             // The thread is exiting: use the record for this guard only.
-            record.depth.store(1, Ordering::Relaxed);
-            record.pin();
-            LocalGuard {
-                collector: self,
-                record,
-                transient: true,
-                _not_send: PhantomData,
-            }
+            self.enter_as(record, true)
         }
     }
 
-    /// The bag of the thread owning record `id`.
+    /// The slot of the owner of record `id`.
     #[inline]
     fn slot(&self, id: usize) -> &Slot {
         let n = id + 1;
@@ -568,14 +714,36 @@ impl Collector {
         }
     }
 
-    fn retire(&self, record: &Record, item: Retired) {
-        let slot = self.slot(record.id);
+    /// Every slot allocated so far.
+    fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.buckets.iter().enumerate().flat_map(|(bucket, slots)| {
+            let slots = slots.load(Ordering::Acquire);
+            let len = if slots.is_null() { 0 } else { 1usize << bucket };
+            // SAFETY: a published bucket is a live `[Slot; 2^bucket]` (invariant).
+            (0..len).map(move |index| unsafe { &*slots.add(index) })
+        })
+    }
+
+    /// Puts `item`, retired by `guard`'s thread, in its bag; seals the bag when full. Asks for
+    /// a pass at the end of the guard when it sealed or when threads exited since the last
+    /// adoption.
+    fn retire(&self, guard: &LocalGuard<'_>, item: Retired) {
+        // Before the object can be sealed, hence freed by another thread's pass, while this
+        // thread may still use it (the seal's RMW publishes this store to that pass).
+        guard.cover(item.birth);
+        let slot = guard.slot;
         let full = {
-            // SAFETY: the caller owns `record` and holds a guard; no other reference to this
+            // SAFETY: the caller owns the record and holds a guard; no other reference to this
             // slot's vector exists (invariants), and none is held across user code.
             let bag = unsafe { &mut *slot.bag.get() };
+            if bag.is_empty() {
+                guard.record.bags.fetch_add(1, Ordering::Relaxed);
+            }
             bag.push(item);
             if bag.len() < BATCH {
+                if EXITS.load(Ordering::Relaxed) != self.adopted.load(Ordering::Relaxed) {
+                    guard.pass_due.set(true);
+                }
                 return;
             }
             // SAFETY: as for `bag`.
@@ -587,18 +755,52 @@ impl Collector {
             };
             mem::replace(bag, next)
         };
-        // Every object in `full` was unlinked before this RMW.
-        let tag = EPOCH.fetch_add(1, Ordering::AcqRel) + 1;
+        guard.record.bags.fetch_sub(1, Ordering::Relaxed);
+        self.seal(full);
+        guard.pass_due.set(true);
+    }
+
+    /// Tags retired objects with a new epoch and moves them to the sealed list. Every object
+    /// in `items` was unlinked before this call.
+    fn seal(&self, items: Vec<Retired>) {
+        let tag = self.epoch.0.fetch_add(1, Ordering::AcqRel) + 1;
         self.sealed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(Batch { tag, items: full });
-        if HOLD.with(Cell::get) > 0 {
-            // The caller holds its map's lock: destructors must not run now (one could call back
-            // into the map). The pass runs when the lock is released (`release_reclamation`).
-            DEFERRED.with(|deferred| deferred.set(true));
-        } else {
-            self.reclaim();
+            .push(Batch { tag, items });
+    }
+
+    /// Seals the bags that exited threads left, if threads exited since the last time.
+    fn adopt_orphans(&self) {
+        let exits = EXITS.load(Ordering::Acquire);
+        let seen = self.adopted.load(Ordering::Relaxed);
+        if exits == seen
+            || self
+                .adopted
+                .compare_exchange(seen, exits, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        for record in records() {
+            if !record.take_orphan() {
+                continue;
+            }
+            // This pass owns the record for a moment, hence its slot (invariants): an exited
+            // thread's slot is inactive, and what it retired was unlinked before its release,
+            // which happens-before the claim.
+            let n = record.id + 1;
+            let bucket = (usize::BITS - 1 - n.leading_zeros()) as usize;
+            if !self.buckets[bucket].load(Ordering::Acquire).is_null() {
+                let slot = self.slot(record.id);
+                // SAFETY: this thread owns the record; the borrow ends before any user code.
+                let bag = mem::take(unsafe { &mut *slot.bag.get() });
+                if !bag.is_empty() {
+                    record.bags.fetch_sub(1, Ordering::Relaxed);
+                    self.seal(bag);
+                }
+            }
+            record.release();
         }
     }
 
@@ -621,50 +823,95 @@ impl Collector {
         // While unwinding (a panic in user code under the lock), a destructor that panicked
         // too would abort: the pass stays deferred to this thread's next unlock.
         if open == 0 && !std::thread::panicking() && DEFERRED.with(|d| d.replace(false)) {
-            self.reclaim();
+            self.reclaim(LOCAL.try_with(Cell::get).ok().flatten());
         }
     }
 
-    /// A reclamation pass: frees every sealed batch no thread can still be reading.
-    fn reclaim(&self) {
+    /// Runs a pass now, or once the thread's locked section ends; never while unwinding.
+    fn pass_when_allowed(&self, record: Option<&'static Record>) {
+        if std::thread::panicking() {
+            return;
+        }
+        if HOLD.with(Cell::get) > 0 {
+            // The caller holds its map's lock: destructors must not run now (one could call back
+            // into the map). The pass runs when the lock is released (`release_reclamation`).
+            DEFERRED.with(|deferred| deferred.set(true));
+        } else {
+            self.reclaim(record);
+        }
+    }
+
+    /// The sections open in this collector: `(lo, hi)` of every active slot. Call after
+    /// `barrier::heavy`.
+    fn reservations(&self) -> Vec<(u64, u64)> {
+        self.slots()
+            .filter_map(|slot| {
+                let lo = slot.lo.load(Ordering::Acquire);
+                (lo != INACTIVE).then(|| (lo, slot.hi.load(Ordering::Acquire)))
+            })
+            .collect()
+    }
+
+    /// A reclamation pass: frees every retired object that no open section may still use (the
+    /// proof is in the module docs). `record` is the calling thread's, whose spares get the
+    /// memory recycled.
+    fn reclaim(&self, record: Option<&'static Record>) {
+        self.adopt_orphans();
         // Batches with tag <= `current` were sealed (and their objects unlinked) before this
-        // acquire load, hence before the heavy barrier (module docs, proof).
-        let current = EPOCH.load(Ordering::Acquire);
+        // acquire load, hence before the heavy barrier.
+        let current = self.epoch.0.load(Ordering::Acquire);
         barrier::heavy();
-        let bound = current.min(min_pinned_epoch());
-        let mut ready: Vec<Batch> = {
+        let reservations = self.reservations();
+        let mut ready: Vec<Retired> = Vec::new();
+        let mut emptied: Option<Vec<Retired>> = None;
+        {
             let mut sealed = self.sealed.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut ready = Vec::new();
-            let mut i = 0;
-            while i < sealed.len() {
-                if sealed[i].tag <= bound {
-                    ready.push(sealed.swap_remove(i));
-                } else {
-                    i += 1;
+            sealed.retain_mut(|batch| {
+                if batch.tag > current {
+                    return true;
                 }
-            }
-            ready
-        };
+                // A section that may use an object of the batch pinned before the tag, and
+                // the object was born at or before its `hi`.
+                let held = reservations
+                    .iter()
+                    .filter(|&&(lo, _)| lo < batch.tag)
+                    .map(|&(_, hi)| hi)
+                    .max();
+                match held {
+                    None => {
+                        ready.extend_from_slice(&batch.items);
+                        batch.items.clear();
+                        if emptied.is_none() {
+                            emptied = Some(mem::take(&mut batch.items));
+                        }
+                    }
+                    Some(held) => batch.items.retain(|item| {
+                        let free = item.birth > held;
+                        if free {
+                            ready.push(*item);
+                        }
+                        !free
+                    }),
+                }
+                !batch.items.is_empty()
+            });
+        }
         // User code (destructors) runs with no lock held and no slot borrowed. A destructor
         // that panics does not stop the pass: every ready object is freed (and its memory
         // recycled) first, then the first panic is resumed (see `unwind`).
         let mut panics = Panics::default();
-        for batch in &ready {
-            for item in &batch.items {
-                // SAFETY: no guard can still reach the object (proof in the module docs); it
-                // leaves the collector here, so it is freed (or, for an object of a pool,
-                // dropped) once, with the function it was retired with. After a panic in its
-                // destructor, the object's fields were dropped by the unwind and its memory is
-                // handled below like any other.
-                panics.run(|| unsafe { (item.free)(item.ptr) });
-            }
+        for item in &ready {
+            // SAFETY: no section can still use the object (proof in the module docs); it
+            // leaves the collector here, so it is freed (or, for an object of a pool, dropped)
+            // once, with the function it was retired with. After a panic in its destructor, the
+            // object's fields were dropped by the unwind and its memory is handled below like
+            // any other.
+            panics.run(|| unsafe { (item.free)(item.ptr) });
         }
-        let record = LOCAL.try_with(Cell::get).ok().flatten();
         for (index, pool) in self.pools.iter().enumerate() {
             let Some(pool) = pool else { continue };
             let mut memory = ready
                 .iter()
-                .flat_map(|batch| &batch.items)
                 .filter(|item| usize::from(item.pool) == index)
                 .map(|item| {
                     // SAFETY: retired pointers are live allocations, so not null.
@@ -693,25 +940,24 @@ impl Collector {
                 unsafe { alloc::dealloc(p.as_ptr(), pool.layout) };
             }
         }
-        if let (Some(record), Some(mut batch)) = (record, ready.pop()) {
-            batch.items.clear();
+        if let (Some(record), Some(bag)) = (record, emptied) {
             // SAFETY: this thread owns `record`; no user code runs during the borrow.
             let next_bag = unsafe { &mut *self.slot(record.id).next_bag.get() };
             if next_bag.capacity() < BATCH {
-                *next_bag = batch.items;
+                *next_bag = bag;
             }
         }
         panics.resume();
     }
 
-    /// Memory for a `T`, from this thread's spares if a pool recycles `T`'s layout and a spare
-    /// is there; `None` otherwise.
+    /// Memory for a `Born<T>`, from this thread's spares if a pool recycles its layout and a
+    /// spare is there; `None` otherwise.
     #[inline]
-    fn take_spare<T>(&self, record: &Record) -> Option<NonNull<T>> {
+    fn take_spare<T>(&self, slot: &Slot) -> Option<NonNull<Born<T>>> {
         let (index, pool) = self.pool_of::<T>()?;
-        // SAFETY: the caller owns `record` and holds a guard; the borrow ends here, before any
+        // SAFETY: the caller owns `slot` and holds a guard; the borrow ends here, before any
         // user code.
-        let spares = unsafe { &mut *self.slot(record.id).spares[index].get() };
+        let spares = unsafe { &mut *slot.spares[index].get() };
         if spares.is_empty() && pool.shared_len.load(Ordering::Relaxed) > 0 {
             let mut shared = pool.shared.lock().unwrap_or_else(PoisonError::into_inner);
             let keep = shared.len().saturating_sub(pool.limit);
@@ -733,6 +979,8 @@ impl Drop for Collector {
         {
             items.extend(batch.items);
         }
+        // Ids whose bag here was not empty: their records count one bag less.
+        let mut emptied: Vec<usize> = Vec::new();
         for (bucket, slots) in self.buckets.iter_mut().enumerate() {
             let slots = mem::replace(slots.get_mut(), ptr::null_mut());
             if slots.is_null() {
@@ -742,8 +990,12 @@ impl Drop for Collector {
             // `&mut self` means no guard of this collector exists.
             let slots =
                 unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(slots, 1usize << bucket)) };
-            for slot in Vec::from(slots) {
-                items.extend(slot.bag.into_inner());
+            for (position, slot) in Vec::from(slots).into_iter().enumerate() {
+                let bag = slot.bag.into_inner();
+                if !bag.is_empty() {
+                    emptied.push((1usize << bucket) + position - 1);
+                }
+                items.extend(bag);
                 for (index, spares) in slot.spares.into_iter().enumerate() {
                     for spare in spares.into_inner() {
                         let pool = self.pools[index].as_ref().expect("spares imply a pool");
@@ -752,6 +1004,11 @@ impl Drop for Collector {
                         unsafe { alloc::dealloc(spare.as_ptr(), pool.layout) };
                     }
                 }
+            }
+        }
+        if !emptied.is_empty() {
+            for record in records().filter(|record| emptied.contains(&record.id)) {
+                record.bag_emptied();
             }
         }
         for pool in self.pools.iter_mut().flatten() {
@@ -795,10 +1052,16 @@ pub(crate) unsafe fn boxed<T>(ptr: *mut T) {
 }
 
 /// A thread's protection: pointers loaded with [`protect`](Self::protect) stay allocated until
-/// the guard is dropped. Not `Send`: it refers to the current thread's record.
+/// the guard is dropped. Not `Send`: it refers to the current thread's record and slot.
 pub(crate) struct LocalGuard<'a> {
     collector: &'a Collector,
     record: &'static Record,
+    slot: &'a Slot,
+    /// The `hi` this guard last published in the slot (the slot's may be higher, raised by a
+    /// nested guard).
+    hi: Cell<u64>,
+    /// Whether this guard sealed a batch, or saw threads exit: a pass runs when it is dropped.
+    pass_due: Cell<bool>,
     /// The record was claimed for this guard alone (the thread's TLS is being destroyed).
     transient: bool,
     _not_send: PhantomData<*mut ()>,
@@ -806,10 +1069,58 @@ pub(crate) struct LocalGuard<'a> {
 
 impl LocalGuard<'_> {
     /// Loads a pointer that stays valid while the guard is held, if it is only retired
-    /// through this guard's collector after being unlinked.
+    /// through this guard's collector after being unlinked, and was allocated by
+    /// [`alloc`](Self::alloc) (or retired with a birth no later than its publication).
     #[inline]
     pub(crate) fn protect<T>(&self, ptr: &AtomicPtr<T>, order: Ordering) -> *mut T {
-        ptr.load(order)
+        let mut p = ptr.load(order);
+        loop {
+            // Read after the pointer: the object was born at or before this epoch.
+            let epoch = self.collector.epoch.0.load(Ordering::Acquire);
+            if epoch == self.hi.get() {
+                return p;
+            }
+            self.raise(epoch);
+            // The raised `hi` is published (light barrier) before this load, as a pin is.
+            barrier::light();
+            p = ptr.load(order);
+        }
+    }
+
+    /// Publishes `hi >= epoch` in the slot.
+    #[inline]
+    fn raise(&self, epoch: u64) {
+        self.hi.set(epoch);
+        if self.slot.hi.load(Ordering::Relaxed) < epoch {
+            self.slot.hi.store(epoch, Ordering::Release);
+        }
+    }
+
+    /// Makes sure the slot's `hi` covers an object born at `birth` that this thread holds.
+    #[inline]
+    fn cover(&self, birth: u64) {
+        if birth > self.hi.get() {
+            self.raise(birth);
+        }
+    }
+
+    /// Raises the guard's `hi` to the current epoch: call it after taking a lock, before using
+    /// objects found under it (their births are before the lock was taken).
+    #[inline]
+    pub(crate) fn refresh(&self) {
+        let epoch = self.collector.epoch.0.load(Ordering::Acquire);
+        if epoch != self.hi.get() {
+            self.raise(epoch);
+        }
+    }
+
+    /// The current epoch, as the birth of an object this thread is about to publish (the guard
+    /// covers it).
+    #[inline]
+    pub(crate) fn birth(&self) -> u64 {
+        let epoch = self.collector.epoch.0.load(Ordering::Relaxed);
+        self.cover(epoch);
+        epoch
     }
 
     /// Frees `ptr` with `reclaim` once no guard that may have loaded it remains.
@@ -818,59 +1129,87 @@ impl LocalGuard<'_> {
     ///
     /// `ptr` was unlinked (threads entering later cannot reach it), is retired once, its
     /// pointee may be dropped on any thread, and `reclaim(ptr)` is sound once unreachable.
+    /// `birth` is at most the collector's epoch when `ptr` (or any object only reachable
+    /// through it) first became reachable by other threads (0 is always correct).
     #[inline]
-    pub(crate) unsafe fn defer_retire<T>(&self, ptr: *mut T, reclaim: unsafe fn(*mut T)) {
+    pub(crate) unsafe fn defer_retire<T>(
+        &self,
+        ptr: *mut T,
+        reclaim: unsafe fn(*mut T),
+        birth: u64,
+    ) {
         // SAFETY: `*mut T` and `*mut ()` are ABI-compatible (thin raw pointers), so calling
         // `reclaim` through this type with the pointer cast back is calling it with `ptr`.
         let free = unsafe { mem::transmute::<unsafe fn(*mut T), unsafe fn(*mut ())>(reclaim) };
         self.collector.retire(
-            self.record,
+            self,
             Retired {
                 ptr: ptr.cast(),
                 free,
                 pool: NO_POOL,
+                birth,
             },
         );
     }
 
-    /// Boxes `value`, in a spare allocation of this thread if there is one. The result is a
-    /// pointer as `Box::into_raw` returns it (and may be freed as one).
+    /// Allocates `value` with its birth (in a spare allocation of this thread if there is
+    /// one). Free it with [`free_allocated`] if it is never published, or retire it with
+    /// [`defer_recycle`](Self::defer_recycle).
     #[inline]
     pub(crate) fn alloc<T>(&self, value: T) -> *mut T {
-        match self.collector.take_spare::<T>(self.record) {
+        let born = Born {
+            birth: self.birth(),
+            object: value,
+        };
+        let p = match self.collector.take_spare::<T>(self.slot) {
             Some(memory) => {
                 let p = memory.as_ptr();
-                // SAFETY: a spare is an allocation of `Layout::new::<T>()` holding no object,
-                // now ours; writing a `T` makes it exactly what `Box::new` returns.
-                unsafe { p.write(value) };
+                // SAFETY: a spare is an allocation of `Layout::new::<Born<T>>()` holding no
+                // object, now ours; writing a `Born<T>` makes it exactly what `Box::new`
+                // returns.
+                unsafe { p.write(born) };
                 p
             }
-            None => Box::into_raw(Box::new(value)),
-        }
+            None => Box::into_raw(Box::new(born)),
+        };
+        // SAFETY: `p` is a valid `Born<T>`; the field pointer keeps the allocation's
+        // provenance (`Born::of` steps back from it).
+        unsafe { ptr::addr_of_mut!((*p).object) }
     }
 
-    /// Like [`defer_retire`](Self::defer_retire) with [`boxed`], but keeps the allocation for
-    /// [`alloc`](Self::alloc) when a pool of the collector recycles `T`'s layout.
+    /// Retires an object of [`alloc`](Self::alloc) (dropped, then freed or its memory kept for
+    /// `alloc` when a pool of the collector recycles its layout) once no guard that may have
+    /// loaded it remains.
     ///
     /// # Safety
     ///
-    /// As for `defer_retire`, and `ptr` came from `Box::into_raw` (or [`alloc`](Self::alloc)).
+    /// As for `defer_retire`, and `ptr` came from [`alloc`](Self::alloc).
     #[inline]
     pub(crate) unsafe fn defer_recycle<T>(&self, ptr: *mut T) {
-        let Some((pool, _)) = self.collector.pool_of::<T>() else {
-            // SAFETY: forwarded from the caller.
-            return unsafe { self.defer_retire(ptr, boxed::<T>) };
-        };
-        unsafe fn drop_in_place<T>(ptr: *mut ()) {
-            // SAFETY: `ptr` is the retired `*mut T`, dropped once (the collector's invariants).
-            unsafe { ptr::drop_in_place(ptr.cast::<T>()) }
+        // SAFETY: from `alloc`, per the caller.
+        let born = unsafe { Born::of(ptr) };
+        // SAFETY: the header is live until the object is freed.
+        let birth = unsafe { (*born).birth };
+        unsafe fn free_born<T>(ptr: *mut ()) {
+            // SAFETY: `ptr` is the retired `*mut Born<T>`, a `Box` leaked by `alloc`, freed once.
+            drop(unsafe { Box::from_raw(ptr.cast::<Born<T>>()) });
         }
+        unsafe fn drop_born<T>(ptr: *mut ()) {
+            // SAFETY: `ptr` is the retired `*mut Born<T>`, dropped once (the collector's
+            // invariants); its memory is handled by the pass.
+            unsafe { ptr::drop_in_place(ptr.cast::<Born<T>>()) }
+        }
+        let (free, pool) = match self.collector.pool_of::<T>() {
+            Some((pool, _)) => (drop_born::<T> as unsafe fn(*mut ()), pool as u8),
+            None => (free_born::<T> as unsafe fn(*mut ()), NO_POOL),
+        };
         self.collector.retire(
-            self.record,
+            self,
             Retired {
-                ptr: ptr.cast(),
-                free: drop_in_place::<T>,
-                pool: pool as u8,
+                ptr: born.cast(),
+                free,
+                pool,
+                birth,
             },
         );
     }
@@ -885,15 +1224,19 @@ impl LocalGuard<'_> {
 impl Drop for LocalGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        if self.transient {
-            self.record.unpin();
-            self.record.release();
-            return;
-        }
-        let depth = self.record.depth.load(Ordering::Relaxed) - 1;
-        self.record.depth.store(depth, Ordering::Relaxed);
+        let depth = self.slot.depth.load(Ordering::Relaxed) - 1;
+        self.slot.depth.store(depth, Ordering::Relaxed);
         if depth == 0 {
-            self.record.unpin();
+            self.slot.lo.store(INACTIVE, Ordering::Release);
+        }
+        if self.transient {
+            // What this guard retired waits in the record's bag for adoption.
+            self.record.release();
+            EXITS.fetch_add(1, Ordering::Release);
+        } else if self.pass_due.get() {
+            // Outermost guard: the pass runs unpinned, so this thread's own section holds back
+            // nothing it retired.
+            self.collector.pass_when_allowed(Some(self.record));
         }
     }
 }
@@ -901,7 +1244,7 @@ impl Drop for LocalGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicIsize;
+    use std::sync::atomic::{AtomicBool, AtomicIsize};
     use std::sync::Arc;
 
     /// Counts live instances; each one checks it is dropped once.
@@ -950,7 +1293,7 @@ mod tests {
                         let guard = collector.enter();
                         let p = Tracked::new(&live, i as u64);
                         // SAFETY: never published, retired once.
-                        unsafe { guard.defer_retire(p, boxed::<Tracked>) };
+                        unsafe { guard.defer_retire(p, boxed::<Tracked>, 0) };
                     }
                 });
             }
@@ -971,7 +1314,13 @@ mod tests {
     fn swap_under_readers(collector: Collector, recycle: bool) {
         let live = Arc::new(AtomicIsize::new(0));
         let slots: Vec<AtomicPtr<Tracked>> = (0..4)
-            .map(|i| AtomicPtr::new(Tracked::new(&live, i)))
+            .map(|i| {
+                AtomicPtr::new(if recycle {
+                    collector.enter().alloc(Tracked::value(&live, i))
+                } else {
+                    Tracked::new(&live, i)
+                })
+            })
             .collect();
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
@@ -1015,7 +1364,7 @@ mod tests {
                                 if recycle {
                                     guard.defer_recycle(old)
                                 } else {
-                                    guard.defer_retire(old, boxed::<Tracked>)
+                                    guard.defer_retire(old, boxed::<Tracked>, 0)
                                 }
                             };
                         }
@@ -1028,9 +1377,16 @@ mod tests {
             stop.store(true, Ordering::Relaxed);
         });
         for slot in &slots {
-            // SAFETY: all threads are done; the current values are owned by the slots, and
-            // `alloc` returns what `Box::into_raw` would.
-            drop(unsafe { Box::from_raw(slot.load(Ordering::Relaxed)) });
+            let p = slot.load(Ordering::Relaxed);
+            // SAFETY: all threads are done; the current values are owned by the slots: they
+            // come from `alloc` when recycling, and are boxes otherwise.
+            unsafe {
+                if recycle {
+                    free_allocated(p)
+                } else {
+                    drop(Box::from_raw(p))
+                }
+            }
         }
         drop(collector);
         assert_eq!(live.load(Ordering::Relaxed), 0);
@@ -1055,7 +1411,7 @@ mod tests {
         // Threads of other tests may hold back a pass for a while (the epoch is global).
         let has_spares = |guard: &LocalGuard<'_>| {
             // SAFETY: this thread owns the record; the borrow ends here.
-            !unsafe { &*collector.slot(guard.record.id).spares[0].get() }.is_empty()
+            !unsafe { &*guard.slot.spares[0].get() }.is_empty()
         };
         let mut rounds = 0;
         loop {
@@ -1072,15 +1428,20 @@ mod tests {
         assert!(rounds >= BATCH, "spares before any reclamation pass");
         let guard = collector.enter();
         let spare = collector
-            .take_spare::<Tracked>(guard.record)
+            .take_spare::<Tracked>(guard.slot)
             .expect("the slot has spares");
-        // SAFETY: a spare is uninitialized memory for a `Tracked`, now ours; as a `Box` it is
-        // freed below.
-        unsafe { spare.as_ptr().write(Tracked::value(&live, 0)) };
+        // SAFETY: a spare is uninitialized memory for a `Born<Tracked>`, now ours; as a `Box`
+        // it is freed below.
+        unsafe {
+            spare.as_ptr().write(Born {
+                birth: 0,
+                object: Tracked::value(&live, 0),
+            })
+        };
         // SAFETY: as from `Box::into_raw`.
         drop(unsafe { Box::from_raw(spare.as_ptr()) });
-        // Other types than the recycled one get no spare.
-        assert!(collector.take_spare::<u64>(guard.record).is_none());
+        // Types of another layout than the recycled one get no spare.
+        assert!(collector.take_spare::<u64>(guard.slot).is_none());
         drop(guard);
         drop(collector);
         assert_eq!(live.load(Ordering::Relaxed), 0);
@@ -1096,10 +1457,15 @@ mod tests {
             Layout::new::<u8>(),
         ]);
         let layouts: Vec<Layout> = collector.pools.iter().flatten().map(|p| p.layout).collect();
-        assert_eq!(layouts, [Layout::new::<u64>(), Layout::new::<[u64; 4]>()]);
+        // `u8` gives the same header-and-object layout as `u64`: a duplicate.
+        assert_eq!(
+            layouts,
+            [Layout::new::<Born<u64>>(), Layout::new::<Born<[u64; 4]>>()]
+        );
         assert_eq!(collector.pool_of::<i64>().map(|(i, _)| i), Some(0));
+        assert_eq!(collector.pool_of::<u8>().map(|(i, _)| i), Some(0));
         assert_eq!(collector.pool_of::<[u64; 4]>().map(|(i, _)| i), Some(1));
-        assert!(collector.pool_of::<u8>().is_none());
+        assert!(collector.pool_of::<[u64; 2]>().is_none());
     }
 
     #[test]
@@ -1108,8 +1474,8 @@ mod tests {
         let collector = Collector::new();
         let other = Collector::new();
         let outer = collector.enter();
-        let record = outer.record;
-        let pinned = record.epoch.load(Ordering::Relaxed);
+        let slot_of_outer = outer.slot;
+        let pinned = slot_of_outer.lo.load(Ordering::Relaxed);
         assert_ne!(pinned, INACTIVE);
         let slot = AtomicPtr::new(Tracked::new(&live, 7));
         let seen = outer.protect(&slot, Ordering::Acquire);
@@ -1120,22 +1486,22 @@ mod tests {
             assert_eq!(inner_other.thread_id(), outer.thread_id());
             let old = slot.swap(ptr::null_mut(), Ordering::AcqRel);
             // SAFETY: unlinked by the swap, retired once.
-            unsafe { inner.defer_retire(old, boxed::<Tracked>) };
+            unsafe { inner.defer_retire(old, boxed::<Tracked>, 0) };
             // Force several passes: the outer pin must keep `seen` alive.
             for i in 0..BATCH * 3 {
                 // SAFETY: never published.
-                unsafe { inner.defer_retire(Tracked::new(&live, i as u64), boxed::<Tracked>) };
+                unsafe { inner.defer_retire(Tracked::new(&live, i as u64), boxed::<Tracked>, 0) };
             }
         }
         assert_eq!(
-            record.epoch.load(Ordering::Relaxed),
+            slot_of_outer.lo.load(Ordering::Relaxed),
             pinned,
             "inner drop unpinned"
         );
         // SAFETY: still protected by `outer`.
         assert_eq!(unsafe { &*seen }.value, 7);
         drop(outer);
-        assert_eq!(record.epoch.load(Ordering::Relaxed), INACTIVE);
+        assert_eq!(slot_of_outer.lo.load(Ordering::Relaxed), INACTIVE);
         drop(collector);
         assert_eq!(live.load(Ordering::Relaxed), 0);
     }
@@ -1156,6 +1522,7 @@ mod tests {
                             guard.defer_retire(
                                 Tracked::new(live, (round + i) as u64),
                                 boxed::<Tracked>,
+                                0,
                             )
                         };
                     }

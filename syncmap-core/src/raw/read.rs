@@ -43,6 +43,8 @@ where
 /// `SeqCst` would only order them against a reader's own stores, and there are none.
 pub(crate) struct ReadOnly<K, V> {
     pub(crate) table: Table<K, V>,
+    /// The collector's epoch when the snapshot was built (see `sync::birth`).
+    pub(crate) birth: u64,
     amended: AtomicBool,
     /// A two-bit Bloom filter of the hashes of dirty-only keys; its length is a power of two.
     filter: Box<[AtomicU64]>,
@@ -69,12 +71,13 @@ impl<K, V> ReadOnly<K, V> {
     /// A snapshot of `table` with no dirty-only keys. The filter gets four bits per new key the
     /// cycle takes, so that it stays selective up to [`dirty_capacity`](Self::dirty_capacity)
     /// keys.
-    pub(crate) fn new(table: Table<K, V>) -> Self {
+    pub(crate) fn new(table: Table<K, V>, birth: u64) -> Self {
         const { assert!(Self::NEW_KEYS_PER_ENTRY.is_power_of_two()) };
         let words = (table.len().next_power_of_two() * Self::NEW_KEYS_PER_ENTRY / 16)
             .clamp(Self::MIN_FILTER_WORDS, Self::MAX_FILTER_WORDS);
         ReadOnly {
             table,
+            birth,
             amended: AtomicBool::new(false),
             filter: (0..words).map(|_| AtomicU64::new(0)).collect(),
         }

@@ -40,25 +40,75 @@ mod imp {
     /// # Safety
     ///
     /// `ptr` came from `Box::into_raw` and was unlinked: threads that enter later cannot reach it.
+    /// `birth` is at most the [`birth`] of every object only reachable through `ptr` (and of
+    /// `ptr` itself): a thread may still use what it loaded only if it was born by then.
     #[inline]
-    pub(crate) unsafe fn retire_box<T>(guard: &Guard<'_>, ptr: *mut T) {
+    pub(crate) unsafe fn retire_box<T>(guard: &Guard<'_>, ptr: *mut T, birth: u64) {
         // SAFETY: forwarded from the caller; `boxed` matches `Box::into_raw`.
-        unsafe { guard.defer_retire(ptr, crate::raw::epoch::boxed::<T>) }
+        unsafe { guard.defer_retire(ptr, crate::raw::epoch::boxed::<T>, birth) }
     }
 
-    /// Boxes a map value or entry, reusing the memory of a reclaimed one when this thread has
-    /// some. The result is as from `Box::into_raw`; retire it with [`retire_recycled`].
+    /// The current epoch of the guard's collector, as the birth of an object about to be
+    /// published (for [`retire_box`]).
+    #[inline]
+    pub(crate) fn birth(guard: &Guard<'_>) -> u64 {
+        guard.birth()
+    }
+
+    /// The birth of an object of [`alloc_recycled`].
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from [`alloc_recycled`] and is not freed.
+    #[inline]
+    pub(crate) unsafe fn birth_of<T>(ptr: *mut T) -> u64 {
+        // SAFETY: forwarded from the caller.
+        unsafe { crate::raw::epoch::birth_of(ptr) }
+    }
+
+    /// Allocates a map value or entry with its birth, reusing the memory of a reclaimed one
+    /// when this thread has some. Retire it with [`retire_recycled`], or free it with
+    /// [`free_recycled`].
     #[inline]
     pub(crate) fn alloc_recycled<T>(guard: &Guard<'_>, value: T) -> *mut T {
         guard.alloc(value)
     }
 
-    /// Drops a map value or entry, a `Box` (or from [`alloc_recycled`]), once no guard that may
-    /// have loaded it remains, and keeps its memory for [`alloc_recycled`].
+    /// Frees an object of [`alloc_recycled`] at once.
     ///
     /// # Safety
     ///
-    /// As for [`retire_box`].
+    /// `ptr` came from [`alloc_recycled`], no other thread can reach it, and it is not used
+    /// afterwards.
+    #[inline]
+    pub(crate) unsafe fn free_recycled<T>(ptr: *mut T) {
+        // SAFETY: forwarded from the caller.
+        unsafe { crate::raw::epoch::free_allocated(ptr) }
+    }
+
+    /// Takes back an object of [`alloc_recycled`] that was never published.
+    ///
+    /// # Safety
+    ///
+    /// As for [`free_recycled`].
+    #[inline]
+    pub(crate) unsafe fn unbox_recycled<T>(ptr: *mut T) -> T {
+        // SAFETY: forwarded from the caller; the value is moved out once and the allocation is
+        // freed without dropping it again.
+        unsafe {
+            let value = std::ptr::read(ptr);
+            crate::raw::epoch::free_allocated(ptr.cast::<std::mem::ManuallyDrop<T>>());
+            value
+        }
+    }
+
+    /// Drops a map value or entry of [`alloc_recycled`] once no guard that may have loaded it
+    /// remains, and keeps its memory for [`alloc_recycled`].
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from [`alloc_recycled`] and was unlinked: threads that enter later cannot
+    /// reach it. It is retired once.
     #[inline]
     pub(crate) unsafe fn retire_recycled<T>(guard: &Guard<'_>, ptr: *mut T) {
         // SAFETY: forwarded from the caller.
@@ -94,12 +144,20 @@ mod imp {
     /// Locks `mutex` so that no reclamation pass (no destructor of a retired value) runs on
     /// this thread until the lock is released: a value's `Drop` may then call into the map.
     #[inline]
-    pub(crate) fn lock<'a, T>(mutex: &'a Mutex<T>, collector: &'a Collector) -> Locked<'a, T> {
+    ///
+    /// `guard` then covers every object found under the lock (see `LocalGuard::refresh`).
+    pub(crate) fn lock<'a, T>(
+        mutex: &'a Mutex<T>,
+        collector: &'a Collector,
+        guard: &Guard<'_>,
+    ) -> Locked<'a, T> {
         collector.hold_reclamation();
-        Locked {
+        let locked = Locked {
             guard: std::mem::ManuallyDrop::new(mutex.lock()),
             collector,
-        }
+        };
+        guard.refresh();
+        locked
     }
 
     /// A held lock; releasing it runs the reclamation passes deferred while it was held.
@@ -219,7 +277,7 @@ mod imp {
     /// # Safety
     ///
     /// As in the real implementation.
-    pub(crate) unsafe fn retire_box<T>(guard: &Guard<'_>, ptr: *mut T) {
+    pub(crate) unsafe fn retire_box<T>(guard: &Guard<'_>, ptr: *mut T, _birth: u64) {
         unsafe fn free<T>(ptr: *mut ()) {
             // SAFETY: pushed by `retire_box::<T>` from a `Box<T>`.
             drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
@@ -235,6 +293,34 @@ mod imp {
 
     pub(crate) fn alloc_recycled<T>(_guard: &Guard<'_>, value: T) -> *mut T {
         Box::into_raw(Box::new(value))
+    }
+
+    /// Births only matter to the real collector.
+    pub(crate) fn birth(_guard: &Guard<'_>) -> u64 {
+        0
+    }
+
+    /// # Safety
+    ///
+    /// As in the real implementation.
+    pub(crate) unsafe fn birth_of<T>(_ptr: *mut T) -> u64 {
+        0
+    }
+
+    /// # Safety
+    ///
+    /// As in the real implementation.
+    pub(crate) unsafe fn free_recycled<T>(ptr: *mut T) {
+        // SAFETY: from `alloc_recycled`, a `Box`.
+        drop(unsafe { Box::from_raw(ptr) });
+    }
+
+    /// # Safety
+    ///
+    /// As in the real implementation.
+    pub(crate) unsafe fn unbox_recycled<T>(ptr: *mut T) -> T {
+        // SAFETY: from `alloc_recycled`, a `Box`.
+        *unsafe { Box::from_raw(ptr) }
     }
 
     /// # Safety
@@ -258,7 +344,11 @@ mod imp {
     /// The loom collector never reclaims before it is dropped: a plain lock.
     pub(crate) type Locked<'a, T> = MutexGuard<'a, T>;
 
-    pub(crate) fn lock<'a, T>(mutex: &'a Mutex<T>, _collector: &'a Collector) -> Locked<'a, T> {
+    pub(crate) fn lock<'a, T>(
+        mutex: &'a Mutex<T>,
+        _collector: &'a Collector,
+        _guard: &Guard<'_>,
+    ) -> Locked<'a, T> {
         mutex.lock()
     }
 
