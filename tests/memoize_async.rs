@@ -618,6 +618,23 @@ async fn fib(n: u64) -> u64 {
     Box::pin(fib(n - 1)).await + Box::pin(fib(n - 2)).await
 }
 
+/// Recursion without `Box::pin`: the miss path is boxed by the attribute.
+#[memoize]
+async fn fib_direct(n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    fib_direct(n - 1).await + fib_direct(n - 2).await
+}
+
+#[memoize]
+async fn same_key_direct(n: u64) -> u64 {
+    if n == 0 {
+        return same_key_direct(0).await;
+    }
+    n
+}
+
 #[memoize]
 async fn same_key(n: u64) -> u64 {
     if n == 0 {
@@ -660,6 +677,13 @@ async fn recursion_through_other_keys_works_and_the_same_key_panics_naming_the_f
 
     let error = tokio::spawn(same_key_in_join(1)).await.unwrap_err();
     assert!(panic_message(error.into_panic()).contains("::same_key_in_join`"));
+
+    // The same without `Box::pin`.
+    assert_eq!(fib_direct(90).await, 2_880_067_194_370_816_120);
+    assert_eq!(fib_direct_cache().stats().computations, 91);
+    let error = tokio::spawn(same_key_direct(0)).await.unwrap_err();
+    assert!(panic_message(error.into_panic()).contains("::same_key_direct`"));
+    assert_eq!(same_key_direct(4).await, 4);
 }
 
 #[test]
