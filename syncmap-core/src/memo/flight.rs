@@ -18,8 +18,8 @@
 //!
 //! Recursion: while a computation's body is polled, its token is on a per-thread stack. A
 //! caller that finds a key claimed by a token on that stack is being polled from inside that
-//! very computation (the same task, through `Box::pin`): waiting would never end, so it panics
-//! naming the function instead.
+//! very computation (the same task, directly or through `join`): waiting would never end, so
+//! it panics naming the function instead.
 //!
 //! Under loom (`--cfg syncmap_loom`) the claim word is a loom atomic and the event a model with
 //! `event-listener`'s contract (a listener registered before the re-check is woken by every
