@@ -300,6 +300,9 @@ pub use syncmap_core::*;
 /// ```
 ///
 /// - **Hit**: no allocation, no lock, no await point: the future completes on its first poll.
+///   The future a call returns holds the arguments and a pointer (the miss path, with the
+///   body's state, is boxed when a miss needs it), so it stays small whatever the body holds
+///   across its `.await`s.
 /// - **Single flight**: concurrent callers of a missing key, on any tasks and threads, run the
 ///   body once; the others are woken when it ends (they do not poll, sleep or block their
 ///   executor thread, and no lock is held across an `.await`).
@@ -316,9 +319,10 @@ pub use syncmap_core::*;
 ///   (one computes, the others wait for it), so each gets either its own result or the first
 ///   `Ok` computed after. With `cache_err`, they all get the `Err`. `None` with `skip_none`
 ///   behaves the same way.
-/// - **Recursion**: through other keys it works (`Box::pin(fib(n - 1)).await`); a call to the
-///   key being computed, polled from inside that computation (the same task, through
-///   `Box::pin`, `join`, ...), panics with a message naming the function instead of hanging.
+/// - **Recursion**: through other keys it works, without `Box::pin` (`fib(n - 1).await`: the
+///   miss path is boxed already); a call to the key being computed, polled from inside that
+///   computation (the same task, directly or through `join`, ...), panics with a message naming
+///   the function instead of hanging.
 ///   A cycle through two tasks (`f(a)` awaiting `f(b)` computed by another task, which awaits
 ///   `f(a)`) is not detected and never completes, as with any lock.
 /// - **Invalidation** while a computation runs: its callers still get the value, which is not
@@ -328,7 +332,8 @@ pub use syncmap_core::*;
 /// type (return an owned type or an `Arc`), `&mut` arguments or receiver, `&dyn Trait`
 /// arguments, `Rc` / `RefCell` / `std::cell::Cell` in a key part or the result (the cache is
 /// shared between threads: use `Arc`), `impl Trait`, a future returned by hand (`-> impl Future`, `Pin<Box<dyn Future>>`: write
-/// `async fn` instead), pattern arguments, `const fn`, unknown, duplicated or mistyped options. An argument (or `self`) that is not a
+/// `async fn` instead), a `static` or `const` holding a closure, an async closure or an async
+/// block (write a function), pattern arguments, `const fn`, unknown, duplicated or mistyped options. An argument (or `self`) that is not a
 /// [`memo::KeyPart`] (`Hash + Eq + Clone + Send + Sync`: not an `f32`, not a `HashMap`) is one
 /// error at that argument, suggesting `ignore(arg)` or `key: T = expr`; a return type that is
 /// not a [`memo::MemoValue`] (`Clone + Send + Sync`) is one error at the return type.

@@ -70,6 +70,49 @@ async fn the_future_is_send_and_hits_share_the_sync_api() {
     assert_eq!(PROFILE_RUNS.load(Ordering::SeqCst), 3);
 }
 
+/// Compiles only if every form's call future is `Send` (and `'static` where its arguments
+/// are): free functions with borrowed arguments, methods, `ignore`, `key`, generics.
+#[test]
+fn every_form_returns_a_send_future() {
+    fn send<F: Future + Send>(_: F) {}
+    fn spawnable<F: Future + Send + 'static>(_: F) {}
+    let client = Client {
+        region: "eu".into(),
+    };
+    let user = String::from("ana");
+    send(fetch_profile(&user));
+    spawnable(fetch_profile("ana"));
+    send(client.price("tea"));
+    send(client.shared(1));
+    spawnable(by_user((1, "a".into())));
+    send(with_trace(1, &user));
+    spawnable(sum(&[1, 2]));
+    spawnable(describe(1u8));
+    spawnable(Catalog::lookup(1));
+}
+
+/// The future a call returns holds its arguments and a pointer: the body's state (here a 4 KiB
+/// buffer held across an `.await`) lives in the miss path's allocation, so spawning or
+/// `join`ing many calls stays small, and a hit moves no large state machine.
+#[test]
+fn the_call_future_stays_small_whatever_the_body_holds() {
+    #[memoize]
+    async fn big_body(x: u64) -> u64 {
+        let buffer = [x as u8; 4096];
+        tokio::task::yield_now().await;
+        buffer.iter().map(|&b| u64::from(b)).sum()
+    }
+    let size = std::mem::size_of_val(&big_body(1));
+    assert!(size <= 128, "the call future is {size} bytes");
+    assert!(std::mem::size_of_val(&big_body_uncached(1)) > 4096);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(runtime.block_on(big_body(1)), 4096);
+    assert_eq!(runtime.block_on(big_body(1)), 4096);
+    assert_eq!(big_body_cache().stats().hits, 1);
+}
+
 #[derive(Clone, Hash, PartialEq, Eq)]
 struct Client {
     region: String,
@@ -399,6 +442,88 @@ async fn aborts_at_random_points_leave_no_stuck_cell() {
     );
 }
 
+static TIMEOUT_STARTED: AtomicUsize = AtomicUsize::new(0);
+static TIMEOUT_FINISHED: AtomicUsize = AtomicUsize::new(0);
+static TIMEOUT_ACTIVE: AtomicUsize = AtomicUsize::new(0);
+static TIMEOUT_OVERLAP: AtomicBool = AtomicBool::new(false);
+
+/// Counts the body of `timed` as inactive when it ends, by return or by being dropped.
+struct TimedActive;
+
+impl Drop for TimedActive {
+    fn drop(&mut self) {
+        TIMEOUT_ACTIVE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[memoize]
+async fn timed(round: u64) -> u64 {
+    TIMEOUT_STARTED.fetch_add(1, Ordering::SeqCst);
+    if TIMEOUT_ACTIVE.fetch_add(1, Ordering::SeqCst) != 0 {
+        TIMEOUT_OVERLAP.store(true, Ordering::SeqCst);
+    }
+    let _active = TimedActive;
+    tokio::time::sleep(Duration::from_micros(300)).await;
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_micros(300)).await;
+    TIMEOUT_FINISHED.fetch_add(1, Ordering::SeqCst);
+    round + 7
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_at_random_points_leave_no_stuck_cell() {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let rounds = 200;
+    let (mut timed_out, mut completed) = (0, 0);
+    for round in 0..rounds {
+        // 8 callers, each under a timeout drawn at random (0 to 4 ms; the body takes 2 to 3 ms
+        // with tokio's 1 ms timer): the computing one and the waiters time out at any point, or
+        // finish.
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let limit = Duration::from_micros(rng.next() % 4000);
+                tokio::spawn(tokio::time::timeout(limit, timed(round)))
+            })
+            .collect();
+        for task in tasks {
+            match finishes(task).await.unwrap() {
+                Ok(value) => {
+                    assert_eq!(value, round + 7, "round {round}");
+                    completed += 1;
+                }
+                Err(_) => timed_out += 1,
+            }
+        }
+        // Whatever timed out, the key is not stuck: this call returns, then it is a hit.
+        assert_eq!(finishes(timed(round)).await, round + 7, "round {round}");
+        let started = TIMEOUT_STARTED.load(Ordering::SeqCst);
+        assert_eq!(finishes(timed(round)).await, round + 7);
+        assert_eq!(TIMEOUT_STARTED.load(Ordering::SeqCst), started, "a hit");
+        // One body of the round finished; every other start was dropped by a timeout.
+        assert_eq!(TIMEOUT_FINISHED.load(Ordering::SeqCst), round as usize + 1);
+    }
+    assert!(
+        !TIMEOUT_OVERLAP.load(Ordering::SeqCst),
+        "two bodies ran at once for one key"
+    );
+    assert_eq!(TIMEOUT_ACTIVE.load(Ordering::SeqCst), 0);
+    let stats = timed_cache().stats();
+    assert_eq!(
+        stats.computations,
+        TIMEOUT_STARTED.load(Ordering::SeqCst) as u64
+    );
+    assert_eq!(stats.entries, rounds as usize);
+    assert!(
+        timed_out > 0 && completed > 0,
+        "{timed_out} timed out, {completed} completed"
+    );
+    println!(
+        "{rounds} rounds: {timed_out} callers timed out, {completed} completed, {} bodies \
+         started for {rounds} cached",
+        TIMEOUT_STARTED.load(Ordering::SeqCst)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Panics and `Err`.
 
@@ -493,6 +618,23 @@ async fn fib(n: u64) -> u64 {
     Box::pin(fib(n - 1)).await + Box::pin(fib(n - 2)).await
 }
 
+/// Recursion without `Box::pin`: the miss path is boxed by the attribute.
+#[memoize]
+async fn fib_direct(n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    fib_direct(n - 1).await + fib_direct(n - 2).await
+}
+
+#[memoize]
+async fn same_key_direct(n: u64) -> u64 {
+    if n == 0 {
+        return same_key_direct(0).await;
+    }
+    n
+}
+
 #[memoize]
 async fn same_key(n: u64) -> u64 {
     if n == 0 {
@@ -535,6 +677,13 @@ async fn recursion_through_other_keys_works_and_the_same_key_panics_naming_the_f
 
     let error = tokio::spawn(same_key_in_join(1)).await.unwrap_err();
     assert!(panic_message(error.into_panic()).contains("::same_key_in_join`"));
+
+    // The same without `Box::pin`.
+    assert_eq!(fib_direct(90).await, 2_880_067_194_370_816_120);
+    assert_eq!(fib_direct_cache().stats().computations, 91);
+    let error = tokio::spawn(same_key_direct(0)).await.unwrap_err();
+    assert!(panic_message(error.into_panic()).contains("::same_key_direct`"));
+    assert_eq!(same_key_direct(4).await, 4);
 }
 
 #[test]

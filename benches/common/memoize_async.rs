@@ -7,8 +7,11 @@
 //! - `async stampede`: 1,000 tasks ask for the same missing key at once; its body spins for
 //!   10 µs, yields to the executor, and spins 10 µs more (so that the other tasks do ask while
 //!   it runs, also on one worker); µs per key (spawning the 1,000 tasks included, for every
-//!   subject alike), and the number of body runs per key is printed. The
-//!   `syncmemo #[memoize]` column's body is the synchronous 20 µs spin (it cannot yield).
+//!   subject alike). The `syncmemo #[memoize]` column's body is the synchronous 20 µs spin (it
+//!   cannot yield).
+//! - `async stampede body runs per key`: the body runs of that workload divided by the keys.
+//!   The subjects that promise single flight (all but `cached async` without `sync_writes`)
+//!   must show exactly 1.00: the bench panics otherwise.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -131,14 +134,17 @@ type BoxFuture = std::pin::Pin<Box<dyn Future<Output = u64> + Send>>;
 #[derive(Clone, Copy)]
 struct Subject {
     name: &'static str,
+    /// Whether it promises one body run per key among concurrent callers.
+    single_flight: bool,
     hit_loop: fn(u64, u64) -> BoxFuture,
     slow: fn(u64) -> BoxFuture,
 }
 
 macro_rules! subject {
-    ($name:literal, $module:ident) => {
+    ($name:literal, $module:ident, single_flight: $single_flight:expr) => {
         Subject {
             name: $name,
+            single_flight: $single_flight,
             hit_loop: |start, n| {
                 Box::pin(async move {
                     let mut sum = 0u64;
@@ -160,12 +166,13 @@ macro_rules! subject {
 
 fn subjects() -> Vec<Subject> {
     vec![
-        subject!("syncmemo async", ours),
-        subject!("syncmemo #[memoize]", ours_sync),
-        subject!("moka future get_with", moka_future),
-        subject!("quick_cache async guard", quick_async),
-        subject!("cached async", cached_async),
-        subject!("cached async sync_writes", cached_async_sync),
+        subject!("syncmemo async", ours, single_flight: true),
+        subject!("syncmemo #[memoize]", ours_sync, single_flight: true),
+        subject!("moka future get_with", moka_future, single_flight: true),
+        subject!("quick_cache async guard", quick_async, single_flight: true),
+        // Without `sync_writes`, concurrent misses all run the body.
+        subject!("cached async", cached_async, single_flight: false),
+        subject!("cached async sync_writes", cached_async_sync, single_flight: true),
     ]
 }
 
@@ -225,8 +232,12 @@ fn median(mut samples: Vec<f64>) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// 1,000 tasks ask for one new key at once, `rounds` times; µs per key.
-fn async_stampede(args: &Args, threads: usize, subject: Subject) -> f64 {
+/// 1,000 tasks ask for one new key at once, `rounds` times; µs per key, and body runs per key.
+///
+/// # Panics
+///
+/// If a subject that promises single flight ran the body more than once for a key.
+fn async_stampede(args: &Args, threads: usize, subject: Subject) -> (f64, f64) {
     const TASKS: usize = 1000;
     let rounds: u64 = if args.quick { 10 } else { 100 };
     let rt = runtime(threads);
@@ -246,11 +257,17 @@ fn async_stampede(args: &Args, threads: usize, subject: Subject) -> f64 {
     let per_key = start.elapsed().as_secs_f64() * 1e6 / rounds as f64;
     let runs = BODY_RUNS.load(Ordering::Relaxed) - runs_before;
     eprintln!(
-        "  async stampede {}: {threads} thread(s), {:.2} body runs per key",
+        "  async stampede {}: {threads} thread(s), {runs} body runs for {rounds} keys",
         subject.name,
-        runs as f64 / rounds as f64
     );
-    per_key
+    if subject.single_flight {
+        assert_eq!(
+            runs, rounds,
+            "{} promises one body run per key, but ran {runs} for {rounds} keys",
+            subject.name
+        );
+    }
+    (per_key, runs as f64 / rounds as f64)
 }
 
 /// Measures the async workloads the arguments select and appends their rows.
@@ -270,6 +287,7 @@ pub fn run(args: &Args, rows: &mut Vec<Row>) {
         std::mem::size_of_val(&quick_async::slow_key(0)),
         std::mem::size_of_val(&cached_async::slow_key(0)),
     );
+    let mut body_runs = Vec::new();
     for workload in WORKLOADS {
         if !args.wants_workload(workload) {
             continue;
@@ -278,10 +296,17 @@ pub fn run(args: &Args, rows: &mut Vec<Row>) {
             let values = if workload == "async hit u64" {
                 async_hits(args, threads, &wanted)
             } else {
-                wanted
+                let (times, runs): (Vec<f64>, Vec<f64>) = wanted
                     .iter()
                     .map(|s| async_stampede(args, threads, *s))
-                    .collect()
+                    .unzip();
+                body_runs.extend(wanted.iter().zip(runs).map(|(subject, runs)| Row {
+                    workload: "async stampede body runs per key".to_string(),
+                    subject: subject.name.to_string(),
+                    threads,
+                    value: runs,
+                }));
+                times
             };
             for (subject, value) in wanted.iter().zip(values) {
                 let unit = if workload == "async hit u64" {
@@ -302,4 +327,5 @@ pub fn run(args: &Args, rows: &mut Vec<Row>) {
             }
         }
     }
+    rows.extend(body_runs);
 }

@@ -53,7 +53,11 @@
 //!   test in `map.rs`) after four threads mix both kinds of paths.
 //! - A memoized function's body runs once per key among concurrent callers, and a result not
 //!   kept lets a waiting caller compute (loom models in `tests/loom_memo.rs`; with panicking
-//!   bodies, `tests/memo_runtime.rs` in the `syncmemo` crate and the soak).
+//!   bodies, `tests/memo_runtime.rs` in the `syncmemo` crate and the soak). The same for
+//!   `async fn`, where a computing future dropped midway hands over to a waiter and no wakeup is
+//!   lost (loom models of the claim word and the waiters' protocol in
+//!   `tests/loom_memo_async.rs`; with tokio and `futures`' executor, random aborts and timeouts,
+//!   `tests/memoize_async.rs`).
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -8,6 +8,9 @@ use syn::{GenericParam, ItemFn};
 use crate::{parse, validate};
 
 pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    if let Some(error) = crate::expand_async::closure_or_async_block(&item) {
+        return Err(error);
+    }
     let function: ItemFn = syn::parse2(item.clone()).map_err(|error| {
         syn::Error::new(
             error.span(),

@@ -133,11 +133,7 @@ where
                             self.name
                         );
                     }
-                    // The listener lives in this future (no allocation per waiter).
-                    event_listener::listener!(slot.0.flight.ended() => listener);
-                    if slot.0.get().is_none() && slot.0.flight.still_claimed_by(owner) {
-                        listener.await;
-                    }
+                    slot.0.flight.wait(owner, || slot.0.get().is_some()).await;
                     // The value of the computation waited for, even if the key was
                     // invalidated meanwhile; otherwise (it ended without one) start over.
                     if let Some(stored) = slot.0.get() {

@@ -18,15 +18,26 @@
 //!
 //! Recursion: while a computation's body is polled, its token is on a per-thread stack. A
 //! caller that finds a key claimed by a token on that stack is being polled from inside that
-//! very computation (the same task, through `Box::pin`): waiting would never end, so it panics
-//! naming the function instead.
+//! very computation (the same task, directly or through `join`): waiting would never end, so
+//! it panics naming the function instead.
+//!
+//! Under loom (`--cfg syncmap_loom`) the claim word is a loom atomic and the event a model with
+//! `event-listener`'s contract (a listener registered before the re-check is woken by every
+//! later `notify`): `tests/loom_memo_async.rs` checks the protocol.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::pin;
+
+#[cfg(syncmap_loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
+#[cfg(not(syncmap_loom))]
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[cfg(not(syncmap_loom))]
 use event_listener::Event;
+#[cfg(syncmap_loom)]
+use model::Event;
 
 /// No computation in flight.
 const FREE: u64 = 0;
@@ -50,7 +61,7 @@ pub(crate) enum Claim {
 }
 
 impl Flight {
-    pub(crate) const fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Flight {
             claim: AtomicU64::new(FREE),
             ended: Event::new(),
@@ -69,15 +80,22 @@ impl Flight {
         }
     }
 
-    /// The event fired when a computation ends. A waiter starts listening to it (on its own
-    /// stack: `event_listener::listener!`), re-checks the cell and
-    /// [`still_claimed_by`](Self::still_claimed_by), then awaits the listener.
-    pub(crate) fn ended(&self) -> &Event {
-        &self.ended
+    /// Waits until the computation of `owner` ends, unless `ended()` (the cell has a value) or
+    /// the claim word says it has already: listens to the event (on this future's own state,
+    /// no allocation), re-checks, then awaits the notification, so no wakeup is lost between
+    /// the check and the wait. Returns at once if the computation ended meanwhile.
+    pub(crate) async fn wait(&self, owner: u64, ended: impl Fn() -> bool) {
+        #[cfg(not(syncmap_loom))]
+        event_listener::listener!(self.ended => listener);
+        #[cfg(syncmap_loom)]
+        let listener = self.ended.listen();
+        if !ended() && self.still_claimed_by(owner) {
+            listener.await;
+        }
     }
 
     /// Whether the computation of `token` is still in flight.
-    pub(crate) fn still_claimed_by(&self, token: u64) -> bool {
+    fn still_claimed_by(&self, token: u64) -> bool {
         self.claim.load(Ordering::Acquire) == token
     }
 
@@ -98,13 +116,21 @@ impl Flight {
 
 /// A new process-unique computation token (never `FREE` or `DEAD`).
 pub(crate) fn next_token() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+    // Not a loom atomic: a static, only ever read by the `fetch_add` that hands out a token.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+#[cfg(not(syncmap_loom))]
 thread_local! {
     /// The tokens of the computations whose bodies this thread is polling, innermost last.
     static POLLING: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+// Loom runs its threads on one OS thread: a std thread-local would be shared between them.
+#[cfg(syncmap_loom)]
+loom::thread_local! {
+    static POLLING: RefCell<Vec<u64>> = RefCell::new(Vec::new());
 }
 
 /// Whether this thread is polling, right now, the body of the computation `token`: a caller
@@ -133,4 +159,88 @@ pub(crate) async fn run_marked<F: Future>(token: u64, body: F) -> F::Output {
         body.as_mut().poll(cx)
     })
     .await
+}
+
+/// A model of `event_listener::Event` for loom, with the contract the protocol relies on: a
+/// listener created before a `notify` completes once that `notify` has run, and wakes its task.
+/// Listeners and wakers are kept under a loom mutex, so loom sees every interleaving.
+#[cfg(syncmap_loom)]
+mod model {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    use loom::sync::Mutex;
+
+    #[derive(Default)]
+    struct Listeners {
+        next: u64,
+        /// Each live listener: its id, whether notified, and the waker of its last poll.
+        live: Vec<(u64, bool, Option<Waker>)>,
+    }
+
+    pub(crate) struct Event(Mutex<Listeners>);
+
+    impl Event {
+        pub(crate) fn new() -> Self {
+            Event(Mutex::new(Listeners::default()))
+        }
+
+        /// Registers a listener: every `notify` from now on completes it.
+        pub(crate) fn listen(&self) -> Listener<'_> {
+            let mut listeners = self.0.lock().unwrap();
+            let id = listeners.next;
+            listeners.next += 1;
+            listeners.live.push((id, false, None));
+            Listener { event: self, id }
+        }
+
+        /// Completes every registered listener and wakes their tasks (the count is ignored:
+        /// the protocol always notifies all).
+        pub(crate) fn notify(&self, _count: usize) {
+            let wakers: Vec<Waker> = {
+                let mut listeners = self.0.lock().unwrap();
+                listeners
+                    .live
+                    .iter_mut()
+                    .filter_map(|(_, notified, waker)| {
+                        *notified = true;
+                        waker.take()
+                    })
+                    .collect()
+            };
+            wakers.into_iter().for_each(Waker::wake);
+        }
+    }
+
+    pub(crate) struct Listener<'a> {
+        event: &'a Event,
+        id: u64,
+    }
+
+    impl Future for Listener<'_> {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let mut listeners = self.event.0.lock().unwrap();
+            let entry = listeners
+                .live
+                .iter_mut()
+                .find(|(id, ..)| *id == self.id)
+                .expect("a listener stays registered until dropped");
+            if entry.1 {
+                Poll::Ready(())
+            } else {
+                entry.2 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    impl Drop for Listener<'_> {
+        fn drop(&mut self) {
+            let mut listeners = self.event.0.lock().unwrap();
+            listeners.live.retain(|(id, ..)| *id != self.id);
+        }
+    }
 }

