@@ -328,7 +328,7 @@ mod imp {
     /// As in the real implementation.
     pub(crate) unsafe fn retire_recycled<T>(guard: &Guard<'_>, ptr: *mut T) {
         // SAFETY: forwarded from the caller.
-        unsafe { retire_box(guard, ptr) }
+        unsafe { retire_box(guard, ptr, 0) }
     }
 
     pub(crate) fn get_mut<T>(ptr: &mut AtomicPtr<T>) -> *mut T {
