@@ -245,10 +245,17 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         ::core::column!()
     ));
     let uncached_call = quote!(#path_prefix #uncached_fn #turbofish(#(#call_args),*));
+    // A `shared` function's `f_cache()` returns a `SharedMemo` (whose `invalidate` and `clear`
+    // reach Redis); the function itself uses the `Memo` inside.
+    let to_memo = if options.shared.is_some() {
+        quote!(.memo())
+    } else {
+        quote!()
+    };
     let (lookup, wrapper_lookup, compute) = if in_impl {
         (
             lookup,
-            quote!(#path_prefix #cache_fn #turbofish()),
+            quote!(#path_prefix #cache_fn #turbofish() #to_memo),
             quote!(move || #uncached_call),
         )
     } else {
@@ -308,6 +315,17 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
             // On a miss the owned key is built before the arguments move into the body.
             #miss_call
     };
+    let (cache_ty, cache_value) = if options.shared.is_some() {
+        (
+            quote!(::syncmemo::tier::SharedMemo<#key_ty, #value_ty>),
+            quote!(::syncmemo::tier::SharedMemo::__new({ #lookup })),
+        )
+    } else {
+        (
+            quote!(&'static ::syncmemo::Memo<#key_ty, #value_ty>),
+            lookup,
+        )
+    };
     let mut body = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, body);
     body.set_span(block.brace_token.span.join());
 
@@ -319,9 +337,9 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         #[doc = #cache_doc]
         #(#other_attrs)*
         #[allow(clippy::type_complexity, dead_code)]
-        #vis fn #cache_fn #impl_generics () -> &'static ::syncmemo::Memo<#key_ty, #value_ty> #where_clause {
+        #vis fn #cache_fn #impl_generics () -> #cache_ty #where_clause {
             #probe
-            #lookup
+            #cache_value
         }
 
         #[doc = #uncached_doc]

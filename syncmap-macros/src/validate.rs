@@ -238,14 +238,6 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
             errors.push(span, "`cache_err` applies to functions returning `Result`");
         }
     }
-    if let (Some(span), Some(_)) = (options.shared, &sig.asyncness) {
-        errors.push(
-            span,
-            "`shared` does not apply to `async fn` yet: the Redis tier's client blocks the \
-             calling thread, which an async executor must not do; memoize the `async fn` \
-             locally (without `shared`), or make the shared function synchronous",
-        );
-    }
     if let Some(span) = options.skip_none {
         if return_kind != ReturnKind::Option {
             errors.push(span, "`skip_none` applies to functions returning `Option`");

@@ -36,19 +36,27 @@
 //! # Consistency
 //!
 //! Redis is the source of truth for a key while it holds it; local copies expire with the TTL.
-//! [`Memo::invalidate_shared`](crate::Memo::invalidate_shared) and
-//! [`Memo::clear_shared`](crate::Memo::clear_shared) delete in Redis and announce it on the
-//! namespace's channel: other processes drop their local copies when the message arrives,
-//! usually within a millisecond, but a process disconnected at that moment keeps its copy until
-//! its TTL (eventual consistency). `invalidate` and `clear` stay local to the process.
+//! `f_cache()` of a shared function returns a [`SharedMemo`]: its
+//! [`invalidate`](SharedMemo::invalidate) and [`clear`](SharedMemo::clear) delete here and in
+//! Redis and announce it on the namespace's channel: other processes drop their local copies
+//! when the message arrives, usually within a millisecond, but a process disconnected at that
+//! moment keeps its copy until its TTL (eventual consistency).
+//! [`invalidate_local`](SharedMemo::invalidate_local) and
+//! [`clear_local`](SharedMemo::clear_local) act on this process only.
 
 mod codec;
+mod handle;
 pub mod redis;
 
+pub use handle::SharedMemo;
+
 use std::any::Any;
+use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -197,10 +205,17 @@ pub(crate) trait Hook<K, V>:
     fn attach(&self, memo: &'static Memo<K, V>);
     /// Asks Redis for `key` (see the module docs), waiting for another process's computation.
     fn lookup(&self, key: &str) -> Lookup<V>;
+    /// [`lookup`](Self::lookup) for an `async fn`: never blocks the calling thread.
+    fn lookup_async(&self, key: String) -> BoxFuture<'_, Lookup<V>>;
     /// Writes a computed value (the caller checked that it is to be kept), releasing the lock.
     fn publish(&self, ticket: redis::Ticket, value: &V);
+    /// [`publish`](Self::publish) for an `async fn`.
+    fn publish_async(&self, ticket: redis::Ticket, value: &V) -> BoxFuture<'_, ()>;
     /// Deletes `key` in Redis and tells the other processes.
     fn invalidate(&self, key: &K) -> bool;
+    /// [`invalidate`](Self::invalidate) for the key whose postcard encoding is `bytes` (a
+    /// borrowed view's), if it decodes to a key that `matches` (the view is equivalent to it).
+    fn invalidate_view(&self, bytes: &[u8], matches: &dyn Fn(&K) -> bool) -> bool;
     /// Deletes the function's keys in Redis (`SCAN` on its prefix) and tells the other processes.
     fn clear(&self) -> u64;
     /// The counters.
@@ -208,6 +223,9 @@ pub(crate) trait Hook<K, V>:
     /// Counts an event.
     fn bump(&self, event: Event);
 }
+
+/// A boxed future of the tier (the hook is a trait object).
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The erased hook a [`Memo`] receives from generated code (`MemoOptions::shared`).
 pub(crate) struct HookBox<K, V>(pub(crate) Box<dyn Hook<K, V>>);
@@ -239,7 +257,7 @@ where
         path: name,
         fingerprint: codec::fingerprint::<K, V>(),
         ttl: config.ttl,
-        counters: Counters::default(),
+        counters: Arc::default(),
         _types: PhantomData,
     };
     Box::new(HookBox::<K, V>(Box::new(shared)))
@@ -251,7 +269,7 @@ struct Shared<K, V> {
     path: &'static str,
     fingerprint: String,
     ttl: Option<Duration>,
-    counters: Counters,
+    counters: Arc<Counters>,
     _types: PhantomData<fn(K) -> V>,
 }
 
@@ -259,6 +277,33 @@ impl<K, V> Shared<K, V> {
     /// `{path}:{fingerprint}`: a function's keys, without the namespace.
     fn function(&self) -> String {
         format!("{}:{}", self.path, self.fingerprint)
+    }
+}
+
+impl<K, V: DeserializeOwned> Shared<K, V> {
+    /// What a lookup of `key` found, decoded.
+    fn decoded(&self, tier: Arc<redis::RedisTier>, key: &str, found: redis::Found) -> Lookup<V> {
+        match found {
+            redis::Found::Value { bytes, ttl_left } => match codec::decode_value::<V>(&bytes) {
+                Ok(value) => {
+                    self.counters.bump(Event::Hit);
+                    let age = match (self.ttl, ttl_left) {
+                        (Some(ttl), Some(left)) => ttl.saturating_sub(left),
+                        _ => Duration::ZERO,
+                    };
+                    Lookup::Found { value, age }
+                }
+                Err(_) => {
+                    self.counters.bump(Event::DecodeError);
+                    tier.fault_seen("a value in Redis did not decode");
+                    Lookup::Compute(redis::Ticket::unlocked(tier, key))
+                }
+            },
+            redis::Found::Compute(ticket) => {
+                self.counters.bump(Event::Miss);
+                Lookup::Compute(ticket)
+            }
+        }
     }
 }
 
@@ -292,27 +337,38 @@ where
             self.counters.bump(Event::Skipped);
             return Lookup::Compute(redis::Ticket::none());
         };
-        match tier.lookup(key, &self.counters) {
-            redis::Found::Value { bytes, ttl_left } => match codec::decode_value::<V>(&bytes) {
-                Ok(value) => {
-                    self.counters.bump(Event::Hit);
-                    let age = match (self.ttl, ttl_left) {
-                        (Some(ttl), Some(left)) => ttl.saturating_sub(left),
-                        _ => Duration::ZERO,
-                    };
-                    Lookup::Found { value, age }
+        let found = tier.lookup(key, &self.counters);
+        self.decoded(tier, key, found)
+    }
+
+    fn lookup_async(&self, key: String) -> BoxFuture<'_, Lookup<V>> {
+        Box::pin(async move {
+            let Some(tier) = redis::current() else {
+                self.counters.bump(Event::Skipped);
+                return Lookup::Compute(redis::Ticket::none());
+            };
+            let found =
+                redis::lookup_async(Arc::clone(&tier), key.clone(), Arc::clone(&self.counters))
+                    .await;
+            self.decoded(tier, &key, found)
+        })
+    }
+
+    fn publish_async(&self, ticket: redis::Ticket, value: &V) -> BoxFuture<'_, ()> {
+        let bytes = codec::encode_value(value);
+        Box::pin(async move {
+            match bytes {
+                Ok(bytes) => {
+                    ticket
+                        .publish_async(bytes, self.ttl, Arc::clone(&self.counters))
+                        .await
                 }
                 Err(_) => {
-                    self.counters.bump(Event::DecodeError);
-                    tier.fault_seen("a value in Redis did not decode");
-                    Lookup::Compute(redis::Ticket::unlocked(tier, key))
+                    self.counters.bump(Event::Error);
+                    drop(ticket);
                 }
-            },
-            redis::Found::Compute(ticket) => {
-                self.counters.bump(Event::Miss);
-                Lookup::Compute(ticket)
             }
-        }
+        })
     }
 
     fn publish(&self, ticket: redis::Ticket, value: &V) {
@@ -329,6 +385,16 @@ where
         match (redis::current(), self.key(key)) {
             (Some(tier), Some(key)) => tier.invalidate(&key, &self.counters),
             _ => false,
+        }
+    }
+
+    fn invalidate_view(&self, bytes: &[u8], matches: &dyn Fn(&K) -> bool) -> bool {
+        match postcard::take_from_bytes::<K>(bytes) {
+            Ok((key, [])) if matches(&key) => self.invalidate(&key),
+            _ => {
+                self.counters.bump(Event::Error);
+                false
+            }
         }
     }
 
@@ -371,7 +437,7 @@ where
     }
 
     fn clear_local(&self) {
-        self.clear();
+        self.clear_here();
         if let Some(hook) = self.shared_hook() {
             hook.bump(Event::RemoteInvalidation);
         }

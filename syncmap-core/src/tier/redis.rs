@@ -21,9 +21,13 @@
 //! The URL's password is never printed: [`Config`]'s `Debug`, errors and log lines show
 //! `redis://:***@127.0.0.1:6379/0`.
 //!
-//! Every call to Redis runs on the calling thread with the blocking client, bounded by the
-//! connect and command timeouts; connections are pooled (up to 16 idle). One background thread
-//! per installed tier listens on the namespace's channel (`{namespace}:__syncmemo`).
+//! A synchronous function's calls to Redis run on the calling thread with the blocking client,
+//! bounded by the connect and command timeouts; connections are pooled (up to 16 idle). An
+//! `async fn`'s calls never block its executor: they run on the tier's own I/O thread
+//! (`syncmemo-redis-io`, started on the first one, with a private single-threaded tokio runtime
+//! that the `redis` crate's async client needs) over one multiplexed connection, and the
+//! calling future awaits their end, whatever executor polls it. One background thread per
+//! installed tier listens on the namespace's channel (`{namespace}:__syncmemo`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -37,6 +41,9 @@ use parking_lot::{Condvar, Mutex};
 
 use super::codec;
 use super::{Counters, Event, Listener};
+
+mod aio;
+pub(crate) use aio::lookup_async;
 
 /// The environment variable read when a `shared` function first runs and no tier is installed.
 pub const ENV_VAR: &str = "SYNCMEMO_REDIS_URL";
@@ -354,6 +361,8 @@ pub(crate) struct Ticket {
     tier: Option<Arc<RedisTier>>,
     key: String,
     token: Option<String>,
+    /// Taken by an async lookup: released on the I/O thread if dropped (never blocking).
+    asynchronous: bool,
 }
 
 impl Ticket {
@@ -363,6 +372,7 @@ impl Ticket {
             tier: None,
             key: String::new(),
             token: None,
+            asynchronous: false,
         }
     }
 
@@ -372,6 +382,7 @@ impl Ticket {
             tier: Some(tier),
             key: key.to_string(),
             token: None,
+            asynchronous: false,
         }
     }
 
@@ -393,16 +404,37 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if let (Some(tier), Some(token)) = (self.tier.take(), self.token.take()) {
-            tier.release(&self.key, Some(&token), &Counters::default());
+            if self.asynchronous {
+                aio::spawn_release(tier, std::mem::take(&mut self.key), token);
+            } else {
+                tier.release(&self.key, Some(&token), &Counters::default());
+            }
         }
     }
 }
 
-/// A process waiting for a key's value.
+/// A process waiting for a key's value: a blocked thread (the condition variable) or an async
+/// lookup on the I/O thread (the event).
 #[derive(Default)]
 struct Waiter {
     woken: Mutex<bool>,
     condvar: Condvar,
+    event: event_listener::Event,
+    /// The async caller went away: stop waiting.
+    cancelled: AtomicBool,
+}
+
+impl Waiter {
+    /// Whether it was woken since the last call (and clears it).
+    fn take_woken(&self) -> bool {
+        std::mem::take(&mut *self.woken.lock())
+    }
+
+    fn wake(&self) {
+        *self.woken.lock() = true;
+        self.condvar.notify_all();
+        self.event.notify(usize::MAX);
+    }
 }
 
 /// The waiters of this process, by hash of the key they wait for.
@@ -414,12 +446,16 @@ struct Waiters {
 impl Waiters {
     fn register(&self, hash: u64) -> Arc<Waiter> {
         let waiter = Arc::new(Waiter::default());
+        self.register_waiter(hash, &waiter);
+        waiter
+    }
+
+    fn register_waiter(&self, hash: u64, waiter: &Arc<Waiter>) {
         self.map
             .lock()
             .entry(hash)
             .or_default()
-            .push(Arc::clone(&waiter));
-        waiter
+            .push(Arc::clone(waiter));
     }
 
     fn unregister(&self, hash: u64, waiter: &Arc<Waiter>) {
@@ -435,8 +471,7 @@ impl Waiters {
     fn notify(&self, hash: u64) {
         let list = self.map.lock().get(&hash).cloned().unwrap_or_default();
         for waiter in list {
-            *waiter.woken.lock() = true;
-            waiter.condvar.notify_all();
+            waiter.wake();
         }
     }
 }
@@ -458,6 +493,8 @@ pub(crate) struct RedisTier {
     /// Identifies this tier's own messages.
     sender: u64,
     pool: Mutex<Vec<client::Connection>>,
+    /// The async client's connection (made on first use, on the I/O thread).
+    multiplexed: tokio::sync::Mutex<Option<client::aio::MultiplexedConnection>>,
     health: Mutex<Health>,
     lookup_script: client::Script,
     publish_script: client::Script,
@@ -552,6 +589,7 @@ impl RedisTier {
             config,
             shown_url,
             pool: Mutex::new(Vec::new()),
+            multiplexed: tokio::sync::Mutex::new(None),
             health: Mutex::new(Health {
                 down_until: None,
                 backoff: MIN_BACKOFF,
@@ -586,15 +624,9 @@ impl RedisTier {
         counters: &Counters,
         op: impl FnOnce(&mut client::Connection) -> client::RedisResult<T>,
     ) -> Option<T> {
-        {
-            let health = self.health.lock();
-            if health
-                .down_until
-                .is_some_and(|until| Instant::now() < until)
-            {
-                counters.bump(Event::Skipped);
-                return None;
-            }
+        if self.backing_off() {
+            counters.bump(Event::Skipped);
+            return None;
         }
         let pooled = self.pool.lock().pop();
         let mut connection = match pooled {
@@ -635,6 +667,14 @@ impl RedisTier {
                 None
             }
         }
+    }
+
+    /// Whether the tier is backing off after a connection fault.
+    fn backing_off(&self) -> bool {
+        self.health
+            .lock()
+            .down_until
+            .is_some_and(|until| Instant::now() < until)
     }
 
     fn connect(&self) -> client::RedisResult<client::Connection> {
@@ -715,6 +755,7 @@ impl RedisTier {
                         tier: Some(Arc::clone(self)),
                         key: key.to_string(),
                         token: Some(token),
+                        asynchronous: false,
                     })
                 }
                 LookupReply::Busy(lock_left) => {

@@ -1,0 +1,332 @@
+//! The async client, for `#[memoize(shared)] async fn`: the same script, lock, waiting, timeouts
+//! and fault counting as the blocking path, through the `redis` crate's async API.
+//!
+//! That API needs a tokio (or smol) runtime to drive its connections; a library must not assume
+//! its caller's. So every async call to Redis runs as a task on the tier's own I/O thread
+//! (`syncmemo-redis-io`: a single-threaded tokio runtime, started on first use and kept for the
+//! process's lifetime), over one multiplexed connection per tier, and the caller's future
+//! awaits the task's `JoinHandle`, which any executor can poll. No executor thread blocks.
+//!
+//! Cancellation: if the caller's future is dropped while a lookup waits for another process,
+//! the waiting task is told to stop ([`Cancel`]); a lock it took is released by its
+//! [`Ticket`]'s drop, which sends the release to the I/O thread (never blocking). A publication
+//! already sent to the I/O thread completes even if its caller is gone.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use ::redis as client;
+
+use super::{
+    codec, lock_key, parse_lookup, token, Counters, Event, Found, LookupReply, RedisTier, Ticket,
+    Waiter, READY,
+};
+
+/// The I/O thread's runtime, started on first use; `None` if it could not be started (the
+/// calls then compute locally).
+fn io() -> Option<&'static tokio::runtime::Handle> {
+    static IO: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
+    IO.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("syncmemo-redis-io".to_string())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .ok()?;
+        Some(handle)
+    })
+    .as_ref()
+}
+
+/// Tells a waiting lookup task that its caller is gone (on drop).
+struct Cancel(Arc<Waiter>);
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        self.0.cancelled.store(true, Ordering::Release);
+        self.0.event.notify(usize::MAX);
+    }
+}
+
+/// [`RedisTier::lookup`] for an async caller: the value of `key`, or the right to compute it.
+/// Never blocks the calling thread.
+pub(crate) async fn lookup_async(
+    tier: Arc<RedisTier>,
+    key: String,
+    counters: Arc<Counters>,
+) -> Found {
+    let Some(io) = io() else {
+        counters.bump(Event::Error);
+        return Found::Compute(Ticket::none());
+    };
+    let waiter = Arc::new(Waiter::default());
+    let _cancel = Cancel(Arc::clone(&waiter));
+    let task = io.spawn(Arc::clone(&tier).lookup_task(key.clone(), counters, waiter));
+    match task.await {
+        Ok(found) => found,
+        // The task panicked (a bug): compute without the lock.
+        Err(_) => Found::Compute(Ticket::unlocked(tier, &key)),
+    }
+}
+
+/// Releases a lock taken by an async lookup whose computation ended without a value to publish
+/// (or whose future was dropped), on the I/O thread.
+pub(super) fn spawn_release(tier: Arc<RedisTier>, key: String, token: String) {
+    if let Some(io) = io() {
+        io.spawn(async move {
+            tier.release_async(&key, &token, &Counters::default()).await;
+        });
+    }
+}
+
+impl Ticket {
+    /// [`publish`](Ticket::publish) for an async caller: the write runs on the I/O thread, and
+    /// completes even if the caller's future is dropped meanwhile.
+    pub(crate) async fn publish_async(
+        mut self,
+        bytes: Vec<u8>,
+        ttl: Option<Duration>,
+        counters: Arc<Counters>,
+    ) {
+        let Some(tier) = self.tier.take() else {
+            return;
+        };
+        let token = self.token.take();
+        let key = std::mem::take(&mut self.key);
+        let Some(io) = io() else {
+            return;
+        };
+        if bytes.len() > tier.config.max_value_bytes {
+            counters.bump(Event::Oversized);
+            if let Some(token) = token {
+                spawn_release(tier, key, token);
+            }
+            return;
+        }
+        let task = io.spawn(async move {
+            tier.publish_async(&key, &bytes, ttl, token.as_deref(), &counters)
+                .await;
+        });
+        let _ = task.await;
+    }
+}
+
+impl RedisTier {
+    /// Runs `op` on the multiplexed connection (made on first use), as
+    /// [`with`](RedisTier::with) does on a pooled one: `None` (counted, the tier backing off
+    /// after a connection fault) if Redis cannot be reached or answers with an error. Runs on
+    /// the I/O thread.
+    async fn with_async<T, F, Fut>(&self, counters: &Counters, op: F) -> Option<T>
+    where
+        F: FnOnce(client::aio::MultiplexedConnection) -> Fut,
+        Fut: Future<Output = client::RedisResult<T>>,
+    {
+        if self.backing_off() {
+            counters.bump(Event::Skipped);
+            return None;
+        }
+        let connection = {
+            let mut slot = self.multiplexed.lock().await;
+            match &*slot {
+                Some(connection) => connection.clone(),
+                None => {
+                    let config = client::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(self.config.connect_timeout))
+                        .set_response_timeout(Some(self.config.command_timeout));
+                    match self
+                        .client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                    {
+                        Ok(connection) => slot.insert(connection).clone(),
+                        Err(error) => {
+                            drop(slot);
+                            self.fault(counters, &error, true);
+                            return None;
+                        }
+                    }
+                }
+            }
+        };
+        match op(connection).await {
+            Ok(value) => {
+                self.healthy();
+                Some(value)
+            }
+            Err(error) => {
+                // As the blocking path: a reply error (OOM, script error) keeps the connection;
+                // a timeout or an I/O error drops it (the next call reconnects) and backs off.
+                let broken = error.is_io_error()
+                    || error.is_timeout()
+                    || error.is_connection_dropped()
+                    || error.is_unrecoverable_error();
+                if broken {
+                    *self.multiplexed.lock().await = None;
+                }
+                self.fault(counters, &error, broken);
+                None
+            }
+        }
+    }
+
+    /// The lookup loop of [`lookup`](RedisTier::lookup), on the I/O thread: waits for another
+    /// process's value with the event of `waiter` and a bounded poll, and stops early if the
+    /// caller is gone.
+    async fn lookup_task(
+        self: Arc<Self>,
+        key: String,
+        counters: Arc<Counters>,
+        waiter: Arc<Waiter>,
+    ) -> Found {
+        let lock = lock_key(&key);
+        let token = token();
+        let lock_ms = self.config.lock_timeout.as_millis().max(1) as u64;
+        let hash = codec::fnv1a(&[key.as_bytes()]);
+        // The end of the wait, once this task waits (and is registered as a waiter).
+        let mut deadline: Option<Instant> = None;
+        let found = loop {
+            if waiter.cancelled.load(Ordering::Acquire) {
+                break Found::Compute(Ticket::none());
+            }
+            let script = &self.lookup_script;
+            let reply = self
+                .with_async(&counters, |mut connection| {
+                    let mut invocation = script.prepare_invoke();
+                    invocation.key(&key).key(&lock).arg(&token).arg(lock_ms);
+                    async move {
+                        invocation
+                            .invoke_async::<client::Value>(&mut connection)
+                            .await
+                    }
+                })
+                .await;
+            let Some(reply) = reply else {
+                break Found::Compute(Ticket::unlocked(Arc::clone(&self), &key));
+            };
+            match parse_lookup(reply) {
+                LookupReply::Value(bytes, pttl) => {
+                    break Found::Value {
+                        bytes,
+                        ttl_left: (pttl >= 0).then(|| Duration::from_millis(pttl as u64)),
+                    }
+                }
+                LookupReply::Locked => {
+                    break Found::Compute(Ticket {
+                        tier: Some(Arc::clone(&self)),
+                        key: key.clone(),
+                        token: Some(token),
+                        asynchronous: true,
+                    })
+                }
+                LookupReply::Busy(lock_left) => {
+                    let now = Instant::now();
+                    let Some(until) = deadline else {
+                        // Register first, then ask again: an announcement between the two is
+                        // not lost.
+                        counters.bump(Event::Wait);
+                        let left = Duration::from_millis(lock_left.max(0) as u64)
+                            .min(self.config.lock_timeout);
+                        self.waiters.register_waiter(hash, &waiter);
+                        deadline = Some(now + left);
+                        continue;
+                    };
+                    if now >= until {
+                        counters.bump(Event::WaitTimeout);
+                        break Found::Compute(Ticket::unlocked(Arc::clone(&self), &key));
+                    }
+                    // Listen, then check: a wake-up between the two is not lost.
+                    let listener = waiter.event.listen();
+                    if !waiter.take_woken() && !waiter.cancelled.load(Ordering::Acquire) {
+                        let poll = (now + self.config.poll_interval).min(until);
+                        let _ = tokio::time::timeout_at(poll.into(), listener).await;
+                        waiter.take_woken();
+                    }
+                }
+                LookupReply::Refused => {
+                    counters.bump(Event::Error);
+                    self.fault_seen("the lock could not be written");
+                    break Found::Compute(Ticket::unlocked(Arc::clone(&self), &key));
+                }
+                LookupReply::Unexpected => {
+                    counters.bump(Event::Error);
+                    break Found::Compute(Ticket::unlocked(Arc::clone(&self), &key));
+                }
+            }
+        };
+        if deadline.is_some() {
+            self.waiters.unregister(hash, &waiter);
+        }
+        found
+    }
+
+    /// [`publish`](RedisTier::publish) on the async connection.
+    async fn publish_async(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: Option<Duration>,
+        token: Option<&str>,
+        counters: &Counters,
+    ) {
+        let ttl_ms = ttl.map_or(0, |ttl| ttl.as_millis().max(1) as u64);
+        let hash = codec::fnv1a(&[key.as_bytes()]);
+        let message = self.message(READY, &hash.to_le_bytes());
+        let script = &self.publish_script;
+        let reply = self
+            .with_async(counters, |mut connection| {
+                let mut invocation = script.prepare_invoke();
+                invocation
+                    .key(key)
+                    .key(lock_key(key))
+                    .arg(bytes)
+                    .arg(ttl_ms)
+                    .arg(token.unwrap_or(""))
+                    .arg(&self.channel)
+                    .arg(&message);
+                async move {
+                    invocation
+                        .invoke_async::<client::Value>(&mut connection)
+                        .await
+                }
+            })
+            .await;
+        match reply {
+            Some(client::Value::Array(items))
+                if matches!(items.first(), Some(client::Value::Int(1))) =>
+            {
+                counters.bump(Event::Write);
+            }
+            Some(_) => {
+                counters.bump(Event::Error);
+                self.fault_seen("a value could not be written (OOM?)");
+            }
+            None => {}
+        }
+    }
+
+    /// [`release`](RedisTier::release) on the async connection.
+    async fn release_async(&self, key: &str, token: &str, counters: &Counters) {
+        let hash = codec::fnv1a(&[key.as_bytes()]);
+        let message = self.message(READY, &hash.to_le_bytes());
+        let script = &self.release_script;
+        self.with_async(counters, |mut connection| {
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(lock_key(key))
+                .arg(token)
+                .arg(&self.channel)
+                .arg(&message);
+            async move {
+                invocation
+                    .invoke_async::<client::Value>(&mut connection)
+                    .await
+            }
+        })
+        .await;
+    }
+}
