@@ -17,6 +17,7 @@ use redis_server::RedisServer;
 use syncmemo::memo::KeyRef;
 use syncmemo::memoize;
 use syncmemo::tier::redis::{install_with, uninstall, Config};
+use syncmemo::tier::{TierError, TierErrorKind};
 
 /// One test at a time: the tier is global to the process.
 fn serial() -> MutexGuard<'static, ()> {
@@ -1139,5 +1140,86 @@ async fn an_async_caller_waits_for_another_process_then_takes_a_stale_lock_body(
     // Both waits ended without a value; the second took the lock once it expired.
     assert_eq!((stats.waits, stats.misses), (2, 2), "{stats:?}");
     assert_eq!(stats.writes, 2, "{stats:?}");
+    uninstall();
+}
+
+// ---------------------------------------------------------------------------------------------
+// `tier_errors = "return"`: faults reach functions returning `Result`.
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+enum LookupError {
+    Tier(String),
+    Missing,
+}
+
+impl From<TierError> for LookupError {
+    fn from(error: TierError) -> Self {
+        LookupError::Tier(format!("{:?}", error.kind()))
+    }
+}
+
+#[memoize(shared, tier_errors = "return")]
+fn strict(x: u64) -> Result<u64, LookupError> {
+    if x == 0 {
+        Err(LookupError::Missing)
+    } else {
+        Ok(x * 2)
+    }
+}
+
+#[memoize(shared, tier_errors = "return")]
+async fn strict_async(x: u64) -> Result<u64, LookupError> {
+    Ok(x * 3)
+}
+
+fn tier_error(kind: TierErrorKind) -> LookupError {
+    LookupError::from(TierError::from(kind))
+}
+
+#[test]
+fn tier_errors_return_faults_to_functions_returning_result() {
+    let _serial = serial();
+    let mut server = RedisServer::start();
+    install(&server.url(), "strict");
+    let mut con = server.connection();
+    assert_eq!(strict(1), Ok(2));
+    assert_eq!(strict(0), Err(LookupError::Missing));
+    assert_eq!(futures::executor::block_on(strict_async(1)), Ok(3));
+    // Garbage in Redis: a decode error, returned (and not cached).
+    let key = all_keys(&mut con)
+        .into_iter()
+        .find(|k| k.starts_with("strict:") && k.contains("::strict:"))
+        .unwrap();
+    redis::cmd("SET")
+        .arg(&key)
+        .arg("garbage")
+        .query::<()>(&mut con)
+        .unwrap();
+    strict_cache().invalidate_local(&1);
+    assert_eq!(strict(1), Err(tier_error(TierErrorKind::Decode)));
+    assert_eq!(strict_cache().get(&1), None, "a tier error is not cached");
+    let computations = strict_cache().stats().computations;
+    assert_eq!(computations, 2, "no computation for the fault");
+    // Redis down: sync and async calls return the error; local hits still answer.
+    redis::cmd("DEL").arg(&key).query::<()>(&mut con).unwrap();
+    assert_eq!(strict(1), Ok(2));
+    server.kill();
+    assert_eq!(strict(2), Err(tier_error(TierErrorKind::Unavailable)));
+    assert_eq!(strict(1), Ok(2), "a local hit");
+    assert_eq!(
+        futures::executor::block_on(strict_async(2)),
+        Err(tier_error(TierErrorKind::Unavailable))
+    );
+    assert_eq!(strict_cache().stats().computations, 3);
+    let stats = strict_cache().shared_stats().unwrap();
+    assert!(stats.faults() >= 2, "{stats:?}");
+    // Back up: the calls compute and share again.
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while strict(2).is_err() {
+        assert!(Instant::now() < deadline, "the tier never reconnected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(strict_cache().get(&2), Some(Ok(4)));
     uninstall();
 }

@@ -103,6 +103,23 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         },
         None => quote!(::core::option::Option::None),
     };
+    // `tier_errors = "return"`: how a fault of the tier becomes the result (`Err(E::from(..))`),
+    // checked at the return type. The field exists with the `redis` feature only.
+    let tier_error = if !cfg!(feature = "redis") {
+        quote!()
+    } else if let Some((_, true)) = options.tier_errors {
+        let span = match &sig.output {
+            syn::ReturnType::Type(_, ty) => ty.span(),
+            syn::ReturnType::Default => sig.ident.span(),
+        };
+        quote_spanned! {span=>
+            tier_error: ::core::option::Option::Some(
+                <#value_ty as ::syncmemo::tier::FromTierError>::from_tier_error,
+            ),
+        }
+    } else {
+        quote!(tier_error: ::core::option::Option::None,)
+    };
     let memo_options = quote! {
         ::syncmemo::__private::MemoOptions {
             capacity: #capacity,
@@ -122,6 +139,7 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
             value: ::syncmemo::__private::debug_fn!(#value_ty),
             shared: #shared_factory,
             weigher: #weigher,
+            #tier_error
         }
     };
 

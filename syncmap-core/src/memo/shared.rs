@@ -9,7 +9,8 @@ use std::time::Duration;
 use super::slot::{Outcome, SlotRef};
 use super::stats::Counter;
 use super::{__private::SharedFactory, Memo, RemoveOnUnwind};
-use crate::tier::{Hook, HookBox, Lookup, TierStats};
+use crate::tier::redis::Ticket;
+use crate::tier::{Hook, HookBox, Lookup, TierError, TierStats};
 use crate::Equivalent;
 
 impl<K, V> Memo<K, V>
@@ -75,6 +76,10 @@ where
                 started.set(true);
                 match hook.lookup(&shared_key) {
                     Lookup::Found { value, age } => (value, age),
+                    Lookup::Compute(ticket) if self.returns_fault(&ticket) => {
+                        kept.set(false);
+                        (self.fault_value(ticket), Duration::ZERO)
+                    }
                     Lookup::Compute(ticket) => {
                         counters.bump(Counter::Computation);
                         let value = compute();
@@ -120,6 +125,9 @@ where
     {
         match hook.lookup_async(shared_key).await {
             Lookup::Found { value, age } => (value, age, true),
+            Lookup::Compute(ticket) if self.returns_fault(&ticket) => {
+                (self.fault_value(ticket), Duration::ZERO, false)
+            }
             Lookup::Compute(ticket) => {
                 self.counters.bump(Counter::Computation);
                 let value = super::flight::run_marked(token, compute).await;
@@ -132,6 +140,21 @@ where
                 }
             }
         }
+    }
+
+    /// Whether the tier could not answer and this function returns its faults
+    /// (`tier_errors = "return"`) instead of computing.
+    fn returns_fault(&self, ticket: &Ticket) -> bool {
+        ticket.fault().is_some() && self.debug.tier_error.is_some()
+    }
+
+    /// The value that reports the fault of `ticket` (`Err(E::from(TierError))`), which is not
+    /// cached.
+    fn fault_value(&self, ticket: Ticket) -> V {
+        let (Some(kind), Some(make)) = (ticket.fault(), self.debug.tier_error) else {
+            unreachable!("returns_fault checked both");
+        };
+        make(TierError::new(kind))
     }
 
     /// On a `shared` cache, removes `key` here, in Redis, and (by a message on the namespace's

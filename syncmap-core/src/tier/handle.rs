@@ -17,15 +17,14 @@ use crate::Equivalent;
 /// local caches.
 ///
 /// ```no_run
+/// # mod syncmemo { pub use syncmap_core::*; }
+/// # let render_cache = || -> syncmemo::tier::SharedMemo<(String, String), String> { unimplemented!() };
 /// use syncmemo::memo::KeyRef;
 ///
-/// #[syncmemo::memoize(shared, ttl = "10m")]
-/// fn render(page: &str, lang: &str) -> String {
-///     format!("<h1>{page}</h1> ({lang})")
-/// }
+/// // #[syncmemo::memoize(shared, ttl = "10m")]
+/// // fn render(page: &str, lang: &str) -> String { .. }
 ///
 /// syncmemo::tier::redis::install("redis://127.0.0.1:6379/0")?;
-/// render("home", "en");
 /// // Everywhere: here, in Redis, and in the other processes (borrowed key, no allocation
 /// // of a `(String, String)`).
 /// render_cache().invalidate(&KeyRef(("home", "en")));
@@ -72,10 +71,9 @@ impl<K, V> SharedMemo<K, V> {
     /// through `Deref`).
     ///
     /// ```no_run
-    /// #[syncmemo::memoize(shared)]
-    /// fn square(x: u64) -> u64 {
-    ///     x * x
-    /// }
+    /// # mod syncmemo { pub use syncmap_core::*; }
+    /// # let square_cache = || -> syncmemo::tier::SharedMemo<u64, u64> { unimplemented!() };
+    /// // #[syncmemo::memoize(shared)] fn square(x: u64) -> u64 { x * x }
     /// let memo: &'static syncmemo::Memo<u64, u64> = square_cache().memo();
     /// # let _ = memo;
     /// ```
@@ -109,14 +107,11 @@ where
     /// consistency model.
     ///
     /// ```no_run
-    /// #[syncmemo::memoize(shared)]
-    /// fn profile(user: &str) -> String {
-    ///     format!("profile of {user}")
-    /// }
-    /// # syncmemo::tier::redis::install("redis://127.0.0.1/")?;
-    /// profile("ada");
-    /// assert!(profile_cache().invalidate("ada")); // here, in Redis, everywhere
-    /// # Ok::<(), syncmemo::tier::redis::Error>(())
+    /// # mod syncmemo { pub use syncmap_core::*; }
+    /// # let profile_cache = || -> syncmemo::tier::SharedMemo<String, String> { unimplemented!() };
+    /// // #[syncmemo::memoize(shared)] fn profile(user: &str) -> String { .. }
+    /// // profile("ada") ran in some process of the fleet.
+    /// profile_cache().invalidate("ada"); // here, in Redis, everywhere
     /// ```
     pub fn invalidate<Q>(&self, key: &Q) -> bool
     where
@@ -140,15 +135,11 @@ where
     /// number of Redis keys deleted. The same as [`Memo::clear`], with that count.
     ///
     /// ```no_run
-    /// #[syncmemo::memoize(shared)]
-    /// fn square(x: u64) -> u64 {
-    ///     x * x
-    /// }
-    /// # syncmemo::tier::redis::install("redis://127.0.0.1/")?;
-    /// square(3);
+    /// # mod syncmemo { pub use syncmap_core::*; }
+    /// # let square_cache = || -> syncmemo::tier::SharedMemo<u64, u64> { unimplemented!() };
+    /// // #[syncmemo::memoize(shared)] fn square(x: u64) -> u64 { x * x }
     /// let deleted_in_redis = square_cache().clear();
-    /// # let _ = deleted_in_redis;
-    /// # Ok::<(), syncmemo::tier::redis::Error>(())
+    /// println!("{deleted_in_redis} keys deleted in Redis");
     /// ```
     pub fn clear(&self) -> u64 {
         self.memo.clear_here();
@@ -162,11 +153,9 @@ where
     /// copies, and the next call here is a Redis hit ([`Memo::invalidate`]).
     ///
     /// ```no_run
-    /// #[syncmemo::memoize(shared)]
-    /// fn square(x: u64) -> u64 {
-    ///     x * x
-    /// }
-    /// square(3);
+    /// # mod syncmemo { pub use syncmap_core::*; }
+    /// # let square_cache = || -> syncmemo::tier::SharedMemo<u64, u64> { unimplemented!() };
+    /// // #[syncmemo::memoize(shared)] fn square(x: u64) -> u64 { x * x }
     /// square_cache().invalidate_local(&3); // frees memory here; Redis still has it
     /// ```
     pub fn invalidate_local<Q>(&self, key: &Q) -> bool
@@ -180,11 +169,9 @@ where
     /// theirs).
     ///
     /// ```no_run
-    /// #[syncmemo::memoize(shared)]
-    /// fn square(x: u64) -> u64 {
-    ///     x * x
-    /// }
-    /// square(3);
+    /// # mod syncmemo { pub use syncmap_core::*; }
+    /// # let square_cache = || -> syncmemo::tier::SharedMemo<u64, u64> { unimplemented!() };
+    /// // #[syncmemo::memoize(shared)] fn square(x: u64) -> u64 { x * x }
     /// square_cache().clear_local();
     /// assert!(square_cache().is_empty());
     /// ```

@@ -33,6 +33,11 @@
 //! the `tracing` feature. After a connection fault the tier backs off (100 ms, doubling up to
 //! 2 s) without touching the network, then reconnects by itself.
 //!
+//! A function returning `Result<T, E>` may ask to see the faults instead:
+//! `#[memoize(shared, tier_errors = "return")]`, with `E: From<`[`TierError`]`>`, returns
+//! `Err(E::from(error))` (not cached) when Redis cannot answer, rather than computing without
+//! it. A fault while writing a computed value is still only counted: the value is returned.
+//!
 //! # Consistency
 //!
 //! Redis is the source of truth for a key while it holds it; local copies expire with the TTL.
@@ -113,6 +118,126 @@ impl TierStats {
     /// ```
     pub fn faults(&self) -> u64 {
         self.errors + self.timeouts + self.decode_errors
+    }
+}
+
+/// Why the shared tier could not answer a call: what `#[memoize(shared, tier_errors =
+/// "return")]` functions return, as `Err(E::from(error))`, instead of computing without the
+/// tier.
+///
+/// ```
+/// # mod syncmemo { pub use syncmap_core::*; }
+/// use syncmemo::tier::{TierError, TierErrorKind};
+///
+/// #[derive(Debug)]
+/// enum AppError {
+///     Cache(TierErrorKind),
+///     NotFound,
+/// }
+///
+/// impl From<TierError> for AppError {
+///     fn from(error: TierError) -> Self {
+///         AppError::Cache(error.kind())
+///     }
+/// }
+///
+/// // #[memoize(shared, tier_errors = "return")]
+/// // fn lookup(id: u64) -> Result<String, AppError> { .. }
+/// # let _ = AppError::NotFound;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierError {
+    kind: TierErrorKind,
+}
+
+/// What went wrong in the shared tier ([`TierError::kind`]).
+///
+/// ```
+/// # mod syncmemo { pub use syncmap_core::*; }
+/// use syncmemo::tier::TierErrorKind;
+/// let kind = TierErrorKind::Timeout;
+/// assert_ne!(kind, TierErrorKind::Unavailable);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TierErrorKind {
+    /// Redis could not be reached (connection refused or dropped), or the tier is backing off
+    /// after such a fault.
+    Unavailable,
+    /// Redis did not answer within the connect or command timeout.
+    Timeout,
+    /// Redis answered with an error (`OOM`, a script error) or an unexpected reply.
+    Refused,
+    /// The value in Redis did not decode (another format, a checksum mismatch, garbage).
+    Decode,
+}
+
+impl TierError {
+    pub(crate) fn new(kind: TierErrorKind) -> TierError {
+        TierError::from(kind)
+    }
+
+    /// What went wrong.
+    ///
+    /// ```
+    /// # mod syncmemo { pub use syncmap_core::*; }
+    /// # fn error() -> syncmemo::tier::TierError { unimplemented!() }
+    /// # fn ignore() {
+    /// use syncmemo::tier::TierErrorKind;
+    /// if error().kind() == TierErrorKind::Timeout {
+    ///     eprintln!("Redis is slow");
+    /// }
+    /// # }
+    /// ```
+    pub fn kind(&self) -> TierErrorKind {
+        self.kind
+    }
+}
+
+impl std::fmt::Display for TierError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.kind {
+            TierErrorKind::Unavailable => "the shared cache (Redis) is unavailable",
+            TierErrorKind::Timeout => "the shared cache (Redis) did not answer in time",
+            TierErrorKind::Refused => "the shared cache (Redis) answered with an error",
+            TierErrorKind::Decode => "a value in the shared cache (Redis) did not decode",
+        })
+    }
+}
+
+impl std::error::Error for TierError {}
+
+/// An error of this kind (to test an `Err` conversion, say).
+///
+/// ```
+/// # mod syncmemo { pub use syncmap_core::*; }
+/// use syncmemo::tier::{TierError, TierErrorKind};
+/// let error = TierError::from(TierErrorKind::Unavailable);
+/// assert_eq!(error.kind(), TierErrorKind::Unavailable);
+/// ```
+impl From<TierErrorKind> for TierError {
+    fn from(kind: TierErrorKind) -> Self {
+        TierError { kind }
+    }
+}
+
+/// The results of `tier_errors = "return"` functions: a `Result` whose error type has
+/// `From<TierError>`.
+#[diagnostic::on_unimplemented(
+    message = "`tier_errors = \"return\"` returns the shared tier's errors as \
+               `Err(E::from(syncmemo::tier::TierError))`: `{Self}` must be a `Result` whose \
+               error type implements `From<syncmemo::tier::TierError>`",
+    label = "no `From<TierError>` for this result's error type"
+)]
+pub trait FromTierError {
+    /// `Err(E::from(error))`.
+    #[doc(hidden)]
+    fn from_tier_error(error: TierError) -> Self;
+}
+
+impl<T, E: From<TierError>> FromTierError for Result<T, E> {
+    fn from_tier_error(error: TierError) -> Self {
+        Err(E::from(error))
     }
 }
 
@@ -296,7 +421,9 @@ impl<K, V: DeserializeOwned> Shared<K, V> {
                 Err(_) => {
                     self.counters.bump(Event::DecodeError);
                     tier.fault_seen("a value in Redis did not decode");
-                    Lookup::Compute(redis::Ticket::unlocked(tier, key))
+                    Lookup::Compute(
+                        redis::Ticket::unlocked(tier, key).faulted(TierErrorKind::Decode),
+                    )
                 }
             },
             redis::Found::Compute(ticket) => {

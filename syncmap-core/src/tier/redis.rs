@@ -40,7 +40,7 @@ use arc_swap::ArcSwapOption;
 use parking_lot::{Condvar, Mutex};
 
 use super::codec;
-use super::{Counters, Event, Listener};
+use super::{Counters, Event, Listener, TierErrorKind};
 
 mod aio;
 pub(crate) use aio::lookup_async;
@@ -363,6 +363,8 @@ pub(crate) struct Ticket {
     token: Option<String>,
     /// Taken by an async lookup: released on the I/O thread if dropped (never blocking).
     asynchronous: bool,
+    /// Why the tier could not answer, if it could not (the caller computes without it).
+    fault: Option<TierErrorKind>,
 }
 
 impl Ticket {
@@ -373,6 +375,7 @@ impl Ticket {
             key: String::new(),
             token: None,
             asynchronous: false,
+            fault: None,
         }
     }
 
@@ -383,7 +386,19 @@ impl Ticket {
             key: key.to_string(),
             token: None,
             asynchronous: false,
+            fault: None,
         }
+    }
+
+    /// This ticket, marked as given after a fault of `kind`.
+    pub(crate) fn faulted(mut self, kind: TierErrorKind) -> Ticket {
+        self.fault = Some(kind);
+        self
+    }
+
+    /// Why the tier could not answer, if it could not.
+    pub(crate) fn fault(&self) -> Option<TierErrorKind> {
+        self.fault
     }
 
     /// Writes the value's bytes with the TTL, releases the lock, announces the key.
@@ -624,19 +639,25 @@ impl RedisTier {
         counters: &Counters,
         op: impl FnOnce(&mut client::Connection) -> client::RedisResult<T>,
     ) -> Option<T> {
+        self.try_with(counters, op).ok()
+    }
+
+    /// [`with`](Self::with), saying what went wrong.
+    fn try_with<T>(
+        &self,
+        counters: &Counters,
+        op: impl FnOnce(&mut client::Connection) -> client::RedisResult<T>,
+    ) -> Result<T, TierErrorKind> {
         if self.backing_off() {
             counters.bump(Event::Skipped);
-            return None;
+            return Err(TierErrorKind::Unavailable);
         }
         let pooled = self.pool.lock().pop();
         let mut connection = match pooled {
             Some(connection) => connection,
             None => match self.connect() {
                 Ok(connection) => connection,
-                Err(error) => {
-                    self.fault(counters, &error, true);
-                    return None;
-                }
+                Err(error) => return Err(self.fault(counters, &error, true)),
             },
         };
         match op(&mut connection) {
@@ -647,7 +668,7 @@ impl RedisTier {
                 }
                 drop(pool);
                 self.healthy();
-                Some(value)
+                Ok(value)
             }
             Err(error) => {
                 // A reply error (OOM, script error) leaves the connection in sync; anything
@@ -663,8 +684,7 @@ impl RedisTier {
                         pool.push(connection);
                     }
                 }
-                self.fault(counters, &error, broken);
-                None
+                Err(self.fault(counters, &error, broken))
             }
         }
     }
@@ -686,19 +706,32 @@ impl RedisTier {
         Ok(connection)
     }
 
-    /// Counts a fault, backs off after a connection fault, logs the start of a burst.
-    fn fault(&self, counters: &Counters, error: &client::RedisError, connection: bool) {
-        counters.bump(if error.is_timeout() {
-            Event::Timeout
+    /// Counts a fault, backs off after a connection fault, logs the start of a burst; returns
+    /// what kind of fault it was.
+    fn fault(
+        &self,
+        counters: &Counters,
+        error: &client::RedisError,
+        connection: bool,
+    ) -> TierErrorKind {
+        let kind = if error.is_timeout() {
+            counters.bump(Event::Timeout);
+            TierErrorKind::Timeout
         } else {
-            Event::Error
-        });
+            counters.bump(Event::Error);
+            if connection {
+                TierErrorKind::Unavailable
+            } else {
+                TierErrorKind::Refused
+            }
+        };
         if connection {
             let mut health = self.health.lock();
             health.down_until = Some(Instant::now() + health.backoff);
             health.backoff = (health.backoff * 2).min(MAX_BACKOFF);
         }
         self.fault_seen(&error.kind_text());
+        kind
     }
 
     /// Logs the first fault of a burst (with the `tracing` feature).
@@ -732,7 +765,7 @@ impl RedisTier {
         let hash = codec::fnv1a(&[key.as_bytes()]);
         let mut waiting: Option<(Arc<Waiter>, Instant)> = None;
         let found = loop {
-            let reply = self.with(counters, |connection| {
+            let reply = self.try_with(counters, |connection| {
                 self.lookup_script
                     .key(key)
                     .key(&lock)
@@ -740,8 +773,11 @@ impl RedisTier {
                     .arg(lock_ms)
                     .invoke::<client::Value>(connection)
             });
-            let Some(reply) = reply else {
-                break Found::Compute(Ticket::unlocked(Arc::clone(self), key));
+            let reply = match reply {
+                Ok(reply) => reply,
+                Err(kind) => {
+                    break Found::Compute(Ticket::unlocked(Arc::clone(self), key).faulted(kind))
+                }
             };
             match parse_lookup(reply) {
                 LookupReply::Value(bytes, pttl) => {
@@ -756,6 +792,7 @@ impl RedisTier {
                         key: key.to_string(),
                         token: Some(token),
                         asynchronous: false,
+                        fault: None,
                     })
                 }
                 LookupReply::Busy(lock_left) => {
@@ -787,11 +824,15 @@ impl RedisTier {
                 LookupReply::Refused => {
                     counters.bump(Event::Error);
                     self.fault_seen("the lock could not be written");
-                    break Found::Compute(Ticket::unlocked(Arc::clone(self), key));
+                    break Found::Compute(
+                        Ticket::unlocked(Arc::clone(self), key).faulted(TierErrorKind::Refused),
+                    );
                 }
                 LookupReply::Unexpected => {
                     counters.bump(Event::Error);
-                    break Found::Compute(Ticket::unlocked(Arc::clone(self), key));
+                    break Found::Compute(
+                        Ticket::unlocked(Arc::clone(self), key).faulted(TierErrorKind::Refused),
+                    );
                 }
             }
         };

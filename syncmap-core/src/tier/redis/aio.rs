@@ -21,7 +21,7 @@ use ::redis as client;
 
 use super::{
     codec, lock_key, parse_lookup, token, Counters, Event, Found, LookupReply, RedisTier, Ticket,
-    Waiter, READY,
+    TierErrorKind, Waiter, READY,
 };
 
 /// The I/O thread's runtime, started on first use; `None` if it could not be started (the
@@ -62,7 +62,7 @@ pub(crate) async fn lookup_async(
 ) -> Found {
     let Some(io) = io() else {
         counters.bump(Event::Error);
-        return Found::Compute(Ticket::none());
+        return Found::Compute(Ticket::none().faulted(TierErrorKind::Unavailable));
     };
     let waiter = Arc::new(Waiter::default());
     let _cancel = Cancel(Arc::clone(&waiter));
@@ -70,7 +70,7 @@ pub(crate) async fn lookup_async(
     match task.await {
         Ok(found) => found,
         // The task panicked (a bug): compute without the lock.
-        Err(_) => Found::Compute(Ticket::unlocked(tier, &key)),
+        Err(_) => Found::Compute(Ticket::unlocked(tier, &key).faulted(TierErrorKind::Refused)),
     }
 }
 
@@ -126,9 +126,22 @@ impl RedisTier {
         F: FnOnce(client::aio::MultiplexedConnection) -> Fut,
         Fut: Future<Output = client::RedisResult<T>>,
     {
+        self.try_with_async(counters, op).await.ok()
+    }
+
+    /// [`with_async`](Self::with_async), saying what went wrong.
+    async fn try_with_async<T, F, Fut>(
+        &self,
+        counters: &Counters,
+        op: F,
+    ) -> Result<T, TierErrorKind>
+    where
+        F: FnOnce(client::aio::MultiplexedConnection) -> Fut,
+        Fut: Future<Output = client::RedisResult<T>>,
+    {
         if self.backing_off() {
             counters.bump(Event::Skipped);
-            return None;
+            return Err(TierErrorKind::Unavailable);
         }
         let connection = {
             let mut slot = self.multiplexed.lock().await;
@@ -146,8 +159,7 @@ impl RedisTier {
                         Ok(connection) => slot.insert(connection).clone(),
                         Err(error) => {
                             drop(slot);
-                            self.fault(counters, &error, true);
-                            return None;
+                            return Err(self.fault(counters, &error, true));
                         }
                     }
                 }
@@ -156,7 +168,7 @@ impl RedisTier {
         match op(connection).await {
             Ok(value) => {
                 self.healthy();
-                Some(value)
+                Ok(value)
             }
             Err(error) => {
                 // As the blocking path: a reply error (OOM, script error) keeps the connection;
@@ -168,8 +180,7 @@ impl RedisTier {
                 if broken {
                     *self.multiplexed.lock().await = None;
                 }
-                self.fault(counters, &error, broken);
-                None
+                Err(self.fault(counters, &error, broken))
             }
         }
     }
@@ -195,7 +206,7 @@ impl RedisTier {
             }
             let script = &self.lookup_script;
             let reply = self
-                .with_async(&counters, |mut connection| {
+                .try_with_async(&counters, |mut connection| {
                     let mut invocation = script.prepare_invoke();
                     invocation.key(&key).key(&lock).arg(&token).arg(lock_ms);
                     async move {
@@ -205,8 +216,11 @@ impl RedisTier {
                     }
                 })
                 .await;
-            let Some(reply) = reply else {
-                break Found::Compute(Ticket::unlocked(Arc::clone(&self), &key));
+            let reply = match reply {
+                Ok(reply) => reply,
+                Err(kind) => {
+                    break Found::Compute(Ticket::unlocked(Arc::clone(&self), &key).faulted(kind))
+                }
             };
             match parse_lookup(reply) {
                 LookupReply::Value(bytes, pttl) => {
@@ -221,6 +235,7 @@ impl RedisTier {
                         key: key.clone(),
                         token: Some(token),
                         asynchronous: true,
+                        fault: None,
                     })
                 }
                 LookupReply::Busy(lock_left) => {
@@ -250,11 +265,15 @@ impl RedisTier {
                 LookupReply::Refused => {
                     counters.bump(Event::Error);
                     self.fault_seen("the lock could not be written");
-                    break Found::Compute(Ticket::unlocked(Arc::clone(&self), &key));
+                    break Found::Compute(
+                        Ticket::unlocked(Arc::clone(&self), &key).faulted(TierErrorKind::Refused),
+                    );
                 }
                 LookupReply::Unexpected => {
                     counters.bump(Event::Error);
-                    break Found::Compute(Ticket::unlocked(Arc::clone(&self), &key));
+                    break Found::Compute(
+                        Ticket::unlocked(Arc::clone(&self), &key).faulted(TierErrorKind::Refused),
+                    );
                 }
             }
         };
