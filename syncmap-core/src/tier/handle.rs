@@ -45,6 +45,10 @@ use crate::Equivalent;
 /// invalidation). If Redis cannot be reached, only the local copy is removed and the fault is
 /// counted in [`shared_stats`](Memo::shared_stats).
 ///
+/// `invalidate` and `clear` talk to Redis with the blocking client on the calling thread,
+/// bounded by the tier's command timeout (`clear` takes one round trip per 1,000 keys of the
+/// function); from async code, call them where blocking is allowed (`spawn_blocking`).
+///
 /// A `&Memo` of a shared cache (from [`memo`](Self::memo) or `Deref`) keeps
 /// [`Memo::invalidate`]'s borrowed-key signature, which cannot name a Redis key: it acts on
 /// this process only. [`Memo::clear`] acts on both tiers either way.
