@@ -43,7 +43,9 @@ use super::codec;
 use super::{Counters, Event, Listener, TierErrorKind};
 
 mod aio;
+mod lookup;
 pub(crate) use aio::lookup_async;
+use lookup::{LookupLoop, Step};
 
 /// The environment variable read when a `shared` function first runs and no tier is installed.
 pub const ENV_VAR: &str = "SYNCMEMO_REDIS_URL";
@@ -759,111 +761,56 @@ impl RedisTier {
 
     /// The value of `key`, or the right to compute it (see the module docs).
     pub(crate) fn lookup(self: &Arc<Self>, key: &str, counters: &Counters) -> Found {
-        let lock = lock_key(key);
-        let token = token();
-        let lock_ms = self.config.lock_timeout.as_millis().max(1) as u64;
-        let hash = codec::fnv1a(&[key.as_bytes()]);
-        let mut waiting: Option<(Arc<Waiter>, Instant)> = None;
+        let mut lookup = LookupLoop::new(self, key, false);
+        let mut waiter: Option<Arc<Waiter>> = None;
         let found = loop {
             let reply = self.try_with(counters, |connection| {
-                self.lookup_script
-                    .key(key)
-                    .key(&lock)
-                    .arg(&token)
-                    .arg(lock_ms)
-                    .invoke::<client::Value>(connection)
+                lookup.invocation().invoke::<client::Value>(connection)
             });
-            let reply = match reply {
-                Ok(reply) => reply,
-                Err(kind) => {
-                    break Found::Compute(Ticket::unlocked(Arc::clone(self), key).faulted(kind))
-                }
-            };
-            match parse_lookup(reply) {
-                LookupReply::Value(bytes, pttl) => {
-                    break Found::Value {
-                        bytes,
-                        ttl_left: (pttl >= 0).then(|| Duration::from_millis(pttl as u64)),
-                    }
-                }
-                LookupReply::Locked => {
-                    break Found::Compute(Ticket {
-                        tier: Some(Arc::clone(self)),
-                        key: key.to_string(),
-                        token: Some(token),
-                        asynchronous: false,
-                        fault: None,
-                    })
-                }
-                LookupReply::Busy(lock_left) => {
-                    let now = Instant::now();
-                    let (waiter, deadline) = match &waiting {
-                        Some(waiting) => (Arc::clone(&waiting.0), waiting.1),
-                        None => {
-                            // Register first, then ask again: an announcement between the two
-                            // is not lost.
-                            counters.bump(Event::Wait);
-                            let left = Duration::from_millis(lock_left.max(0) as u64)
-                                .min(self.config.lock_timeout);
-                            let waiter = self.waiters.register(hash);
-                            waiting = Some((Arc::clone(&waiter), now + left));
-                            continue;
+            match lookup.step(reply, counters) {
+                Step::Done(found) => break found,
+                Step::Register => waiter = Some(self.waiters.register(lookup.hash())),
+                Step::Wait(until) => {
+                    if let Some(waiter) = &waiter {
+                        let mut woken = waiter.woken.lock();
+                        if !*woken {
+                            waiter.condvar.wait_until(&mut woken, until);
                         }
-                    };
-                    if now >= deadline {
-                        counters.bump(Event::WaitTimeout);
-                        break Found::Compute(Ticket::unlocked(Arc::clone(self), key));
+                        *woken = false;
                     }
-                    let mut woken = waiter.woken.lock();
-                    if !*woken {
-                        let until = (now + self.config.poll_interval).min(deadline);
-                        waiter.condvar.wait_until(&mut woken, until);
-                    }
-                    *woken = false;
-                }
-                LookupReply::Refused => {
-                    counters.bump(Event::Error);
-                    self.fault_seen("the lock could not be written");
-                    break Found::Compute(
-                        Ticket::unlocked(Arc::clone(self), key).faulted(TierErrorKind::Refused),
-                    );
-                }
-                LookupReply::Unexpected => {
-                    counters.bump(Event::Error);
-                    break Found::Compute(
-                        Ticket::unlocked(Arc::clone(self), key).faulted(TierErrorKind::Refused),
-                    );
                 }
             }
         };
-        if let Some((waiter, _)) = waiting {
-            self.waiters.unregister(hash, &waiter);
+        if let Some(waiter) = waiter {
+            self.waiters.unregister(lookup.hash(), &waiter);
         }
         found
     }
 
-    fn publish(
+    /// The [`PUBLISH`] script for `key`: write the value, release the lock, announce.
+    fn publish_invocation(
         &self,
         key: &str,
         bytes: &[u8],
         ttl: Option<Duration>,
         token: Option<&str>,
-        counters: &Counters,
-    ) {
+    ) -> client::ScriptInvocation<'_> {
         let ttl_ms = ttl.map_or(0, |ttl| ttl.as_millis().max(1) as u64);
         let hash = codec::fnv1a(&[key.as_bytes()]);
-        let message = self.message(READY, &hash.to_le_bytes());
-        let reply = self.with(counters, |connection| {
-            self.publish_script
-                .key(key)
-                .key(lock_key(key))
-                .arg(bytes)
-                .arg(ttl_ms)
-                .arg(token.unwrap_or(""))
-                .arg(&self.channel)
-                .arg(&message)
-                .invoke::<client::Value>(connection)
-        });
+        let mut invocation = self.publish_script.prepare_invoke();
+        invocation
+            .key(key)
+            .key(lock_key(key))
+            .arg(bytes)
+            .arg(ttl_ms)
+            .arg(token.unwrap_or(""))
+            .arg(&self.channel)
+            .arg(self.message(READY, &hash.to_le_bytes()));
+        invocation
+    }
+
+    /// Counts what [`PUBLISH`] replied (`None`: the fault is counted already).
+    fn published(&self, reply: Option<client::Value>, counters: &Counters) {
         match reply {
             Some(client::Value::Array(items))
                 if matches!(items.first(), Some(client::Value::Int(1))) =>
@@ -878,18 +825,39 @@ impl RedisTier {
         }
     }
 
+    fn publish(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: Option<Duration>,
+        token: Option<&str>,
+        counters: &Counters,
+    ) {
+        let reply = self.with(counters, |connection| {
+            self.publish_invocation(key, bytes, ttl, token)
+                .invoke::<client::Value>(connection)
+        });
+        self.published(reply, counters);
+    }
+
+    /// The [`RELEASE`] script for `key`'s lock held with `token`.
+    fn release_invocation(&self, key: &str, token: &str) -> client::ScriptInvocation<'_> {
+        let hash = codec::fnv1a(&[key.as_bytes()]);
+        let mut invocation = self.release_script.prepare_invoke();
+        invocation
+            .key(lock_key(key))
+            .arg(token)
+            .arg(&self.channel)
+            .arg(self.message(READY, &hash.to_le_bytes()));
+        invocation
+    }
+
     fn release(&self, key: &str, token: Option<&str>, counters: &Counters) {
         let Some(token) = token else {
             return;
         };
-        let hash = codec::fnv1a(&[key.as_bytes()]);
-        let message = self.message(READY, &hash.to_le_bytes());
         self.with(counters, |connection| {
-            self.release_script
-                .key(lock_key(key))
-                .arg(token)
-                .arg(&self.channel)
-                .arg(&message)
+            self.release_invocation(key, token)
                 .invoke::<client::Value>(connection)
         });
     }
@@ -1035,32 +1003,6 @@ fn dispatch(payload: &[u8], me: u64, namespace: &str, waiters: &Waiters) {
             }
         }
         _ => {}
-    }
-}
-
-/// A parsed reply of [`LOOKUP`].
-enum LookupReply {
-    Value(Vec<u8>, i64),
-    Locked,
-    Busy(i64),
-    Refused,
-    Unexpected,
-}
-
-fn parse_lookup(reply: client::Value) -> LookupReply {
-    use client::Value;
-    let Value::Array(items) = reply else {
-        return LookupReply::Unexpected;
-    };
-    let mut items = items.into_iter();
-    match (items.next(), items.next(), items.next()) {
-        (Some(Value::Int(1)), Some(Value::BulkString(bytes)), Some(Value::Int(pttl))) => {
-            LookupReply::Value(bytes, pttl)
-        }
-        (Some(Value::Int(2)), None, None) => LookupReply::Locked,
-        (Some(Value::Int(3)), Some(Value::Int(pttl)), None) => LookupReply::Busy(pttl),
-        (Some(Value::Int(4)), _, _) => LookupReply::Refused,
-        _ => LookupReply::Unexpected,
     }
 }
 

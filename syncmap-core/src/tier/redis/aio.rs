@@ -15,14 +15,11 @@
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::redis as client;
 
-use super::{
-    codec, lock_key, parse_lookup, token, Counters, Event, Found, LookupReply, RedisTier, Ticket,
-    TierErrorKind, Waiter, READY,
-};
+use super::{Counters, Event, Found, LookupLoop, RedisTier, Step, Ticket, TierErrorKind, Waiter};
 
 /// The I/O thread's runtime, started on first use; `None` if it could not be started (the
 /// calls then compute locally).
@@ -194,21 +191,14 @@ impl RedisTier {
         counters: Arc<Counters>,
         waiter: Arc<Waiter>,
     ) -> Found {
-        let lock = lock_key(&key);
-        let token = token();
-        let lock_ms = self.config.lock_timeout.as_millis().max(1) as u64;
-        let hash = codec::fnv1a(&[key.as_bytes()]);
-        // The end of the wait, once this task waits (and is registered as a waiter).
-        let mut deadline: Option<Instant> = None;
+        let mut lookup = LookupLoop::new(&self, &key, true);
         let found = loop {
             if waiter.cancelled.load(Ordering::Acquire) {
                 break Found::Compute(Ticket::none());
             }
-            let script = &self.lookup_script;
             let reply = self
                 .try_with_async(&counters, |mut connection| {
-                    let mut invocation = script.prepare_invoke();
-                    invocation.key(&key).key(&lock).arg(&token).arg(lock_ms);
+                    let invocation = lookup.invocation();
                     async move {
                         invocation
                             .invoke_async::<client::Value>(&mut connection)
@@ -216,69 +206,21 @@ impl RedisTier {
                     }
                 })
                 .await;
-            let reply = match reply {
-                Ok(reply) => reply,
-                Err(kind) => {
-                    break Found::Compute(Ticket::unlocked(Arc::clone(&self), &key).faulted(kind))
-                }
-            };
-            match parse_lookup(reply) {
-                LookupReply::Value(bytes, pttl) => {
-                    break Found::Value {
-                        bytes,
-                        ttl_left: (pttl >= 0).then(|| Duration::from_millis(pttl as u64)),
-                    }
-                }
-                LookupReply::Locked => {
-                    break Found::Compute(Ticket {
-                        tier: Some(Arc::clone(&self)),
-                        key: key.clone(),
-                        token: Some(token),
-                        asynchronous: true,
-                        fault: None,
-                    })
-                }
-                LookupReply::Busy(lock_left) => {
-                    let now = Instant::now();
-                    let Some(until) = deadline else {
-                        // Register first, then ask again: an announcement between the two is
-                        // not lost.
-                        counters.bump(Event::Wait);
-                        let left = Duration::from_millis(lock_left.max(0) as u64)
-                            .min(self.config.lock_timeout);
-                        self.waiters.register_waiter(hash, &waiter);
-                        deadline = Some(now + left);
-                        continue;
-                    };
-                    if now >= until {
-                        counters.bump(Event::WaitTimeout);
-                        break Found::Compute(Ticket::unlocked(Arc::clone(&self), &key));
-                    }
+            match lookup.step(reply, &counters) {
+                Step::Done(found) => break found,
+                Step::Register => self.waiters.register_waiter(lookup.hash(), &waiter),
+                Step::Wait(until) => {
                     // Listen, then check: a wake-up between the two is not lost.
                     let listener = waiter.event.listen();
                     if !waiter.take_woken() && !waiter.cancelled.load(Ordering::Acquire) {
-                        let poll = (now + self.config.poll_interval).min(until);
-                        let _ = tokio::time::timeout_at(poll.into(), listener).await;
+                        let _ = tokio::time::timeout_at(until.into(), listener).await;
                         waiter.take_woken();
                     }
                 }
-                LookupReply::Refused => {
-                    counters.bump(Event::Error);
-                    self.fault_seen("the lock could not be written");
-                    break Found::Compute(
-                        Ticket::unlocked(Arc::clone(&self), &key).faulted(TierErrorKind::Refused),
-                    );
-                }
-                LookupReply::Unexpected => {
-                    counters.bump(Event::Error);
-                    break Found::Compute(
-                        Ticket::unlocked(Arc::clone(&self), &key).faulted(TierErrorKind::Refused),
-                    );
-                }
             }
         };
-        if deadline.is_some() {
-            self.waiters.unregister(hash, &waiter);
+        if lookup.registered() {
+            self.waiters.unregister(lookup.hash(), &waiter);
         }
         found
     }
@@ -292,59 +234,24 @@ impl RedisTier {
         token: Option<&str>,
         counters: &Counters,
     ) {
-        let ttl_ms = ttl.map_or(0, |ttl| ttl.as_millis().max(1) as u64);
-        let hash = codec::fnv1a(&[key.as_bytes()]);
-        let message = self.message(READY, &hash.to_le_bytes());
-        let script = &self.publish_script;
+        let invocation = self.publish_invocation(key, bytes, ttl, token);
         let reply = self
-            .with_async(counters, |mut connection| {
-                let mut invocation = script.prepare_invoke();
+            .with_async(counters, |mut connection| async move {
                 invocation
-                    .key(key)
-                    .key(lock_key(key))
-                    .arg(bytes)
-                    .arg(ttl_ms)
-                    .arg(token.unwrap_or(""))
-                    .arg(&self.channel)
-                    .arg(&message);
-                async move {
-                    invocation
-                        .invoke_async::<client::Value>(&mut connection)
-                        .await
-                }
+                    .invoke_async::<client::Value>(&mut connection)
+                    .await
             })
             .await;
-        match reply {
-            Some(client::Value::Array(items))
-                if matches!(items.first(), Some(client::Value::Int(1))) =>
-            {
-                counters.bump(Event::Write);
-            }
-            Some(_) => {
-                counters.bump(Event::Error);
-                self.fault_seen("a value could not be written (OOM?)");
-            }
-            None => {}
-        }
+        self.published(reply, counters);
     }
 
     /// [`release`](RedisTier::release) on the async connection.
     async fn release_async(&self, key: &str, token: &str, counters: &Counters) {
-        let hash = codec::fnv1a(&[key.as_bytes()]);
-        let message = self.message(READY, &hash.to_le_bytes());
-        let script = &self.release_script;
-        self.with_async(counters, |mut connection| {
-            let mut invocation = script.prepare_invoke();
+        let invocation = self.release_invocation(key, token);
+        self.with_async(counters, |mut connection| async move {
             invocation
-                .key(lock_key(key))
-                .arg(token)
-                .arg(&self.channel)
-                .arg(&message);
-            async move {
-                invocation
-                    .invoke_async::<client::Value>(&mut connection)
-                    .await
-            }
+                .invoke_async::<client::Value>(&mut connection)
+                .await
         })
         .await;
     }
