@@ -424,6 +424,11 @@ fn two_processes_of_async_tasks_compute_each_key_once() {
 }
 
 #[test]
+fn four_processes_of_async_tasks_compute_each_key_once() {
+    fleet_of("fleet_async", 4, 1000);
+}
+
+#[test]
 fn invalidate_and_clear_reach_the_other_process() {
     let _serial = serial();
     let server = shared_server();
