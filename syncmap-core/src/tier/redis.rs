@@ -675,11 +675,8 @@ impl RedisTier {
             Err(error) => {
                 // A reply error (OOM, script error) leaves the connection in sync; anything
                 // else (timeouts, I/O) may leave a reply unread: drop the connection.
-                let broken = error.is_io_error()
-                    || error.is_timeout()
-                    || error.is_connection_dropped()
-                    || error.is_unrecoverable_error()
-                    || !client::ConnectionLike::is_open(&connection);
+                let broken =
+                    breaks_connection(&error) || !client::ConnectionLike::is_open(&connection);
                 if !broken {
                     let mut pool = self.pool.lock();
                     if pool.len() < POOL {
@@ -1004,6 +1001,15 @@ fn dispatch(payload: &[u8], me: u64, namespace: &str, waiters: &Waiters) {
         }
         _ => {}
     }
+}
+
+/// Whether `error` leaves the connection unusable (a timeout or an I/O error, which may leave
+/// a reply unread), as opposed to a reply error (`OOM`, a script error).
+fn breaks_connection(error: &client::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_unrecoverable_error()
 }
 
 /// Short text for an error: its kind and detail, never the URL.

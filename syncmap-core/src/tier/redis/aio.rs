@@ -19,7 +19,10 @@ use std::time::Duration;
 
 use ::redis as client;
 
-use super::{Counters, Event, Found, LookupLoop, RedisTier, Step, Ticket, TierErrorKind, Waiter};
+use super::{
+    breaks_connection, Counters, Event, Found, LookupLoop, RedisTier, Step, Ticket, TierErrorKind,
+    Waiter,
+};
 
 /// The I/O thread's runtime, started on first use; `None` if it could not be started (the
 /// calls then compute locally).
@@ -170,10 +173,7 @@ impl RedisTier {
             Err(error) => {
                 // As the blocking path: a reply error (OOM, script error) keeps the connection;
                 // a timeout or an I/O error drops it (the next call reconnects) and backs off.
-                let broken = error.is_io_error()
-                    || error.is_timeout()
-                    || error.is_connection_dropped()
-                    || error.is_unrecoverable_error();
+                let broken = breaks_connection(&error);
                 if broken {
                     *self.multiplexed.lock().await = None;
                 }
