@@ -1,7 +1,9 @@
 //! `cargo bench --features redis --bench shared_tier [-- --quick]`: the shared Redis tier on its
 //! own `redis-server` (started here on a free loopback port).
 //!
-//! - local hit, Redis hit (local miss), compute-and-publish: ns or µs per call, one thread;
+//! - local hit, Redis hit (local miss), compute-and-publish: ns or µs per call, one thread,
+//!   for a sync function and for an `async fn` (awaited with `futures::executor::block_on`:
+//!   the async client's calls run on the tier's I/O thread);
 //! - a fleet: N processes (this binary, re-run) call a memoized function over Zipf-distributed
 //!   keys; prints the total number of computations with the tier and without it.
 
@@ -17,6 +19,11 @@ use syncmemo::tier::redis::{install_with, Config};
 
 #[memoize(shared)]
 fn shared_fn(x: u64) -> u64 {
+    std::hint::black_box(x.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+#[memoize(shared)]
+async fn shared_async_fn(x: u64) -> u64 {
     std::hint::black_box(x.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
@@ -168,13 +175,32 @@ fn main() {
     per_call("local hit (not shared)", n, |i| {
         local_fn(i);
     });
-    shared_fn_cache().clear(); // local only: Redis keeps the values
+    shared_fn_cache().clear_local(); // local only: Redis keeps the values
     per_call("Redis hit, local miss (shared)", n, |i| {
         shared_fn(i);
     });
     let stats = shared_fn_cache().shared_stats().unwrap();
     assert_eq!(stats.hits, n, "{stats:?}");
     assert_eq!(shared_fn_cache().stats().computations, n);
+
+    // The same for an `async fn` (the async client, on the tier's I/O thread).
+    use futures::executor::block_on;
+    per_call("compute-and-publish (shared async fn, new keys)", n, |i| {
+        block_on(shared_async_fn(i));
+    });
+    for i in 0..n {
+        block_on(shared_async_fn(i));
+    }
+    per_call("local hit (shared async fn)", n, |i| {
+        block_on(shared_async_fn(i));
+    });
+    shared_async_fn_cache().clear_local();
+    per_call("Redis hit, local miss (shared async fn)", n, |i| {
+        block_on(shared_async_fn(i));
+    });
+    let stats = shared_async_fn_cache().shared_stats().unwrap();
+    assert_eq!(stats.hits, n, "{stats:?}");
+    assert_eq!(shared_async_fn_cache().stats().computations, n);
 
     // The peer: cached's RedisCache on the same server (no local tier, no single flight).
     {

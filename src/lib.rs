@@ -38,7 +38,10 @@
 //!   on hits.
 //! - `inspector` (implies `serde`): `inspector::Inspector`, a live debug page of every cache
 //!   (an axum `Router`, or `serve(addr)` on its own thread), with JSON at the same paths.
-//!   The only feature that brings an async runtime (tokio) and an HTTP stack (axum, hyper).
+//!   The only feature that brings an HTTP stack (axum, hyper).
+//! - `redis` (and `redis-tls`): `#[memoize(shared)]`, a Redis tier behind the local cache (see
+//!   `syncmemo::tier`, documented when the feature is on). Its async client runs on a private
+//!   tokio runtime on one thread of its own, so `async fn`s may use any executor.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -220,8 +223,10 @@ pub use syncmap_core::*;
 /// concurrent misses across processes compute each key once (a lock in Redis). Keys and results
 /// must be serde's `Serialize + Deserialize`; the tier is installed once per process with
 /// `syncmemo::tier::redis::install(url)` or the `SYNCMEMO_REDIS_URL` environment variable. If
-/// Redis is down, slow or returns bytes that do not decode, calls compute locally. See
-/// the `syncmemo::tier` module (documented when the feature is on).
+/// Redis is down, slow or returns bytes that do not decode, calls compute locally. `async fn`
+/// works too (the tier's async client never blocks the executor). `f_cache()` returns a
+/// `syncmemo::tier::SharedMemo`, whose `invalidate` and `clear` act on Redis and on the other
+/// processes too. See the `syncmemo::tier` module (documented when the feature is on).
 ///
 /// ```ignore
 /// #[syncmemo::memoize(shared, ttl = "10m")]
@@ -230,7 +235,17 @@ pub use syncmap_core::*;
 /// }
 /// syncmemo::tier::redis::install("redis://127.0.0.1:6379/0")?;
 /// render("home", "en"); // computed once across the fleet
-/// render_cache().invalidate_shared(&("home".to_string(), "en".to_string())); // everywhere
+/// render_cache().invalidate(&syncmemo::memo::KeyRef(("home", "en"))); // everywhere
+/// ```
+///
+/// `tier_errors = "return"` (with `shared`, on a function returning `Result<T, E>` where
+/// `E: From<syncmemo::tier::TierError>`): when Redis cannot answer (down, past its timeout,
+/// an error reply, bytes that do not decode), the call returns `Err(E::from(TierError))`,
+/// not cached, instead of computing without the tier. `tier_errors = "compute"` is the default.
+///
+/// ```ignore
+/// #[syncmemo::memoize(shared, tier_errors = "return")]
+/// fn quote(id: u64) -> Result<Quote, AppError> { .. } // AppError: From<TierError>
 /// ```
 ///
 /// Methods: `&self` (or `self`) is part of the key, so different receivers never share results

@@ -14,8 +14,10 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis_server::RedisServer;
+use syncmemo::memo::KeyRef;
 use syncmemo::memoize;
 use syncmemo::tier::redis::{install_with, uninstall, Config};
+use syncmemo::tier::{TierError, TierErrorKind};
 
 /// One test at a time: the tier is global to the process.
 fn serial() -> MutexGuard<'static, ()> {
@@ -110,7 +112,7 @@ fn a_redis_hit_fills_the_local_cache_without_computing() {
     assert_eq!(square(12), 144); // computes, writes
     let stats = square_cache().shared_stats().unwrap();
     assert_eq!((stats.misses, stats.writes), (1, 1));
-    square_cache().invalidate(&12); // local only: Redis still has it
+    square_cache().invalidate_local(&12); // local only: Redis still has it
     assert_eq!(square(12), 144);
     let stats = square_cache().shared_stats().unwrap();
     assert_eq!(stats.hits, 1, "{stats:?}");
@@ -126,6 +128,20 @@ fn a_redis_hit_fills_the_local_cache_without_computing() {
 
 #[memoize(shared)]
 fn fleet_value(key: u64) -> String {
+    count_computation();
+    std::thread::sleep(Duration::from_millis(1));
+    format!("value-{}", key * 3 + 1)
+}
+
+#[memoize(shared)]
+async fn fleet_value_async(key: u64) -> String {
+    count_computation();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    format!("value-{}", key * 3 + 1)
+}
+
+/// Counts a computation in the test's Redis (`test:{namespace}:computations`).
+fn count_computation() {
     let url = std::env::var("SYNCMEMO_TEST_URL").unwrap();
     let namespace = std::env::var("SYNCMEMO_TEST_NS").unwrap();
     thread_local! {
@@ -140,8 +156,6 @@ fn fleet_value(key: u64) -> String {
             .query::<u64>(con)
             .unwrap();
     });
-    std::thread::sleep(Duration::from_millis(1));
-    format!("value-{}", key * 3 + 1)
 }
 
 #[memoize(shared)]
@@ -202,6 +216,53 @@ fn child_process() {
             });
             let local = fleet_value_cache().stats();
             let tier = fleet_value_cache().shared_stats().unwrap();
+            println!(
+                "CHILD computations={} redis_hits={} waits={} wait_timeouts={} faults={}",
+                local.computations,
+                tier.hits,
+                tier.waits,
+                tier.wait_timeouts,
+                tier.faults()
+            );
+        }
+        "fleet_async" => {
+            let keys: u64 = std::env::var("SYNCMEMO_TEST_KEYS")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let seed: u64 = std::env::var("SYNCMEMO_TEST_SEED")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                // Four tasks per process, each walking the keys from its own offset and stride.
+                let tasks: Vec<_> = (0..4u64)
+                    .map(|task| {
+                        tokio::spawn(async move {
+                            let stride =
+                                [1, 7, 11, 13, 17, 19, 23, 29][((seed * 4 + task) % 8) as usize];
+                            let start = seed * 251 + task * 97;
+                            for i in 0..keys {
+                                let key = (start + i * stride) % keys;
+                                assert_eq!(
+                                    fleet_value_async(key).await,
+                                    format!("value-{}", key * 3 + 1)
+                                );
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.unwrap();
+                }
+            });
+            let local = fleet_value_async_cache().stats();
+            let tier = fleet_value_async_cache().shared_stats().unwrap();
             println!(
                 "CHILD computations={} redis_hits={} waits={} wait_timeouts={} faults={}",
                 local.computations,
@@ -305,13 +366,17 @@ fn run_children(
 }
 
 fn fleet(processes: usize, keys: u64) {
+    fleet_of("fleet", processes, keys);
+}
+
+fn fleet_of(role: &str, processes: usize, keys: u64) {
     let _serial = serial();
     let server = shared_server();
-    let namespace = format!("fleet{processes}");
+    let namespace = format!("{role}{processes}");
     let outputs = run_children(
         server,
         &namespace,
-        "fleet",
+        role,
         processes,
         &[("SYNCMEMO_TEST_KEYS", keys.to_string())],
         |_| {},
@@ -354,6 +419,16 @@ fn four_processes_compute_each_key_once() {
 }
 
 #[test]
+fn two_processes_of_async_tasks_compute_each_key_once() {
+    fleet_of("fleet_async", 2, 1000);
+}
+
+#[test]
+fn four_processes_of_async_tasks_compute_each_key_once() {
+    fleet_of("fleet_async", 4, 1000);
+}
+
+#[test]
 fn invalidate_and_clear_reach_the_other_process() {
     let _serial = serial();
     let server = shared_server();
@@ -377,8 +452,9 @@ fn invalidate_and_clear_reach_the_other_process() {
             assert!(Instant::now() < deadline, "the child never subscribed");
             std::thread::sleep(Duration::from_millis(2));
         }
-        // This process never called `listened`: it deletes by key, in Redis, and tells.
-        assert!(listened_cache().invalidate_shared(&"a:b".to_string()));
+        // This process never called `listened`: the plain `invalidate`, with a borrowed key,
+        // deletes in Redis and tells the other process.
+        assert!(listened_cache().invalidate("a:b"));
         let keys = all_keys(con);
         assert_eq!(
             keys.iter().filter(|k| k.starts_with("listen:")).count(),
@@ -386,10 +462,120 @@ fn invalidate_and_clear_reach_the_other_process() {
             "{keys:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(listened_cache().clear_shared(), 1);
+        assert_eq!(listened_cache().clear(), 1);
         assert!(!all_keys(con).iter().any(|k| k.starts_with("listen:")));
     });
     assert!(outputs[0].contains("CHILD invalidated") && outputs[0].contains("CHILD cleared"));
+    uninstall();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plain `invalidate` and `clear` act on both tiers; the `_local` ones on this process.
+
+#[memoize(shared)]
+fn pair(name: &str, n: u32) -> String {
+    format!("{name}{n}")
+}
+
+/// A view of a `String` key that is `Equivalent` to it but serializes as something else.
+struct Mislabeled<'a>(&'a str);
+
+impl std::hash::Hash for Mislabeled<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl syncmemo::Equivalent<String> for Mislabeled<'_> {
+    fn equivalent(&self, key: &String) -> bool {
+        self.0 == key
+    }
+}
+
+impl serde::Serialize for Mislabeled<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.0.len() as u64)
+    }
+}
+
+#[test]
+fn plain_invalidate_and_clear_reach_redis_local_ones_do_not() {
+    let _serial = serial();
+    let server = shared_server();
+    install(&server.url(), "plain");
+    let mut con = server.connection();
+    let ours = |con: &mut redis::Connection| -> Vec<String> {
+        let mut keys: Vec<String> = all_keys(con)
+            .into_iter()
+            .filter(|k| k.starts_with("plain:"))
+            .collect();
+        keys.sort();
+        keys
+    };
+    for (name, n) in [("x", 1), ("y", 2), ("z", 3)] {
+        assert_eq!(pair(name, n), format!("{name}{n}"));
+    }
+    assert_eq!(ours(&mut con).len(), 3);
+    // A borrowed tuple key: deleted here and in Redis.
+    assert!(pair_cache().invalidate(&KeyRef(("x", &1u32))));
+    assert_eq!(pair_cache().get(&KeyRef(("x", &1u32))), None);
+    assert_eq!(ours(&mut con).len(), 2);
+    // Known to Redis only: still deleted there (`true`: Redis held it).
+    pair_cache().invalidate_local(&KeyRef(("y", &2u32)));
+    assert!(pair_cache().invalidate(&("y".to_string(), 2u32)));
+    assert_eq!(ours(&mut con).len(), 1);
+    assert!(
+        !pair_cache().invalidate(&KeyRef(("y", &2u32))),
+        "nothing left"
+    );
+    // `_local`: Redis keeps the value, and the next call is a Redis hit.
+    assert!(pair_cache().invalidate_local(&KeyRef(("z", &3u32))));
+    assert_eq!(ours(&mut con).len(), 1);
+    let computations = pair_cache().stats().computations;
+    assert_eq!(pair("z", 3), "z3");
+    assert_eq!(pair_cache().stats().computations, computations);
+    // `Memo::invalidate` through a `&Memo`: this process only (documented).
+    assert!(pair_cache().memo().invalidate(&KeyRef(("z", &3u32))));
+    assert_eq!(ours(&mut con).len(), 1);
+    // `clear_local` leaves Redis; `clear` (on the handle or on the `&Memo`) empties it.
+    assert_eq!(pair("w", 4), "w4");
+    pair_cache().clear_local();
+    assert!(pair_cache().is_empty());
+    assert_eq!(ours(&mut con).len(), 2);
+    assert_eq!(pair("w", 4), "w4"); // a Redis hit
+    pair_cache().memo().clear();
+    assert!(pair_cache().is_empty());
+    assert!(ours(&mut con).is_empty());
+    assert_eq!(pair_cache().shared_stats().unwrap().faults(), 0);
+    uninstall();
+}
+
+#[test]
+fn a_view_that_does_not_encode_as_its_key_leaves_redis_alone() {
+    let _serial = serial();
+    let server = shared_server();
+    install(&server.url(), "mislabeled");
+    let mut con = server.connection();
+    assert_eq!(listened("abc".to_string()), 3);
+    let count = |con: &mut redis::Connection| {
+        all_keys(con)
+            .iter()
+            .filter(|k| k.starts_with("mislabeled:"))
+            .count()
+    };
+    assert_eq!(count(&mut con), 1);
+    // Removed here (it is `Equivalent`), but its bytes do not name the key: Redis keeps it and
+    // the fault is counted.
+    let errors = listened_cache().shared_stats().unwrap().errors;
+    assert!(listened_cache().invalidate(&Mislabeled("abc")));
+    assert_eq!(count(&mut con), 1);
+    assert_eq!(
+        listened_cache().shared_stats().unwrap().errors,
+        errors + 1,
+        "counted"
+    );
+    assert!(listened_cache().invalidate("abc"));
+    assert_eq!(count(&mut con), 0);
     uninstall();
 }
 
@@ -414,7 +600,7 @@ fn values_expire_in_redis_and_locally_from_their_computation() {
     assert!(pttl > 0 && pttl <= 400, "PTTL {pttl}");
     // A copy fetched from Redis later expires locally with the original, not a TTL later.
     std::thread::sleep(Duration::from_millis(250));
-    stamped_cache().invalidate(&1);
+    stamped_cache().invalidate_local(&1);
     assert_eq!(stamped(1), 2);
     assert_eq!(stamped_cache().shared_stats().unwrap().hits, 1);
     std::thread::sleep(Duration::from_millis(200)); // 450 ms after the computation
@@ -508,7 +694,7 @@ fn hostile_keys_stay_inside_their_prefix() {
         );
     }
     // Clearing one function leaves the other's keys.
-    assert_eq!(measure_cache().clear_shared(), hostile.len() as u64);
+    assert_eq!(measure_cache().clear(), hostile.len() as u64);
     let left = all_keys(&mut con);
     assert_eq!(
         left.iter().filter(|k| k.starts_with("keys:")).count(),
@@ -643,7 +829,7 @@ fn garbage_bytes_are_recomputed_and_overwritten() {
             .arg(garbage)
             .query::<()>(&mut con)
             .unwrap();
-        decoded_cache().invalidate("a");
+        decoded_cache().invalidate_local("a");
         assert_eq!(decoded("a".into()), "<a>");
         let now: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut con).unwrap();
         assert_ne!(now, garbage, "the garbage was overwritten");
@@ -652,7 +838,7 @@ fn garbage_bytes_are_recomputed_and_overwritten() {
     assert_eq!(stats.decode_errors, 3, "{stats:?}");
     assert_eq!(decoded_cache().stats().computations, 4);
     // Overwritten with a good value: a fresh local miss is a Redis hit again.
-    decoded_cache().invalidate("a");
+    decoded_cache().invalidate_local("a");
     assert_eq!(decoded("a".into()), "<a>");
     assert_eq!(decoded_cache().stats().computations, 4);
     uninstall();
@@ -742,5 +928,303 @@ fn no_server_at_all_means_local_caching() {
     assert_eq!(unreachable_tier_cache().stats().computations, 1);
     let stats = unreachable_tier_cache().shared_stats().unwrap();
     assert_eq!(stats.errors, 1, "{stats:?}");
+    uninstall();
+}
+
+// ---------------------------------------------------------------------------------------------
+// `async fn`: the async client, on any executor; faults and cancellation.
+
+#[memoize(shared)]
+async fn cube_async(x: u64) -> u64 {
+    x * x * x
+}
+
+#[test]
+fn an_async_fn_shares_through_redis_on_any_executor() {
+    let _serial = serial();
+    let server = shared_server();
+    install(&server.url(), "async");
+    // futures' executor: no tokio runtime on this thread.
+    assert_eq!(futures::executor::block_on(cube_async(3)), 27);
+    let stats = cube_async_cache().shared_stats().unwrap();
+    assert_eq!((stats.misses, stats.writes), (1, 1), "{stats:?}");
+    cube_async_cache().invalidate_local(&3);
+    // tokio, current-thread: a Redis hit, no computation.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(runtime.block_on(cube_async(3)), 27);
+    assert_eq!(cube_async_cache().shared_stats().unwrap().hits, 1);
+    assert_eq!(cube_async_cache().stats().computations, 1);
+    // The plain `invalidate` reaches Redis from async code too.
+    assert!(cube_async_cache().invalidate(&3));
+    assert_eq!(runtime.block_on(cube_async(3)), 27);
+    assert_eq!(cube_async_cache().stats().computations, 2);
+    uninstall();
+}
+
+/// Runs `test` on a multi-threaded tokio runtime (the caller holds `serial()`, which must not be
+/// held across an `.await`).
+fn on_tokio(test: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test);
+}
+
+#[memoize(shared)]
+async fn resilient_async(x: u64) -> u64 {
+    x * 10 + 7
+}
+
+#[test]
+fn an_async_fn_survives_a_killed_then_restarted_server() {
+    let _serial = serial();
+    on_tokio(an_async_fn_survives_a_killed_then_restarted_server_body());
+}
+
+async fn an_async_fn_survives_a_killed_then_restarted_server_body() {
+    let mut server = RedisServer::start();
+    install(&server.url(), "crash_async");
+    for x in 0..50 {
+        assert_eq!(resilient_async(x).await, x * 10 + 7);
+    }
+    let before = resilient_async_cache().shared_stats().unwrap();
+    assert_eq!((before.writes, before.faults()), (50, 0), "{before:?}");
+    server.kill();
+    for x in 50..100 {
+        assert_eq!(resilient_async(x).await, x * 10 + 7);
+    }
+    let down = resilient_async_cache().shared_stats().unwrap();
+    assert!(down.faults() >= 1, "{down:?}");
+    assert!(down.skipped >= 1, "backs off: {down:?}");
+    assert_eq!(down.writes, 50);
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut x = 100;
+    while resilient_async_cache().shared_stats().unwrap().writes == 50 {
+        assert!(
+            Instant::now() < deadline,
+            "the async tier never reconnected"
+        );
+        assert_eq!(resilient_async(x).await, x * 10 + 7);
+        x += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(resilient_async_cache().stats().computations, x);
+    uninstall();
+}
+
+#[memoize(shared)]
+async fn patient_async(x: u64) -> u64 {
+    x + 2000
+}
+
+#[test]
+fn an_async_call_to_a_paused_server_times_out_and_computes() {
+    let _serial = serial();
+    on_tokio(an_async_call_to_a_paused_server_times_out_and_computes_body());
+}
+
+async fn an_async_call_to_a_paused_server_times_out_and_computes_body() {
+    let server = RedisServer::start();
+    install(&server.url(), "pause_async");
+    assert_eq!(patient_async(1).await, 2001);
+    let sleeper = std::thread::spawn({
+        let mut con = server.connection();
+        move || {
+            redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg("1")
+                .query::<()>(&mut con)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(patient_async(2).await, 2002);
+    sleeper.join().unwrap().unwrap();
+    let stats = patient_async_cache().shared_stats().unwrap();
+    assert!(stats.timeouts >= 1, "{stats:?}");
+    uninstall();
+}
+
+#[memoize(shared)]
+async fn slow_async(x: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    x + 1
+}
+
+#[test]
+fn a_dropped_async_computation_releases_its_lock_and_its_cell() {
+    let _serial = serial();
+    on_tokio(a_dropped_async_computation_releases_its_lock_and_its_cell_body());
+}
+
+async fn a_dropped_async_computation_releases_its_lock_and_its_cell_body() {
+    let server = shared_server();
+    install(&server.url(), "cancel");
+    let mut con = server.connection();
+    // Dropped while computing, holding the key's lock in Redis.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), slow_async(1))
+            .await
+            .is_err()
+    );
+    // The lock is released (not left to expire after its 5 s lifetime).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let locks: Vec<String> = all_keys(&mut con)
+            .into_iter()
+            .filter(|k| k.starts_with("cancel:") && k.ends_with(":lock"))
+            .collect();
+        if locks.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lock was not released: {locks:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // No stuck local cell: the next call computes and caches.
+    assert_eq!(slow_async(1).await, 2);
+    assert_eq!(slow_async_cache().get(&1), Some(2));
+    let stats = slow_async_cache().shared_stats().unwrap();
+    assert_eq!(stats.wait_timeouts, 0, "{stats:?}");
+    assert_eq!(stats.writes, 1, "{stats:?}");
+    assert_eq!(slow_async_cache().stats().computations, 2);
+    uninstall();
+}
+
+#[memoize(shared)]
+async fn waited_async(x: String) -> usize {
+    x.len() * 3
+}
+
+#[test]
+fn an_async_caller_waits_for_another_process_then_takes_a_stale_lock() {
+    let _serial = serial();
+    on_tokio(an_async_caller_waits_for_another_process_then_takes_a_stale_lock_body());
+}
+
+async fn an_async_caller_waits_for_another_process_then_takes_a_stale_lock_body() {
+    let server = shared_server();
+    install(&server.url(), "stale_async");
+    let mut con = server.connection();
+    assert_eq!(waited_async("first".into()).await, 15);
+    let prefix = prefix_of(
+        &all_keys(&mut con)
+            .into_iter()
+            .filter(|k| k.starts_with("stale_async:"))
+            .collect::<Vec<_>>(),
+    );
+    let lock = format!("{prefix}{}:lock", encoded_string_key("second"));
+    let set_lock = |con: &mut redis::Connection| {
+        redis::cmd("SET")
+            .arg(&lock)
+            .arg("crashed-owner")
+            .arg("PX")
+            .arg(400)
+            .query::<()>(con)
+            .unwrap();
+    };
+    // A caller dropped while waiting for the lock's owner leaves nothing behind.
+    set_lock(&mut con);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), waited_async("second".into()))
+            .await
+            .is_err()
+    );
+    assert_eq!(waited_async_cache().get("second"), None);
+    // A caller that waits the lock out computes and publishes.
+    set_lock(&mut con);
+    assert_eq!(waited_async("second".into()).await, 18);
+    let stats = waited_async_cache().shared_stats().unwrap();
+    // Both waits ended without a value; the second took the lock once it expired.
+    assert_eq!((stats.waits, stats.misses), (2, 2), "{stats:?}");
+    assert_eq!(stats.writes, 2, "{stats:?}");
+    uninstall();
+}
+
+// ---------------------------------------------------------------------------------------------
+// `tier_errors = "return"`: faults reach functions returning `Result`.
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+enum LookupError {
+    Tier(String),
+    Missing,
+}
+
+impl From<TierError> for LookupError {
+    fn from(error: TierError) -> Self {
+        LookupError::Tier(format!("{:?}", error.kind()))
+    }
+}
+
+#[memoize(shared, tier_errors = "return")]
+fn strict(x: u64) -> Result<u64, LookupError> {
+    if x == 0 {
+        Err(LookupError::Missing)
+    } else {
+        Ok(x * 2)
+    }
+}
+
+#[memoize(shared, tier_errors = "return")]
+async fn strict_async(x: u64) -> Result<u64, LookupError> {
+    Ok(x * 3)
+}
+
+fn tier_error(kind: TierErrorKind) -> LookupError {
+    LookupError::from(TierError::from(kind))
+}
+
+#[test]
+fn tier_errors_return_faults_to_functions_returning_result() {
+    let _serial = serial();
+    let mut server = RedisServer::start();
+    install(&server.url(), "strict");
+    let mut con = server.connection();
+    assert_eq!(strict(1), Ok(2));
+    assert_eq!(strict(0), Err(LookupError::Missing));
+    assert_eq!(futures::executor::block_on(strict_async(1)), Ok(3));
+    // Garbage in Redis: a decode error, returned (and not cached).
+    let key = all_keys(&mut con)
+        .into_iter()
+        .find(|k| k.starts_with("strict:") && k.contains("::strict:"))
+        .unwrap();
+    redis::cmd("SET")
+        .arg(&key)
+        .arg("garbage")
+        .query::<()>(&mut con)
+        .unwrap();
+    strict_cache().invalidate_local(&1);
+    assert_eq!(strict(1), Err(tier_error(TierErrorKind::Decode)));
+    assert_eq!(strict_cache().get(&1), None, "a tier error is not cached");
+    let computations = strict_cache().stats().computations;
+    assert_eq!(computations, 2, "no computation for the fault");
+    // Redis down: sync and async calls return the error; local hits still answer.
+    redis::cmd("DEL").arg(&key).query::<()>(&mut con).unwrap();
+    assert_eq!(strict(1), Ok(2));
+    server.kill();
+    assert_eq!(strict(2), Err(tier_error(TierErrorKind::Unavailable)));
+    assert_eq!(strict(1), Ok(2), "a local hit");
+    assert_eq!(
+        futures::executor::block_on(strict_async(2)),
+        Err(tier_error(TierErrorKind::Unavailable))
+    );
+    assert_eq!(strict_cache().stats().computations, 3);
+    let stats = strict_cache().shared_stats().unwrap();
+    assert!(stats.faults() >= 2, "{stats:?}");
+    // Back up: the calls compute and share again.
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while strict(2).is_err() {
+        assert!(Instant::now() < deadline, "the tier never reconnected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(strict_cache().get(&2), Some(Ok(4)));
     uninstall();
 }

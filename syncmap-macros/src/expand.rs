@@ -106,6 +106,23 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         },
         None => quote!(::core::option::Option::None),
     };
+    // `tier_errors = "return"`: how a fault of the tier becomes the result (`Err(E::from(..))`),
+    // checked at the return type. The field exists with the `redis` feature only.
+    let tier_error = if !cfg!(feature = "redis") {
+        quote!()
+    } else if let Some((_, true)) = options.tier_errors {
+        let span = match &sig.output {
+            syn::ReturnType::Type(_, ty) => ty.span(),
+            syn::ReturnType::Default => sig.ident.span(),
+        };
+        quote_spanned! {span=>
+            tier_error: ::core::option::Option::Some(
+                <#value_ty as ::syncmemo::tier::FromTierError>::from_tier_error,
+            ),
+        }
+    } else {
+        quote!(tier_error: ::core::option::Option::None,)
+    };
     let memo_options = quote! {
         ::syncmemo::__private::MemoOptions {
             capacity: #capacity,
@@ -125,6 +142,7 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
             value: ::syncmemo::__private::debug_fn!(#value_ty),
             shared: #shared_factory,
             weigher: #weigher,
+            #tier_error
         }
     };
 
@@ -248,10 +266,17 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         ::core::column!()
     ));
     let uncached_call = quote!(#path_prefix #uncached_fn #turbofish(#(#call_args),*));
+    // A `shared` function's `f_cache()` returns a `SharedMemo` (whose `invalidate` and `clear`
+    // reach Redis); the function itself uses the `Memo` inside.
+    let to_memo = if options.shared.is_some() {
+        quote!(.memo())
+    } else {
+        quote!()
+    };
     let (lookup, wrapper_lookup, compute) = if in_impl {
         (
             lookup,
-            quote!(#path_prefix #cache_fn #turbofish()),
+            quote!(#path_prefix #cache_fn #turbofish() #to_memo),
             quote!(move || #uncached_call),
         )
     } else {
@@ -311,6 +336,17 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
             // On a miss the owned key is built before the arguments move into the body.
             #miss_call
     };
+    let (cache_ty, cache_value) = if options.shared.is_some() {
+        (
+            quote!(::syncmemo::tier::SharedMemo<#key_ty, #value_ty>),
+            quote!(::syncmemo::tier::SharedMemo::__new({ #lookup })),
+        )
+    } else {
+        (
+            quote!(&'static ::syncmemo::Memo<#key_ty, #value_ty>),
+            lookup,
+        )
+    };
     let mut body = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, body);
     body.set_span(block.brace_token.span.join());
 
@@ -322,9 +358,9 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> syn::Result<Token
         #[doc = #cache_doc]
         #(#other_attrs)*
         #[allow(clippy::type_complexity, dead_code)]
-        #vis fn #cache_fn #impl_generics () -> &'static ::syncmemo::Memo<#key_ty, #value_ty> #where_clause {
+        #vis fn #cache_fn #impl_generics () -> #cache_ty #where_clause {
             #probe
-            #lookup
+            #cache_value
         }
 
         #[doc = #uncached_doc]

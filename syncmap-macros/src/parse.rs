@@ -25,10 +25,12 @@ pub(crate) struct Options {
     pub(crate) max_weight: Option<(Span, TokenStream)>,
     /// The path of a `fn(&K, &V) -> u64`.
     pub(crate) weigher: Option<(Span, syn::Path)>,
+    /// `tier_errors = "return"` (`true`) or `"compute"` (`false`, the default).
+    pub(crate) tier_errors: Option<(Span, bool)>,
 }
 
-const KNOWN: &str =
-    "capacity, ttl, key, ignore, cache_err, skip_none, in_impl, shared, max_weight, weigher";
+const KNOWN: &str = "capacity, ttl, key, ignore, cache_err, skip_none, in_impl, shared, \
+     tier_errors, max_weight, weigher";
 
 /// Parses the attribute's arguments, collecting every error.
 pub(crate) fn options(args: TokenStream) -> syn::Result<Options> {
@@ -57,6 +59,7 @@ pub(crate) fn options(args: TokenStream) -> syn::Result<Options> {
             Value::Shared => options.shared.replace(span).is_some(),
             Value::MaxWeight(n) => options.max_weight.replace((span, n)).is_some(),
             Value::Weigher(path) => options.weigher.replace((span, path)).is_some(),
+            Value::TierErrors(ret) => options.tier_errors.replace((span, ret)).is_some(),
         };
         if duplicate {
             fail(syn::Error::new(
@@ -88,6 +91,7 @@ enum Value {
     Shared,
     MaxWeight(TokenStream),
     Weigher(syn::Path),
+    TierErrors(bool),
 }
 
 impl Parse for Option_ {
@@ -147,6 +151,17 @@ impl Parse for Option_ {
                         .map_err(|e| syn::Error::new(e.span(), WEIGHER_ALLOWED))?,
                 )
             }
+            "tier_errors" => {
+                input.parse::<Token![=]>()?;
+                let lit: LitStr = input
+                    .parse()
+                    .map_err(|e| syn::Error::new(e.span(), TIER_ERRORS_ALLOWED))?;
+                match lit.value().as_str() {
+                    "return" => Value::TierErrors(true),
+                    "compute" => Value::TierErrors(false),
+                    _ => return Err(syn::Error::new(lit.span(), TIER_ERRORS_ALLOWED)),
+                }
+            }
             "cache_err" => Value::CacheErr,
             "skip_none" => Value::SkipNone,
             "in_impl" => Value::InImpl,
@@ -168,6 +183,10 @@ impl Parse for Option_ {
         Ok(Option_ { name, value })
     }
 }
+
+const TIER_ERRORS_ALLOWED: &str = "`tier_errors` takes \"return\" (a fault of the shared tier \
+     is returned as `Err(E::from(TierError))`) or \"compute\" (the default: the call computes \
+     without the tier)";
 
 const CAPACITY_ALLOWED: &str = "`capacity` takes a whole number of entries, at least 1: \
      `capacity = 1000`, or a constant `usize` expression such as `capacity = CACHE_SIZE` or \

@@ -238,13 +238,20 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
             errors.push(span, "`cache_err` applies to functions returning `Result`");
         }
     }
-    if let (Some(span), Some(_)) = (options.shared, &sig.asyncness) {
-        errors.push(
-            span,
-            "`shared` does not apply to `async fn` yet: the Redis tier's client blocks the \
-             calling thread, which an async executor must not do; memoize the `async fn` \
-             locally (without `shared`), or make the shared function synchronous",
-        );
+    if let Some((span, returns)) = options.tier_errors {
+        if options.shared.is_none() {
+            errors.push(
+                span,
+                "`tier_errors` applies to `shared` functions: `#[memoize(shared, tier_errors = \
+                 \"return\")]`",
+            );
+        } else if returns && return_kind != ReturnKind::Result {
+            errors.push(
+                span,
+                "`tier_errors = \"return\"` applies to functions returning `Result`: a fault of \
+                 the shared tier is returned as `Err(E::from(syncmemo::tier::TierError))`",
+            );
+        }
     }
     if let Some(span) = options.skip_none {
         if return_kind != ReturnKind::Option {
@@ -361,6 +368,11 @@ pub(crate) fn plan(function: &ItemFn, options: &Options) -> syn::Result<Plan> {
         key_asserts.extend(quote_spanned! {value_span=>
             <#value_ty as ::syncmemo::tier::SharedType>::__assert();
         });
+        if let Some((_, true)) = options.tier_errors {
+            key_asserts.extend(quote_spanned! {value_span=>
+                let _ = <#value_ty as ::syncmemo::tier::FromTierError>::from_tier_error;
+            });
+        }
     }
 
     let per_instantiation = has_receiver

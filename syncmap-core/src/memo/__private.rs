@@ -118,6 +118,9 @@ pub struct MemoDebug<K, V> {
     pub shared: Option<SharedFactory>,
     /// Weighs an entry (`weigher = f`).
     pub weigher: Option<fn(&K, &V) -> u64>,
+    /// Makes the result a tier fault returns (`tier_errors = "return"`).
+    #[cfg(feature = "redis")]
+    pub tier_error: Option<fn(crate::tier::TierError) -> V>,
 }
 
 impl<K, V> Default for MemoDebug<K, V> {
@@ -127,6 +130,8 @@ impl<K, V> Default for MemoDebug<K, V> {
             value: None,
             shared: None,
             weigher: None,
+            #[cfg(feature = "redis")]
+            tier_error: None,
         }
     }
 }

@@ -20,7 +20,7 @@
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::flight::{self, Claim};
 use super::slot::{Slot, SlotRef, Stored};
@@ -66,12 +66,14 @@ where
             key: &key,
             slot: &slot,
         };
-        self.counters.bump(Counter::Computation);
-        let value = flight::run_marked(token, compute).await;
-        if keep(&value) {
+        let (value, age, kept) = self.compute_async(&key, token, compute, keep).await;
+        if kept {
             let stored = Stored {
                 value: value.clone(),
-                at: self.config.ttl.is_some().then(Instant::now),
+                at: self.config.ttl.is_some().then(|| {
+                    let now = Instant::now();
+                    now.checked_sub(age).unwrap_or(now)
+                }),
             };
             // The claim makes this the only initializer of the cell.
             let _ = slot.0.cell.get_or_try_init(|| Ok::<_, ()>(stored));
@@ -84,6 +86,32 @@ where
             drop(abandon);
         }
         value
+    }
+
+    /// The computation of a claimed cell: the value, its age (a value from the shared tier was
+    /// computed earlier), and whether to keep it. For a `shared` cache, asks the tier first.
+    async fn compute_async<F>(
+        &'static self,
+        key: &K,
+        token: u64,
+        compute: F,
+        keep: impl FnOnce(&V) -> bool,
+    ) -> (V, Duration, bool)
+    where
+        F: Future<Output = V>,
+    {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = self.shared_key(key) {
+            return self
+                .compute_shared_async(shared, token, compute, keep)
+                .await;
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = key;
+        self.counters.bump(Counter::Computation);
+        let value = flight::run_marked(token, compute).await;
+        let kept = keep(&value);
+        (value, Duration::ZERO, kept)
     }
 
     /// Finds the key's cell and either claims its computation (`Ok`) or returns a value: a

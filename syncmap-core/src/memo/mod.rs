@@ -392,6 +392,10 @@ where
     ///
     /// The key is borrowed as for [`get`](Self::get): [`KeyRef`] for a tuple key.
     ///
+    /// This process only: for a `#[memoize(shared)]` function (feature `redis`), `f_cache()`
+    /// returns a `SharedMemo` whose own `invalidate` also deletes the key in Redis and in the
+    /// other processes; through a plain `&Memo` the key is removed here only.
+    ///
     /// ```
     /// use syncmemo::memo::KeyRef;
     ///
@@ -453,6 +457,10 @@ where
 
     /// Removes every cached value (computations in flight finish but are not cached).
     ///
+    /// On a `#[memoize(shared)]` cache (feature `redis`) it also deletes the function's keys in
+    /// Redis (`SCAN` on its prefix, never `FLUSHDB`) and tells the other processes to clear
+    /// their local caches; see `SharedMemo::clear` in the `tier` module.
+    ///
     /// ```
     /// #[syncmemo::memoize]
     /// fn double(x: u8) -> u8 {
@@ -463,6 +471,15 @@ where
     /// assert!(double_cache().is_empty());
     /// ```
     pub fn clear(&self) {
+        self.clear_here();
+        #[cfg(feature = "redis")]
+        if let Some(hook) = &self.shared {
+            hook.clear();
+        }
+    }
+
+    /// [`clear`](Self::clear) in this process only.
+    pub(crate) fn clear_here(&self) {
         self.map.clear();
         self.forget_all();
     }

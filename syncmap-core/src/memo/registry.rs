@@ -187,7 +187,8 @@ impl MemoHandle {
         self.0.invalidate_debug(key)
     }
 
-    /// Removes every cached value.
+    /// Removes every cached value ([`Memo::clear`]: for a `#[memoize(shared)]` function, in
+    /// Redis and in the other processes too).
     ///
     /// ```
     /// for cache in syncmemo::memo::registry() {
@@ -285,7 +286,8 @@ pub fn registry() -> Vec<MemoHandle> {
 /// memoized function called so far, and every cache made with
 /// [`MemoBuilder::build_static`](super::MemoBuilder::build_static)); returns how many caches it
 /// cleared. Computations in flight finish and return their values to their callers, but those
-/// values are not cached. Statistics are kept.
+/// values are not cached. Statistics are kept. As [`Memo::clear`], it also deletes the keys of
+/// `#[memoize(shared)]` functions in Redis (feature `redis`) and tells the other processes.
 ///
 /// For tests that must start cold, or after a change that invalidates everything (a new
 /// configuration, a reloaded data set).

@@ -9,7 +9,8 @@ use std::time::Duration;
 use super::slot::{Outcome, SlotRef};
 use super::stats::Counter;
 use super::{__private::SharedFactory, Memo, RemoveOnUnwind};
-use crate::tier::{Hook, HookBox, Lookup, TierStats};
+use crate::tier::redis::Ticket;
+use crate::tier::{Hook, HookBox, Lookup, TierError, TierStats};
 use crate::Equivalent;
 
 impl<K, V> Memo<K, V>
@@ -75,6 +76,10 @@ where
                 started.set(true);
                 match hook.lookup(&shared_key) {
                     Lookup::Found { value, age } => (value, age),
+                    Lookup::Compute(ticket) if self.returns_fault(&ticket) => {
+                        kept.set(false);
+                        (self.fault_value(ticket), Duration::ZERO)
+                    }
                     Lookup::Compute(ticket) => {
                         counters.bump(Counter::Computation);
                         let value = compute();
@@ -105,9 +110,58 @@ where
         }
     }
 
+    /// [`compute_async`](Memo::compute_async) for a `shared` cache: ask the tier (awaiting
+    /// another process's computation without blocking), compute only if it says so, publish.
+    /// If this future is dropped while computing, the ticket's drop releases the Redis lock.
+    pub(super) async fn compute_shared_async<F>(
+        &'static self,
+        (hook, shared_key): (&'static dyn Hook<K, V>, String),
+        token: u64,
+        compute: F,
+        keep: impl FnOnce(&V) -> bool,
+    ) -> (V, Duration, bool)
+    where
+        F: std::future::Future<Output = V>,
+    {
+        match hook.lookup_async(shared_key).await {
+            Lookup::Found { value, age } => (value, age, true),
+            Lookup::Compute(ticket) if self.returns_fault(&ticket) => {
+                (self.fault_value(ticket), Duration::ZERO, false)
+            }
+            Lookup::Compute(ticket) => {
+                self.counters.bump(Counter::Computation);
+                let value = super::flight::run_marked(token, compute).await;
+                if keep(&value) {
+                    hook.publish_async(ticket, &value).await;
+                    (value, Duration::ZERO, true)
+                } else {
+                    drop(ticket);
+                    (value, Duration::ZERO, false)
+                }
+            }
+        }
+    }
+
+    /// Whether the tier could not answer and this function returns its faults
+    /// (`tier_errors = "return"`) instead of computing.
+    fn returns_fault(&self, ticket: &Ticket) -> bool {
+        ticket.fault().is_some() && self.debug.tier_error.is_some()
+    }
+
+    /// The value that reports the fault of `ticket` (`Err(E::from(TierError))`), which is not
+    /// cached.
+    fn fault_value(&self, ticket: Ticket) -> V {
+        let (Some(kind), Some(make)) = (ticket.fault(), self.debug.tier_error) else {
+            unreachable!("returns_fault checked both");
+        };
+        make(TierError::new(kind))
+    }
+
     /// On a `shared` cache, removes `key` here, in Redis, and (by a message on the namespace's
     /// channel) in the other processes' local caches; returns whether this process or Redis
-    /// held a value. On other caches it is [`invalidate`](Self::invalidate).
+    /// held a value. On other caches it is [`invalidate`](Self::invalidate). The same as
+    /// `f_cache().invalidate(&key)` (a [`SharedMemo`](crate::tier::SharedMemo)), for code that
+    /// holds a `&Memo` and an owned key.
     ///
     /// The other processes drop their copies when the message reaches them (eventual
     /// consistency: a process disconnected from Redis at that moment keeps its copy until its
@@ -130,13 +184,14 @@ where
     /// its prefix and `UNLINK`; never `FLUSHDB`), and tells the other processes to clear theirs
     /// (eventually consistent, as [`invalidate_shared`](Self::invalidate_shared)); returns the
     /// number of Redis keys deleted. On other caches it is [`clear`](Self::clear) and returns 0.
+    /// The same as [`clear`](Self::clear), with the count.
     ///
     /// ```no_run
     /// # let render_cache = || -> &'static syncmap_core::Memo<String, String> { unimplemented!() };
     /// render_cache().clear_shared();
     /// ```
     pub fn clear_shared(&self) -> u64 {
-        self.clear();
+        self.clear_here();
         match &self.shared {
             Some(hook) => hook.clear(),
             None => 0,

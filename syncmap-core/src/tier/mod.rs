@@ -33,22 +33,35 @@
 //! the `tracing` feature. After a connection fault the tier backs off (100 ms, doubling up to
 //! 2 s) without touching the network, then reconnects by itself.
 //!
+//! A function returning `Result<T, E>` may ask to see the faults instead:
+//! `#[memoize(shared, tier_errors = "return")]`, with `E: From<`[`TierError`]`>`, returns
+//! `Err(E::from(error))` (not cached) when Redis cannot answer, rather than computing without
+//! it. A fault while writing a computed value is still only counted: the value is returned.
+//!
 //! # Consistency
 //!
 //! Redis is the source of truth for a key while it holds it; local copies expire with the TTL.
-//! [`Memo::invalidate_shared`](crate::Memo::invalidate_shared) and
-//! [`Memo::clear_shared`](crate::Memo::clear_shared) delete in Redis and announce it on the
-//! namespace's channel: other processes drop their local copies when the message arrives,
-//! usually within a millisecond, but a process disconnected at that moment keeps its copy until
-//! its TTL (eventual consistency). `invalidate` and `clear` stay local to the process.
+//! `f_cache()` of a shared function returns a [`SharedMemo`]: its
+//! [`invalidate`](SharedMemo::invalidate) and [`clear`](SharedMemo::clear) delete here and in
+//! Redis and announce it on the namespace's channel: other processes drop their local copies
+//! when the message arrives, usually within a millisecond, but a process disconnected at that
+//! moment keeps its copy until its TTL (eventual consistency).
+//! [`invalidate_local`](SharedMemo::invalidate_local) and
+//! [`clear_local`](SharedMemo::clear_local) act on this process only.
 
 mod codec;
+mod handle;
 pub mod redis;
 
+pub use handle::SharedMemo;
+
 use std::any::Any;
+use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -105,6 +118,126 @@ impl TierStats {
     /// ```
     pub fn faults(&self) -> u64 {
         self.errors + self.timeouts + self.decode_errors
+    }
+}
+
+/// Why the shared tier could not answer a call: what `#[memoize(shared, tier_errors =
+/// "return")]` functions return, as `Err(E::from(error))`, instead of computing without the
+/// tier.
+///
+/// ```
+/// # mod syncmemo { pub use syncmap_core::*; }
+/// use syncmemo::tier::{TierError, TierErrorKind};
+///
+/// #[derive(Debug)]
+/// enum AppError {
+///     Cache(TierErrorKind),
+///     NotFound,
+/// }
+///
+/// impl From<TierError> for AppError {
+///     fn from(error: TierError) -> Self {
+///         AppError::Cache(error.kind())
+///     }
+/// }
+///
+/// // #[memoize(shared, tier_errors = "return")]
+/// // fn lookup(id: u64) -> Result<String, AppError> { .. }
+/// # let _ = AppError::NotFound;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierError {
+    kind: TierErrorKind,
+}
+
+/// What went wrong in the shared tier ([`TierError::kind`]).
+///
+/// ```
+/// # mod syncmemo { pub use syncmap_core::*; }
+/// use syncmemo::tier::TierErrorKind;
+/// let kind = TierErrorKind::Timeout;
+/// assert_ne!(kind, TierErrorKind::Unavailable);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TierErrorKind {
+    /// Redis could not be reached (connection refused or dropped), or the tier is backing off
+    /// after such a fault.
+    Unavailable,
+    /// Redis did not answer within the connect or command timeout.
+    Timeout,
+    /// Redis answered with an error (`OOM`, a script error) or an unexpected reply.
+    Refused,
+    /// The value in Redis did not decode (another format, a checksum mismatch, garbage).
+    Decode,
+}
+
+impl TierError {
+    pub(crate) fn new(kind: TierErrorKind) -> TierError {
+        TierError::from(kind)
+    }
+
+    /// What went wrong.
+    ///
+    /// ```
+    /// # mod syncmemo { pub use syncmap_core::*; }
+    /// # fn error() -> syncmemo::tier::TierError { unimplemented!() }
+    /// # fn ignore() {
+    /// use syncmemo::tier::TierErrorKind;
+    /// if error().kind() == TierErrorKind::Timeout {
+    ///     eprintln!("Redis is slow");
+    /// }
+    /// # }
+    /// ```
+    pub fn kind(&self) -> TierErrorKind {
+        self.kind
+    }
+}
+
+impl std::fmt::Display for TierError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.kind {
+            TierErrorKind::Unavailable => "the shared cache (Redis) is unavailable",
+            TierErrorKind::Timeout => "the shared cache (Redis) did not answer in time",
+            TierErrorKind::Refused => "the shared cache (Redis) answered with an error",
+            TierErrorKind::Decode => "a value in the shared cache (Redis) did not decode",
+        })
+    }
+}
+
+impl std::error::Error for TierError {}
+
+/// An error of this kind (to test an `Err` conversion, say).
+///
+/// ```
+/// # mod syncmemo { pub use syncmap_core::*; }
+/// use syncmemo::tier::{TierError, TierErrorKind};
+/// let error = TierError::from(TierErrorKind::Unavailable);
+/// assert_eq!(error.kind(), TierErrorKind::Unavailable);
+/// ```
+impl From<TierErrorKind> for TierError {
+    fn from(kind: TierErrorKind) -> Self {
+        TierError { kind }
+    }
+}
+
+/// The results of `tier_errors = "return"` functions: a `Result` whose error type has
+/// `From<TierError>`.
+#[diagnostic::on_unimplemented(
+    message = "`tier_errors = \"return\"` returns the shared tier's errors as \
+               `Err(E::from(syncmemo::tier::TierError))`: `{Self}` must be a `Result` whose \
+               error type implements `From<syncmemo::tier::TierError>`",
+    label = "no `From<TierError>` for this result's error type"
+)]
+pub trait FromTierError {
+    /// `Err(E::from(error))`.
+    #[doc(hidden)]
+    fn from_tier_error(error: TierError) -> Self;
+}
+
+impl<T, E: From<TierError>> FromTierError for Result<T, E> {
+    fn from_tier_error(error: TierError) -> Self {
+        Err(E::from(error))
     }
 }
 
@@ -197,10 +330,17 @@ pub(crate) trait Hook<K, V>:
     fn attach(&self, memo: &'static Memo<K, V>);
     /// Asks Redis for `key` (see the module docs), waiting for another process's computation.
     fn lookup(&self, key: &str) -> Lookup<V>;
+    /// [`lookup`](Self::lookup) for an `async fn`: never blocks the calling thread.
+    fn lookup_async(&self, key: String) -> BoxFuture<'_, Lookup<V>>;
     /// Writes a computed value (the caller checked that it is to be kept), releasing the lock.
     fn publish(&self, ticket: redis::Ticket, value: &V);
+    /// [`publish`](Self::publish) for an `async fn`.
+    fn publish_async(&self, ticket: redis::Ticket, value: &V) -> BoxFuture<'_, ()>;
     /// Deletes `key` in Redis and tells the other processes.
     fn invalidate(&self, key: &K) -> bool;
+    /// [`invalidate`](Self::invalidate) for the key whose postcard encoding is `bytes` (a
+    /// borrowed view's), if it decodes to a key that `matches` (the view is equivalent to it).
+    fn invalidate_view(&self, bytes: &[u8], matches: &dyn Fn(&K) -> bool) -> bool;
     /// Deletes the function's keys in Redis (`SCAN` on its prefix) and tells the other processes.
     fn clear(&self) -> u64;
     /// The counters.
@@ -208,6 +348,9 @@ pub(crate) trait Hook<K, V>:
     /// Counts an event.
     fn bump(&self, event: Event);
 }
+
+/// A boxed future of the tier (the hook is a trait object).
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The erased hook a [`Memo`] receives from generated code (`MemoOptions::shared`).
 pub(crate) struct HookBox<K, V>(pub(crate) Box<dyn Hook<K, V>>);
@@ -239,7 +382,7 @@ where
         path: name,
         fingerprint: codec::fingerprint::<K, V>(),
         ttl: config.ttl,
-        counters: Counters::default(),
+        counters: Arc::default(),
         _types: PhantomData,
     };
     Box::new(HookBox::<K, V>(Box::new(shared)))
@@ -251,7 +394,7 @@ struct Shared<K, V> {
     path: &'static str,
     fingerprint: String,
     ttl: Option<Duration>,
-    counters: Counters,
+    counters: Arc<Counters>,
     _types: PhantomData<fn(K) -> V>,
 }
 
@@ -259,6 +402,35 @@ impl<K, V> Shared<K, V> {
     /// `{path}:{fingerprint}`: a function's keys, without the namespace.
     fn function(&self) -> String {
         format!("{}:{}", self.path, self.fingerprint)
+    }
+}
+
+impl<K, V: DeserializeOwned> Shared<K, V> {
+    /// What a lookup of `key` found, decoded.
+    fn decoded(&self, tier: Arc<redis::RedisTier>, key: &str, found: redis::Found) -> Lookup<V> {
+        match found {
+            redis::Found::Value { bytes, ttl_left } => match codec::decode_value::<V>(&bytes) {
+                Ok(value) => {
+                    self.counters.bump(Event::Hit);
+                    let age = match (self.ttl, ttl_left) {
+                        (Some(ttl), Some(left)) => ttl.saturating_sub(left),
+                        _ => Duration::ZERO,
+                    };
+                    Lookup::Found { value, age }
+                }
+                Err(_) => {
+                    self.counters.bump(Event::DecodeError);
+                    tier.fault_seen("a value in Redis did not decode");
+                    Lookup::Compute(
+                        redis::Ticket::unlocked(tier, key).faulted(TierErrorKind::Decode),
+                    )
+                }
+            },
+            redis::Found::Compute(ticket) => {
+                self.counters.bump(Event::Miss);
+                Lookup::Compute(ticket)
+            }
+        }
     }
 }
 
@@ -292,27 +464,38 @@ where
             self.counters.bump(Event::Skipped);
             return Lookup::Compute(redis::Ticket::none());
         };
-        match tier.lookup(key, &self.counters) {
-            redis::Found::Value { bytes, ttl_left } => match codec::decode_value::<V>(&bytes) {
-                Ok(value) => {
-                    self.counters.bump(Event::Hit);
-                    let age = match (self.ttl, ttl_left) {
-                        (Some(ttl), Some(left)) => ttl.saturating_sub(left),
-                        _ => Duration::ZERO,
-                    };
-                    Lookup::Found { value, age }
+        let found = tier.lookup(key, &self.counters);
+        self.decoded(tier, key, found)
+    }
+
+    fn lookup_async(&self, key: String) -> BoxFuture<'_, Lookup<V>> {
+        Box::pin(async move {
+            let Some(tier) = redis::current() else {
+                self.counters.bump(Event::Skipped);
+                return Lookup::Compute(redis::Ticket::none());
+            };
+            let found =
+                redis::lookup_async(Arc::clone(&tier), key.clone(), Arc::clone(&self.counters))
+                    .await;
+            self.decoded(tier, &key, found)
+        })
+    }
+
+    fn publish_async(&self, ticket: redis::Ticket, value: &V) -> BoxFuture<'_, ()> {
+        let bytes = codec::encode_value(value);
+        Box::pin(async move {
+            match bytes {
+                Ok(bytes) => {
+                    ticket
+                        .publish_async(bytes, self.ttl, Arc::clone(&self.counters))
+                        .await
                 }
                 Err(_) => {
-                    self.counters.bump(Event::DecodeError);
-                    tier.fault_seen("a value in Redis did not decode");
-                    Lookup::Compute(redis::Ticket::unlocked(tier, key))
+                    self.counters.bump(Event::Error);
+                    drop(ticket);
                 }
-            },
-            redis::Found::Compute(ticket) => {
-                self.counters.bump(Event::Miss);
-                Lookup::Compute(ticket)
             }
-        }
+        })
     }
 
     fn publish(&self, ticket: redis::Ticket, value: &V) {
@@ -329,6 +512,16 @@ where
         match (redis::current(), self.key(key)) {
             (Some(tier), Some(key)) => tier.invalidate(&key, &self.counters),
             _ => false,
+        }
+    }
+
+    fn invalidate_view(&self, bytes: &[u8], matches: &dyn Fn(&K) -> bool) -> bool {
+        match postcard::take_from_bytes::<K>(bytes) {
+            Ok((key, [])) if matches(&key) => self.invalidate(&key),
+            _ => {
+                self.counters.bump(Event::Error);
+                false
+            }
         }
     }
 
@@ -371,7 +564,7 @@ where
     }
 
     fn clear_local(&self) {
-        self.clear();
+        self.clear_here();
         if let Some(hook) = self.shared_hook() {
             hook.bump(Event::RemoteInvalidation);
         }

@@ -21,9 +21,13 @@
 //! The URL's password is never printed: [`Config`]'s `Debug`, errors and log lines show
 //! `redis://:***@127.0.0.1:6379/0`.
 //!
-//! Every call to Redis runs on the calling thread with the blocking client, bounded by the
-//! connect and command timeouts; connections are pooled (up to 16 idle). One background thread
-//! per installed tier listens on the namespace's channel (`{namespace}:__syncmemo`).
+//! A synchronous function's calls to Redis run on the calling thread with the blocking client,
+//! bounded by the connect and command timeouts; connections are pooled (up to 16 idle). An
+//! `async fn`'s calls never block its executor: they run on the tier's own I/O thread
+//! (`syncmemo-redis-io`, started on the first one, with a private single-threaded tokio runtime
+//! that the `redis` crate's async client needs) over one multiplexed connection, and the
+//! calling future awaits their end, whatever executor polls it. One background thread per
+//! installed tier listens on the namespace's channel (`{namespace}:__syncmemo`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -36,7 +40,12 @@ use arc_swap::ArcSwapOption;
 use parking_lot::{Condvar, Mutex};
 
 use super::codec;
-use super::{Counters, Event, Listener};
+use super::{Counters, Event, Listener, TierErrorKind};
+
+mod aio;
+mod lookup;
+pub(crate) use aio::lookup_async;
+use lookup::{LookupLoop, Step};
 
 /// The environment variable read when a `shared` function first runs and no tier is installed.
 pub const ENV_VAR: &str = "SYNCMEMO_REDIS_URL";
@@ -354,6 +363,10 @@ pub(crate) struct Ticket {
     tier: Option<Arc<RedisTier>>,
     key: String,
     token: Option<String>,
+    /// Taken by an async lookup: released on the I/O thread if dropped (never blocking).
+    asynchronous: bool,
+    /// Why the tier could not answer, if it could not (the caller computes without it).
+    fault: Option<TierErrorKind>,
 }
 
 impl Ticket {
@@ -363,6 +376,8 @@ impl Ticket {
             tier: None,
             key: String::new(),
             token: None,
+            asynchronous: false,
+            fault: None,
         }
     }
 
@@ -372,7 +387,20 @@ impl Ticket {
             tier: Some(tier),
             key: key.to_string(),
             token: None,
+            asynchronous: false,
+            fault: None,
         }
+    }
+
+    /// This ticket, marked as given after a fault of `kind`.
+    pub(crate) fn faulted(mut self, kind: TierErrorKind) -> Ticket {
+        self.fault = Some(kind);
+        self
+    }
+
+    /// Why the tier could not answer, if it could not.
+    pub(crate) fn fault(&self) -> Option<TierErrorKind> {
+        self.fault
     }
 
     /// Writes the value's bytes with the TTL, releases the lock, announces the key.
@@ -393,16 +421,37 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if let (Some(tier), Some(token)) = (self.tier.take(), self.token.take()) {
-            tier.release(&self.key, Some(&token), &Counters::default());
+            if self.asynchronous {
+                aio::spawn_release(tier, std::mem::take(&mut self.key), token);
+            } else {
+                tier.release(&self.key, Some(&token), &Counters::default());
+            }
         }
     }
 }
 
-/// A process waiting for a key's value.
+/// A process waiting for a key's value: a blocked thread (the condition variable) or an async
+/// lookup on the I/O thread (the event).
 #[derive(Default)]
 struct Waiter {
     woken: Mutex<bool>,
     condvar: Condvar,
+    event: event_listener::Event,
+    /// The async caller went away: stop waiting.
+    cancelled: AtomicBool,
+}
+
+impl Waiter {
+    /// Whether it was woken since the last call (and clears it).
+    fn take_woken(&self) -> bool {
+        std::mem::take(&mut *self.woken.lock())
+    }
+
+    fn wake(&self) {
+        *self.woken.lock() = true;
+        self.condvar.notify_all();
+        self.event.notify(usize::MAX);
+    }
 }
 
 /// The waiters of this process, by hash of the key they wait for.
@@ -414,12 +463,16 @@ struct Waiters {
 impl Waiters {
     fn register(&self, hash: u64) -> Arc<Waiter> {
         let waiter = Arc::new(Waiter::default());
+        self.register_waiter(hash, &waiter);
+        waiter
+    }
+
+    fn register_waiter(&self, hash: u64, waiter: &Arc<Waiter>) {
         self.map
             .lock()
             .entry(hash)
             .or_default()
-            .push(Arc::clone(&waiter));
-        waiter
+            .push(Arc::clone(waiter));
     }
 
     fn unregister(&self, hash: u64, waiter: &Arc<Waiter>) {
@@ -435,8 +488,7 @@ impl Waiters {
     fn notify(&self, hash: u64) {
         let list = self.map.lock().get(&hash).cloned().unwrap_or_default();
         for waiter in list {
-            *waiter.woken.lock() = true;
-            waiter.condvar.notify_all();
+            waiter.wake();
         }
     }
 }
@@ -458,6 +510,8 @@ pub(crate) struct RedisTier {
     /// Identifies this tier's own messages.
     sender: u64,
     pool: Mutex<Vec<client::Connection>>,
+    /// The async client's connection (made on first use, on the I/O thread).
+    multiplexed: tokio::sync::Mutex<Option<client::aio::MultiplexedConnection>>,
     health: Mutex<Health>,
     lookup_script: client::Script,
     publish_script: client::Script,
@@ -552,6 +606,7 @@ impl RedisTier {
             config,
             shown_url,
             pool: Mutex::new(Vec::new()),
+            multiplexed: tokio::sync::Mutex::new(None),
             health: Mutex::new(Health {
                 down_until: None,
                 backoff: MIN_BACKOFF,
@@ -586,25 +641,25 @@ impl RedisTier {
         counters: &Counters,
         op: impl FnOnce(&mut client::Connection) -> client::RedisResult<T>,
     ) -> Option<T> {
-        {
-            let health = self.health.lock();
-            if health
-                .down_until
-                .is_some_and(|until| Instant::now() < until)
-            {
-                counters.bump(Event::Skipped);
-                return None;
-            }
+        self.try_with(counters, op).ok()
+    }
+
+    /// [`with`](Self::with), saying what went wrong.
+    fn try_with<T>(
+        &self,
+        counters: &Counters,
+        op: impl FnOnce(&mut client::Connection) -> client::RedisResult<T>,
+    ) -> Result<T, TierErrorKind> {
+        if self.backing_off() {
+            counters.bump(Event::Skipped);
+            return Err(TierErrorKind::Unavailable);
         }
         let pooled = self.pool.lock().pop();
         let mut connection = match pooled {
             Some(connection) => connection,
             None => match self.connect() {
                 Ok(connection) => connection,
-                Err(error) => {
-                    self.fault(counters, &error, true);
-                    return None;
-                }
+                Err(error) => return Err(self.fault(counters, &error, true)),
             },
         };
         match op(&mut connection) {
@@ -615,26 +670,30 @@ impl RedisTier {
                 }
                 drop(pool);
                 self.healthy();
-                Some(value)
+                Ok(value)
             }
             Err(error) => {
                 // A reply error (OOM, script error) leaves the connection in sync; anything
                 // else (timeouts, I/O) may leave a reply unread: drop the connection.
-                let broken = error.is_io_error()
-                    || error.is_timeout()
-                    || error.is_connection_dropped()
-                    || error.is_unrecoverable_error()
-                    || !client::ConnectionLike::is_open(&connection);
+                let broken =
+                    breaks_connection(&error) || !client::ConnectionLike::is_open(&connection);
                 if !broken {
                     let mut pool = self.pool.lock();
                     if pool.len() < POOL {
                         pool.push(connection);
                     }
                 }
-                self.fault(counters, &error, broken);
-                None
+                Err(self.fault(counters, &error, broken))
             }
         }
+    }
+
+    /// Whether the tier is backing off after a connection fault.
+    fn backing_off(&self) -> bool {
+        self.health
+            .lock()
+            .down_until
+            .is_some_and(|until| Instant::now() < until)
     }
 
     fn connect(&self) -> client::RedisResult<client::Connection> {
@@ -646,19 +705,32 @@ impl RedisTier {
         Ok(connection)
     }
 
-    /// Counts a fault, backs off after a connection fault, logs the start of a burst.
-    fn fault(&self, counters: &Counters, error: &client::RedisError, connection: bool) {
-        counters.bump(if error.is_timeout() {
-            Event::Timeout
+    /// Counts a fault, backs off after a connection fault, logs the start of a burst; returns
+    /// what kind of fault it was.
+    fn fault(
+        &self,
+        counters: &Counters,
+        error: &client::RedisError,
+        connection: bool,
+    ) -> TierErrorKind {
+        let kind = if error.is_timeout() {
+            counters.bump(Event::Timeout);
+            TierErrorKind::Timeout
         } else {
-            Event::Error
-        });
+            counters.bump(Event::Error);
+            if connection {
+                TierErrorKind::Unavailable
+            } else {
+                TierErrorKind::Refused
+            }
+        };
         if connection {
             let mut health = self.health.lock();
             health.down_until = Some(Instant::now() + health.backoff);
             health.backoff = (health.backoff * 2).min(MAX_BACKOFF);
         }
         self.fault_seen(&error.kind_text());
+        kind
     }
 
     /// Logs the first fault of a burst (with the `tracing` feature).
@@ -686,102 +758,56 @@ impl RedisTier {
 
     /// The value of `key`, or the right to compute it (see the module docs).
     pub(crate) fn lookup(self: &Arc<Self>, key: &str, counters: &Counters) -> Found {
-        let lock = lock_key(key);
-        let token = token();
-        let lock_ms = self.config.lock_timeout.as_millis().max(1) as u64;
-        let hash = codec::fnv1a(&[key.as_bytes()]);
-        let mut waiting: Option<(Arc<Waiter>, Instant)> = None;
+        let mut lookup = LookupLoop::new(self, key, false);
+        let mut waiter: Option<Arc<Waiter>> = None;
         let found = loop {
-            let reply = self.with(counters, |connection| {
-                self.lookup_script
-                    .key(key)
-                    .key(&lock)
-                    .arg(&token)
-                    .arg(lock_ms)
-                    .invoke::<client::Value>(connection)
+            let reply = self.try_with(counters, |connection| {
+                lookup.invocation().invoke::<client::Value>(connection)
             });
-            let Some(reply) = reply else {
-                break Found::Compute(Ticket::unlocked(Arc::clone(self), key));
-            };
-            match parse_lookup(reply) {
-                LookupReply::Value(bytes, pttl) => {
-                    break Found::Value {
-                        bytes,
-                        ttl_left: (pttl >= 0).then(|| Duration::from_millis(pttl as u64)),
-                    }
-                }
-                LookupReply::Locked => {
-                    break Found::Compute(Ticket {
-                        tier: Some(Arc::clone(self)),
-                        key: key.to_string(),
-                        token: Some(token),
-                    })
-                }
-                LookupReply::Busy(lock_left) => {
-                    let now = Instant::now();
-                    let (waiter, deadline) = match &waiting {
-                        Some(waiting) => (Arc::clone(&waiting.0), waiting.1),
-                        None => {
-                            // Register first, then ask again: an announcement between the two
-                            // is not lost.
-                            counters.bump(Event::Wait);
-                            let left = Duration::from_millis(lock_left.max(0) as u64)
-                                .min(self.config.lock_timeout);
-                            let waiter = self.waiters.register(hash);
-                            waiting = Some((Arc::clone(&waiter), now + left));
-                            continue;
+            match lookup.step(reply, counters) {
+                Step::Done(found) => break found,
+                Step::Register => waiter = Some(self.waiters.register(lookup.hash())),
+                Step::Wait(until) => {
+                    if let Some(waiter) = &waiter {
+                        let mut woken = waiter.woken.lock();
+                        if !*woken {
+                            waiter.condvar.wait_until(&mut woken, until);
                         }
-                    };
-                    if now >= deadline {
-                        counters.bump(Event::WaitTimeout);
-                        break Found::Compute(Ticket::unlocked(Arc::clone(self), key));
+                        *woken = false;
                     }
-                    let mut woken = waiter.woken.lock();
-                    if !*woken {
-                        let until = (now + self.config.poll_interval).min(deadline);
-                        waiter.condvar.wait_until(&mut woken, until);
-                    }
-                    *woken = false;
-                }
-                LookupReply::Refused => {
-                    counters.bump(Event::Error);
-                    self.fault_seen("the lock could not be written");
-                    break Found::Compute(Ticket::unlocked(Arc::clone(self), key));
-                }
-                LookupReply::Unexpected => {
-                    counters.bump(Event::Error);
-                    break Found::Compute(Ticket::unlocked(Arc::clone(self), key));
                 }
             }
         };
-        if let Some((waiter, _)) = waiting {
-            self.waiters.unregister(hash, &waiter);
+        if let Some(waiter) = waiter {
+            self.waiters.unregister(lookup.hash(), &waiter);
         }
         found
     }
 
-    fn publish(
+    /// The [`PUBLISH`] script for `key`: write the value, release the lock, announce.
+    fn publish_invocation(
         &self,
         key: &str,
         bytes: &[u8],
         ttl: Option<Duration>,
         token: Option<&str>,
-        counters: &Counters,
-    ) {
+    ) -> client::ScriptInvocation<'_> {
         let ttl_ms = ttl.map_or(0, |ttl| ttl.as_millis().max(1) as u64);
         let hash = codec::fnv1a(&[key.as_bytes()]);
-        let message = self.message(READY, &hash.to_le_bytes());
-        let reply = self.with(counters, |connection| {
-            self.publish_script
-                .key(key)
-                .key(lock_key(key))
-                .arg(bytes)
-                .arg(ttl_ms)
-                .arg(token.unwrap_or(""))
-                .arg(&self.channel)
-                .arg(&message)
-                .invoke::<client::Value>(connection)
-        });
+        let mut invocation = self.publish_script.prepare_invoke();
+        invocation
+            .key(key)
+            .key(lock_key(key))
+            .arg(bytes)
+            .arg(ttl_ms)
+            .arg(token.unwrap_or(""))
+            .arg(&self.channel)
+            .arg(self.message(READY, &hash.to_le_bytes()));
+        invocation
+    }
+
+    /// Counts what [`PUBLISH`] replied (`None`: the fault is counted already).
+    fn published(&self, reply: Option<client::Value>, counters: &Counters) {
         match reply {
             Some(client::Value::Array(items))
                 if matches!(items.first(), Some(client::Value::Int(1))) =>
@@ -796,18 +822,39 @@ impl RedisTier {
         }
     }
 
+    fn publish(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: Option<Duration>,
+        token: Option<&str>,
+        counters: &Counters,
+    ) {
+        let reply = self.with(counters, |connection| {
+            self.publish_invocation(key, bytes, ttl, token)
+                .invoke::<client::Value>(connection)
+        });
+        self.published(reply, counters);
+    }
+
+    /// The [`RELEASE`] script for `key`'s lock held with `token`.
+    fn release_invocation(&self, key: &str, token: &str) -> client::ScriptInvocation<'_> {
+        let hash = codec::fnv1a(&[key.as_bytes()]);
+        let mut invocation = self.release_script.prepare_invoke();
+        invocation
+            .key(lock_key(key))
+            .arg(token)
+            .arg(&self.channel)
+            .arg(self.message(READY, &hash.to_le_bytes()));
+        invocation
+    }
+
     fn release(&self, key: &str, token: Option<&str>, counters: &Counters) {
         let Some(token) = token else {
             return;
         };
-        let hash = codec::fnv1a(&[key.as_bytes()]);
-        let message = self.message(READY, &hash.to_le_bytes());
         self.with(counters, |connection| {
-            self.release_script
-                .key(lock_key(key))
-                .arg(token)
-                .arg(&self.channel)
-                .arg(&message)
+            self.release_invocation(key, token)
                 .invoke::<client::Value>(connection)
         });
     }
@@ -956,30 +1003,13 @@ fn dispatch(payload: &[u8], me: u64, namespace: &str, waiters: &Waiters) {
     }
 }
 
-/// A parsed reply of [`LOOKUP`].
-enum LookupReply {
-    Value(Vec<u8>, i64),
-    Locked,
-    Busy(i64),
-    Refused,
-    Unexpected,
-}
-
-fn parse_lookup(reply: client::Value) -> LookupReply {
-    use client::Value;
-    let Value::Array(items) = reply else {
-        return LookupReply::Unexpected;
-    };
-    let mut items = items.into_iter();
-    match (items.next(), items.next(), items.next()) {
-        (Some(Value::Int(1)), Some(Value::BulkString(bytes)), Some(Value::Int(pttl))) => {
-            LookupReply::Value(bytes, pttl)
-        }
-        (Some(Value::Int(2)), None, None) => LookupReply::Locked,
-        (Some(Value::Int(3)), Some(Value::Int(pttl)), None) => LookupReply::Busy(pttl),
-        (Some(Value::Int(4)), _, _) => LookupReply::Refused,
-        _ => LookupReply::Unexpected,
-    }
+/// Whether `error` leaves the connection unusable (a timeout or an I/O error, which may leave
+/// a reply unread), as opposed to a reply error (`OOM`, a script error).
+fn breaks_connection(error: &client::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_unrecoverable_error()
 }
 
 /// Short text for an error: its kind and detail, never the URL.

@@ -1,0 +1,8 @@
+use syncmemo::memoize;
+
+#[memoize(tier_errors = "sometimes")]
+fn lookup(id: u32) -> Result<u32, String> {
+    Ok(id)
+}
+
+fn main() {}
