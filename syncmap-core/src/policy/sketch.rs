@@ -8,7 +8,8 @@ const MAX: u8 = 15;
 
 /// Frequencies of hashes, approximate from above (collisions only add).
 pub(crate) struct Sketch {
-    /// `4 * width` counters, one byte each (the high nibble unused: simpler and fast enough
+    /// `4 * width` counters (`width` = 8 per entry of the capacity, rounded up to a power of
+    /// two: fewer collisions than 4, measured in `docs/eviction-notes.md`), one byte each (the high nibble unused: simpler and fast enough
     /// for a structure touched only on misses).
     table: Box<[u8]>,
     mask: usize,
@@ -21,7 +22,7 @@ pub(crate) struct Sketch {
 impl Sketch {
     /// A sketch sized for a cache of `capacity` entries.
     pub(crate) fn new(capacity: u64) -> Sketch {
-        let width = 4 * (capacity.clamp(64, 1 << 24) as usize).next_power_of_two();
+        let width = 8 * (capacity.clamp(64, 1 << 24) as usize).next_power_of_two();
         Sketch {
             table: vec![0; 4 * width].into_boxed_slice(),
             mask: width - 1,
