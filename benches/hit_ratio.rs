@@ -4,6 +4,7 @@
 //! clairvoyant limit, computed here; it may also decline to cache a key).
 //!
 //! `cargo bench --bench hit_ratio [-- --quick] [--workloads a,b] [--maps x,y]`
+//! (`HIT_RATIO_DUMP=dir` writes the traces there instead of running them).
 //!
 //! Hit ratio = 1 - body runs / calls, single thread. Each trace is run at capacities of 0.1%,
 //! 1% and 10% of its distinct keys. The real traces are built at bench time from files any
@@ -341,6 +342,15 @@ fn main() {
         );
         if trace.is_empty() {
             eprintln!("{name}: no data on this machine, skipped");
+            continue;
+        }
+        // `HIT_RATIO_DUMP=dir`: only write the trace (u64 keys, little-endian) for the policy's
+        // replay test (`replay_dumped_traces` in syncmap-core/src/policy/tests.rs).
+        if let Some(dir) = std::env::var_os("HIT_RATIO_DUMP") {
+            let bytes: Vec<u8> = trace.iter().flat_map(|k| k.to_le_bytes()).collect();
+            let file = Path::new(&dir).join(name.replace([' ', '+', '.'], "_"));
+            std::fs::write(&file, bytes).expect("write the trace");
+            eprintln!("{name}: written to {}", file.display());
             continue;
         }
         for per_mille in [1usize, 10, 100] {

@@ -7,7 +7,11 @@
 //! - **Admission**: an entry leaving the window enters the main space if that has room, or
 //!   if its estimated frequency (a [`Sketch`] of recent accesses) beats the frequency of the
 //!   main space's victim; otherwise it is evicted (a *rejection*). A one-time scan thus never
-//!   displaces entries that are used again.
+//!   displaces entries that are used again. A candidate that lost but is itself warm (an
+//!   estimated frequency of at least [`JITTER_FROM`]) is still admitted once in
+//!   [`JITTER_ONE_IN`] duels, as Caffeine does: a victim whose frequency is stale (popular
+//!   before the workload moved) cannot hold its place for ever, and keys crafted to collide
+//!   with a victim in the sketch cannot keep every newcomer out.
 //! - **Main space**: segmented, as Caffeine's. Admitted entries join a *probation* FIFO;
 //!   victims come from its front: an entry hit since it was admitted moves to the *protected*
 //!   CLOCK queue (at most 80% of the main space, its oldest demoted back to probation), one
@@ -59,6 +63,13 @@ pub(crate) enum Removal {
 /// entry is the victim even if it was hit. Keeps a miss's work bounded when every entry is hot.
 pub(crate) const MAX_SECOND_CHANCES: usize = 64;
 
+/// A rejected candidate with at least this estimated frequency is admitted anyway once in
+/// [`JITTER_ONE_IN`] duels (Caffeine's values).
+pub(crate) const JITTER_FROM: u8 = 6;
+
+/// See [`JITTER_FROM`].
+pub(crate) const JITTER_ONE_IN: u64 = 128;
+
 /// The most passes of the main queue's hand an entry survives without hits.
 const MAX_CREDIT: u32 = 3;
 
@@ -96,6 +107,8 @@ pub(crate) struct Policy<E> {
     /// With weights ([`Policy::weighted`]): the number of entries the sketch is sized for,
     /// doubled as the policy holds more. `None`: sized for `capacity` entries.
     sketch_for: Option<u64>,
+    /// xorshift64 state for the admission jitter (never 0).
+    jitter: u64,
 }
 
 impl<E: Resident> Policy<E> {
@@ -115,6 +128,7 @@ impl<E: Resident> Policy<E> {
             sample_start: None,
             inserts: 0,
             sketch_for: None,
+            jitter: 0x2545_F491_4F6C_DD1D,
         }
     }
 
@@ -224,7 +238,7 @@ impl<E: Resident> Policy<E> {
             let Some(victim) = self.victim(out) else {
                 break;
             };
-            if frequency > self.sketch.frequency(victim.hash) {
+            if frequency > self.sketch.frequency(victim.hash) || self.jitter_admits(frequency) {
                 out.push((victim.entry, Removal::Evicted));
             } else {
                 self.main_weight += victim.weight;
@@ -235,6 +249,18 @@ impl<E: Resident> Policy<E> {
         }
         self.main_weight += candidate.weight;
         self.probation.push_back(candidate);
+    }
+
+    /// Whether a candidate of `frequency` that lost its duel is admitted anyway (once in
+    /// [`JITTER_ONE_IN`] when it is warm).
+    fn jitter_admits(&mut self, frequency: u8) -> bool {
+        if frequency < JITTER_FROM {
+            return false;
+        }
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        self.jitter % JITTER_ONE_IN == 0
     }
 
     /// Takes the main space's victim out of the queue: the first entry not hit since the hand

@@ -268,3 +268,92 @@ fn weighted_sketch_grows_with_the_entries_not_the_weight() {
     }
     assert!(policy.sketch_for().unwrap() <= 1024);
 }
+
+/// Fills a policy of 4,000 entries whose estimated frequencies are all 8, then offers `tries`
+/// new keys of estimated frequency `frequency` (below the victims', so each loses its duel);
+/// returns how many were admitted anyway. No halving happens meanwhile (the sketch's period is
+/// 40,000 additions; this makes at most 32,000 + 6 * tries).
+fn admitted_against_hotter_victims(frequency: u32, tries: u64) -> usize {
+    let capacity = 4_000u64;
+    let mut policy: Policy<Rc<Fake>> = Policy::new(capacity);
+    let mut out = Vec::new();
+    for k in 0..capacity {
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(hash(k), 1, e, &mut out);
+        policy.sketch.add(hash(k), 7);
+    }
+    assert!(out.is_empty());
+    let mut candidates = Vec::new();
+    for i in 0..tries {
+        let h = hash(1 << 40 | i);
+        policy.sketch.add(h, frequency - 1); // the insertion adds the last one
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        candidates.push(e.clone());
+        policy.insert(h, 1, e, &mut out);
+        for (e, _) in out.drain(..) {
+            e.live.set(false);
+        }
+    }
+    let window = policy.window.len();
+    candidates.iter().filter(|e| e.live.get()).count() - window
+}
+
+#[test]
+fn a_warm_candidate_is_sometimes_admitted_against_a_hotter_victim() {
+    let tries = 1_300;
+    let warm = admitted_against_hotter_victims(u32::from(JITTER_FROM), tries);
+    // About tries / 128 (10); a victim whose frequency is stale cannot hold its place for
+    // ever, yet the admission stays rare.
+    assert!((3..=30).contains(&warm), "{warm}");
+    let cool = admitted_against_hotter_victims(u32::from(JITTER_FROM) - 1, tries);
+    assert_eq!(
+        cool, 0,
+        "a candidate under the jitter's threshold was admitted"
+    );
+}
+
+/// Replays the traces that `HIT_RATIO_DUMP=dir cargo bench --bench hit_ratio` writes (u64
+/// keys, little-endian, one file per trace) at 0.1%, 1% and 10% of their distinct keys, and
+/// prints the hit ratios: a policy change is tried on the bench's traces in seconds, without
+/// the bench's peers. `HIT_RATIO_ONLY=loop,shifting` keeps only those files.
+///
+/// `HIT_RATIO_TRACES=dir cargo test --release -p syncmap-core --lib replay -- --ignored --nocapture`
+#[test]
+#[ignore = "needs the traces the hit_ratio bench dumps"]
+fn replay_dumped_traces() {
+    let Some(dir) = std::env::var_os("HIT_RATIO_TRACES") else {
+        return;
+    };
+    let only = std::env::var("HIT_RATIO_ONLY").unwrap_or_default();
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("trace directory")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    for path in paths {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !only.is_empty() && !only.split(',').any(|o| o == name) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("trace");
+        let trace: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let mut distinct = trace.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for per_mille in [1usize, 10, 100] {
+            let capacity = (distinct.len() * per_mille / 1000).max(1) as u64;
+            let mut sim = Sim::new(capacity);
+            let hits = trace.iter().filter(|&&k| sim.access(k)).count();
+            println!(
+                "replay {name} {capacity} {:.3}",
+                100.0 * hits as f64 / trace.len().max(1) as f64
+            );
+        }
+    }
+}
