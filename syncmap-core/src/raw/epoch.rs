@@ -10,7 +10,7 @@
 //!   global list of [`Record`]s, claimed by a thread on first use and given back at exit).
 //! - A slot holds its thread's section in that collector: `lo`, the epoch read by the
 //!   outermost guard (or `INACTIVE`), and `hi`, an epoch no older than the birth of anything
-//!   the thread may hold. Guards of one thread nest (a `depth` counter); guards of different
+//!   the thread may hold. Guards of one thread nest (only the outermost one pins); guards of different
 //!   collectors are independent, so a thread held inside one map holds back nothing in others.
 //! - Every object the map allocates ([`LocalGuard::alloc`]) carries its *birth*, the epoch
 //!   when it was allocated, in a header. `protect(p)` loads `p`, then the epoch; if the epoch
@@ -94,9 +94,19 @@
 //! Before births and per-map epochs: LoadMostlyHits (1023 keys): seize 11.6-13.8 ns/op at 1
 //! thread, 11.1-13.6 at 2; this scheme 5.3-5.6 (one outlier 7.4) at 1 thread, 5.5-5.6 at 2.
 //! StoreExisting (storing to existing keys): seize 59-64 / 77-81 ns/op at 1 / 2 threads, this
-//! scheme 49-58 / 58-86. The births and the per-map epoch are measured in BENCHMARKS.md
-//! ("Reclamation"). seize (a collector per map, as papaya uses) was not adopted: its read side
-//! measured twice as slow here.
+//! scheme 49-58 / 58-86. seize (a collector per map, as papaya uses) was not adopted: its read
+//! side measured twice as slow here.
+//!
+//! Births and per-map epochs, against the former process-wide scheme, binaries alternated
+//! (`cargo bench --bench go_workloads -- --workloads LoadMostlyHits,SwapMostlyHits --maps
+//! SyncMap --threads 1,2`, which times the whole call, SipHash included): LoadMostlyHits
+//! 18.2-18.9 → 21.7-22.3 ns at 1 thread, 9.4-9.7 → 10.7-11.3 at 2; SwapMostlyHits 39.7-40.1 →
+//! 42.5-45.8 at 1 thread, 76.7-81.6 → 71.5-77.5 at 2. Variants measured on the way: storing
+//! `hi` at every pin as well as `lo` (24.2-24.4 ns: the pin now leaves `hi` alone and readers
+//! take `max(lo, hi)`); a depth counter instead of the outermost flag (21.1-21.2); the birth in
+//! a header before the object instead of after it (no difference); a thread-local cache of the
+//! last collector's slot instead of the lookup by id (24.6-24.7, worse); `protect` without
+//! its epoch check (no difference: the check costs nothing measurable).
 //!
 //! # Limits
 //!
@@ -416,12 +426,14 @@ struct Batch {
     items: Vec<Retired>,
 }
 
-/// An object allocated by [`LocalGuard::alloc`], after its birth: the collector's epoch when it
-/// was allocated, read before the object could be published.
+/// An object allocated by [`LocalGuard::alloc`], followed by its birth: the collector's epoch
+/// when it was allocated, read before the object could be published. The object comes first,
+/// at the start of the allocation, so that it keeps the allocator's alignment and a pointer to
+/// it is a pointer to the whole.
 #[repr(C)]
 struct Born<T> {
-    birth: u64,
     object: T,
+    birth: u64,
 }
 
 impl<T> Born<T> {
@@ -433,19 +445,16 @@ impl<T> Born<T> {
     /// `Born<T>`, with the whole allocation's provenance).
     #[inline]
     unsafe fn of(object: *mut T) -> *mut Born<T> {
-        // SAFETY: per the caller, stepping back to the start of the `Born<T>` stays inside the
-        // allocation.
-        unsafe {
-            object
-                .byte_sub(mem::offset_of!(Born<T>, object))
-                .cast::<Born<T>>()
-        }
+        const { assert!(mem::offset_of!(Born<T>, object) == 0) };
+        // The object is the first field: its pointer is the `Born<T>`'s, with the whole
+        // allocation's provenance (per the caller).
+        object.cast::<Born<T>>()
     }
 
     /// The layout of a `Born<T>` given `T`'s (what `#[repr(C)]` lays out).
     fn layout(object: Layout) -> Layout {
-        let (layout, _) = Layout::new::<u64>()
-            .extend(object)
+        let (layout, _) = object
+            .extend(Layout::new::<u64>())
             .expect("a map value or entry layout is small");
         layout.pad_to_align()
     }
@@ -480,10 +489,13 @@ pub(crate) unsafe fn birth_of<T>(object: *mut T) -> u64 {
 ///
 /// # Invariants
 ///
-/// - `lo == INACTIVE` exactly when `depth == 0` (no guard of this collector on the owner's
-///   thread). Otherwise `lo` is the epoch the outermost guard read when it was created.
-/// - While `lo != INACTIVE`, `hi >= lo`, and every object the owner may still use, among
-///   those reachable from the collector's structures or retired to it, has a birth `<= hi`:
+/// - `lo == INACTIVE` exactly when no guard of this collector is alive on the owner's thread.
+///   Otherwise `lo` is the epoch the outermost guard read when it was created. Guards of one
+///   collector on one thread are dropped in the reverse order of their creation (they live on
+///   the stack of the map's operations and of the callbacks these run), so the outermost one
+///   is dropped last.
+/// - While `lo != INACTIVE`, every object the owner may still use, among those reachable from
+///   the collector's structures or retired to it, has a birth `<= max(lo, hi)`:
 ///   `protect` raises `hi` before it returns a pointer loaded with an older `hi`, `alloc`
 ///   before it hands out an object, the map's locked sections when they take the lock
 ///   ([`LocalGuard::refresh`]), and retiring before it seals an object born later.
@@ -492,7 +504,6 @@ pub(crate) unsafe fn birth_of<T>(object: *mut T) -> u64 {
 struct Slot {
     lo: AtomicU64,
     hi: AtomicU64,
-    depth: AtomicUsize,
     bag: UnsafeCell<Vec<Retired>>,
     /// An empty vector with capacity for a batch, kept from a freed batch for the next one
     /// (a fresh one would be cold in the cache when the bag fills it).
@@ -507,7 +518,6 @@ impl Slot {
         Slot {
             lo: AtomicU64::new(INACTIVE),
             hi: AtomicU64::new(0),
-            depth: AtomicUsize::new(0),
             bag: UnsafeCell::new(Vec::new()),
             next_bag: UnsafeCell::new(Vec::new()),
             spares: [const { UnsafeCell::new(Vec::new()) }; POOLS],
@@ -638,23 +648,24 @@ impl Collector {
     #[inline]
     fn enter_as(&self, record: &'static Record, transient: bool) -> LocalGuard<'_> {
         let slot = self.slot(record.id);
-        let depth = slot.depth.load(Ordering::Relaxed);
-        slot.depth.store(depth + 1, Ordering::Relaxed);
-        let hi = if depth == 0 {
-            // Pin. `hi` before `lo`: a reclaimer that reads this `lo` (acquire) reads this `hi`
-            // or a later one.
+        let outermost = slot.lo.load(Ordering::Relaxed) == INACTIVE;
+        let hi = if outermost {
+            // Pin. The slot's `hi` is left as the last section left it (older, so smaller):
+            // reclaimers take `max(lo, hi)` as the section's upper end.
             let epoch = self.epoch.0.load(Ordering::Acquire);
-            slot.hi.store(epoch, Ordering::Relaxed);
             slot.lo.store(epoch, Ordering::Release);
             barrier::light();
             epoch
         } else {
-            slot.hi.load(Ordering::Relaxed)
+            slot.hi
+                .load(Ordering::Relaxed)
+                .max(slot.lo.load(Ordering::Relaxed))
         };
         LocalGuard {
             collector: self,
             record,
             slot,
+            outermost,
             hi: Cell::new(hi),
             pass_due: Cell::new(false),
             transient,
@@ -847,7 +858,7 @@ impl Collector {
         self.slots()
             .filter_map(|slot| {
                 let lo = slot.lo.load(Ordering::Acquire);
-                (lo != INACTIVE).then(|| (lo, slot.hi.load(Ordering::Acquire)))
+                (lo != INACTIVE).then(|| (lo, slot.hi.load(Ordering::Acquire).max(lo)))
             })
             .collect()
     }
@@ -1057,6 +1068,9 @@ pub(crate) struct LocalGuard<'a> {
     collector: &'a Collector,
     record: &'static Record,
     slot: &'a Slot,
+    /// Whether this guard pinned the slot (no other guard of the collector was alive on the
+    /// thread): it unpins when dropped.
+    outermost: bool,
     /// The `hi` this guard last published in the slot (the slot's may be higher, raised by a
     /// nested guard).
     hi: Cell<u64>,
@@ -1224,9 +1238,8 @@ impl LocalGuard<'_> {
 impl Drop for LocalGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        let depth = self.slot.depth.load(Ordering::Relaxed) - 1;
-        self.slot.depth.store(depth, Ordering::Relaxed);
-        if depth == 0 {
+        debug_assert_ne!(self.slot.lo.load(Ordering::Relaxed), INACTIVE);
+        if self.outermost {
             self.slot.lo.store(INACTIVE, Ordering::Release);
         }
         if self.transient {
@@ -1234,8 +1247,9 @@ impl Drop for LocalGuard<'_> {
             self.record.release();
             EXITS.fetch_add(1, Ordering::Release);
         } else if self.pass_due.get() {
-            // Outermost guard: the pass runs unpinned, so this thread's own section holds back
-            // nothing it retired.
+            // After the outermost guard the pass runs unpinned, so this thread's own section
+            // holds back nothing it retired; after a nested one, it frees what the enclosing
+            // section does not hold.
             self.collector.pass_when_allowed(Some(self.record));
         }
     }
