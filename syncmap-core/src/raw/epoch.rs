@@ -97,16 +97,19 @@
 //! scheme 49-58 / 58-86. seize (a collector per map, as papaya uses) was not adopted: its read
 //! side measured twice as slow here.
 //!
-//! Births and per-map epochs, against the former process-wide scheme, binaries alternated
-//! (`cargo bench --bench go_workloads -- --workloads LoadMostlyHits,SwapMostlyHits --maps
-//! SyncMap --threads 1,2`, which times the whole call, SipHash included): LoadMostlyHits
-//! 18.2-18.9 → 21.7-22.3 ns at 1 thread, 9.4-9.7 → 10.7-11.3 at 2; SwapMostlyHits 39.7-40.1 →
-//! 42.5-45.8 at 1 thread, 76.7-81.6 → 71.5-77.5 at 2. Variants measured on the way: storing
-//! `hi` at every pin as well as `lo` (24.2-24.4 ns: the pin now leaves `hi` alone and readers
-//! take `max(lo, hi)`); a depth counter instead of the outermost flag (21.1-21.2); the birth in
-//! a header before the object instead of after it (no difference); a thread-local cache of the
-//! last collector's slot instead of the lookup by id (24.6-24.7, worse); `protect` without
-//! its epoch check (no difference: the check costs nothing measurable).
+//! Births and per-map epochs, against the former process-wide scheme, binaries alternated on
+//! a quiet machine (`cargo bench --bench go_workloads -- --workloads
+//! LoadMostlyHits,SwapMostlyHits --threads 1,2`, which times the whole call, hashing
+//! included): LoadMostlyHits with the default SipHash 18.2 → 19.9 ns at 1 thread (+9%), 9.5-9.8
+//! → 10.4-10.5 at 2 (+7-10%); with foldhash 6.9-7.0 → 8.5-8.6 (+23%) and 3.6-3.8 → 4.5 (+20%);
+//! SwapMostlyHits 39.5-40.2 → 42.0-42.1 at 1 thread, 76.7-80.0 → 70.9-75.5 at 2. Where the
+//! added 1.6-1.7 ns go, by variants measured on the way: the epoch check in `protect` 0.5 ns;
+//! looking the slot up by id through a bucket pointer 1.6 ns (so the first [`FIRST_SLOTS`]
+//! ids have theirs inside the collector); loading the id from the record 0.3 ns (so the
+//! thread-local holds it); storing `hi` at every pin as well as `lo` 3 ns (so the pin stores
+//! `lo` only and readers take `max(lo, hi)`). Dropped: a depth counter (no better than the
+//! outermost flag), the birth in a header before the object (no different from after it), a
+//! thread-local cache of the last collector's slot (1 ns worse).
 //!
 //! # Limits
 //!
@@ -365,7 +368,8 @@ thread_local! {
     static DEFERRED: Cell<bool> = const { Cell::new(false) };
 
     /// The current thread's record, for the hot path (no destructor, so no registration check).
-    static LOCAL: Cell<Option<&'static Record>> = const { Cell::new(None) };
+    /// With the record's id, so that the hot path finds the thread's slot without loading it.
+    static LOCAL: Cell<Option<(&'static Record, usize)>> = const { Cell::new(None) };
     /// Releases the current thread's record when the thread exits.
     static OWNER: RecordOwner = const { RecordOwner(Cell::new(None)) };
 }
@@ -655,7 +659,7 @@ impl Collector {
     #[inline]
     pub(crate) fn enter(&self) -> LocalGuard<'_> {
         match LOCAL.with(Cell::get) {
-            Some(record) => self.enter_as(record, false),
+            Some((record, id)) => self.enter_with(record, self.slot(id), false),
             None => self.enter_slow(),
         }
     }
@@ -663,7 +667,17 @@ impl Collector {
     /// Opens a guard of the owner of `record`.
     #[inline]
     fn enter_as(&self, record: &'static Record, transient: bool) -> LocalGuard<'_> {
-        let slot = self.slot(record.id);
+        self.enter_with(record, self.slot(record.id), transient)
+    }
+
+    /// Opens a guard of the owner of `record`, whose slot here is `slot`.
+    #[inline]
+    fn enter_with<'c>(
+        &'c self,
+        record: &'static Record,
+        slot: &'c Slot,
+        transient: bool,
+    ) -> LocalGuard<'c> {
         let outermost = slot.lo.load(Ordering::Relaxed) == INACTIVE;
         let hi = if outermost {
             // Pin. The slot's `hi` is left as the last section left it (older, so smaller):
@@ -698,7 +712,7 @@ impl Collector {
             })
             .is_ok();
         if registered {
-            LOCAL.with(|local| local.set(Some(record)));
+            LOCAL.with(|local| local.set(Some((record, record.id))));
             self.enter_as(record, false)
         } else {
             // The thread is exiting: use the record for this guard only.
@@ -854,7 +868,8 @@ impl Collector {
         // While unwinding (a panic in user code under the lock), a destructor that panicked
         // too would abort: the pass stays deferred to this thread's next unlock.
         if open == 0 && !std::thread::panicking() && DEFERRED.with(|d| d.replace(false)) {
-            self.reclaim(LOCAL.try_with(Cell::get).ok().flatten());
+            let record = LOCAL.try_with(Cell::get).ok().flatten();
+            self.reclaim(record.map(|(record, _)| record));
         }
     }
 
