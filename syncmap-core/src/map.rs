@@ -2,6 +2,13 @@
 //!
 //! # Design
 //!
+//! - **Shards.** The map is a fixed number of independent read/dirty pairs (`raw/shard.rs`),
+//!   chosen by hash bits that neither the tables nor the filters use; everything below holds
+//!   per shard. New keys of different shards never wait on each other, and each promotion
+//!   copies one shard's entries, not the map's. The shards share the hasher, the striped live
+//!   counter (so `len` stays O(1)) and the epoch collector. `range` takes every shard's
+//!   snapshot first (promoting those with new keys), then visits them one after the other;
+//!   `clear` goes shard after shard.
 //! - **Read snapshot.** An immutable table of shared entries ([`ReadOnly`]), owned and published
 //!   through an [`ArcSwap`]. Loads, and stores to keys the snapshot already has, never take a
 //!   lock: each entry holds its value behind an atomic pointer, updated in place with CAS.
@@ -73,17 +80,18 @@
 //! - **`clear`** expunges every entry before detaching it, so a concurrent lock-free store to a
 //!   detached entry fails over to the locked path instead of being lost silently.
 
-use std::collections::hash_map::RandomState;
-use std::fmt;
-use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use crate::raw::counter::StripedCounter;
 use crate::raw::dirty::Dirty;
 use crate::raw::entry::{Entry, EntryPtr, LiveDelta, LoadOrStored};
-use crate::raw::read::{find, ReadOnly, Table};
-use crate::raw::sync::{self, ArcSwap, AtomicPtr, Collector, Guard, Locked, Mutex, Ordering};
+use crate::raw::read::{find, ReadOnly};
+use crate::raw::shard::{self, Shard, MAX_SHARDS};
+use crate::raw::sync::{self, Collector, Guard, Locked};
 use crate::Equivalent;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
 
 /// A concurrent map with the read/dirty design of Go's `sync.Map`, typed.
 ///
@@ -91,20 +99,26 @@ use crate::Equivalent;
 /// that only grow), and threads that read, write and overwrite disjoint sets of keys. Loads
 /// take no lock and write no shared memory; writes to keys already published to the read
 /// snapshot take no lock either (a compare-and-swap on the key's entry); inserting a new key
-/// takes the map's one mutex, which makes maps whose keys churn slower than a sharded or a
-/// locked `HashMap` (see "When to use it" in the README of the `syncmemo` crate).
+/// takes a mutex, which makes maps whose keys churn slower than a sharded or a locked `HashMap`
+/// (see "When to use it" in the README of the `syncmemo` crate).
+///
+/// The map is split into a few independent shards chosen by the key's hash, each with Go's
+/// read snapshot, dirty map and mutex, so new keys of different shards do not wait on each
+/// other and each promotion copies only one shard; `len` stays O(1) and `range` still visits
+/// each key at most once.
 ///
 /// # Consistency
 ///
 /// Each operation on one key is linearizable. A write *happens before* any read that observes
 /// it. [`range`](Self::range) is **not a snapshot**: it visits each key at most once, may or may
-/// not see changes made during the call, and never blocks writers. [`len`](Self::len) is exact
+/// not see changes made during the call, and never blocks writers. [`clear`](Self::clear)
+/// removes each key atomically, shard after shard. [`len`](Self::len) is exact
 /// when no writer runs concurrently.
 ///
 /// # Reentrancy, deadlocks and panics
 ///
-/// No user closure (`load_with`, `load_or_store_with`, `range`) runs while the map's lock is
-/// held, so closures may call any method of the same map, nested `range` included. The lock is
+/// No user closure (`load_with`, `load_or_store_with`, `range`) runs while one of the map's
+/// locks is held, so closures may call any method of the same map, nested `range` included. The lock is
 /// a `parking_lot` mutex, which does not poison: a panic in a closure, in `Hash`, `Eq`,
 /// `PartialEq` or `Clone`, propagates to the caller and leaves the map consistent and usable.
 /// Under the lock the map calls no user code but `Eq` in lookups that change nothing: each
@@ -167,13 +181,13 @@ use crate::Equivalent;
 /// share(&SyncMap::<u8, Rc<u8>>::new());
 /// ```
 pub struct SyncMap<K, V, S = RandomState> {
-    /// Owns the current read snapshot.
-    read: ArcSwap<ReadOnly<K, V>>,
-    /// `Arc::as_ptr` of the snapshot in `read`, for lock-free readers under a guard. Written only
-    /// with the dirty lock held, together with `read`; the snapshot it pointed to before is
-    /// retired through `collector`.
-    read_ptr: AtomicPtr<ReadOnly<K, V>>,
-    dirty: Mutex<Dirty<K, V>>,
+    /// The read/dirty pairs; their number is a power of two.
+    shards: Box<[Shard<K, V>]>,
+    /// `shards.len() - 1`.
+    shard_mask: usize,
+    /// The empty snapshot shards start with and return to after `clear`, shared so that an
+    /// empty map allocates one snapshot, not one per shard.
+    empty: Arc<ReadOnly<K, V>>,
     /// The number of entries holding a value.
     live: StripedCounter,
     hasher: S,
@@ -193,8 +207,8 @@ impl<K, V> SyncMap<K, V, RandomState> {
     ///
     /// # In a `static`
     ///
-    /// `new` is not a `const fn`: a map starts with an allocated read snapshot and a randomly
-    /// seeded hasher. Make a global map with [`LazyLock`](std::sync::LazyLock), which creates it
+    /// `new` is not a `const fn`: a map starts with allocated shards and a randomly seeded
+    /// hasher. Make a global map with [`LazyLock`](std::sync::LazyLock), which creates it
     /// on first use (one atomic load per access afterwards):
     ///
     /// ```
@@ -225,11 +239,19 @@ impl<K, V, S> SyncMap<K, V, S> {
     /// assert_eq!(map.load("k"), Some(1));
     /// ```
     pub fn with_hasher(hasher: S) -> Self {
-        let snapshot = Arc::new(ReadOnly::new(Table::new(), 0));
+        Self::with_shards_and_hasher(default_shards(), hasher)
+    }
+
+    /// Creates an empty map with `shards` read/dirty shards (rounded up to a power of two, at
+    /// most 16). For tests and measurements; the default suits the machine.
+    #[doc(hidden)]
+    pub fn with_shards_and_hasher(shards: usize, hasher: S) -> Self {
+        let shards = shards.clamp(1, MAX_SHARDS).next_power_of_two();
+        let empty = Arc::new(ReadOnly::shared_empty());
         SyncMap {
-            read_ptr: AtomicPtr::new(Arc::as_ptr(&snapshot).cast_mut()),
-            read: ArcSwap::new(snapshot),
-            dirty: Mutex::new(Dirty::default()),
+            shards: (0..shards).map(|_| Shard::new(&empty)).collect(),
+            shard_mask: shards - 1,
+            empty,
             live: StripedCounter::default(),
             hasher,
             collector: Collector::recycling(&[
@@ -251,40 +273,6 @@ impl<K, V, S> SyncMap<K, V, S> {
         &self.hasher
     }
 
-    /// The current read snapshot, valid while `guard` is held.
-    #[inline]
-    fn snapshot<'g>(&self, guard: &'g Guard<'_>) -> &'g ReadOnly<K, V> {
-        let p = sync::protect(guard, &self.read_ptr);
-        // SAFETY: `read_ptr` always points at the snapshot owned by `read`; a replaced snapshot is
-        // retired through `self.collector` (see `publish_locked`), so the one loaded under
-        // `guard` stays allocated until `guard` is dropped.
-        unsafe { &*p }
-    }
-
-    /// Replaces the read snapshot, retiring the old one together with `dead`, the entries that
-    /// leave the map with it. Caller holds the dirty lock.
-    fn publish_locked(&self, table: Table<K, V>, dead: Vec<EntryPtr<K, V>>, guard: &Guard<'_>) {
-        let snapshot = Arc::new(ReadOnly::new(table, sync::birth(guard)));
-        self.read_ptr
-            .store(Arc::as_ptr(&snapshot).cast_mut(), Ordering::Release);
-        let old_snapshot = self.read.swap(snapshot);
-        // A thread may hold a dead entry found through the old snapshot (born before it) or,
-        // earlier, through the dirty map (born before that thread took the lock).
-        let birth = dead
-            .iter()
-            .map(|entry| entry.birth())
-            .fold(old_snapshot.birth, u64::min);
-        let old = Box::into_raw(Box::new(Retired {
-            _snapshot: old_snapshot,
-            dead,
-        }));
-        // SAFETY: `read_ptr` no longer points at the old snapshot and `dead` entries are in no
-        // table, so threads that enter later cannot reach them; `old` was created by
-        // `Box::into_raw`. Readers that loaded them before are protected: the collector waits
-        // for their guards.
-        unsafe { sync::retire_box(guard, old, birth) };
-    }
-
     /// Applies a change of an entry's state to the live count.
     #[inline]
     fn count(&self, delta: LiveDelta, guard: &Guard<'_>) {
@@ -293,10 +281,15 @@ impl<K, V, S> SyncMap<K, V, S> {
         }
     }
 
-    /// Expunges every entry of the map and returns them, each once. Caller holds the dirty lock
-    /// and takes the entries out of the map.
-    fn detach_all_locked(&self, dirty: &Dirty<K, V>, guard: &Guard<'_>) -> Vec<EntryPtr<K, V>> {
-        let read = self.snapshot(guard);
+    /// Expunges every entry of `shard` and returns them, each once. Caller holds the shard's
+    /// dirty lock and takes the entries out of the map.
+    fn detach_all_locked(
+        &self,
+        shard: &Shard<K, V>,
+        dirty: &Dirty<K, V>,
+        guard: &Guard<'_>,
+    ) -> Vec<EntryPtr<K, V>> {
+        let read = shard.snapshot(guard);
         let mut all = Vec::with_capacity(read.table.len() + dirty.entries().count());
         for entry in read.table.iter() {
             let delta = entry.expunge_locked(guard);
@@ -348,6 +341,35 @@ impl<K, V, S> SyncMap<K, V, S> {
     }
 }
 
+/// The number of shards of a map made by [`SyncMap::new`] or [`SyncMap::with_hasher`].
+fn default_shards() -> usize {
+    if let Some(n) = std::env::var("SYNCMAP_SHARDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return n;
+    }
+    8
+}
+
+// EXPERIMENT ONLY (removed before commit).
+fn exp_knob(name: &str, default: usize) -> usize {
+    use std::sync::OnceLock;
+    static DIV: OnceLock<usize> = OnceLock::new();
+    static MIN: OnceLock<usize> = OnceLock::new();
+    let cell = if name == "SYNCMAP_MIN_MISSES" {
+        &MIN
+    } else {
+        &DIV
+    };
+    *cell.get_or_init(|| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    })
+}
+
 /// A promotion needs misses reaching the dirty map's length divided by this (Go: 1).
 const MISS_DIVISOR: usize = 8;
 /// ... and at least this many misses, so that small maps do not promote every few operations.
@@ -363,9 +385,26 @@ where
         self.hasher.hash_one(key)
     }
 
-    /// Takes the lock and advances the incremental copy of the snapshot by one step.
-    fn lock_dirty(&self, guard: &Guard<'_>) -> Locked<'_, Dirty<K, V>> {
-        let mut dirty = sync::lock(&self.dirty, &self.collector, guard);
+    /// The index of the shard that holds `key` (`0..` the number of shards), for tests that
+    /// place keys in chosen shards.
+    #[doc(hidden)]
+    pub fn shard_of<Q: ?Sized + Hash>(&self, key: &Q) -> usize {
+        shard::index(self.hash(key), self.shard_mask)
+    }
+
+    /// The shard that holds the keys with this hash.
+    #[inline]
+    fn shard(&self, hash: u64) -> &Shard<K, V> {
+        &self.shards[shard::index(hash, self.shard_mask)]
+    }
+
+    /// Takes the shard's lock and advances the incremental copy of its snapshot by one step.
+    fn lock_dirty<'a>(
+        &'a self,
+        shard: &'a Shard<K, V>,
+        guard: &Guard<'_>,
+    ) -> Locked<'a, Dirty<K, V>> {
+        let mut dirty = sync::lock(&shard.dirty, &self.collector, guard);
         dirty.step(false);
         dirty
     }
@@ -377,21 +416,25 @@ where
     /// Unlike Go, it does not promote a dirty map that holds no key the snapshot lacks: that
     /// promotion would only drop deleted keys, and paying a new snapshot and a new copy for it
     /// on every few misses is what makes Go's delete-and-store-again loops slow.
-    fn miss_locked(&self, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
+    fn miss_locked(&self, shard: &Shard<K, V>, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
         dirty.misses += 1;
         if dirty.dirty_only > 0
             && dirty.copy_done()
-            && dirty.misses >= MIN_PROMOTION_MISSES
-            && dirty.misses.saturating_mul(MISS_DIVISOR) >= dirty.len()
+            && dirty.misses >= exp_knob("SYNCMAP_MIN_MISSES", MIN_PROMOTION_MISSES)
+            && dirty
+                .misses
+                .saturating_mul(exp_knob("SYNCMAP_MISS_DIVISOR", MISS_DIVISOR))
+                >= dirty.len()
         {
-            self.promote_locked(dirty, guard);
+            Self::promote_locked(shard, dirty, guard);
         }
     }
 
-    /// Makes the dirty map the read snapshot (finishing its copy first, normally already done).
-    fn promote_locked(&self, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
+    /// Makes the shard's dirty map its read snapshot (finishing its copy first, normally
+    /// already done).
+    fn promote_locked(shard: &Shard<K, V>, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
         if let Some(promotion) = dirty.take_for_promotion() {
-            self.publish_locked(promotion.table, promotion.dead, guard);
+            shard.publish_locked(promotion.table, promotion.dead, promotion.dead_birth, guard);
         }
     }
 
@@ -402,7 +445,7 @@ where
     /// hashes), so the entry cannot be left unexpunged outside the dirty map.
     fn unexpunge_locked(&self, dirty: &mut Dirty<K, V>, entry: EntryPtr<K, V>) {
         if entry.unexpunge_locked() {
-            dirty.insert(entry);
+            dirty.insert_revived(entry);
         }
     }
 
@@ -413,7 +456,7 @@ where
     /// (a cache miss in a large map) on every locked path that follows a lock-free miss.
     #[inline]
     fn find_current_locked<'g, Q>(
-        &self,
+        shard: &Shard<K, V>,
         hash: u64,
         key: &Q,
         missed: Option<&ReadOnly<K, V>>,
@@ -422,7 +465,7 @@ where
     where
         Q: ?Sized + Equivalent<K>,
     {
-        let read = self.snapshot(guard);
+        let read = shard.snapshot(guard);
         if missed.is_some_and(|missed| std::ptr::eq(missed, read)) {
             return (read, None);
         }
@@ -434,6 +477,7 @@ where
     #[cold]
     fn find_locked<Q>(
         &self,
+        shard: &Shard<K, V>,
         hash: u64,
         key: &Q,
         missed: &ReadOnly<K, V>,
@@ -442,8 +486,8 @@ where
     where
         Q: ?Sized + Equivalent<K>,
     {
-        let mut dirty = self.lock_dirty(guard);
-        let (read, found) = self.find_current_locked(hash, key, Some(missed), guard);
+        let mut dirty = self.lock_dirty(shard, guard);
+        let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
         if let Some(entry) = found {
             return Some(*entry);
         }
@@ -451,7 +495,7 @@ where
             return None;
         }
         let entry = dirty.find(hash, key).copied();
-        self.miss_locked(&mut dirty, guard);
+        self.miss_locked(shard, &mut dirty, guard);
         entry
     }
 
@@ -469,14 +513,15 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let hash = self.hash(key);
-        let read = self.snapshot(guard);
+        let shard = self.shard(hash);
+        let read = shard.snapshot(guard);
         if let Some(entry) = find(&read.table, hash, key) {
             return Some(f(entry));
         }
         if !read.may_be_dirty(hash) {
             return None;
         }
-        self.find_locked(hash, key, read, guard)
+        self.find_locked(shard, hash, key, read, guard)
             .map(|entry| f(&entry))
     }
 
@@ -552,8 +597,9 @@ where
     /// is still readable.
     fn swap_with<R>(&self, key: K, mut value: V, previous: impl FnOnce(Option<&V>) -> R) -> R {
         let hash = self.hash(&key);
+        let shard = self.shard(hash);
         let guard = sync::enter(&self.collector);
-        let read = self.snapshot(&guard);
+        let read = shard.snapshot(&guard);
         let found = find(&read.table, hash, &key);
         if let Some(entry) = found {
             match entry.try_swap(value, &guard, |delta| self.count(delta, &guard)) {
@@ -568,8 +614,8 @@ where
         }
         let missed = found.is_none().then_some(read);
         let (old, unused_key) = {
-            let mut dirty = self.lock_dirty(&guard);
-            let (read, found) = self.find_current_locked(hash, &key, missed, &guard);
+            let mut dirty = self.lock_dirty(shard, &guard);
+            let (read, found) = Self::find_current_locked(shard, hash, &key, missed, &guard);
             let (old, delta, unused_key) = if let Some(entry) = found {
                 self.unexpunge_locked(&mut dirty, *entry);
                 let (old, delta) = entry.swap_locked(value, &guard);
@@ -578,10 +624,11 @@ where
                 // Unlike Go, a store to a key only the dirty map has counts as a miss: promotion
                 // is what lets the next stores to it skip the lock.
                 let (old, delta) = entry.swap_locked(value, &guard);
-                self.miss_locked(&mut dirty, &guard);
+                self.miss_locked(shard, &mut dirty, &guard);
                 (old, delta, Some(key))
             } else {
-                self.insert_new_locked(
+                Self::insert_new_locked(
+                    shard,
                     &mut dirty,
                     read,
                     EntryPtr::new(key, hash, value, &guard),
@@ -599,19 +646,27 @@ where
 
     /// Inserts an entry for a key that neither the snapshot nor the dirty table has.
     fn insert_new_locked(
-        &self,
+        shard: &Shard<K, V>,
         dirty: &mut Dirty<K, V>,
         read: &ReadOnly<K, V>,
         entry: EntryPtr<K, V>,
         guard: &Guard<'_>,
     ) {
-        dirty.ensure(|| self.read.load_full());
+        // The shared empty snapshot is never written: the shard's first new key gets it an
+        // empty snapshot of its own, whose filter records the key. (Readers that still see the
+        // shared one answer "absent", as they would have before this key.)
+        let read = if read.is_shared_empty() {
+            shard.own_snapshot_locked(guard)
+        } else {
+            read
+        };
+        dirty.ensure(|| shard.read.load_full());
         // Runs no user code from here on (the insert and a promotion rehash with the entries'
         // stored hashes), so the filter is never amended for an entry that does not arrive.
         dirty.note_new_key(read, entry.hash);
         dirty.insert(entry);
         if dirty.new_keys >= read.dirty_capacity() {
-            self.promote_locked(dirty, guard);
+            Self::promote_locked(shard, dirty, guard);
         }
     }
 
@@ -692,13 +747,14 @@ where
         let hash = self.hash(&key);
         {
             let guard = sync::enter(&self.collector);
-            let read = self.snapshot(&guard);
+            let shard = self.shard(hash);
+            let read = shard.snapshot(&guard);
             if let Some(entry) = find(&read.table, hash, &key) {
                 if let Some(value) = entry.load(&guard) {
                     return (value.clone(), true);
                 }
             } else if read.may_be_dirty(hash) {
-                if let Some(entry) = self.find_locked(hash, &key, read, &guard) {
+                if let Some(entry) = self.find_locked(shard, hash, &key, read, &guard) {
                     if let Some(value) = entry.load(&guard) {
                         return (value.clone(), true);
                     }
@@ -716,7 +772,8 @@ where
         V: Clone,
     {
         let mut value = Some(value);
-        let read = self.snapshot(guard);
+        let shard = self.shard(hash);
+        let read = shard.snapshot(guard);
         let found = find(&read.table, hash, &key);
         if let Some(entry) = found {
             if let Some(outcome) = entry.try_load_or_store(&mut value, guard) {
@@ -728,20 +785,20 @@ where
             }
         }
         let missed = found.is_none().then_some(read);
-        let mut dirty = self.lock_dirty(guard);
-        let (read, found) = self.find_current_locked(hash, &key, missed, guard);
+        let mut dirty = self.lock_dirty(shard, guard);
+        let (read, found) = Self::find_current_locked(shard, hash, &key, missed, guard);
         let outcome = if let Some(entry) = found {
             self.unexpunge_locked(&mut dirty, *entry);
             entry.try_load_or_store(&mut value, guard)
         } else if let Some(entry) = dirty.find(hash, &key) {
             let outcome = entry.try_load_or_store(&mut value, guard);
-            self.miss_locked(&mut dirty, guard);
+            self.miss_locked(shard, &mut dirty, guard);
             outcome
         } else {
             let value = value.take().expect("the value to store is present");
             let entry = EntryPtr::new(key, hash, value, guard);
             let stored = entry.load(guard).map(|v| v as *const V);
-            self.insert_new_locked(&mut dirty, read, entry, guard);
+            Self::insert_new_locked(shard, &mut dirty, read, entry, guard);
             self.count(LiveDelta::Added, guard);
             drop(dirty);
             // SAFETY: the value was just stored in an entry of this map; it is only ever retired
@@ -777,12 +834,13 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let hash = self.hash(key);
+        let shard = self.shard(hash);
         let guard = sync::enter(&self.collector);
-        let read = self.snapshot(&guard);
+        let read = shard.snapshot(&guard);
         let old = if let Some(entry) = find(&read.table, hash, key) {
             entry.delete(&guard, |delta| self.count(delta, &guard))
         } else if read.may_be_dirty(hash) {
-            self.delete_locked(hash, key, read, &guard)
+            self.delete_locked(shard, hash, key, read, &guard)
         } else {
             None
         };
@@ -794,6 +852,7 @@ where
     #[cold]
     fn delete_locked<'g, Q>(
         &self,
+        shard: &Shard<K, V>,
         hash: u64,
         key: &Q,
         missed: &ReadOnly<K, V>,
@@ -802,8 +861,8 @@ where
     where
         Q: ?Sized + Equivalent<K>,
     {
-        let mut dirty = self.lock_dirty(guard);
-        let (read, found) = self.find_current_locked(hash, key, Some(missed), guard);
+        let mut dirty = self.lock_dirty(shard, guard);
+        let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
         let entry = if let Some(entry) = found {
             *entry
         } else if read.amended() {
@@ -811,7 +870,7 @@ where
             if removed.is_some() {
                 dirty.note_removed_new_key(read);
             }
-            self.miss_locked(&mut dirty, guard);
+            self.miss_locked(shard, &mut dirty, guard);
             let removed = removed?;
             // SAFETY: the entry was only in the dirty map (never in a snapshot) and has just left
             // it under the lock, so threads that take the lock later cannot reach it. This
@@ -916,8 +975,8 @@ where
     ///
     /// **Not a snapshot**: each key is visited at most once; a key stored or deleted during the
     /// call may or may not be visited; values are read when visited. Keys inserted after the
-    /// call starts are not visited. If the dirty map holds new keys, `range` first promotes it
-    /// (O(1)), so every key present when the call starts is visited.
+    /// call starts are not visited. If the dirty map of one of the map's shards holds new keys,
+    /// `range` first promotes it (O(1)), so every key present when the call starts is visited.
     ///
     /// `f` runs outside any lock and may call any method of this map, nested `range` included.
     /// Values replaced while `range` runs are not dropped before it returns.
@@ -939,16 +998,24 @@ where
     /// ```
     pub fn range(&self, mut f: impl FnMut(&K, &V) -> bool) {
         let guard = sync::enter(&self.collector);
-        if self.snapshot(&guard).amended() {
-            let mut dirty = self.lock_dirty(&guard);
-            if self.snapshot(&guard).amended() {
-                self.promote_locked(&mut dirty, &guard);
+        // Every shard's snapshot is taken before `f` first runs, so that keys `f` (or another
+        // thread) inserts during the call are not visited, as with one snapshot.
+        let mut snapshots: [Option<&ReadOnly<K, V>>; MAX_SHARDS] = [None; MAX_SHARDS];
+        for (shard, snapshot) in self.shards.iter().zip(&mut snapshots) {
+            if shard.snapshot(&guard).amended() {
+                let mut dirty = self.lock_dirty(shard, &guard);
+                if shard.snapshot(&guard).amended() {
+                    Self::promote_locked(shard, &mut dirty, &guard);
+                }
             }
+            *snapshot = Some(shard.snapshot(&guard));
         }
-        for entry in self.snapshot(&guard).table.iter() {
-            if let Some(value) = entry.load(&guard) {
-                if !f(&entry.key, value) {
-                    break;
+        for snapshot in snapshots.into_iter().flatten() {
+            for entry in snapshot.table.iter() {
+                if let Some(value) = entry.load(&guard) {
+                    if !f(&entry.key, value) {
+                        return;
+                    }
                 }
             }
         }
@@ -956,9 +1023,9 @@ where
 
     /// Removes every entry (Go's `Clear`).
     ///
-    /// Concurrent operations see the map either before or after the clear. O(n) under the lock:
-    /// every entry is marked expunged so that a concurrent lock-free store cannot land in a
-    /// detached entry.
+    /// The shards are cleared one after the other, each under its lock: concurrent operations
+    /// see each key either before or after the clear. O(n): every entry is marked expunged so
+    /// that a concurrent lock-free store cannot land in a detached entry.
     ///
     /// ```
     /// use syncmap_core::SyncMap;
@@ -970,26 +1037,37 @@ where
     /// ```
     pub fn clear(&self) {
         let guard = sync::enter(&self.collector);
-        let read = self.snapshot(&guard);
+        for shard in self.shards.iter() {
+            self.clear_shard(shard, &guard);
+        }
+    }
+
+    /// Removes every entry of one shard, under its lock.
+    fn clear_shard(&self, shard: &Shard<K, V>, guard: &Guard<'_>) {
+        let read = shard.snapshot(guard);
         if read.table.is_empty() && !read.amended() {
             return; // already empty, as Go checks
         }
-        let mut dirty = sync::lock(&self.dirty, &self.collector, &guard);
-        let read = self.snapshot(&guard);
+        let mut dirty = sync::lock(&shard.dirty, &self.collector, guard);
+        let read = shard.snapshot(guard);
         if read.table.is_empty() {
             // Only dirty-only keys: no new snapshot needed, and the dirty table is reused.
             for entry in dirty.entries() {
-                self.count(entry.expunge_locked(&guard), &guard);
+                self.count(entry.expunge_locked(guard), guard);
                 // SAFETY: the entry is only in the dirty table, which is emptied below before
                 // the lock is released, so threads that take the lock later cannot reach it.
                 // Retiring under the lock runs no destructor.
-                unsafe { entry.retire(&guard) };
+                unsafe { entry.retire(guard) };
             }
             dirty.clear_keeping_capacity(read);
         } else {
-            let dead = self.detach_all_locked(&dirty, &guard);
+            let dead = self.detach_all_locked(shard, &dirty, guard);
+            let dead_birth = dead
+                .iter()
+                .map(|entry| entry.birth())
+                .fold(u64::MAX, u64::min);
             dirty.reset();
-            self.publish_locked(Table::new(), dead, &guard);
+            shard.publish_empty_locked(&self.empty, dead, dead_birth, guard);
         }
     }
 }
@@ -1023,31 +1101,18 @@ where
 {
 }
 
-/// A replaced snapshot and the entries that left the map with it, retired together.
-struct Retired<K, V> {
-    _snapshot: Arc<ReadOnly<K, V>>,
-    dead: Vec<EntryPtr<K, V>>,
-}
-
-impl<K, V> Drop for Retired<K, V> {
-    fn drop(&mut self) {
-        // Every entry is freed even if a key's or value's `Drop` panics (then resumed).
-        crate::raw::unwind::for_each(self.dead.drain(..), |entry| {
-            // SAFETY: these entries left the map when the bundle was retired, and the collector
-            // runs this only once no guard that could have reached them remains.
-            unsafe { entry.free() };
-        });
-    }
-}
-
 impl<K, V, S> Drop for SyncMap<K, V, S> {
     fn drop(&mut self) {
-        let dirty = std::mem::take(self.dirty.get_mut());
         // Their values are retired to the collector, which drops them when it is dropped, right
         // after this (it is the last field). No pass runs meanwhile (a destructor that panicked
         // there would stop the detaching).
         sync::hold_reclamation(&self.collector);
-        let all = self.detach_all_locked(&dirty, &sync::enter(&self.collector));
+        let mut all = Vec::new();
+        for i in 0..self.shards.len() {
+            let dirty = std::mem::take(self.shards[i].dirty.get_mut());
+            let shard = &self.shards[i];
+            all.extend(self.detach_all_locked(shard, &dirty, &sync::enter(&self.collector)));
+        }
         // Every entry is freed even if a key's or value's `Drop` panics (then resumed, after
         // which the collector, dropped by the unwind, still frees everything retired).
         let mut panics = crate::raw::unwind::Panics::default();
@@ -1167,6 +1232,8 @@ where
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
 
     /// A small deterministic generator (xorshift64*), so failures reproduce.
     struct Rng(u64);
@@ -1327,21 +1394,19 @@ mod tests {
     /// without the lock (before the filter was emptied in place, about one in ten took it).
     #[test]
     fn keys_that_come_and_go_leave_the_filter_empty() {
-        let map: SyncMap<u64, u64> = (0..4).map(|k| (k, k)).collect();
+        // One shard, so that all the keys share its filter.
+        let map: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
+        (&map).extend((0..4).map(|k| (k, k)));
         map.range(|_, _| true); // promotes 0..4 into the snapshot
-        let snapshot = map.read_ptr.load(Ordering::Acquire);
+        let snapshot = map.shards[0].snapshot_ptr();
         for k in 100..200 {
             map.store(k, k);
             map.delete(&k);
         }
         map.store(1000, 1000);
-        assert_eq!(
-            map.read_ptr.load(Ordering::Acquire),
-            snapshot,
-            "no promotion"
-        );
+        assert_eq!(map.shards[0].snapshot_ptr(), snapshot, "no promotion");
         let guard = sync::enter(&map.collector);
-        let read = map.snapshot(&guard);
+        let read = map.shards[0].snapshot(&guard);
         assert!(read.amended());
         assert!(read.may_be_dirty(map.hash(&1000u64)));
         let locked = (0..10_000u64)
@@ -1400,7 +1465,8 @@ mod tests {
         let last = len - 1;
         let in_snapshot = |key: u64| {
             let guard = sync::enter(&map.collector);
-            find(&map.snapshot(&guard).table, map.hash(&key), &key).is_some()
+            let hash = map.hash(&key);
+            find(&map.shard(hash).snapshot(&guard).table, hash, &key).is_some()
         };
         assert!(!in_snapshot(last), "the bulk load left a dirty-only tail");
         for _ in 0..len / 8 {

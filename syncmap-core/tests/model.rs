@@ -71,8 +71,18 @@ impl Share {
     }
 }
 
-fn check(ops: &[Op]) {
-    let map: SyncMap<u16, u8> = SyncMap::new();
+/// A map of `shards` read/dirty shards (small key sets then still span several shards).
+fn map(shards: usize) -> SyncMap<u16, u8> {
+    SyncMap::with_shards_and_hasher(shards, std::collections::hash_map::RandomState::new())
+}
+
+/// Shard counts to test: one (a single read/dirty pair), a few, and the most a map has.
+fn shards() -> impl Strategy<Value = usize> {
+    prop::sample::select(vec![1usize, 2, 16])
+}
+
+fn check(ops: &[Op], shards: usize) {
+    let map = map(shards);
     let model = run(&map, ops, Share::ALONE);
     let mut contents = HashMap::new();
     map.range(|k, v| {
@@ -223,14 +233,20 @@ proptest! {
 
     /// Few keys: deleted keys are stored again (expunged entries come back).
     #[test]
-    fn few_keys(ops in proptest::collection::vec(op(6), 1..if cfg!(miri) { 60 } else { 400 })) {
-        check(&ops);
+    fn few_keys(
+        ops in proptest::collection::vec(op(6), 1..if cfg!(miri) { 60 } else { 400 }),
+        shards in shards(),
+    ) {
+        check(&ops, shards);
     }
 
     /// More keys: loads of absent keys drive promotions and the incremental copy.
     #[test]
-    fn many_keys(ops in proptest::collection::vec(op(200), 1..if cfg!(miri) { 60 } else { 1500 })) {
-        check(&ops);
+    fn many_keys(
+        ops in proptest::collection::vec(op(200), 1..if cfg!(miri) { 60 } else { 1500 }),
+        shards in shards(),
+    ) {
+        check(&ops, shards);
     }
 
     /// Two sequences on two threads at once, each on its own keys of one map and checked
@@ -242,9 +258,10 @@ proptest! {
         ops in proptest::collection::vec(
             proptest::collection::vec(op(100), 1..if cfg!(miri) { 40 } else { 1000 }),
             2,
-        )
+        ),
+        shards in shards(),
     ) {
-        let map: SyncMap<u16, u8> = SyncMap::new();
+        let map = map(shards);
         let models: Vec<HashMap<u16, u8>> = std::thread::scope(|s| {
             let threads: Vec<_> = ops
                 .iter()

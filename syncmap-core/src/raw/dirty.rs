@@ -37,6 +37,13 @@ pub(crate) struct Dirty<K, V> {
     /// Entries of the snapshot that the copy expunged: at promotion, those still expunged leave
     /// the map (the others were stored again and are in `table`).
     expunged: Vec<EntryPtr<K, V>>,
+    /// The earliest birth among `expunged` (`u64::MAX` if none), taken while the copy has each
+    /// entry in cache.
+    expunged_birth: u64,
+    /// Entries of `expunged` stored again since ([`insert_revived`](Self::insert_revived)):
+    /// while none is, every entry of `expunged` leaves the map at promotion without a second
+    /// look at each.
+    revived: usize,
     /// Locked lookups since the last promotion.
     pub(crate) misses: usize,
     /// Keys the snapshot lacks inserted since the last promotion (deletions do not lower it).
@@ -53,6 +60,8 @@ pub(crate) struct Promotion<K, V> {
     pub(crate) table: Table<K, V>,
     /// Entries of the old snapshot that are in neither the new snapshot nor the dirty map.
     pub(crate) dead: Vec<EntryPtr<K, V>>,
+    /// The earliest birth among `dead` (`u64::MAX` if none).
+    pub(crate) dead_birth: u64,
 }
 
 struct Copy<K, V> {
@@ -68,6 +77,8 @@ impl<K, V> Default for Dirty<K, V> {
             table: None,
             copy: None,
             expunged: Vec::new(),
+            expunged_birth: u64::MAX,
+            revived: 0,
             misses: 0,
             new_keys: 0,
             dirty_only: 0,
@@ -150,6 +161,7 @@ impl<K, V> Dirty<K, V> {
             if let Some(entry) = copy.source.table.get_bucket(bucket) {
                 copy.unvisited -= 1;
                 if entry.try_expunge_locked() {
+                    self.expunged_birth = self.expunged_birth.min(entry.birth());
                     self.expunged.push(*entry);
                 } else {
                     table.insert_unique(entry.hash, *entry, |e| e.hash);
@@ -166,6 +178,12 @@ impl<K, V> Dirty<K, V> {
     pub(crate) fn insert(&mut self, entry: EntryPtr<K, V>) {
         let table = self.table.as_mut().expect("ensure() runs before insert()");
         table.insert_unique(entry.hash, entry, |e| e.hash);
+    }
+
+    /// Inserts an entry of the snapshot that the copy expunged and a store just unexpunged.
+    pub(crate) fn insert_revived(&mut self, entry: EntryPtr<K, V>) {
+        self.revived += 1;
+        self.insert(entry);
     }
 
     /// Records a key that `read` (the current snapshot) lacks, about to be inserted: sets its
@@ -204,9 +222,20 @@ impl<K, V> Dirty<K, V> {
         self.step(true);
         let table = self.table.take();
         let mut dead = std::mem::take(&mut self.expunged);
-        dead.retain(|entry| entry.is_expunged());
+        if self.revived > 0 {
+            // Those stored again are in `table`. (A pass over every expunged entry, a cache
+            // miss each in a large map: skipped when none came back.)
+            dead.retain(|entry| entry.is_expunged());
+        }
+        // The birth of all expunged entries, revived ones included: an earlier birth only
+        // makes the collector wait for more threads.
+        let dead_birth = self.expunged_birth;
         *self = Dirty::default();
-        table.map(|table| Promotion { table, dead })
+        table.map(|table| Promotion {
+            table,
+            dead,
+            dead_birth,
+        })
     }
 
     /// Drops the dirty map, as `clear` does.
@@ -224,6 +253,8 @@ impl<K, V> Dirty<K, V> {
         read.forget_dirty_keys(&mut self.filter_words);
         self.copy = None;
         self.expunged.clear();
+        self.expunged_birth = u64::MAX;
+        self.revived = 0;
         self.misses = 0;
         self.new_keys = 0;
         self.dirty_only = 0;

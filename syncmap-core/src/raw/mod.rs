@@ -1,5 +1,6 @@
 //! Internals of [`SyncMap`](crate::SyncMap): the shared [`entry::Entry`], the [`read::ReadOnly`]
-//! snapshot, and a striped counter. Everything `unsafe` in the crate lives here.
+//! snapshot, the [`shard::Shard`] that pairs a snapshot with its dirty map, and a striped
+//! counter. Everything `unsafe` in the crate lives here.
 
 pub(crate) mod counter;
 pub(crate) mod dirty;
@@ -7,5 +8,6 @@ pub(crate) mod entry;
 #[cfg(not(syncmap_loom))]
 pub(crate) mod epoch;
 pub(crate) mod read;
+pub(crate) mod shard;
 pub(crate) mod sync;
 pub(crate) mod unwind;

@@ -83,6 +83,26 @@ impl<K, V> ReadOnly<K, V> {
         }
     }
 
+    /// The empty snapshot every shard of a map starts with (and returns to after `clear`), one
+    /// per map: it has no filter and is never amended, so it is never written and the shards
+    /// can share it. A shard publishes a snapshot of its own before its first new key
+    /// ([`is_shared_empty`](Self::is_shared_empty)).
+    pub(crate) fn shared_empty() -> Self {
+        ReadOnly {
+            table: Table::new(),
+            birth: 0,
+            amended: AtomicBool::new(false),
+            filter: Box::new([]),
+        }
+    }
+
+    /// Whether this is a [`shared_empty`](Self::shared_empty) snapshot, which must not record
+    /// dirty keys.
+    #[inline]
+    pub(crate) fn is_shared_empty(&self) -> bool {
+        self.filter.is_empty()
+    }
+
     /// Whether the dirty map may hold keys that `table` lacks.
     #[inline]
     pub(crate) fn amended(&self) -> bool {
@@ -122,6 +142,10 @@ impl<K, V> ReadOnly<K, V> {
     /// snapshot is current, and adds to `touched` each filter word that was zero before. Caller
     /// holds the dirty lock.
     pub(crate) fn note_dirty_key(&self, hash: u64, touched: &mut Vec<usize>) {
+        debug_assert!(
+            !self.is_shared_empty(),
+            "a shared empty snapshot is never written"
+        );
         // Only the lock holder writes, so load-then-store is race-free (no locked
         // read-modify-write), and it skips the store when the bit is already set.
         for (word, bit) in self.bits(hash) {

@@ -1,0 +1,151 @@
+//! One read/dirty pair of a [`SyncMap`](crate::SyncMap): the keys whose hash selects it.
+//!
+//! A map has a fixed number of shards (a power of two, at most [`MAX_SHARDS`]), chosen by hash
+//! bits 32.. (see [`index`]). Each shard is Go's whole design for its keys: a read snapshot, a
+//! dirty map behind its own lock, its own filter and misses counter. The shards share the map's
+//! hasher, its live counter and its epoch collector, so `len` stays O(1) and a snapshot retired
+//! by any shard is reclaimed by the same passes.
+
+use std::sync::Arc;
+
+use super::dirty::Dirty;
+use super::entry::EntryPtr;
+use super::read::{ReadOnly, Table};
+use super::sync::{self, ArcSwap, AtomicPtr, Guard, Mutex, Ordering};
+
+/// The most shards a map can have: hash bits 32..36 choose the shard. hashbrown takes a
+/// bucket's index from the low bits (tables of fewer than 2^32 buckets never read bit 32) and
+/// its tag from the top seven, and the snapshot's filter reads bits 8..32 and 36..: so the
+/// keys of one shard are spread over its table and its filter as well as in a single map.
+pub(crate) const MAX_SHARDS: usize = 16;
+
+/// The shard of `hash` in a map of `mask + 1` shards.
+#[inline]
+pub(crate) fn index(hash: u64, mask: usize) -> usize {
+    (hash >> 32) as usize & mask
+}
+
+/// One read/dirty pair, aligned to a pair of cache lines so that the lock of one shard and the
+/// snapshot pointer of its neighbour never share a line (adjacent-line prefetching pulls 128
+/// bytes on x86). The snapshot pointer comes first: readers touch only the first line.
+#[repr(C, align(128))]
+pub(crate) struct Shard<K, V> {
+    /// `Arc::as_ptr` of the snapshot in `read`, for lock-free readers under a guard. Written only
+    /// with the dirty lock held, together with `read`; the snapshot it pointed to before is
+    /// retired through the map's collector.
+    read_ptr: AtomicPtr<ReadOnly<K, V>>,
+    /// Owns the current read snapshot.
+    pub(crate) read: ArcSwap<ReadOnly<K, V>>,
+    pub(crate) dirty: Mutex<Dirty<K, V>>,
+}
+
+impl<K, V> Shard<K, V> {
+    /// A shard whose snapshot is `empty`, the map's [shared empty
+    /// snapshot](ReadOnly::shared_empty), and with no dirty map.
+    pub(crate) fn new(empty: &Arc<ReadOnly<K, V>>) -> Self {
+        debug_assert!(empty.is_shared_empty());
+        let snapshot = Arc::clone(empty);
+        Shard {
+            read_ptr: AtomicPtr::new(Arc::as_ptr(&snapshot).cast_mut()),
+            read: ArcSwap::new(snapshot),
+            dirty: Mutex::new(Dirty::default()),
+        }
+    }
+
+    /// The current read snapshot, valid while `guard` (a guard of the map's collector) is held.
+    #[inline]
+    pub(crate) fn snapshot<'g>(&self, guard: &'g Guard<'_>) -> &'g ReadOnly<K, V> {
+        let p = sync::protect(guard, &self.read_ptr);
+        // SAFETY: `read_ptr` always points at the snapshot owned by `read`; a replaced snapshot
+        // is retired through the map's collector (see `publish_locked`), so the one loaded
+        // under `guard` stays allocated until `guard` is dropped.
+        unsafe { &*p }
+    }
+
+    /// The raw snapshot pointer, for tests that check whether a promotion happened.
+    #[cfg(test)]
+    pub(crate) fn snapshot_ptr(&self) -> *mut ReadOnly<K, V> {
+        self.read_ptr.load(Ordering::Acquire)
+    }
+
+    /// Publishes an empty snapshot of the shard's own in place of the map's shared empty one,
+    /// before the shard's first new key (whose filter bits it will record). Caller holds this
+    /// shard's dirty lock, which has no dirty map yet.
+    pub(crate) fn own_snapshot_locked<'g>(&self, guard: &'g Guard<'_>) -> &'g ReadOnly<K, V> {
+        self.publish_locked(Table::new(), Vec::new(), u64::MAX, guard);
+        self.snapshot(guard)
+    }
+
+    /// Puts back the map's shared empty snapshot `empty`, retiring the current one together
+    /// with `dead`, as `clear` does. Caller holds this shard's dirty lock and resets its dirty
+    /// map.
+    pub(crate) fn publish_empty_locked(
+        &self,
+        empty: &Arc<ReadOnly<K, V>>,
+        dead: Vec<EntryPtr<K, V>>,
+        dead_birth: u64,
+        guard: &Guard<'_>,
+    ) {
+        self.publish_arc_locked(Arc::clone(empty), dead, dead_birth, guard);
+    }
+
+    /// Replaces the read snapshot, retiring the old one together with `dead`, the entries that
+    /// leave the map with it, and `dead_birth`, the earliest birth among them. Caller holds
+    /// this shard's dirty lock and `guard` is a guard of the map's collector.
+    pub(crate) fn publish_locked(
+        &self,
+        table: Table<K, V>,
+        dead: Vec<EntryPtr<K, V>>,
+        dead_birth: u64,
+        guard: &Guard<'_>,
+    ) {
+        self.publish_arc_locked(
+            Arc::new(ReadOnly::new(table, sync::birth(guard))),
+            dead,
+            dead_birth,
+            guard,
+        );
+    }
+
+    /// [`publish_locked`](Self::publish_locked) with the snapshot made.
+    fn publish_arc_locked(
+        &self,
+        snapshot: Arc<ReadOnly<K, V>>,
+        dead: Vec<EntryPtr<K, V>>,
+        dead_birth: u64,
+        guard: &Guard<'_>,
+    ) {
+        self.read_ptr
+            .store(Arc::as_ptr(&snapshot).cast_mut(), Ordering::Release);
+        let old_snapshot = self.read.swap(snapshot);
+        // A thread may hold a dead entry found through the old snapshot (born before it) or,
+        // earlier, through the dirty map (born before that thread took the lock).
+        let birth = old_snapshot.birth.min(dead_birth);
+        let old = Box::into_raw(Box::new(Retired {
+            _snapshot: old_snapshot,
+            dead,
+        }));
+        // SAFETY: `read_ptr` no longer points at the old snapshot and `dead` entries are in no
+        // table, so threads that enter later cannot reach them; `old` was created by
+        // `Box::into_raw`. Readers that loaded them before are protected: the collector waits
+        // for their guards.
+        unsafe { sync::retire_box(guard, old, birth) };
+    }
+}
+
+/// A replaced snapshot and the entries that left the map with it, retired together.
+struct Retired<K, V> {
+    _snapshot: Arc<ReadOnly<K, V>>,
+    dead: Vec<EntryPtr<K, V>>,
+}
+
+impl<K, V> Drop for Retired<K, V> {
+    fn drop(&mut self) {
+        // Every entry is freed even if a key's or value's `Drop` panics (then resumed).
+        super::unwind::for_each(self.dead.drain(..), |entry| {
+            // SAFETY: these entries left the map when the bundle was retired, and the collector
+            // runs this only once no guard that could have reached them remains.
+            unsafe { entry.free() };
+        });
+    }
+}
