@@ -86,7 +86,8 @@ use crate::raw::counter::StripedCounter;
 use crate::raw::dirty::Dirty;
 use crate::raw::entry::{Entry, EntryPtr, LiveDelta, LoadOrStored};
 use crate::raw::read::{find, ReadOnly};
-use crate::raw::shard::{self, Shard, MAX_SHARDS};
+use crate::raw::shard::{self, Shard, ShardRef, MAX_SHARDS};
+use crate::raw::sync::AtomicPtr;
 use crate::raw::sync::{self, Collector, Guard, Locked};
 use crate::Equivalent;
 use std::collections::hash_map::RandomState;
@@ -181,7 +182,11 @@ use std::hash::{BuildHasher, Hash};
 /// share(&SyncMap::<u8, Rc<u8>>::new());
 /// ```
 pub struct SyncMap<K, V, S = RandomState> {
-    /// The read/dirty pairs; their number is a power of two.
+    /// The snapshot pointer of each shard (null past the last shard), kept together and in the
+    /// map itself: a lookup follows one of them as it followed the one snapshot pointer of an
+    /// unsharded map, with no load of the shards' address first.
+    read_ptrs: [AtomicPtr<ReadOnly<K, V>>; MAX_SHARDS],
+    /// The read/dirty pairs (their writers' half); their number is a power of two.
     shards: Box<[Shard<K, V>]>,
     /// `shards.len() - 1`.
     shard_mask: usize,
@@ -249,6 +254,13 @@ impl<K, V, S> SyncMap<K, V, S> {
         let shards = shards.clamp(1, MAX_SHARDS).next_power_of_two();
         let empty = Arc::new(ReadOnly::shared_empty());
         SyncMap {
+            read_ptrs: std::array::from_fn(|i| {
+                AtomicPtr::new(if i < shards {
+                    Arc::as_ptr(&empty).cast_mut()
+                } else {
+                    std::ptr::null_mut()
+                })
+            }),
             shards: (0..shards).map(|_| Shard::new(&empty)).collect(),
             shard_mask: shards - 1,
             empty,
@@ -281,11 +293,21 @@ impl<K, V, S> SyncMap<K, V, S> {
         }
     }
 
+    /// The shard with this index (less than the number of shards).
+    #[inline]
+    fn shard_at(&self, index: usize) -> ShardRef<'_, K, V> {
+        ShardRef {
+            read_ptr: &self.read_ptrs[index],
+            shards: &self.shards,
+            index,
+        }
+    }
+
     /// Expunges every entry of `shard` and returns them, each once. Caller holds the shard's
     /// dirty lock and takes the entries out of the map.
     fn detach_all_locked(
         &self,
-        shard: &Shard<K, V>,
+        shard: ShardRef<'_, K, V>,
         dirty: &Dirty<K, V>,
         guard: &Guard<'_>,
     ) -> Vec<EntryPtr<K, V>> {
@@ -341,33 +363,22 @@ impl<K, V, S> SyncMap<K, V, S> {
     }
 }
 
-/// The number of shards of a map made by [`SyncMap::new`] or [`SyncMap::with_hasher`].
+/// The number of shards of a map made by [`SyncMap::new`] or [`SyncMap::with_hasher`]: twice
+/// the threads the machine runs at once, as a power of two between 4 and 16 (read once per
+/// process). Two threads then meet on one shard's lock a quarter of the time or less, and an
+/// empty map costs a few hundred bytes per shard.
 fn default_shards() -> usize {
-    if let Some(n) = std::env::var("SYNCMAP_SHARDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return n;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    static SHARDS: AtomicUsize = AtomicUsize::new(0);
+    match SHARDS.load(Relaxed) {
+        0 => {
+            let threads = std::thread::available_parallelism().map_or(1, usize::from);
+            let shards = (threads * 2).next_power_of_two().clamp(4, MAX_SHARDS);
+            SHARDS.store(shards, Relaxed);
+            shards
+        }
+        shards => shards,
     }
-    8
-}
-
-// EXPERIMENT ONLY (removed before commit).
-fn exp_knob(name: &str, default: usize) -> usize {
-    use std::sync::OnceLock;
-    static DIV: OnceLock<usize> = OnceLock::new();
-    static MIN: OnceLock<usize> = OnceLock::new();
-    let cell = if name == "SYNCMAP_MIN_MISSES" {
-        &MIN
-    } else {
-        &DIV
-    };
-    *cell.get_or_init(|| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    })
 }
 
 /// A promotion needs misses reaching the dirty map's length divided by this (Go: 1).
@@ -394,17 +405,17 @@ where
 
     /// The shard that holds the keys with this hash.
     #[inline]
-    fn shard(&self, hash: u64) -> &Shard<K, V> {
-        &self.shards[shard::index(hash, self.shard_mask)]
+    fn shard(&self, hash: u64) -> ShardRef<'_, K, V> {
+        self.shard_at(shard::index(hash, self.shard_mask))
     }
 
     /// Takes the shard's lock and advances the incremental copy of its snapshot by one step.
     fn lock_dirty<'a>(
         &'a self,
-        shard: &'a Shard<K, V>,
+        shard: ShardRef<'a, K, V>,
         guard: &Guard<'_>,
     ) -> Locked<'a, Dirty<K, V>> {
-        let mut dirty = sync::lock(&shard.dirty, &self.collector, guard);
+        let mut dirty = sync::lock(&shard.get().dirty, &self.collector, guard);
         dirty.step(false);
         dirty
     }
@@ -416,15 +427,12 @@ where
     /// Unlike Go, it does not promote a dirty map that holds no key the snapshot lacks: that
     /// promotion would only drop deleted keys, and paying a new snapshot and a new copy for it
     /// on every few misses is what makes Go's delete-and-store-again loops slow.
-    fn miss_locked(&self, shard: &Shard<K, V>, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
+    fn miss_locked(&self, shard: ShardRef<'_, K, V>, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
         dirty.misses += 1;
         if dirty.dirty_only > 0
             && dirty.copy_done()
-            && dirty.misses >= exp_knob("SYNCMAP_MIN_MISSES", MIN_PROMOTION_MISSES)
-            && dirty
-                .misses
-                .saturating_mul(exp_knob("SYNCMAP_MISS_DIVISOR", MISS_DIVISOR))
-                >= dirty.len()
+            && dirty.misses >= MIN_PROMOTION_MISSES
+            && dirty.misses.saturating_mul(MISS_DIVISOR) >= dirty.len()
         {
             Self::promote_locked(shard, dirty, guard);
         }
@@ -432,7 +440,7 @@ where
 
     /// Makes the shard's dirty map its read snapshot (finishing its copy first, normally
     /// already done).
-    fn promote_locked(shard: &Shard<K, V>, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
+    fn promote_locked(shard: ShardRef<'_, K, V>, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
         if let Some(promotion) = dirty.take_for_promotion() {
             shard.publish_locked(promotion.table, promotion.dead, promotion.dead_birth, guard);
         }
@@ -456,7 +464,7 @@ where
     /// (a cache miss in a large map) on every locked path that follows a lock-free miss.
     #[inline]
     fn find_current_locked<'g, Q>(
-        shard: &Shard<K, V>,
+        shard: ShardRef<'_, K, V>,
         hash: u64,
         key: &Q,
         missed: Option<&ReadOnly<K, V>>,
@@ -477,7 +485,7 @@ where
     #[cold]
     fn find_locked<Q>(
         &self,
-        shard: &Shard<K, V>,
+        shard: ShardRef<'_, K, V>,
         hash: u64,
         key: &Q,
         missed: &ReadOnly<K, V>,
@@ -646,7 +654,7 @@ where
 
     /// Inserts an entry for a key that neither the snapshot nor the dirty table has.
     fn insert_new_locked(
-        shard: &Shard<K, V>,
+        shard: ShardRef<'_, K, V>,
         dirty: &mut Dirty<K, V>,
         read: &ReadOnly<K, V>,
         entry: EntryPtr<K, V>,
@@ -852,7 +860,7 @@ where
     #[cold]
     fn delete_locked<'g, Q>(
         &self,
-        shard: &Shard<K, V>,
+        shard: ShardRef<'_, K, V>,
         hash: u64,
         key: &Q,
         missed: &ReadOnly<K, V>,
@@ -1001,7 +1009,8 @@ where
         // Every shard's snapshot is taken before `f` first runs, so that keys `f` (or another
         // thread) inserts during the call are not visited, as with one snapshot.
         let mut snapshots: [Option<&ReadOnly<K, V>>; MAX_SHARDS] = [None; MAX_SHARDS];
-        for (shard, snapshot) in self.shards.iter().zip(&mut snapshots) {
+        for (index, snapshot) in snapshots.iter_mut().take(self.shards.len()).enumerate() {
+            let shard = self.shard_at(index);
             if shard.snapshot(&guard).amended() {
                 let mut dirty = self.lock_dirty(shard, &guard);
                 if shard.snapshot(&guard).amended() {
@@ -1037,18 +1046,18 @@ where
     /// ```
     pub fn clear(&self) {
         let guard = sync::enter(&self.collector);
-        for shard in self.shards.iter() {
-            self.clear_shard(shard, &guard);
+        for index in 0..self.shards.len() {
+            self.clear_shard(self.shard_at(index), &guard);
         }
     }
 
     /// Removes every entry of one shard, under its lock.
-    fn clear_shard(&self, shard: &Shard<K, V>, guard: &Guard<'_>) {
+    fn clear_shard(&self, shard: ShardRef<'_, K, V>, guard: &Guard<'_>) {
         let read = shard.snapshot(guard);
         if read.table.is_empty() && !read.amended() {
             return; // already empty, as Go checks
         }
-        let mut dirty = sync::lock(&shard.dirty, &self.collector, guard);
+        let mut dirty = sync::lock(&shard.get().dirty, &self.collector, guard);
         let read = shard.snapshot(guard);
         if read.table.is_empty() {
             // Only dirty-only keys: no new snapshot needed, and the dirty table is reused.
@@ -1110,7 +1119,7 @@ impl<K, V, S> Drop for SyncMap<K, V, S> {
         let mut all = Vec::new();
         for i in 0..self.shards.len() {
             let dirty = std::mem::take(self.shards[i].dirty.get_mut());
-            let shard = &self.shards[i];
+            let shard = self.shard_at(i);
             all.extend(self.detach_all_locked(shard, &dirty, &sync::enter(&self.collector)));
         }
         // Every entry is freed even if a key's or value's `Drop` panics (then resumed, after
@@ -1398,15 +1407,15 @@ mod tests {
         let map: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
         (&map).extend((0..4).map(|k| (k, k)));
         map.range(|_, _| true); // promotes 0..4 into the snapshot
-        let snapshot = map.shards[0].snapshot_ptr();
+        let snapshot = map.shard_at(0).snapshot_ptr();
         for k in 100..200 {
             map.store(k, k);
             map.delete(&k);
         }
         map.store(1000, 1000);
-        assert_eq!(map.shards[0].snapshot_ptr(), snapshot, "no promotion");
+        assert_eq!(map.shard_at(0).snapshot_ptr(), snapshot, "no promotion");
         let guard = sync::enter(&map.collector);
-        let read = map.shards[0].snapshot(&guard);
+        let read = map.shard_at(0).snapshot(&guard);
         assert!(read.amended());
         assert!(read.may_be_dirty(map.hash(&1000u64)));
         let locked = (0..10_000u64)

@@ -22,18 +22,17 @@ pub(crate) const MAX_SHARDS: usize = 16;
 /// The shard of `hash` in a map of `mask + 1` shards.
 #[inline]
 pub(crate) fn index(hash: u64, mask: usize) -> usize {
-    (hash >> 32) as usize & mask
+    // The constant mask lets the compiler see that the index fits the map's array of snapshot
+    // pointers (no bounds check on the hit path).
+    (hash >> 32) as usize & mask & (MAX_SHARDS - 1)
 }
 
-/// One read/dirty pair, aligned to a pair of cache lines so that the lock of one shard and the
-/// snapshot pointer of its neighbour never share a line (adjacent-line prefetching pulls 128
-/// bytes on x86). The snapshot pointer comes first: readers touch only the first line.
-#[repr(C, align(128))]
+/// The writers' half of a shard, aligned to a pair of cache lines so that the locks of two
+/// shards never share a line (adjacent-line prefetching pulls 128 bytes on x86). Readers do not
+/// touch it: the pointer they follow lives in the map's compact array of snapshot pointers (see
+/// [`ShardRef`]), so the hit path loads no more than with one snapshot.
+#[repr(align(128))]
 pub(crate) struct Shard<K, V> {
-    /// `Arc::as_ptr` of the snapshot in `read`, for lock-free readers under a guard. Written only
-    /// with the dirty lock held, together with `read`; the snapshot it pointed to before is
-    /// retired through the map's collector.
-    read_ptr: AtomicPtr<ReadOnly<K, V>>,
     /// Owns the current read snapshot.
     pub(crate) read: ArcSwap<ReadOnly<K, V>>,
     pub(crate) dirty: Mutex<Dirty<K, V>>,
@@ -41,21 +40,54 @@ pub(crate) struct Shard<K, V> {
 
 impl<K, V> Shard<K, V> {
     /// A shard whose snapshot is `empty`, the map's [shared empty
-    /// snapshot](ReadOnly::shared_empty), and with no dirty map.
+    /// snapshot](ReadOnly::shared_empty), and with no dirty map. Its snapshot pointer must be
+    /// set to `Arc::as_ptr(empty)`.
     pub(crate) fn new(empty: &Arc<ReadOnly<K, V>>) -> Self {
         debug_assert!(empty.is_shared_empty());
-        let snapshot = Arc::clone(empty);
         Shard {
-            read_ptr: AtomicPtr::new(Arc::as_ptr(&snapshot).cast_mut()),
-            read: ArcSwap::new(snapshot),
+            read: ArcSwap::new(Arc::clone(empty)),
             dirty: Mutex::new(Dirty::default()),
         }
+    }
+}
+
+/// A shard and its snapshot pointer.
+pub(crate) struct ShardRef<'a, K, V> {
+    /// `Arc::as_ptr` of the snapshot in `shard.read`, for lock-free readers under a guard.
+    /// Written only with the shard's dirty lock held, together with `shard.read`; the snapshot
+    /// it pointed to before is retired through the map's collector.
+    pub(crate) read_ptr: &'a AtomicPtr<ReadOnly<K, V>>,
+    /// The map's shards and this one's index, looked up only by writers (the hit path needs
+    /// `read_ptr` alone).
+    pub(crate) shards: &'a [Shard<K, V>],
+    pub(crate) index: usize,
+}
+
+impl<K, V> Clone for ShardRef<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for ShardRef<'_, K, V> {}
+
+impl<K, V> std::ops::Deref for ShardRef<'_, K, V> {
+    type Target = Shard<K, V>;
+    fn deref(&self) -> &Shard<K, V> {
+        self.get()
+    }
+}
+
+impl<'a, K, V> ShardRef<'a, K, V> {
+    /// The writers' half of the shard.
+    pub(crate) fn get(self) -> &'a Shard<K, V> {
+        &self.shards[self.index]
     }
 
     /// The current read snapshot, valid while `guard` (a guard of the map's collector) is held.
     #[inline]
-    pub(crate) fn snapshot<'g>(&self, guard: &'g Guard<'_>) -> &'g ReadOnly<K, V> {
-        let p = sync::protect(guard, &self.read_ptr);
+    pub(crate) fn snapshot<'g>(self, guard: &'g Guard<'_>) -> &'g ReadOnly<K, V> {
+        let p = sync::protect(guard, self.read_ptr);
         // SAFETY: `read_ptr` always points at the snapshot owned by `read`; a replaced snapshot
         // is retired through the map's collector (see `publish_locked`), so the one loaded
         // under `guard` stays allocated until `guard` is dropped.
@@ -64,14 +96,14 @@ impl<K, V> Shard<K, V> {
 
     /// The raw snapshot pointer, for tests that check whether a promotion happened.
     #[cfg(test)]
-    pub(crate) fn snapshot_ptr(&self) -> *mut ReadOnly<K, V> {
+    pub(crate) fn snapshot_ptr(self) -> *mut ReadOnly<K, V> {
         self.read_ptr.load(Ordering::Acquire)
     }
 
     /// Publishes an empty snapshot of the shard's own in place of the map's shared empty one,
     /// before the shard's first new key (whose filter bits it will record). Caller holds this
     /// shard's dirty lock, which has no dirty map yet.
-    pub(crate) fn own_snapshot_locked<'g>(&self, guard: &'g Guard<'_>) -> &'g ReadOnly<K, V> {
+    pub(crate) fn own_snapshot_locked<'g>(self, guard: &'g Guard<'_>) -> &'g ReadOnly<K, V> {
         self.publish_locked(Table::new(), Vec::new(), u64::MAX, guard);
         self.snapshot(guard)
     }
@@ -80,7 +112,7 @@ impl<K, V> Shard<K, V> {
     /// with `dead`, as `clear` does. Caller holds this shard's dirty lock and resets its dirty
     /// map.
     pub(crate) fn publish_empty_locked(
-        &self,
+        self,
         empty: &Arc<ReadOnly<K, V>>,
         dead: Vec<EntryPtr<K, V>>,
         dead_birth: u64,
@@ -93,7 +125,7 @@ impl<K, V> Shard<K, V> {
     /// leave the map with it, and `dead_birth`, the earliest birth among them. Caller holds
     /// this shard's dirty lock and `guard` is a guard of the map's collector.
     pub(crate) fn publish_locked(
-        &self,
+        self,
         table: Table<K, V>,
         dead: Vec<EntryPtr<K, V>>,
         dead_birth: u64,
@@ -109,7 +141,7 @@ impl<K, V> Shard<K, V> {
 
     /// [`publish_locked`](Self::publish_locked) with the snapshot made.
     fn publish_arc_locked(
-        &self,
+        self,
         snapshot: Arc<ReadOnly<K, V>>,
         dead: Vec<EntryPtr<K, V>>,
         dead_birth: u64,
@@ -117,7 +149,7 @@ impl<K, V> Shard<K, V> {
     ) {
         self.read_ptr
             .store(Arc::as_ptr(&snapshot).cast_mut(), Ordering::Release);
-        let old_snapshot = self.read.swap(snapshot);
+        let old_snapshot = self.get().read.swap(snapshot);
         // A thread may hold a dead entry found through the old snapshot (born before it) or,
         // earlier, through the dirty map (born before that thread took the lock).
         let birth = old_snapshot.birth.min(dead_birth);
