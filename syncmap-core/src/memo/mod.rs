@@ -69,7 +69,7 @@ pub mod __private;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use builder::MemoBuilder;
 pub use checks::{KeyPart, MemoValue};
@@ -275,11 +275,8 @@ where
     }
 
     /// Whether a stored value is past its TTL.
-    fn expired(&self, at: Option<Instant>) -> bool {
-        match (self.config.ttl, at) {
-            (Some(ttl), Some(at)) => at.elapsed() >= ttl,
-            _ => false,
-        }
+    fn expired(&self, at: slot::Stamp) -> bool {
+        self.config.ttl.is_some_and(|ttl| at.older_than(ttl))
     }
 
     /// The cached value for `key`, without computing anything (a peek: counts no hit or miss).
@@ -660,16 +657,20 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
         K: Clone,
     {
-        // The caller's hit check just missed: insert a cell right away (load_or_store_with
-        // returns the existing one if another caller inserted it meanwhile). A bounded cache
-        // keeps a copy of the key for its policy, which gets the entry once its value is stored.
+        // The caller's hit check just missed: insert a cell right away (load_or_store returns
+        // the existing one if another caller inserted it meanwhile). Not `load_or_store_with`:
+        // it would look the key up once more first, in the snapshot and, for a key inserted
+        // since the last promotion, under the map's lock, where each such lookup also counts
+        // towards the next promotion; the hit check just did that lookup. A caller that finds
+        // a cell (a waiter) drops the one it made. A bounded cache keeps a copy of the key for
+        // its policy, which gets the entry once its value is stored.
         let owned = make_key();
         let policy_key = self.bound.is_some().then(|| owned.clone());
         #[cfg(feature = "redis")]
         let shared = self.shared_key(&owned);
         let mut slot = self
             .map
-            .load_or_store_with(owned, || SlotRef(Arc::new(Slot::new())))
+            .load_or_store(owned, SlotRef(Arc::new(Slot::new())))
             .0;
         if let Some(stored) = slot.0.get() {
             if !self.expired(stored.at) {
