@@ -11,7 +11,7 @@
 //!
 //! Loom explored 10381, 13974 and 40 executions of the three models (`LOOM_LOG=info`). Two
 //! seeded bugs were each caught: a cell that lets two initializers run, and a miss path that
-//! stores a fresh cell instead of `load_or_store` (the body ran twice).
+//! stores a fresh cell instead of `load_or_store_with` (the body ran twice).
 //!
 //! Run with `RUSTFLAGS="--cfg syncmap_loom" cargo test -p syncmap-core --release --test loom_memo`.
 //! Without that cfg this file compiles to nothing.

@@ -120,10 +120,9 @@ where
         loop {
             let mut slot = match self.map.load(key) {
                 Some(slot) => slot,
-                // Not `load_or_store_with`, which would look the key up again first.
                 None => {
                     self.map
-                        .load_or_store(key.clone(), SlotRef(Arc::new(Slot::new())))
+                        .load_or_store_with(key.clone(), || SlotRef(Arc::new(Slot::new())))
                         .0
                 }
             };
