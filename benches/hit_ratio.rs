@@ -12,6 +12,12 @@
 //! `~/.cargo/registry/src` and the word stream of the text files under `/usr/share/doc` (files
 //! in sorted path order, so the same machine gives the same trace). Markdown goes to stdout,
 //! JSON (trace, capacity, subject, hit_ratio, calls) to `target/bench/hit_ratio.json`.
+//!
+//! "zipf weighted" bounds weight instead of entries: Zipf 0.9 over 100k keys whose values
+//! weigh 1 to 128 (a power of two drawn from the key), under a `max_weight` of 0.1%, 1% and
+//! 10% of the distinct keys' total weight: `#[memoize(max_weight, weigher)]` against moka's
+//! `weigher` and quick_cache's `Weighter` (no LRU or OPT: `cached` has no weigher, and
+//! Belady's rule is not optimal when sizes differ).
 
 #[path = "common/runner.rs"]
 mod runner;
@@ -35,6 +41,7 @@ const TRACES: &[&str] = &[
     "shifting",
     "rust idents",
     "doc words",
+    "zipf weighted",
 ];
 const SUBJECTS: &[&str] = &["OPT", "syncmemo", "moka", "quick_cache", "LRU"];
 
@@ -205,10 +212,82 @@ fn trace(name: &str, calls: usize) -> Vec<u64> {
         "zipf+scans" => scan_trace(calls),
         "loop" => (0..calls as u64).map(|i| mix(i % 50_000)).collect(),
         "shifting" => shifting_trace(calls),
+        "zipf weighted" => zipf_trace(100_000, 0.9, calls, 13),
         "rust idents" => rust_idents(calls),
         "doc words" => doc_words(calls),
         _ => unreachable!("unknown trace {name}"),
     }
+}
+
+/// The weight of key `k`'s value in "zipf weighted": 1 to 128, a power of two drawn from the key.
+fn weight(k: u64) -> u64 {
+    1 << (mix(k ^ 0x5EED) % 8)
+}
+
+/// quick_cache's weigher for "zipf weighted".
+#[derive(Clone)]
+struct KeyWeight;
+impl quick_cache::Weighter<u64, u64> for KeyWeight {
+    fn weight(&self, key: &u64, _: &u64) -> u64 {
+        weight(*key)
+    }
+}
+
+/// Body runs of each weighted subject on `trace` under `max_weight`.
+fn run_weighted(subject: &str, trace: &[u64], max_weight: u64, distinct: usize) -> u64 {
+    let mut runs = 0u64;
+    match subject {
+        "syncmemo" => {
+            let memo: &'static Memo<u64, u64> = Box::leak(Box::new(
+                Memo::builder("hit_ratio::weighted")
+                    .max_weight(max_weight)
+                    .weigher(|k, _| weight(*k))
+                    .build(),
+            ));
+            for &k in trace {
+                // What `#[memoize(max_weight = W, weigher = ..)] fn f(k: u64) -> u64` does.
+                if let Some(v) = memo.__hit(&k) {
+                    black_box(v);
+                    continue;
+                }
+                black_box(memo.__miss_owned(
+                    k,
+                    || {
+                        runs += 1;
+                        k
+                    },
+                    |_| true,
+                ));
+            }
+            memo.clear();
+        }
+        "moka" => {
+            let cache = moka::sync::Cache::builder()
+                .max_capacity(max_weight)
+                .weigher(|k: &u64, _: &u64| weight(*k) as u32)
+                .build();
+            for &k in trace {
+                black_box(cache.get_with(k, || {
+                    runs += 1;
+                    k
+                }));
+            }
+        }
+        "quick_cache" => {
+            // Its item estimate: the bound over the mean weight (about 32).
+            let items = (max_weight as usize / 32).clamp(1, distinct);
+            let cache = quick_cache::sync::Cache::with_weighter(items, max_weight, KeyWeight);
+            for &k in trace {
+                let v: Result<u64, ()> = cache.get_or_insert_with(&k, || {
+                    runs += 1;
+                    Ok(k)
+                });
+                black_box(v.ok());
+            }
+        }
+        _ => unreachable!("no weighted run for {subject}"),
+    }
+    runs
 }
 
 /// Belady's OPT with bypass: on a miss, evicts (or does not cache) whichever key is next used
@@ -291,11 +370,25 @@ fn run(subject: &str, trace: &[u64], capacity: usize) -> u64 {
         }
         "moka" => {
             let cache = moka::sync::Cache::new(capacity as u64);
-            for &k in trace {
+            // `HIT_RATIO_MOKA_HELD=1`: how many entries moka holds (`iter().count()` every 100
+            // calls), to tell its lazily applied bound from its policy.
+            let held = std::env::var_os("HIT_RATIO_MOKA_HELD").is_some();
+            let (mut most, mut sum, mut samples) = (0, 0, 0);
+            for (i, &k) in trace.iter().enumerate() {
                 black_box(cache.get_with(k, || {
                     runs += 1;
                     k
                 }));
+                if held && i % 100 == 99 {
+                    let n = cache.iter().count();
+                    (most, sum, samples) = (most.max(n), sum + n, samples + 1);
+                }
+            }
+            if held {
+                eprintln!(
+                    "  moka at capacity {capacity} held {:.1} entries on average, at most {most}",
+                    sum as f64 / samples.max(1) as f64
+                );
             }
         }
         "quick_cache" => {
@@ -328,6 +421,11 @@ fn main() {
     let subjects = args.wanted_maps(SUBJECTS);
     let mut json = Vec::new();
     let mut table = Vec::new();
+    let weighted_subjects: Vec<&str> = ["syncmemo", "moka", "quick_cache"]
+        .into_iter()
+        .filter(|s| args.wants_map(s))
+        .collect();
+    let mut weighted = Vec::new();
     for &name in TRACES.iter().filter(|t| args.wants_workload(t)) {
         let started = Instant::now();
         let trace = trace(name, calls);
@@ -342,6 +440,40 @@ fn main() {
         );
         if trace.is_empty() {
             eprintln!("{name}: no data on this machine, skipped");
+            continue;
+        }
+        if name == "zipf weighted" {
+            if std::env::var_os("HIT_RATIO_DUMP").is_some() {
+                continue; // the policy's replay test has no weights
+            }
+            let mut keys = trace.clone();
+            keys.sort_unstable();
+            keys.dedup();
+            let total: u64 = keys.iter().map(|&k| weight(k)).sum();
+            for per_mille in [1u64, 10, 100] {
+                let max_weight = (total * per_mille / 1000).max(1);
+                let mut cells = Vec::new();
+                for &subject in &weighted_subjects {
+                    let started = Instant::now();
+                    let runs = run_weighted(subject, &trace, max_weight, distinct);
+                    let hit_ratio = 1.0 - runs as f64 / trace.len() as f64;
+                    eprintln!(
+                        "  {name} max_weight {max_weight}: {subject} {:.2}% ({:.1?})",
+                        hit_ratio * 100.0,
+                        started.elapsed()
+                    );
+                    json.push(serde_json::json!({
+                        "trace": name,
+                        "max_weight": max_weight,
+                        "distinct": distinct,
+                        "subject": subject,
+                        "hit_ratio": hit_ratio,
+                        "calls": trace.len(),
+                    }));
+                    cells.push(hit_ratio);
+                }
+                weighted.push((trace.len(), distinct, total, max_weight, per_mille, cells));
+            }
             continue;
         }
         // `HIT_RATIO_DUMP=dir`: only write the trace (u64 keys, little-endian) for the policy's
@@ -422,6 +554,38 @@ fn main() {
             })
             .collect();
         println!("\nAverage gap to OPT (points): {}", gaps.join(", "));
+    }
+
+    if !weighted.is_empty() {
+        println!(
+            "\nWeighted: zipf weighted, hit ratio (%) under max_weight (values weigh 1-128)\n"
+        );
+        println!(
+            "| calls | distinct | total weight | max_weight | {} |",
+            weighted_subjects.join(" | ")
+        );
+        println!(
+            "|---|---|---|---|{}",
+            "---|".repeat(weighted_subjects.len())
+        );
+        for (calls, distinct, total, max_weight, per_mille, cells) in &weighted {
+            let best = cells.iter().copied().fold(f64::NAN, f64::max);
+            let cells: Vec<String> = cells
+                .iter()
+                .map(|c| {
+                    if *c >= best - 1e-12 {
+                        format!("**{:.1}**", c * 100.0)
+                    } else {
+                        format!("{:.1}", c * 100.0)
+                    }
+                })
+                .collect();
+            println!(
+                "| {calls} | {distinct} | {total} | {max_weight} ({:.1}%) | {} |",
+                *per_mille as f64 / 10.0,
+                cells.join(" | ")
+            );
+        }
     }
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");

@@ -20,10 +20,10 @@
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::flight::{self, Claim};
-use super::slot::{Slot, SlotRef, Stored};
+use super::slot::{Slot, SlotRef, Stamp, Stored};
 use super::stats::Counter;
 use super::Memo;
 
@@ -70,10 +70,7 @@ where
         if kept {
             let stored = Stored {
                 value: value.clone(),
-                at: self.config.ttl.is_some().then(|| {
-                    let now = Instant::now();
-                    now.checked_sub(age).unwrap_or(now)
-                }),
+                at: Stamp::taken(self.config.ttl.is_some(), age),
             };
             // The claim makes this the only initializer of the cell.
             let _ = slot.0.cell.get_or_try_init(|| Ok::<_, ()>(stored));

@@ -31,10 +31,17 @@ struct Sim {
     misses: u64,
     evictions: u64,
     rejections: u64,
+    /// Mixed into the keys' hashes.
+    seed: u64,
 }
 
 fn hash(k: u64) -> u64 {
-    let mut z = k.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    hash_seeded(k, 0)
+}
+
+/// splitmix64 of `k ^ seed`: the replay test varies the seed, as the caches' hashers vary.
+fn hash_seeded(k: u64, seed: u64) -> u64 {
+    let mut z = (k ^ seed).wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -50,6 +57,7 @@ impl Sim {
             misses: 0,
             evictions: 0,
             rejections: 0,
+            seed: 0,
         }
     }
 
@@ -66,7 +74,8 @@ impl Sim {
         self.map.insert(k, e.clone());
         self.keys.insert(Rc::as_ptr(&e), k);
         let mut out = Vec::new();
-        self.policy.insert(hash(k), 1, e, &mut out);
+        self.policy
+            .insert(hash_seeded(k, self.seed), 1, e, &mut out);
         for (e, why) in out {
             let key = self.keys.remove(&Rc::as_ptr(&e)).expect("known entry");
             match why {
@@ -271,8 +280,8 @@ fn weighted_sketch_grows_with_the_entries_not_the_weight() {
 
 /// Fills a policy of 4,000 entries whose estimated frequencies are all 8, then offers `tries`
 /// new keys of estimated frequency `frequency` (below the victims', so each loses its duel);
-/// returns how many were admitted anyway. No halving happens meanwhile (the sketch's period is
-/// 40,000 additions; this makes at most 32,000 + 6 * tries).
+/// returns how many were admitted anyway. No halving happens meanwhile (the sketch ages only
+/// through [`Policy::observe`], not called here).
 fn admitted_against_hotter_victims(frequency: u32, tries: u64) -> usize {
     let capacity = 4_000u64;
     let mut policy: Policy<Rc<Fake>> = Policy::new(capacity);
@@ -304,9 +313,9 @@ fn admitted_against_hotter_victims(frequency: u32, tries: u64) -> usize {
 fn a_warm_candidate_is_sometimes_admitted_against_a_hotter_victim() {
     let tries = 1_300;
     let warm = admitted_against_hotter_victims(u32::from(JITTER_FROM), tries);
-    // About tries / 128 (10); a victim whose frequency is stale cannot hold its place for
+    // About tries / 32 (40); a victim whose frequency is stale cannot hold its place for
     // ever, yet the admission stays rare.
-    assert!((3..=30).contains(&warm), "{warm}");
+    assert!((20..=70).contains(&warm), "{warm}");
     let cool = admitted_against_hotter_victims(u32::from(JITTER_FROM) - 1, tries);
     assert_eq!(
         cool, 0,
@@ -314,10 +323,30 @@ fn a_warm_candidate_is_sometimes_admitted_against_a_hotter_victim() {
     );
 }
 
+/// The sketch ages with the cache's calls, hits included: a cache whose calls all hit still
+/// forgets old frequencies (with aging counted in the accesses recorded, hits that the policy
+/// has not yet folded into the sketch did not count).
+#[test]
+fn the_sketch_ages_every_ten_capacities_of_calls() {
+    let capacity = 1_000u64;
+    let mut policy: Policy<Rc<Fake>> = Policy::new(capacity);
+    let h = hash(1);
+    policy.sketch.add(h, 12);
+    policy.observe(0, 0);
+    policy.observe(10 * capacity - 1, 0);
+    assert_eq!(policy.sketch.frequency(h), 12);
+    policy.observe(10 * capacity, 0);
+    assert_eq!(policy.sketch.frequency(h), 6);
+    policy.observe(15 * capacity, 5 * capacity);
+    assert_eq!(policy.sketch.frequency(h), 3);
+}
+
 /// Replays the traces that `HIT_RATIO_DUMP=dir cargo bench --bench hit_ratio` writes (u64
 /// keys, little-endian, one file per trace) at 0.1%, 1% and 10% of their distinct keys, and
 /// prints the hit ratios: a policy change is tried on the bench's traces in seconds, without
-/// the bench's peers. `HIT_RATIO_ONLY=loop,shifting` keeps only those files.
+/// the bench's peers. `HIT_RATIO_ONLY=loop,shifting` keeps only those files;
+/// `HIT_RATIO_SEED=n` mixes `n` into the keys' hashes (tiny capacities move by a point or more
+/// with the seed: average several).
 ///
 /// `HIT_RATIO_TRACES=dir cargo test --release -p syncmap-core --lib replay -- --ignored --nocapture`
 #[test]
@@ -327,6 +356,7 @@ fn replay_dumped_traces() {
         return;
     };
     let only = std::env::var("HIT_RATIO_ONLY").unwrap_or_default();
+    let seed = std::env::var("HIT_RATIO_SEED").map_or(0, |s| s.parse().expect("a u64 seed"));
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .expect("trace directory")
         .flatten()
@@ -349,6 +379,7 @@ fn replay_dumped_traces() {
         for per_mille in [1usize, 10, 100] {
             let capacity = (distinct.len() * per_mille / 1000).max(1) as u64;
             let mut sim = Sim::new(capacity);
+            sim.seed = seed;
             let hits = trace.iter().filter(|&&k| sim.access(k)).count();
             println!(
                 "replay {name} {capacity} {:.3}",
