@@ -31,7 +31,7 @@ pub(crate) fn index(hash: u64, mask: usize) -> usize {
 /// shards never share a line (adjacent-line prefetching pulls 128 bytes on x86). Readers do not
 /// touch it: the pointer they follow lives in the map's compact array of snapshot pointers (see
 /// [`ShardRef`]), so the hit path loads no more pointers than with one snapshot (but the load
-/// now waits for the hash that picks it: lookups measured 5-23% slower, BENCHMARKS.md).
+/// now waits for the hash that picks it: lookups 3-12% slower on a quiet host, BENCHMARKS.md).
 #[repr(align(128))]
 pub(crate) struct Shard<K, V> {
     /// Owns the current read snapshot.
