@@ -234,6 +234,28 @@ impl quick_cache::Weighter<u64, u64> for KeyWeight {
 }
 
 /// Body runs of each weighted subject on `trace` under `max_weight`.
+/// Calls `memo` as `#[memoize] fn f(k: u64) -> u64 { k }` expands to, once per key of `trace`,
+/// and returns how many times the body ran; clears the cache afterwards.
+fn replay_memo(memo: &Memo<u64, u64>, trace: &[u64]) -> u64 {
+    let mut runs = 0u64;
+    for &k in trace {
+        if let Some(v) = memo.__hit(&k) {
+            black_box(v);
+            continue;
+        }
+        black_box(memo.__miss_owned(
+            k,
+            || {
+                runs += 1;
+                k
+            },
+            |_| true,
+        ));
+    }
+    memo.clear();
+    runs
+}
+
 fn run_weighted(subject: &str, trace: &[u64], max_weight: u64, distinct: usize) -> u64 {
     let mut runs = 0u64;
     match subject {
@@ -244,22 +266,7 @@ fn run_weighted(subject: &str, trace: &[u64], max_weight: u64, distinct: usize) 
                     .weigher(|k, _| weight(*k))
                     .build(),
             ));
-            for &k in trace {
-                // What `#[memoize(max_weight = W, weigher = ..)] fn f(k: u64) -> u64` does.
-                if let Some(v) = memo.__hit(&k) {
-                    black_box(v);
-                    continue;
-                }
-                black_box(memo.__miss_owned(
-                    k,
-                    || {
-                        runs += 1;
-                        k
-                    },
-                    |_| true,
-                ));
-            }
-            memo.clear();
+            runs = replay_memo(memo, trace);
         }
         "moka" => {
             let cache = moka::sync::Cache::builder()
@@ -351,22 +358,7 @@ fn run(subject: &str, trace: &[u64], capacity: usize) -> u64 {
             // `#[memoize]` keeps its cache in a static; a leaked one per run here.
             let memo: &'static Memo<u64, u64> =
                 Box::leak(Box::new(Memo::new("hit_ratio::f", options.into())));
-            for &k in trace {
-                // What `#[memoize(capacity = N)] fn f(k: u64) -> u64` expands to.
-                if let Some(v) = memo.__hit(&k) {
-                    black_box(v);
-                    continue;
-                }
-                black_box(memo.__miss_owned(
-                    k,
-                    || {
-                        runs += 1;
-                        k
-                    },
-                    |_| true,
-                ));
-            }
-            memo.clear();
+            runs = replay_memo(memo, trace);
         }
         "moka" => {
             let cache = moka::sync::Cache::new(capacity as u64);
