@@ -23,6 +23,27 @@ use loom::thread;
 use syncmap_core::memo::__private::MemoOptions;
 use syncmap_core::memo::Memo;
 
+/// Loom runs a model's threads on small coroutine stacks, which building a `Memo` (its map's
+/// shards) overflows: every thread of these models, the first one included, gets this much.
+const STACK: usize = 1 << 20;
+
+/// `thread::spawn` with a [`STACK`]-sized stack.
+fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> thread::JoinHandle<T> {
+    thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(f)
+        .expect("loom spawns the thread")
+}
+
+/// `loom::model`, with the model's body on a [`STACK`]-sized thread.
+fn model(body: impl Fn() + Send + Sync + 'static) {
+    let body = std::sync::Arc::new(body);
+    loom::model(move || {
+        let body = std::sync::Arc::clone(&body);
+        spawn(move || body()).join().unwrap();
+    });
+}
+
 /// A fresh cache per execution, leaked: the memo API takes `&'static self`, as generated code
 /// holds it in a `static`.
 fn memo() -> &'static Memo<u64, u64> {
@@ -55,12 +76,12 @@ fn call_with(
 
 #[test]
 fn concurrent_callers_share_one_computation() {
-    loom::model(|| {
+    model(|| {
         let memo = memo();
         let runs = Arc::new(AtomicUsize::new(0));
         let other = {
             let runs = Arc::clone(&runs);
-            thread::spawn(move || call(memo, 1, &runs))
+            spawn(move || call(memo, 1, &runs))
         };
         let mine = call(memo, 1, &runs);
         assert_eq!(mine, 10);
@@ -77,12 +98,12 @@ fn concurrent_callers_share_one_computation() {
 
 #[test]
 fn an_uncached_result_is_not_kept_and_the_next_caller_computes() {
-    loom::model(|| {
+    model(|| {
         let memo = memo();
         let runs = Arc::new(AtomicUsize::new(0));
         let rejecting = {
             let runs = Arc::clone(&runs);
-            thread::spawn(move || call_with(memo, 1, &runs, 99, |value| *value != 99))
+            spawn(move || call_with(memo, 1, &runs, 99, |value| *value != 99))
         };
         let mine = call(memo, 1, &runs);
         let theirs = rejecting.join().unwrap();
@@ -97,10 +118,10 @@ fn an_uncached_result_is_not_kept_and_the_next_caller_computes() {
 
 #[test]
 fn invalidation_racing_with_a_computation_leaves_no_stale_or_stuck_cell() {
-    loom::model(|| {
+    model(|| {
         let memo = memo();
         let runs = Arc::new(AtomicUsize::new(0));
-        let invalidator = thread::spawn(move || memo.invalidate(&1));
+        let invalidator = spawn(move || memo.invalidate(&1));
         assert_eq!(call(memo, 1, &runs), 10);
         invalidator.join().unwrap();
         assert!(matches!(memo.get(&1), None | Some(10)));
