@@ -17,15 +17,18 @@
 //!   it computes): an async caller that waits for it is woken, whether or not it listened
 //!   before the synchronous caller looked for listeners.
 //!
-//! With at most 3 preemptions per execution (the default here), loom explored 21158, 17721,
-//! 31063 and 15227 executions of the four models (about 6 s; 3926, 3740 and 6417 for the first
-//! three before the claim word also packed the policy bits and the synchronous mark, which
-//! added compare-and-swap loops); unbounded, the first three passed in about 7 minutes on 2
-//! cores (before that change; not rerun). Four seeded bugs were each caught: a waiter that
+//! With at most 3 preemptions per execution (the default here), loom explored 21262, 17112,
+//! 31576 and 15227 executions of the four models (about 12 s; 3926, 3740 and 6417 for the
+//! first three before the claim word also packed the policy bits and the synchronous mark,
+//! which added compare-and-swap loops); unbounded, the first three passed in about 7 minutes on
+//! 2 cores (before that change; not rerun). Five seeded bugs were each caught: a waiter that
 //! listens *after* re-checking the claim (a lost wakeup: loom reports the deadlock), an
 //! abandoned computation that does not notify (deadlock in the cancellation and not-kept
 //! models), a claim taken by a load and a store instead of a compare-exchange (the body ran
-//! twice), and a synchronous computation whose end never notifies (deadlock in the fourth).
+//! twice), a synchronous computation whose end never notifies (deadlock in the fourth), and an
+//! end that skips the notification although one listener is registered (deadlock). The model
+//! of the event counts listeners under its mutex, so the fences that pair the "any listener?"
+//! check with the waiter's re-check are not exercised by loom; see `Flight::notify_listeners`.
 //!
 //! Run with `RUSTFLAGS="--cfg syncmap_loom" cargo test -p syncmap-core --release --test
 //! loom_memo_async` (`LOOM_MAX_PREEMPTIONS=N` to change the bound). Without that cfg this file

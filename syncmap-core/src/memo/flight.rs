@@ -130,8 +130,8 @@ impl Flight {
         event_listener::listener!(self.ended => listener);
         #[cfg(syncmap_loom)]
         let listener = self.ended.listen();
-        // Pairs with the fence of `unmark_computing`, which notifies only if it sees a listener:
-        // either it sees this one, or this re-check sees its owner gone.
+        // Pairs with the fence of `notify_listeners`, which notifies only if it sees a listener:
+        // either it sees this one, or this re-check sees the owner changed.
         fence(Ordering::SeqCst);
         if !ended() && self.still_claimed_by(owner) {
             listener.await;
@@ -147,14 +147,26 @@ impl Flight {
     /// every caller) and wakes all waiters.
     pub(crate) fn settle(&self) {
         self.state.fetch_and(FLAGS, Ordering::Release);
-        self.ended.notify(usize::MAX);
+        self.notify_listeners();
     }
 
     /// The computation ended without a value, and the slot is out of the map: marks it dead and
     /// wakes all waiters, who look the key up again (one of them computes).
     pub(crate) fn abandon(&self) {
         self.state.fetch_or(DEAD << OWNER_SHIFT, Ordering::Release);
-        self.ended.notify(usize::MAX);
+        self.notify_listeners();
+    }
+
+    /// After the owner changed: wakes every registered listener, if there is one. `notify`
+    /// allocates the event's state on first use, which a computation nobody waited for should
+    /// not pay (nor keep, for as long as its slot lives). A listener registered after the check
+    /// re-checks the owner after a fence of its own (see [`wait`](Self::wait)) and finds it
+    /// changed: of two threads that each write then fence then read, one sees the other's write.
+    fn notify_listeners(&self) {
+        fence(Ordering::SeqCst);
+        if self.ended.total_listeners() > 0 {
+            self.ended.notify(usize::MAX);
+        }
     }
 
     /// Marks the synchronous computation of thread `me` (a [`next_token`] id), if no
@@ -169,13 +181,7 @@ impl Flight {
     /// wakes the async callers that waited for it.
     pub(crate) fn unmark_computing(&self, me: u64) {
         let _ = self.swap_owner(me, FREE);
-        // Notifies only if an async caller listens: `notify` allocates the event's state on
-        // first use, which a synchronous miss should not pay. A listener registered after this
-        // check re-checks the owner after a fence of its own (see `wait`), and finds it gone.
-        fence(Ordering::SeqCst);
-        if self.ended.total_listeners() > 0 {
-            self.ended.notify(usize::MAX);
-        }
+        self.notify_listeners();
     }
 
     /// Whether the thread or computation `me` is marked as computing this slot.
