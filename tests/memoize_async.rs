@@ -771,3 +771,49 @@ async fn generic_and_associated_async_functions() {
     assert_eq!(Catalog::lookup(3).await, "item 3");
     assert_eq!(Catalog::lookup_cache().stats().hits, 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A synchronous computation of the same cache, waited for by an async call.
+
+static MIXED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize]
+async fn mixed(x: u64) -> u64 {
+    MIXED_RUNS.fetch_add(1, Ordering::SeqCst);
+    x + 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_call_waits_for_a_synchronous_computation_of_its_key_and_is_woken() {
+    let started = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(false));
+    let sync_caller = {
+        let (started, release) = (Arc::clone(&started), Arc::clone(&release));
+        std::thread::spawn(move || {
+            mixed_cache().get_or_compute(&7, || {
+                started.store(true, Ordering::SeqCst);
+                while !release.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                70
+            })
+        })
+    };
+    until(|| started.load(Ordering::SeqCst)).await;
+    // The key is being computed synchronously: the async call waits for that computation
+    // (its body does not run), and is woken when it ends.
+    let waiter = tokio::spawn(mixed(7));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        !waiter.is_finished(),
+        "the async call waits for the computation in flight"
+    );
+    release.store(true, Ordering::SeqCst);
+    assert_eq!(sync_caller.join().unwrap(), 70);
+    assert_eq!(finishes(waiter).await.unwrap(), 70);
+    assert_eq!(
+        MIXED_RUNS.load(Ordering::SeqCst),
+        0,
+        "the async body never ran"
+    );
+}

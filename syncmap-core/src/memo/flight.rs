@@ -2,13 +2,16 @@
 //! without blocking their executor thread, and how a computation abandoned by cancellation or a
 //! panic hands over to them.
 //!
-//! Each [`Slot`](super::slot::Slot) carries a [`Flight`]: a claim word and an
-//! [`event_listener::Event`] (one pointer, allocated on the first wait). The claim word is
+//! Each [`Slot`](super::slot::Slot) carries a [`Flight`]: a state word and an
+//! [`event_listener::Event`] (one pointer, allocated on the first wait). The state word's owner
+//! field (the *claim*; the word also packs the entry's policy bits, see [`Flight`]) is
 //!
 //! - `FREE` (0): nobody computes; the first caller to swap in its token computes;
 //! - a token: the computation of that id is in flight; others listen to the event, re-check,
 //!   then await the notification (the `listen`, re-check, await order of `event-listener` loses
 //!   no wakeup: its `notify` is a full fence);
+//! - the id of a thread computing the cell synchronously (`Slot::get_or_compute`; ids and tokens
+//!   come from one counter): async callers wait for it as for a token, and its end notifies;
 //! - `DEAD`: the computation ended without a value to keep (an `Err` not cached, a panic, the
 //!   computing future dropped); the slot was removed from the map, and waiters go back to the
 //!   map, where one of them inserts a new slot and computes in turn.
@@ -30,23 +33,38 @@ use std::future::Future;
 use std::pin::pin;
 
 #[cfg(syncmap_loom)]
-use loom::sync::atomic::{AtomicU64, Ordering};
+use loom::sync::atomic::{fence, AtomicU64, Ordering};
 #[cfg(not(syncmap_loom))]
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 #[cfg(not(syncmap_loom))]
 use event_listener::Event;
 #[cfg(syncmap_loom)]
 use model::Event;
 
-/// No computation in flight.
+/// The bits of the state word below the owner: the entry's hits and its `gone` mark.
+const OWNER_SHIFT: u32 = 8;
+/// The saturating hit counter (bounded caches), bits 0..4.
+const HITS: u64 = 0x0F;
+/// Set when the entry left the map other than by the policy.
+const GONE: u64 = 0x10;
+/// The flag bits, which every change of the owner keeps.
+const FLAGS: u64 = (1 << OWNER_SHIFT) - 1;
+/// No computation in flight (the owner field).
 const FREE: u64 = 0;
-/// The computation ended without a value; the slot is out of the map.
-const DEAD: u64 = u64::MAX;
+/// The computation ended without a value; the slot is out of the map (the owner field).
+const DEAD: u64 = u64::MAX >> OWNER_SHIFT;
 
-/// The async single-flight state of a slot.
+/// The single-flight state of a slot, with the entry's policy bits packed beside it (one word,
+/// so that a slot of a small value fits a 64-byte allocation).
+///
+/// The word holds, above [`OWNER_SHIFT`], the *owner*: `FREE`, the token of the computation in
+/// flight (an async claim, or the id of the thread computing synchronously: both come from
+/// [`next_token`], so they never collide), or `DEAD`; below it the hit counter and the `gone`
+/// mark. Every change of one part keeps the others (compare-and-swap loops, `fetch_or`,
+/// `fetch_and`).
 pub(crate) struct Flight {
-    claim: AtomicU64,
+    state: AtomicU64,
     ended: Event,
 }
 
@@ -60,20 +78,43 @@ pub(crate) enum Claim {
     Dead,
 }
 
+/// The owner field of a state word.
+#[inline]
+fn owner(state: u64) -> u64 {
+    state >> OWNER_SHIFT
+}
+
 impl Flight {
     pub(crate) fn new() -> Self {
         Flight {
-            claim: AtomicU64::new(FREE),
+            state: AtomicU64::new(FREE),
             ended: Event::new(),
+        }
+    }
+
+    /// Sets the owner to `to` if it is `from`, keeping the flags; returns the owner found.
+    fn swap_owner(&self, from: u64, to: u64) -> Result<u64, u64> {
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            if owner(current) != from {
+                return Err(owner(current));
+            }
+            let new = (current & FLAGS) | (to << OWNER_SHIFT);
+            match self.state.compare_exchange_weak(
+                current,
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(from),
+                Err(actual) => current = actual,
+            }
         }
     }
 
     /// Claims the computation for `token`, unless a computation is in flight or has ended.
     pub(crate) fn try_claim(&self, token: u64) -> Claim {
-        match self
-            .claim
-            .compare_exchange(FREE, token, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match self.swap_owner(FREE, token) {
             Ok(_) => Claim::Won,
             Err(DEAD) => Claim::Dead,
             Err(other) => Claim::Busy(other),
@@ -89,6 +130,9 @@ impl Flight {
         event_listener::listener!(self.ended => listener);
         #[cfg(syncmap_loom)]
         let listener = self.ended.listen();
+        // Pairs with the fence of `notify_listeners`, which notifies only if it sees a listener:
+        // either it sees this one, or this re-check sees the owner changed.
+        fence(Ordering::SeqCst);
         if !ended() && self.still_claimed_by(owner) {
             listener.await;
         }
@@ -96,25 +140,91 @@ impl Flight {
 
     /// Whether the computation of `token` is still in flight.
     fn still_claimed_by(&self, token: u64) -> bool {
-        self.claim.load(Ordering::Acquire) == token
+        owner(self.state.load(Ordering::Acquire)) == token
     }
 
     /// The computation ended with its value in the cell: frees the claim (the cell now answers
     /// every caller) and wakes all waiters.
     pub(crate) fn settle(&self) {
-        self.claim.store(FREE, Ordering::Release);
-        self.ended.notify(usize::MAX);
+        self.state.fetch_and(FLAGS, Ordering::Release);
+        self.notify_listeners();
     }
 
     /// The computation ended without a value, and the slot is out of the map: marks it dead and
     /// wakes all waiters, who look the key up again (one of them computes).
     pub(crate) fn abandon(&self) {
-        self.claim.store(DEAD, Ordering::Release);
-        self.ended.notify(usize::MAX);
+        self.state.fetch_or(DEAD << OWNER_SHIFT, Ordering::Release);
+        self.notify_listeners();
+    }
+
+    /// After the owner changed: wakes every registered listener, if there is one. `notify`
+    /// allocates the event's state on first use, which a computation nobody waited for should
+    /// not pay (nor keep, for as long as its slot lives). A listener registered after the check
+    /// re-checks the owner after a fence of its own (see [`wait`](Self::wait)) and finds it
+    /// changed: of two threads that each write then fence then read, one sees the other's write.
+    fn notify_listeners(&self) {
+        fence(Ordering::SeqCst);
+        if self.ended.total_listeners() > 0 {
+            self.ended.notify(usize::MAX);
+        }
+    }
+
+    /// Marks the synchronous computation of thread `me` (a [`next_token`] id), if no
+    /// computation is in flight; returns whether it did. (An async claim in flight is left
+    /// alone: a synchronous caller of the same cell then computes without the mark, as it
+    /// would without a claim word.)
+    pub(crate) fn mark_computing(&self, me: u64) -> bool {
+        self.swap_owner(FREE, me).is_ok()
+    }
+
+    /// Ends the synchronous computation marked by [`mark_computing`](Self::mark_computing), and
+    /// wakes the async callers that waited for it.
+    pub(crate) fn unmark_computing(&self, me: u64) {
+        let _ = self.swap_owner(me, FREE);
+        self.notify_listeners();
+    }
+
+    /// Whether the thread or computation `me` is marked as computing this slot.
+    pub(crate) fn is_computing(&self, me: u64) -> bool {
+        self.still_claimed_by(me)
+    }
+
+    /// Records a hit for the eviction policy: a plain load, and an increment only while the
+    /// count is below its ceiling, so a hot entry's hits write nothing. A lost race loses the
+    /// increment; the policy needs an estimate.
+    #[inline]
+    pub(crate) fn touch(&self) {
+        let state = self.state.load(Ordering::Relaxed);
+        if state & HITS < HITS {
+            let _ =
+                self.state
+                    .compare_exchange(state, state + 1, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// The hits since the last call, resetting them (writes only if there were any).
+    pub(crate) fn take_hits(&self) -> u32 {
+        let state = self.state.load(Ordering::Relaxed);
+        if state & HITS == 0 {
+            return 0;
+        }
+        let before = self.state.fetch_and(!HITS, Ordering::Relaxed);
+        (before & HITS) as u32
+    }
+
+    /// Marks the entry as removed from the map (so the policy forgets it).
+    pub(crate) fn mark_gone(&self) {
+        self.state.fetch_or(GONE, Ordering::Relaxed);
+    }
+
+    /// Whether [`mark_gone`](Self::mark_gone) was called.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & GONE != 0
     }
 }
 
-/// A new process-unique computation token (never `FREE` or `DEAD`).
+/// A new process-unique computation token or thread id (never `FREE` or `DEAD`: the counter
+/// would need 2^56 calls to reach `DEAD`).
 pub(crate) fn next_token() -> u64 {
     // Not a loom atomic: a static, only ever read by the `fetch_add` that hands out a token.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -193,6 +303,11 @@ mod model {
             listeners.next += 1;
             listeners.live.push((id, false, None));
             Listener { event: self, id }
+        }
+
+        /// The number of registered listeners.
+        pub(crate) fn total_listeners(&self) -> usize {
+            self.0.lock().unwrap().live.len()
         }
 
         /// Completes every registered listener and wakes their tasks (the count is ignored:

@@ -3,11 +3,10 @@
 
 use std::cell::Cell;
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::raw::sync::{AtomicU64, OnceCell, Ordering};
+use crate::raw::sync::OnceCell;
 
 /// A value and when it was computed.
 pub(crate) struct Stored<V> {
@@ -74,14 +73,11 @@ impl Stamp {
 /// A key's cell. Shared as `Arc<Slot>` by the map and by callers waiting on it.
 pub(crate) struct Slot<V> {
     pub(crate) cell: OnceCell<Stored<V>>,
-    /// The id of the thread computing the value, 0 when none.
-    computing: AtomicU64,
-    /// Single flight of `async fn` callers (see `flight.rs`).
+    /// Who computes the value (the thread of a synchronous caller, or an `async fn` caller's
+    /// claim, see `flight.rs`), the hits since the eviction policy last looked (bounded caches
+    /// only; saturating, lossy), and whether the entry left the map other than by the policy
+    /// (so the policy drops it): one word.
     pub(crate) flight: super::flight::Flight,
-    /// Hits since the eviction policy last looked (bounded caches only; saturating, lossy).
-    hits: AtomicU8,
-    /// Set when the entry leaves the map other than by the policy, so the policy drops it.
-    gone: AtomicBool,
 }
 
 /// The map's value: a slot compared by identity, so that `compare_and_delete` removes exactly
@@ -111,24 +107,26 @@ loom::thread_local! {
     static THREAD_ID: Cell<u64> = Cell::new(0);
 }
 
-/// A process-unique, non-zero id for the current thread.
+/// A process-unique, non-zero id for the current thread, from the counter of the async
+/// computations' tokens (so that a thread's id is never mistaken for a token).
 pub(crate) fn current_thread_id() -> u64 {
-    // Not a loom atomic: a static, only ever read by the `fetch_add` that hands out an id.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     THREAD_ID.with(|id| {
         if id.get() == 0 {
-            id.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            id.set(super::flight::next_token());
         }
         id.get()
     })
 }
 
 /// Clears the computing mark when the computation ends, by return or by unwinding.
-struct Computing<'a>(&'a AtomicU64);
+struct Computing<'a> {
+    flight: &'a super::flight::Flight,
+    me: u64,
+}
 
 impl Drop for Computing<'_> {
     fn drop(&mut self) {
-        self.0.store(0, Ordering::Release);
+        self.flight.unmark_computing(self.me);
     }
 }
 
@@ -144,43 +142,29 @@ impl<V> Slot<V> {
     pub(crate) fn new() -> Self {
         Slot {
             cell: OnceCell::new(),
-            computing: AtomicU64::new(0),
             flight: super::flight::Flight::new(),
-            hits: AtomicU8::new(0),
-            gone: AtomicBool::new(false),
         }
     }
 
-    /// Records a hit for the eviction policy: a plain load, and a store only while the count
-    /// is below its ceiling, so a hot entry's hits write nothing. Concurrent hits may lose
-    /// increments; the policy needs an estimate.
+    /// Records a hit for the eviction policy (see [`Flight::touch`](super::flight::Flight::touch)).
     #[inline]
     pub(crate) fn touch(&self) {
-        const CEILING: u8 = 15;
-        let hits = self.hits.load(std::sync::atomic::Ordering::Relaxed);
-        if hits < CEILING {
-            self.hits
-                .store(hits + 1, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.flight.touch();
     }
 
     /// The hits since the last call, resetting them (writes only if there were any).
     pub(crate) fn take_hits(&self) -> u32 {
-        let hits = self.hits.load(std::sync::atomic::Ordering::Relaxed);
-        if hits != 0 {
-            self.hits.store(0, std::sync::atomic::Ordering::Relaxed);
-        }
-        u32::from(hits)
+        self.flight.take_hits()
     }
 
     /// Marks the entry as removed from the map (so the policy forgets it).
     pub(crate) fn mark_gone(&self) {
-        self.gone.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.flight.mark_gone();
     }
 
     /// Whether [`mark_gone`](Self::mark_gone) was called.
     pub(crate) fn is_gone(&self) -> bool {
-        self.gone.load(std::sync::atomic::Ordering::Relaxed)
+        self.flight.is_gone()
     }
 
     /// The value, if computed.
@@ -230,16 +214,22 @@ impl<V> Slot<V> {
             return Outcome::Cached(stored.value.clone());
         }
         let me = current_thread_id();
-        if self.computing.load(Ordering::Acquire) == me {
+        if self.flight.is_computing(me) {
             panic!(
                 "#[memoize] function `{name}` called itself with the same arguments while \
                  computing them: this recursion would never end"
             );
         }
         let mut uncached = None;
+        // The computing mark is cleared once the value is in the cell (or the computation
+        // failed), not when `compute` returns: an async caller woken by its end then finds the
+        // value instead of computing again. Dropped by return or by unwinding.
+        let mut computing = None;
         let result = self.cell.get_or_try_init(|| {
-            self.computing.store(me, Ordering::Release);
-            let _computing = Computing(&self.computing);
+            computing = self.flight.mark_computing(me).then_some(Computing {
+                flight: &self.flight,
+                me,
+            });
             let (value, age) = compute();
             if keep(&value) {
                 Ok(Stored {
@@ -251,6 +241,7 @@ impl<V> Slot<V> {
                 Err(())
             }
         });
+        drop(computing);
         match result {
             Ok(stored) => Outcome::Cached(stored.value.clone()),
             Err(()) => Outcome::Uncached(uncached.expect("the value not kept was returned")),
@@ -280,8 +271,9 @@ mod tests {
     fn the_cell_of_a_small_value_takes_no_more_than_the_value_and_its_stamp() {
         // The stamp's niche makes the empty state free: `Option<Stored<u64>>` is 16 bytes.
         assert_eq!(std::mem::size_of::<Option<Stored<u64>>>(), 16);
-        // So the slot's `Arc` allocation of a `u64` (refcounts + slot) is at most 72 bytes,
-        // a glibc chunk of 80 (it was 80 bytes, a chunk of 96, with an `Option<Instant>`).
-        assert!(std::mem::size_of::<Slot<u64>>() + 16 <= 72);
+        // And the flight word packs the computing thread, the async claim, the hits and the
+        // `gone` mark: the slot's `Arc` allocation of a `u64` (refcounts + slot) is at most 56
+        // bytes, a glibc chunk of 64 (it was 72 bytes, a chunk of 80, with four fields).
+        assert!(std::mem::size_of::<Slot<u64>>() + 16 <= 56);
     }
 }
