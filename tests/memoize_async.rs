@@ -817,3 +817,49 @@ async fn an_async_call_waits_for_a_synchronous_computation_of_its_key_and_is_wok
         "the async body never ran"
     );
 }
+
+static MIXED_RECURSION_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize]
+async fn mixed_recursion(x: u64) -> u64 {
+    MIXED_RECURSION_RUNS.fetch_add(1, Ordering::SeqCst);
+    // Held in flight until the test lets it go.
+    until(|| MIXED_RELEASE.load(Ordering::SeqCst)).await;
+    x + 1
+}
+
+static MIXED_RELEASE: AtomicBool = AtomicBool::new(false);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_same_key_recursion_panics_while_an_async_call_computes_the_key() {
+    // An async computation of key 3 is in flight ...
+    let async_caller = tokio::spawn(mixed_recursion(3));
+    until(|| MIXED_RECURSION_RUNS.load(Ordering::SeqCst) == 1).await;
+    // ... while a synchronous computation of the same key recurses into itself: that is
+    // reported as a recursion (a panic naming the function), not a thread blocked for ever.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome = std::panic::catch_unwind(|| {
+            mixed_recursion_cache()
+                .get_or_compute(&3, || mixed_recursion_cache().get_or_compute(&3, || 30) + 1)
+        });
+        let _ = done_tx.send(outcome.map_err(|payload| {
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default()
+        }));
+    });
+    let outcome =
+        tokio::task::spawn_blocking(move || done_rx.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("the recursive synchronous call blocked instead of panicking");
+    let message = outcome.expect_err("a same-key recursion panics");
+    assert!(
+        message.contains("mixed_recursion` called itself with the same arguments"),
+        "{message}"
+    );
+    MIXED_RELEASE.store(true, Ordering::SeqCst);
+    assert_eq!(finishes(async_caller).await.unwrap(), 4);
+}

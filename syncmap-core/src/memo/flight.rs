@@ -184,11 +184,6 @@ impl Flight {
         self.notify_listeners();
     }
 
-    /// Whether the thread or computation `me` is marked as computing this slot.
-    pub(crate) fn is_computing(&self, me: u64) -> bool {
-        self.still_claimed_by(me)
-    }
-
     /// Records a hit for the eviction policy: a plain load, and an increment only while the
     /// count is below its ceiling, so a hot entry's hits write nothing. A lost race loses the
     /// increment; the policy needs an estimate.

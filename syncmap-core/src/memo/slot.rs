@@ -1,7 +1,7 @@
 //! The per-key cell of single flight: the first caller computes, concurrent callers wait on the
 //! same cell, and a caller that recurses into its own key is told so instead of deadlocking.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::num::NonZeroU64;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -99,12 +99,15 @@ impl<V> PartialEq for SlotRef<V> {
 #[cfg(not(syncmap_loom))]
 thread_local! {
     static THREAD_ID: Cell<u64> = const { Cell::new(0) };
+    /// The addresses of the slots this thread computes synchronously, innermost last.
+    static COMPUTING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 // Loom runs its threads on one OS thread: a std thread-local would be shared between them.
 #[cfg(syncmap_loom)]
 loom::thread_local! {
     static THREAD_ID: Cell<u64> = Cell::new(0);
+    static COMPUTING: RefCell<Vec<usize>> = RefCell::new(Vec::new());
 }
 
 /// A process-unique, non-zero id for the current thread, from the counter of the async
@@ -116,6 +119,31 @@ pub(crate) fn current_thread_id() -> u64 {
         }
         id.get()
     })
+}
+
+/// Whether this thread is computing `slot` synchronously (it is inside the slot's `compute`).
+/// Kept apart from the claim word, which an async computation of the same slot may hold: a
+/// recursion is detected whoever holds the claim.
+fn computing_here(slot: usize) -> bool {
+    COMPUTING.with(|computing| computing.borrow().contains(&slot))
+}
+
+/// Pops the slot pushed on [`COMPUTING`] when its computation ends, by return or by unwinding.
+struct ComputingHere;
+
+impl ComputingHere {
+    fn push(slot: usize) -> ComputingHere {
+        COMPUTING.with(|computing| computing.borrow_mut().push(slot));
+        ComputingHere
+    }
+}
+
+impl Drop for ComputingHere {
+    fn drop(&mut self) {
+        COMPUTING.with(|computing| {
+            computing.borrow_mut().pop();
+        });
+    }
 }
 
 /// Clears the computing mark when the computation ends, by return or by unwinding.
@@ -214,7 +242,8 @@ impl<V> Slot<V> {
             return Outcome::Cached(stored.value.clone());
         }
         let me = current_thread_id();
-        if self.flight.is_computing(me) {
+        let address = self as *const Self as usize;
+        if computing_here(address) {
             panic!(
                 "#[memoize] function `{name}` called itself with the same arguments while \
                  computing them: this recursion would never end"
@@ -230,6 +259,7 @@ impl<V> Slot<V> {
                 flight: &self.flight,
                 me,
             });
+            let _here = ComputingHere::push(address);
             let (value, age) = compute();
             if keep(&value) {
                 Ok(Stored {
