@@ -15,6 +15,8 @@
 //! quick_cache's `get_value_or_guard_async` and `cached`'s async `#[cached]`) are described in
 //! `common/memoize_async.rs`.
 
+#[path = "../tests/support/alloc_counter.rs"]
+mod alloc_counter;
 #[path = "common/memoize_async.rs"]
 mod memoize_async;
 #[path = "common/runner.rs"]
@@ -22,8 +24,6 @@ mod runner;
 #[path = "common/zipf_calls.rs"]
 mod zipf_calls;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,28 +32,7 @@ use std::time::{Duration, Instant};
 
 use runner::{prepare, Args, Row, Sampler};
 
-struct Counting;
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-// SAFETY: forwards to `System`; the counter is a const-initialized thread-local `Cell`.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        // SAFETY: forwarded.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
+use alloc_counter::allocations;
 
 const KEYS: u64 = 1024;
 static STR_KEYS: LazyLock<Vec<String>> =

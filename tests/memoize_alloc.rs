@@ -1,40 +1,12 @@
 //! A cache hit allocates nothing, `&str` arguments included, and a miss allocates little:
 //! counted by a global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use syncmemo::memoize;
 
-/// Counts allocations made by the current thread (other test threads do not interfere).
-struct Counting;
+#[path = "support/alloc_counter.rs"]
+mod alloc_counter;
 
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to `System`; the counter is a thread-local `Cell` of a `const`-initialized
-// type, which needs no allocation and no registration, so it is safe to touch from the allocator.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        // SAFETY: forwarded.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations_during(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
-    f();
-    ALLOCATIONS.with(Cell::get) - before
-}
+use alloc_counter::allocations_during;
 
 #[memoize]
 fn pair_len(a: &str, b: &str) -> usize {
