@@ -735,9 +735,30 @@ where
             span.finish(matches!(outcome, Outcome::Cached(_)));
         }
         std::mem::forget(cleanup);
+        self.settle(
+            key,
+            slot,
+            outcome,
+            started.get().then_some(policy_key).flatten(),
+        )
+    }
+
+    /// The end of a miss whose cell `slot` is settled: a value kept goes to the eviction
+    /// policy if this caller computed it (`computed_key`, a bounded cache's copy of the key),
+    /// a value not kept leaves the map (so the next caller computes again).
+    fn settle<Q>(
+        &self,
+        key: &Q,
+        slot: SlotRef<V>,
+        outcome: Outcome<V>,
+        computed_key: Option<K>,
+    ) -> V
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
         match outcome {
             Outcome::Cached(value) => {
-                if let (true, Some(owned)) = (started.get(), policy_key) {
+                if let Some(owned) = computed_key {
                     self.admitted(owned, slot);
                 }
                 value

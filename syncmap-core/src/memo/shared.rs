@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::hash::Hash;
 use std::time::Duration;
 
-use super::slot::{Outcome, SlotRef};
+use super::slot::SlotRef;
 use super::stats::Counter;
 use super::{__private::SharedFactory, Memo, RemoveOnUnwind};
 use crate::tier::redis::Ticket;
@@ -96,18 +96,12 @@ where
             |_| kept.get(),
         );
         std::mem::forget(cleanup);
-        match outcome {
-            Outcome::Cached(value) => {
-                if let (true, Some(owned)) = (started.get(), policy_key) {
-                    self.admitted(owned, slot);
-                }
-                value
-            }
-            Outcome::Uncached(value) => {
-                self.map.compare_and_delete(key, &slot);
-                value
-            }
-        }
+        self.settle(
+            key,
+            slot,
+            outcome,
+            started.get().then_some(policy_key).flatten(),
+        )
     }
 
     /// [`compute_async`](Memo::compute_async) for a `shared` cache: ask the tier (awaiting
