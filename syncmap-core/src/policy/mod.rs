@@ -14,6 +14,10 @@
 //!   workload moved) cannot hold its place for ever, and keys crafted to collide with a victim
 //!   in the sketch cannot keep every newcomer out. The sketch is halved every ten times the
 //!   capacity calls, so old popularity fades.
+//! - **Ghost**: the hashes of recently rejected keys are remembered (a [`Ghost`] table of half
+//!   the capacity, S3-FIFO's ghost queue); a key that comes back while remembered is admitted
+//!   to the main space without a duel, so a popular set that moved gets in before the sketch
+//!   has aged the old one out.
 //! - **Main space**: segmented, as Caffeine's. Admitted entries join a *probation* FIFO;
 //!   victims come from its front: an entry hit since it was admitted moves to the *protected*
 //!   CLOCK queue (at most [`PROTECTED_PERCENT`]% of the main space, its oldest demoted back
@@ -26,18 +30,21 @@
 //!   what keeps a hit lock-free.
 //! - **Adaptation**: after each sample of calls (ten times the capacity, at least
 //!   [`SAMPLE_MIN`]), the window grows if growing it last time
-//!   raised the hit ratio, and shrinks otherwise (hill climbing): recency-heavy workloads get
-//!   a large window (closer to LRU), frequency-heavy ones a small one (closer to LFU).
+//!   raised the hit ratio by more than the sample's noise, and shrinks otherwise (hill
+//!   climbing): recency-heavy workloads get a large window (closer to LRU), frequency-heavy
+//!   ones a small one (closer to LFU).
 //!
 //! Every operation is amortized O(1): each entry passes the window once, and each second
 //! chance in the main queue is paid for by a hit (and bounded per call by [`MAX_SECOND_CHANCES`]).
 
 mod climber;
+mod ghost;
 mod sketch;
 
 use std::collections::VecDeque;
 
 use climber::Climber;
+use ghost::Ghost;
 use sketch::Sketch;
 
 /// What the policy needs to know of a cached entry.
@@ -96,6 +103,9 @@ struct Node<E> {
     weight: u64,
     /// Passes of the main queue's hand this entry survives without new hits.
     credit: u8,
+    /// The key was in the [`Ghost`] when inserted: it leaves the window for the main space
+    /// without a duel.
+    returning: bool,
     entry: E,
 }
 
@@ -116,6 +126,8 @@ pub(crate) struct Policy<E> {
     /// The window's share of `capacity`, moved by `climber`.
     window_max: u64,
     sketch: Sketch,
+    /// Recently rejected keys.
+    ghost: Ghost,
     climber: Climber,
     /// Calls at the start of the current sample (see [`Policy::observe`]).
     sample_start: Option<(u64, u64)>,
@@ -143,6 +155,7 @@ impl<E: Resident> Policy<E> {
             capacity,
             window_max: (capacity / 100).max(1),
             sketch: Sketch::new(capacity),
+            ghost: Ghost::new(capacity),
             climber: Climber::new(capacity),
             sample_start: None,
             inserts: 0,
@@ -159,6 +172,7 @@ impl<E: Resident> Policy<E> {
         const FIRST: u64 = 64;
         Policy {
             sketch: Sketch::new(FIRST),
+            ghost: Ghost::new(FIRST),
             sketch_for: Some(FIRST),
             ..Policy::new(0)
         }
@@ -205,6 +219,7 @@ impl<E: Resident> Policy<E> {
                 // Doubling: amortized O(1); the frequencies start over, as Caffeine's do.
                 let entries = sized_for.saturating_mul(2);
                 self.sketch = Sketch::new(entries);
+                self.ghost = Ghost::new(entries);
                 self.sketch_for = Some(entries);
             }
         }
@@ -217,6 +232,7 @@ impl<E: Resident> Policy<E> {
             hash,
             weight,
             credit: 0,
+            returning: self.ghost.take(hash),
             entry,
         });
         self.window_weight += weight;
@@ -249,8 +265,9 @@ impl<E: Resident> Policy<E> {
         }
     }
 
-    /// Moves `candidate`, out of the window, into the main space if there is room or it wins
-    /// against the victims it would displace.
+    /// Moves `candidate`, out of the window, into the main space if there is room, if it wins
+    /// against the victims it would displace, or if it was rejected recently (the [`Ghost`]
+    /// remembered it). A candidate rejected now is remembered.
     fn admit(&mut self, candidate: Node<E>, out: &mut Vec<(E, Removal)>) {
         let main_max = self.capacity.saturating_sub(self.window_max);
         let frequency = self.sketch.frequency(candidate.hash);
@@ -258,11 +275,15 @@ impl<E: Resident> Policy<E> {
             let Some(victim) = self.victim(out) else {
                 break;
             };
-            if frequency > self.sketch.frequency(victim.hash) || self.jitter_admits(frequency) {
+            if candidate.returning
+                || frequency > self.sketch.frequency(victim.hash)
+                || self.jitter_admits(frequency)
+            {
                 out.push((victim.entry, Removal::Evicted));
             } else {
                 self.main_weight += victim.weight;
                 self.probation.push_front(victim);
+                self.ghost.insert(candidate.hash);
                 out.push((candidate.entry, Removal::Rejected));
                 return;
             }
@@ -358,7 +379,7 @@ impl<E: Resident> Policy<E> {
         self.sample_start = Some((hits, misses));
         self.window_max = self
             .climber
-            .adjust(self.window_max, h as f64 / (h + m) as f64)
+            .adjust(self.window_max, h, h + m)
             .min(self.capacity);
     }
 
