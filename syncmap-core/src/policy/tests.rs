@@ -416,6 +416,52 @@ fn a_returning_heavy_key_still_duels_lighter_victims() {
     }
 }
 
+/// With weights, a candidate that would displace several entries must beat their summed
+/// frequencies, not each one's: a key of weight 4 and frequency 3 (under the jitter's
+/// threshold) does not push out four entries of frequency 1 or 2; one of frequency 14 does.
+#[test]
+fn a_heavy_candidate_duels_the_sum_of_its_victims() {
+    let capacity = 1_000u64;
+    let mut policy: Policy<Rc<Fake>> = Policy::weighted(capacity);
+    let mut out = Vec::new();
+    for k in 0..capacity {
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(hash(k), 1, e, &mut out);
+    }
+    // After the fill (the weighted sketch starts over each time it grows): 1 or 2.
+    for k in 0..capacity {
+        policy.sketch.add(hash(k), 1);
+    }
+    assert!(out.is_empty());
+    let mut fresh = 1u64 << 50;
+    let mut offer = |policy: &mut Policy<Rc<Fake>>, k: u64, frequency: u32| {
+        let h = hash(k);
+        policy.sketch.add(h, frequency - 1); // the insertion adds the last one
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(h, 4, e.clone(), &mut out);
+        for _ in 0..policy.window_max() + 1 {
+            let other = Rc::new(Fake::default());
+            other.live.set(true);
+            fresh += 1;
+            policy.insert(hash(fresh), 1, other, &mut out);
+        }
+        for (gone, _) in out.drain(..) {
+            gone.live.set(false);
+        }
+        e.live.get()
+    };
+    assert!(
+        !offer(&mut policy, 1 << 40, 3),
+        "4 victims of frequency 1-2 lost to 3"
+    );
+    assert!(
+        offer(&mut policy, 1 << 41, 14),
+        "4 victims of frequency 1-2 beat 14"
+    );
+}
+
 /// The sketch ages with the cache's calls, hits included: a cache whose calls all hit still
 /// forgets old frequencies (with aging counted in the accesses recorded, hits that the policy
 /// has not yet folded into the sketch did not count).
