@@ -7,8 +7,8 @@
 //! - **Admission**: an entry leaving the window enters the main space if that has room, or
 //!   if its estimated frequency (a [`Sketch`] of recent accesses) beats the frequency of the
 //!   main space's victim (the summed frequencies of the victims, when weights make it
-//!   displace several, as moka does); otherwise it is evicted (a *rejection*). A one-time scan thus never
-//!   displaces entries that are used again. A candidate that lost but is itself warm (an
+//!   displace several, as moka does); otherwise it is evicted (a *rejection*). A one-time
+//!   scan thus never displaces entries that are used again. A candidate that lost but is itself warm (an
 //!   estimated frequency of at least [`JITTER_FROM`]) is still admitted once in
 //!   [`JITTER_ONE_IN`] duels, as Caffeine does (with a lower threshold and more often than
 //!   Caffeine's 6 and 128, measured): a victim whose frequency is stale (popular before the
