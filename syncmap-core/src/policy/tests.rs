@@ -462,6 +462,41 @@ fn a_heavy_candidate_duels_the_sum_of_its_victims() {
     );
 }
 
+/// With weights, the admission jitter applies only against a single victim: warm heavy
+/// candidates that lose against several victims together are never let in.
+#[test]
+fn no_jitter_against_several_victims() {
+    let capacity = 1_000u64;
+    let mut policy: Policy<Rc<Fake>> = Policy::weighted(capacity);
+    let mut out = Vec::new();
+    for k in 0..capacity {
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(hash(k), 1, e, &mut out);
+    }
+    for k in 0..capacity {
+        policy.sketch.add(hash(k), 4);
+    }
+    let mut admitted = 0;
+    for i in 0..300u64 {
+        let h = hash(1 << 40 | i);
+        policy.sketch.add(h, u32::from(JITTER_FROM) + 1);
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(h, 4, e.clone(), &mut out);
+        for j in 0..policy.window_max() + 1 {
+            let other = Rc::new(Fake::default());
+            other.live.set(true);
+            policy.insert(hash(1 << 45 | i << 16 | j), 1, other, &mut out);
+        }
+        for (gone, _) in out.drain(..) {
+            gone.live.set(false);
+        }
+        admitted += usize::from(e.live.get());
+    }
+    assert_eq!(admitted, 0, "warm heavy candidates admitted by the jitter");
+}
+
 /// The sketch ages with the cache's calls, hits included: a cache whose calls all hit still
 /// forgets old frequencies (with aging counted in the accesses recorded, hits that the policy
 /// has not yet folded into the sketch did not count).
