@@ -58,7 +58,7 @@ const SUBJECTS: &[&str] = &[
 ];
 
 /// Subjects left out of the goal's "best peer": OPT (the limit), ours, and plain moka, whose
-/// bound is applied lazily (bounded to 24 entries it holds about 40 on average on the real
+/// bound is applied lazily (bounded to 22 entries it held about 40 on average on the real
 /// traces, see `HIT_RATIO_MOKA_HELD`), so it is measured at another capacity than asked.
 /// "moka (bound held)" is the same cache made to apply its bound after each insertion.
 const NOT_PEERS: &[&str] = &["OPT", "syncmemo", "moka"];
