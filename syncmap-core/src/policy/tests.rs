@@ -323,6 +323,180 @@ fn a_warm_candidate_is_sometimes_admitted_against_a_hotter_victim() {
     );
 }
 
+/// A key rejected by the admission duel that comes back soon is admitted without a duel (the
+/// ghost remembers it); one rejected long ago, forgotten, duels again and loses.
+#[test]
+fn a_rejected_key_that_returns_soon_is_admitted() {
+    let capacity = 1_000u64;
+    let mut policy: Policy<Rc<Fake>> = Policy::new(capacity);
+    let mut out = Vec::new();
+    for k in 0..capacity {
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(hash(k), 1, e, &mut out);
+        policy.sketch.add(hash(k), 7);
+    }
+    assert!(out.is_empty());
+    // Offers key `k` (a new entry) and then enough fresh keys to push it out of the window;
+    // returns whether `k`'s entry was admitted.
+    let mut fresh = 1u64 << 50;
+    let mut offer = |policy: &mut Policy<Rc<Fake>>, k: u64| {
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(hash(k), 1, e.clone(), &mut out);
+        for _ in 0..policy.window_max() + 1 {
+            let other = Rc::new(Fake::default());
+            other.live.set(true);
+            fresh += 1;
+            policy.insert(hash(fresh), 1, other, &mut out);
+        }
+        for (gone, _) in out.drain(..) {
+            gone.live.set(false);
+        }
+        assert!(!policy.window.iter().any(|n| Rc::ptr_eq(&n.entry, &e)));
+        e.live.get()
+    };
+    let returning = 1u64 << 40;
+    assert!(
+        !offer(&mut policy, returning),
+        "a cold key beat a hot victim"
+    );
+    assert!(
+        offer(&mut policy, returning),
+        "a returning key was rejected again"
+    );
+    let forgotten = 1u64 << 41;
+    assert!(!offer(&mut policy, forgotten));
+    // Many rejections later (the fresh keys), the ghost no longer holds it.
+    for k in 0..20 * capacity {
+        offer(&mut policy, (1 << 42) + k);
+    }
+    assert!(
+        !offer(&mut policy, forgotten),
+        "the ghost remembered a key for ever"
+    );
+}
+
+/// With weights, a returning key displaces without a duel only entries at least as heavy: a
+/// heavy key rejected once does not push out several light, hotter entries when it returns.
+#[test]
+fn a_returning_heavy_key_still_duels_lighter_victims() {
+    let capacity = 1_000u64;
+    let mut policy: Policy<Rc<Fake>> = Policy::weighted(capacity);
+    let mut out = Vec::new();
+    for k in 0..capacity {
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(hash(k), 1, e, &mut out);
+    }
+    // After the fill: the weighted sketch starts over each time it grows.
+    for k in 0..capacity {
+        policy.sketch.add(hash(k), 7);
+    }
+    assert!(out.is_empty());
+    let heavy = hash(1 << 40);
+    let mut fresh = 1u64 << 50;
+    for round in 0..2 {
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(heavy, 8, e.clone(), &mut out);
+        for _ in 0..policy.window_max() + 1 {
+            let other = Rc::new(Fake::default());
+            other.live.set(true);
+            fresh += 1;
+            policy.insert(hash(fresh), 1, other, &mut out);
+        }
+        let rejected = out
+            .iter()
+            .any(|(gone, why)| Rc::ptr_eq(gone, &e) && *why == Removal::Rejected);
+        assert!(rejected, "round {round}: the heavy key was admitted");
+        for (gone, _) in out.drain(..) {
+            gone.live.set(false);
+        }
+    }
+}
+
+/// With weights, a candidate that would displace several entries must beat their summed
+/// frequencies, not each one's: a key of weight 4 and frequency 3 (under the jitter's
+/// threshold) does not push out four entries of frequency 1 or 2; one of frequency 14 does.
+#[test]
+fn a_heavy_candidate_duels_the_sum_of_its_victims() {
+    let capacity = 1_000u64;
+    let mut policy: Policy<Rc<Fake>> = Policy::weighted(capacity);
+    let mut out = Vec::new();
+    for k in 0..capacity {
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(hash(k), 1, e, &mut out);
+    }
+    // After the fill (the weighted sketch starts over each time it grows): 1 or 2.
+    for k in 0..capacity {
+        policy.sketch.add(hash(k), 1);
+    }
+    assert!(out.is_empty());
+    let mut fresh = 1u64 << 50;
+    let mut offer = |policy: &mut Policy<Rc<Fake>>, k: u64, frequency: u32| {
+        let h = hash(k);
+        policy.sketch.add(h, frequency - 1); // the insertion adds the last one
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(h, 4, e.clone(), &mut out);
+        for _ in 0..policy.window_max() + 1 {
+            let other = Rc::new(Fake::default());
+            other.live.set(true);
+            fresh += 1;
+            policy.insert(hash(fresh), 1, other, &mut out);
+        }
+        for (gone, _) in out.drain(..) {
+            gone.live.set(false);
+        }
+        e.live.get()
+    };
+    assert!(
+        !offer(&mut policy, 1 << 40, 3),
+        "4 victims of frequency 1-2 lost to 3"
+    );
+    assert!(
+        offer(&mut policy, 1 << 41, 14),
+        "4 victims of frequency 1-2 beat 14"
+    );
+}
+
+/// With weights, the admission jitter applies only against a single victim: warm heavy
+/// candidates that lose against several victims together are never let in.
+#[test]
+fn no_jitter_against_several_victims() {
+    let capacity = 1_000u64;
+    let mut policy: Policy<Rc<Fake>> = Policy::weighted(capacity);
+    let mut out = Vec::new();
+    for k in 0..capacity {
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(hash(k), 1, e, &mut out);
+    }
+    for k in 0..capacity {
+        policy.sketch.add(hash(k), 4);
+    }
+    let mut admitted = 0;
+    for i in 0..300u64 {
+        let h = hash(1 << 40 | i);
+        policy.sketch.add(h, u32::from(JITTER_FROM) + 1);
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        policy.insert(h, 4, e.clone(), &mut out);
+        for j in 0..policy.window_max() + 1 {
+            let other = Rc::new(Fake::default());
+            other.live.set(true);
+            policy.insert(hash(1 << 45 | i << 16 | j), 1, other, &mut out);
+        }
+        for (gone, _) in out.drain(..) {
+            gone.live.set(false);
+        }
+        admitted += usize::from(e.live.get());
+    }
+    assert_eq!(admitted, 0, "warm heavy candidates admitted by the jitter");
+}
+
 /// The sketch ages with the cache's calls, hits included: a cache whose calls all hit still
 /// forgets old frequencies (with aging counted in the accesses recorded, hits that the policy
 /// has not yet folded into the sketch did not count).
