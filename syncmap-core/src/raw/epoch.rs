@@ -391,6 +391,25 @@ impl Drop for RecordOwner {
     }
 }
 
+/// Claims a record for the current thread, on its first guard: the thread's own until it exits
+/// (then `false`), or, if the thread is exiting, for one guard (then `true`, "transient").
+/// Returns the record by value (not a guard), so that the guard of the hit path stays in
+/// registers.
+#[cold]
+#[inline(never)]
+fn register() -> (&'static Record, bool) {
+    let record = Record::claim();
+    let registered = OWNER
+        .try_with(|owner| {
+            owner.0.set(Some(record));
+        })
+        .is_ok();
+    if registered {
+        LOCAL.with(|local| local.set(Some((record, record.id))));
+    }
+    (record, !registered)
+}
+
 /// A retired object and the function that frees it.
 #[derive(Clone, Copy)]
 struct Retired {
@@ -658,16 +677,14 @@ impl Collector {
     /// dropped.
     #[inline]
     pub(crate) fn enter(&self) -> LocalGuard<'_> {
-        match LOCAL.with(Cell::get) {
-            Some((record, id)) => self.enter_with(record, self.slot(id), false),
-            None => self.enter_slow(),
-        }
-    }
-
-    /// Opens a guard of the owner of `record`.
-    #[inline]
-    fn enter_as(&self, record: &'static Record, transient: bool) -> LocalGuard<'_> {
-        self.enter_with(record, self.slot(record.id), transient)
+        let (record, id, transient) = match LOCAL.with(Cell::get) {
+            Some((record, id)) => (record, id, false),
+            None => {
+                let (record, transient) = register();
+                (record, record.id, transient)
+            }
+        };
+        self.enter_with(record, self.slot(id), transient)
     }
 
     /// Opens a guard of the owner of `record`, whose slot here is `slot`.
@@ -691,32 +708,20 @@ impl Collector {
                 .load(Ordering::Relaxed)
                 .max(slot.lo.load(Ordering::Relaxed))
         };
+        let mut state = 0;
+        if outermost {
+            state |= OUTERMOST;
+        }
+        if transient {
+            state |= TRANSIENT;
+        }
         LocalGuard {
             collector: self,
             record,
             slot,
-            outermost,
             hi: Cell::new(hi),
-            pass_due: Cell::new(false),
-            transient,
+            state: Cell::new(state),
             _not_send: PhantomData,
-        }
-    }
-
-    #[cold]
-    fn enter_slow(&self) -> LocalGuard<'_> {
-        let record = Record::claim();
-        let registered = OWNER
-            .try_with(|owner| {
-                owner.0.set(Some(record));
-            })
-            .is_ok();
-        if registered {
-            LOCAL.with(|local| local.set(Some((record, record.id))));
-            self.enter_as(record, false)
-        } else {
-            // The thread is exiting: use the record for this guard only.
-            self.enter_as(record, true)
         }
     }
 
@@ -785,7 +790,7 @@ impl Collector {
             bag.push(item);
             if bag.len() < BATCH {
                 if EXITS.load(Ordering::Relaxed) != self.adopted.load(Ordering::Relaxed) {
-                    guard.pass_due.set(true);
+                    guard.set_pass_due();
                 }
                 return;
             }
@@ -800,7 +805,7 @@ impl Collector {
         };
         guard.record.bags.fetch_sub(1, Ordering::Relaxed);
         self.seal(full);
-        guard.pass_due.set(true);
+        guard.set_pass_due();
     }
 
     /// Tags retired objects with a new epoch and moves them to the sealed list. Every object
@@ -1110,20 +1115,32 @@ pub(crate) struct LocalGuard<'a> {
     collector: &'a Collector,
     record: &'static Record,
     slot: &'a Slot,
-    /// Whether this guard pinned the slot (no other guard of the collector was alive on the
-    /// thread): it unpins when dropped.
-    outermost: bool,
     /// The `hi` this guard last published in the slot (the slot's may be higher, raised by a
     /// nested guard).
     hi: Cell<u64>,
-    /// Whether this guard sealed a batch, or saw threads exit: a pass runs when it is dropped.
-    pass_due: Cell<bool>,
-    /// The record was claimed for this guard alone (the thread's TLS is being destroyed).
-    transient: bool,
+    /// [`OUTERMOST`], [`TRANSIENT`] and [`PASS_DUE`] flags, in one byte so that dropping a
+    /// guard that only unpins tests one value.
+    state: Cell<u8>,
     _not_send: PhantomData<*mut ()>,
 }
 
+/// [`LocalGuard::state`]: the guard pinned the slot (no other guard of the collector was alive
+/// on the thread); it unpins when dropped.
+const OUTERMOST: u8 = 1;
+/// [`LocalGuard::state`]: the record was claimed for this guard alone (the thread's TLS is being
+/// destroyed); the guard gives it back when dropped.
+const TRANSIENT: u8 = 2;
+/// [`LocalGuard::state`]: the guard sealed a batch, or saw threads exit: a pass runs when it is
+/// dropped.
+const PASS_DUE: u8 = 4;
+
 impl LocalGuard<'_> {
+    /// Asks for a reclamation pass when the guard is dropped.
+    #[inline]
+    fn set_pass_due(&self) {
+        self.state.set(self.state.get() | PASS_DUE);
+    }
+
     /// Loads a pointer that stays valid while the guard is held, if it is only retired
     /// through this guard's collector after being unlinked, and was allocated by
     /// [`alloc`](Self::alloc) (or retired with a birth no later than its publication).
@@ -1281,19 +1298,31 @@ impl Drop for LocalGuard<'_> {
     #[inline]
     fn drop(&mut self) {
         debug_assert_ne!(self.slot.lo.load(Ordering::Relaxed), INACTIVE);
-        if self.outermost {
+        let state = self.state.get();
+        if state & OUTERMOST != 0 {
             self.slot.lo.store(INACTIVE, Ordering::Release);
         }
-        if self.transient {
-            // What this guard retired waits in the record's bag for adoption.
-            self.record.release();
-            EXITS.fetch_add(1, Ordering::Release);
-        } else if self.pass_due.get() {
-            // After the outermost guard the pass runs unpinned, so this thread's own section
-            // holds back nothing it retired; after a nested one, it frees what the enclosing
-            // section does not hold.
-            self.collector.pass_when_allowed(Some(self.record));
+        if state & !OUTERMOST != 0 {
+            finish(self.collector, self.record, state);
         }
+    }
+}
+
+/// The rare end of a guard of `record` in `collector`: give a transient record back, or run
+/// the pass the guard asked for. Takes the guard's fields by value, so that no reference to a
+/// guard escapes its operation (it then lives in registers).
+#[cold]
+#[inline(never)]
+fn finish(collector: &Collector, record: &'static Record, state: u8) {
+    if state & TRANSIENT != 0 {
+        // What this guard retired waits in the record's bag for adoption.
+        record.release();
+        EXITS.fetch_add(1, Ordering::Release);
+    } else if state & PASS_DUE != 0 {
+        // After the outermost guard the pass runs unpinned, so this thread's own section
+        // holds back nothing it retired; after a nested one, it frees what the enclosing
+        // section does not hold.
+        collector.pass_when_allowed(Some(record));
     }
 }
 
