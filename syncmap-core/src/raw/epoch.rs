@@ -116,13 +116,14 @@
 //! guard of a thread registers through a function that returns the record, not a guard; the
 //! rare end of a guard takes its fields by value; the map's locked lookup opens a nested guard
 //! of its own). That cut the instructions of a `load` hit from 118 to 106 under callgrind
-//! (82.7 before per-map epochs) and LoadMostlyMisses by 12-18%, but not LoadMostlyHits. Where
-//! the rest goes, from builds made only to measure (unsound, never committed), one alternated
-//! run, foldhash, 1 thread: without the epoch checks of `protect` 5.9 ns against 6.1; without
-//! the pin as well 5.3-5.5; and with one shard whose snapshot pointer is loaded before hashing
-//! 5.1; 9b89db1 (process-wide epoch, one snapshot) 4.4-4.7. So the pin is about 0.6 ns, the
-//! checks 0.2-0.4, the shard pointer's wait for the hash about 0.4, and 0.4 remain that none
-//! of these explain. Measured and dropped: no epoch check for a first value that lives in its
+//! (82.7 before per-map epochs) and LoadMostlyMisses by 7-19%, but not LoadMostlyHits. Where
+//! the rest goes, from builds made only to measure (unsound, never committed), each alternated
+//! with this build in `--quick` runs (medians of 7, foldhash, 1 thread): without the epoch
+//! checks of `protect` 5.9 ns against 6.1; without the pin as well 5.3-5.5 against 5.8-6.3;
+//! that and one shard whose snapshot pointer is loaded before hashing 5.1 against 6.3; 9b89db1
+//! (process-wide epoch, one snapshot) 4.4-4.7 in the same runs. So the pin and the checks cost
+//! about 0.5-0.8 ns together (the checks 0.2), the shard pointer's wait for the hash about
+//! 0.4, and 0.4-0.6 remain that none of these explain. Measured and dropped: no epoch check for a first value that lives in its
 //! entry (-0.2 ns with foldhash, +0.3 with SipHash, within noise); the shard index without a
 //! bounds check; the `membarrier` flag read from the epoch's line instead of a static (both no
 //! change).
