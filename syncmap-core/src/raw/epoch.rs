@@ -395,7 +395,7 @@ thread_local! {
 ///
 /// No guard of the thread is alive then: guards live on the stack of an operation, and the
 /// map's operations never store one; an operation run by a later thread-local destructor finds
-/// `LOCAL` empty and claims a record for that guard alone (`LocalGuard::transient`).
+/// `LOCAL` empty and claims a record for that guard and those nested in it (see `register`).
 struct RecordOwner(Cell<Option<&'static Record>>);
 
 impl Drop for RecordOwner {
@@ -409,9 +409,12 @@ impl Drop for RecordOwner {
 }
 
 /// Claims a record for the current thread, on its first guard: the thread's own until it exits
-/// (then `false`), or, if the thread is exiting, for one guard (then `true`, "transient").
-/// Returns the record by value (not a guard), so that the guard of the hit path stays in
-/// registers.
+/// (then `false`), or, if the thread is exiting, for that guard and the guards opened while it
+/// lives (then `true`, "transient": the guard clears `LOCAL` and gives the record back when it
+/// is dropped). Either way `LOCAL` holds the record meanwhile, so guards nested in this one
+/// share its slots (`SyncMap`'s locked lookup relies on it: it opens a nested guard and hands
+/// what it found to the caller's). Returns the record by value (not a guard), so that the guard
+/// of the hit path stays in registers.
 #[cold]
 #[inline(never)]
 fn register() -> (&'static Record, bool) {
@@ -421,9 +424,7 @@ fn register() -> (&'static Record, bool) {
             owner.0.set(Some(record));
         })
         .is_ok();
-    if registered {
-        LOCAL.with(|local| local.set(Some((record, record.id))));
-    }
+    LOCAL.with(|local| local.set(Some((record, record.id))));
     (record, !registered)
 }
 
@@ -1332,7 +1333,10 @@ impl Drop for LocalGuard<'_> {
 #[inline(never)]
 fn finish(collector: &Collector, record: &'static Record, state: u8) {
     if state & TRANSIENT != 0 {
-        // What this guard retired waits in the record's bag for adoption.
+        // The outermost guard of the exiting thread (the guards opened meanwhile found the
+        // record in `LOCAL`, so they were nested and are gone). What they retired waits in the
+        // record's bag for adoption.
+        LOCAL.with(|local| local.set(None));
         record.release();
         EXITS.fetch_add(1, Ordering::Release);
     } else if state & PASS_DUE != 0 {
@@ -1606,6 +1610,56 @@ mod tests {
         assert_eq!(slot_of_outer.lo.load(Ordering::Relaxed), INACTIVE);
         drop(collector);
         assert_eq!(live.load(Ordering::Relaxed), 0);
+    }
+
+    /// A guard opened by a thread-local destructor that runs after the thread gave its record
+    /// back gets a record of its own ("transient"); guards opened while it lives must nest in
+    /// it (same record, same slot, not pinning again), as the map's locked lookup hands what
+    /// its nested guard found to the enclosing one. The record is given back at the end.
+    #[test]
+    fn guards_nest_in_a_transient_guard() {
+        use std::sync::Mutex as StdMutex;
+        static RESULT: StdMutex<Option<(usize, usize, bool, bool)>> = StdMutex::new(None);
+        static COLLECTOR: std::sync::OnceLock<Collector> = std::sync::OnceLock::new();
+        struct LateUser;
+        impl Drop for LateUser {
+            fn drop(&mut self) {
+                let collector = COLLECTOR.get().expect("set before the thread starts");
+                let outer = collector.enter();
+                let inner = collector.enter();
+                let result = (
+                    outer.thread_id(),
+                    inner.thread_id(),
+                    outer.state.get() & TRANSIENT != 0,
+                    inner.state.get() & OUTERMOST != 0,
+                );
+                drop(inner);
+                drop(outer);
+                *RESULT.lock().unwrap() = Some(result);
+            }
+        }
+        thread_local! {
+            static LATE: LateUser = const { LateUser };
+        }
+        COLLECTOR.get_or_init(Collector::new);
+        std::thread::spawn(|| {
+            // Registered before the thread's record owner, so destroyed after it.
+            LATE.with(|_| {});
+            drop(COLLECTOR.get().unwrap().enter());
+        })
+        .join()
+        .unwrap();
+        let (outer, inner, transient, inner_pinned) =
+            RESULT.lock().unwrap().take().expect("the destructor ran");
+        assert!(transient, "the late guard did not take a transient record");
+        assert_eq!(
+            outer, inner,
+            "a guard nested in a transient one took another record"
+        );
+        assert!(
+            !inner_pinned,
+            "a guard nested in a transient one pinned again"
+        );
     }
 
     #[test]
