@@ -487,18 +487,22 @@ where
 
     /// The locked half of a lookup that missed in the snapshot `missed`: the entry for `key` in
     /// the current snapshot or, if that is amended, in the dirty table (counting a miss).
+    ///
+    /// The caller holds a guard of the map's collector, under which it found `missed` and
+    /// will use the entry returned. This function opens a guard of its own, nested in the
+    /// caller's: the two share the thread's slot, and what the nested one publishes there (the
+    /// epoch read under the lock) stays published until the caller's guard unpins, so the
+    /// entry stays covered. Taking no guard, and finding the shard from `hash` again, lets the
+    /// hit path keep its guard and shard in registers (no reference to them escapes to this
+    /// out-of-line call).
     #[cold]
-    fn find_locked<Q>(
-        &self,
-        shard: ShardRef<'_, K, V>,
-        hash: u64,
-        key: &Q,
-        missed: &ReadOnly<K, V>,
-        guard: &Guard<'_>,
-    ) -> Option<EntryPtr<K, V>>
+    #[inline(never)]
+    fn find_locked<Q>(&self, hash: u64, key: &Q, missed: &ReadOnly<K, V>) -> Option<EntryPtr<K, V>>
     where
         Q: ?Sized + Equivalent<K>,
     {
+        let guard = &sync::enter(&self.collector);
+        let shard = self.shard(hash);
         let mut dirty = self.lock_dirty(shard, guard);
         let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
         if let Some(entry) = found {
@@ -526,16 +530,18 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let hash = self.hash(key);
-        let shard = self.shard(hash);
-        let read = shard.snapshot(guard);
-        if let Some(entry) = find(&read.table, hash, key) {
-            return Some(f(entry));
-        }
-        if !read.may_be_dirty(hash) {
-            return None;
-        }
-        self.find_locked(shard, hash, key, read, guard)
-            .map(|entry| f(&entry))
+        let read = self.shard(hash).snapshot(guard);
+        let locked;
+        let entry: &Entry<K, V> = match find(&read.table, hash, key) {
+            Some(entry) => entry,
+            None if read.may_be_dirty(hash) => {
+                locked = self.find_locked(hash, key, read)?;
+                &locked
+            }
+            None => return None,
+        };
+        // One call of `f`, so that it is inlined into the hit path.
+        Some(f(entry))
     }
 
     /// Calls `f` with the value stored for `key`, without cloning it, and returns its result;
@@ -760,14 +766,13 @@ where
         let hash = self.hash(&key);
         {
             let guard = sync::enter(&self.collector);
-            let shard = self.shard(hash);
-            let read = shard.snapshot(&guard);
+            let read = self.shard(hash).snapshot(&guard);
             if let Some(entry) = find(&read.table, hash, &key) {
                 if let Some(value) = entry.load(&guard) {
                     return (value.clone(), true);
                 }
             } else if read.may_be_dirty(hash) {
-                if let Some(entry) = self.find_locked(shard, hash, &key, read, &guard) {
+                if let Some(entry) = self.find_locked(hash, &key, read) {
                     if let Some(value) = entry.load(&guard) {
                         return (value.clone(), true);
                     }
