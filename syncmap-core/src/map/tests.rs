@@ -253,6 +253,43 @@ fn reads_of_dirty_only_keys_promote_after_half_the_length() {
     assert_eq!(map.len(), len as usize);
 }
 
+/// A shard whose promotion cycles end on misses with few new keys (a bounded cache: the
+/// snapshot keeps its size) gets a dirty table sized for twice the previous cycle's new keys,
+/// not for the whole room of the cycle (which left most buckets empty); a cycle that takes
+/// more new keys than that grows the table, loses none and stays exact.
+#[test]
+fn a_cycle_that_ended_on_misses_sizes_the_next_table_by_its_new_keys() {
+    let len = 3000u64;
+    let map: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
+    (&map).extend((0..len).map(|k| (k, k)));
+    map.range(|_, _| true); // promotes: a snapshot of 3000 entries, room for 8192 new keys
+    let shard = map.shard_at(0);
+    let dirty_capacity = || {
+        let guard = sync::enter(&map.collector);
+        let dirty = sync::lock(&shard.get().dirty, &map.collector, &guard);
+        dirty.table_capacity()
+    };
+    // A cycle of 100 new keys, ended by reading them (misses) rather than by its room.
+    let snapshot = shard.snapshot_ptr();
+    (&map).extend((len..len + 100).map(|k| (k, k)));
+    while shard.snapshot_ptr() == snapshot {
+        assert_eq!(map.load(&(len + 99)), Some(len + 99));
+    }
+    // The next cycle: twice 100 new keys (at least SMALL_CYCLE) on top of the snapshot.
+    map.store(len + 100, 0);
+    let sized = dirty_capacity();
+    assert!(
+        (3100 + 200..3100 + 8192).contains(&sized),
+        "sized for {sized} entries"
+    );
+    // A burst beyond that: the table grows, every key arrives.
+    let end = len + 100 + 2000;
+    (&map).extend((len + 101..end).map(|k| (k, k)));
+    assert!(dirty_capacity() > sized, "the table grew");
+    assert_eq!(map.len(), end as usize);
+    assert!((0..end).all(|k| map.load(&k) == Some(if k == len + 100 { 0 } else { k })));
+}
+
 /// Threads delete and store again keys of the read snapshot (lock-free paths that change the
 /// count, each thread on its own stripe) and new keys (locked paths); the count must come
 /// out exact. A stripe written by two threads with plain stores would lose updates here.
