@@ -98,6 +98,10 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
+/// Values whose `PartialEq` compares identities (pointers) and runs no user code, so that
+/// [`SyncMap::compare_and_remove`] may compare them under the map's lock.
+pub(crate) trait IdentityEq: PartialEq {}
+
 /// A concurrent map with the read/dirty design of Go's `sync.Map`, typed.
 ///
 /// Optimized, like Go's, for two common cases: a key written once and read many times (caches
@@ -987,6 +991,81 @@ where
             entry.compare_and_delete(old, &guard, |delta| self.count(delta, &guard))
         })
         .unwrap_or(false)
+    }
+
+    /// [`compare_and_delete`](Self::compare_and_delete) for values compared by identity, which
+    /// also takes an entry that only the dirty map has out of it at once, under the lock
+    /// (as [`delete`](Self::delete) does), instead of leaving it there deleted: such an entry
+    /// would be promoted into the next snapshot as a deleted entry, copied (expunged) by the
+    /// next dirty map's copy, and leave only at the promotion after that. A bounded memo deletes
+    /// this way what its policy evicts, mostly keys it rejects a few hundred misses after
+    /// inserting them, which are not promoted yet.
+    ///
+    /// The comparison runs under the lock: [`IdentityEq`] values compare without user code.
+    pub(crate) fn compare_and_remove<Q>(&self, key: &Q, old: &V) -> bool
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+        V: IdentityEq,
+    {
+        let hash = self.hash(key);
+        let shard = self.shard(hash);
+        let guard = sync::enter(&self.collector);
+        let read = shard.snapshot(&guard);
+        if let Some(entry) = find(&read.table, hash, key) {
+            return entry.compare_and_delete(old, &guard, |delta| self.count(delta, &guard));
+        }
+        if !read.may_be_dirty(hash) {
+            return false;
+        }
+        self.compare_and_remove_locked(shard, hash, key, old, read, &guard)
+    }
+
+    /// The locked half of [`compare_and_remove`](Self::compare_and_remove), after a miss in the
+    /// snapshot `missed`.
+    #[cold]
+    fn compare_and_remove_locked<Q>(
+        &self,
+        shard: ShardRef<'_, K, V>,
+        hash: u64,
+        key: &Q,
+        old: &V,
+        missed: &ReadOnly<K, V>,
+        guard: &Guard<'_>,
+    ) -> bool
+    where
+        Q: ?Sized + Equivalent<K>,
+        V: IdentityEq,
+    {
+        let mut dirty = self.lock_dirty(shard, guard);
+        let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
+        if let Some(entry) = found {
+            return entry.compare_and_delete(old, guard, |delta| self.count(delta, guard));
+        }
+        if !read.amended() {
+            return false;
+        }
+        // The user's `Eq` runs in this lookup, before anything changes. From here on no user
+        // code runs: the comparison is by identity, and retiring under the lock runs no
+        // destructor (passes wait for the unlock).
+        let found = dirty.find(hash, key).copied();
+        let deleted = found.is_some_and(|entry| {
+            entry.compare_and_delete(old, guard, |delta| self.count(delta, guard))
+        });
+        if let (true, Some(entry)) = (deleted, found) {
+            if dirty.remove_entry(entry) {
+                dirty.note_removed_new_key(read);
+                // SAFETY: the entry was only in the dirty map (the current snapshot lacks its
+                // key, and snapshots change only under this lock) and has just left it under the
+                // lock, so threads that take the lock later cannot reach it; threads that found
+                // it before hold guards of the map's collector, which retiring waits for. No
+                // store to it is lost: its value was deleted just above, stores reach entries of
+                // the dirty map only under the lock, and a compare-and-swap outside it (through
+                // an entry found before) fails on a deleted value.
+                unsafe { entry.retire(guard) };
+            }
+        }
+        self.miss_locked(shard, &mut dirty, guard);
+        deleted
     }
 
     /// Calls `f` for each key and value; stops when `f` returns `false` (Go's `Range`).

@@ -250,6 +250,21 @@ impl<K, V> Dirty<K, V> {
         Some(found.remove().0)
     }
 
+    /// Removes `entry` from the table, found by identity (runs no user code); returns whether it
+    /// was there.
+    pub(crate) fn remove_entry(&mut self, entry: EntryPtr<K, V>) -> bool {
+        let Some(table) = self.table.as_mut() else {
+            return false;
+        };
+        match table.find_entry(entry.hash, |e| e.same(entry)) {
+            Ok(found) => {
+                found.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Finishes the copy and hands over the table for promotion, with the entries of the old
     /// snapshot that leave the map; resets the dirty state.
     pub(crate) fn take_for_promotion(&mut self) -> Option<Promotion<K, V>> {
