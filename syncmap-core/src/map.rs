@@ -64,7 +64,14 @@
 //!   map every 12 operations in bustle's Exchange.
 //! - **No O(n) pause after a promotion.** The copy of the snapshot into a new dirty map is
 //!   spread over the locked operations that follow (32 buckets each), and the dirty table is
-//!   allocated for the whole cycle, so inserts never rehash.
+//!   allocated for the whole cycle, so inserts into a growing map never rehash. A shard whose
+//!   last cycle ended on misses with far fewer new keys (a bounded cache, whose snapshot keeps
+//!   its size) gets a table for twice those instead, which grows in the rare cycle that takes
+//!   more: a table for the whole cycle was mostly empty buckets there, which its lookups and
+//!   copies paid for in cache misses.
+//! - **Deleting a key only the dirty map has takes it out of the dirty table** (`delete`, and
+//!   the memo's evictions): left there deleted, it would be promoted, copied and dropped only a
+//!   cycle later.
 //! - **The first value shares the entry's allocation** when it is small (at most 32 bytes) and
 //!   has no drop glue: one allocation per new key instead of two, and one dependent load less
 //!   per lookup of a value never replaced. A replaced first value keeps its bytes until the
