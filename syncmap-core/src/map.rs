@@ -64,7 +64,14 @@
 //!   map every 12 operations in bustle's Exchange.
 //! - **No O(n) pause after a promotion.** The copy of the snapshot into a new dirty map is
 //!   spread over the locked operations that follow (32 buckets each), and the dirty table is
-//!   allocated for the whole cycle, so inserts never rehash.
+//!   allocated for the whole cycle, so inserts into a growing map never rehash. A shard whose
+//!   last cycle ended on misses with far fewer new keys (a bounded cache, whose snapshot keeps
+//!   its size) gets a table for twice those instead, which grows in the rare cycle that takes
+//!   more: a table for the whole cycle was mostly empty buckets there, which its lookups and
+//!   copies paid for in cache misses.
+//! - **Deleting a key only the dirty map has takes it out of the dirty table** (`delete`, and
+//!   the memo's evictions): left there deleted, it would be promoted, copied and dropped only a
+//!   cycle later.
 //! - **The first value shares the entry's allocation** when it is small (at most 32 bytes) and
 //!   has no drop glue: one allocation per new key instead of two, and one dependent load less
 //!   per lookup of a value never replaced. A replaced first value keeps its bytes until the
@@ -97,6 +104,10 @@ use crate::Equivalent;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+
+/// Values whose `PartialEq` compares identities (pointers) and runs no user code, so that
+/// [`SyncMap::compare_and_remove`] may compare them under the map's lock.
+pub(crate) trait IdentityEq: PartialEq {}
 
 /// A concurrent map with the read/dirty design of Go's `sync.Map`, typed.
 ///
@@ -987,6 +998,81 @@ where
             entry.compare_and_delete(old, &guard, |delta| self.count(delta, &guard))
         })
         .unwrap_or(false)
+    }
+
+    /// [`compare_and_delete`](Self::compare_and_delete) for values compared by identity, which
+    /// also takes an entry that only the dirty map has out of it at once, under the lock
+    /// (as [`delete`](Self::delete) does), instead of leaving it there deleted: such an entry
+    /// would be promoted into the next snapshot as a deleted entry, copied (expunged) by the
+    /// next dirty map's copy, and leave only at the promotion after that. A bounded memo deletes
+    /// this way what its policy evicts, mostly keys it rejects a few hundred misses after
+    /// inserting them, which are not promoted yet.
+    ///
+    /// The comparison runs under the lock: [`IdentityEq`] values compare without user code.
+    pub(crate) fn compare_and_remove<Q>(&self, key: &Q, old: &V) -> bool
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+        V: IdentityEq,
+    {
+        let hash = self.hash(key);
+        let shard = self.shard(hash);
+        let guard = sync::enter(&self.collector);
+        let read = shard.snapshot(&guard);
+        if let Some(entry) = find(&read.table, hash, key) {
+            return entry.compare_and_delete(old, &guard, |delta| self.count(delta, &guard));
+        }
+        if !read.may_be_dirty(hash) {
+            return false;
+        }
+        self.compare_and_remove_locked(shard, hash, key, old, read, &guard)
+    }
+
+    /// The locked half of [`compare_and_remove`](Self::compare_and_remove), after a miss in the
+    /// snapshot `missed`.
+    #[cold]
+    fn compare_and_remove_locked<Q>(
+        &self,
+        shard: ShardRef<'_, K, V>,
+        hash: u64,
+        key: &Q,
+        old: &V,
+        missed: &ReadOnly<K, V>,
+        guard: &Guard<'_>,
+    ) -> bool
+    where
+        Q: ?Sized + Equivalent<K>,
+        V: IdentityEq,
+    {
+        let mut dirty = self.lock_dirty(shard, guard);
+        let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
+        if let Some(entry) = found {
+            return entry.compare_and_delete(old, guard, |delta| self.count(delta, guard));
+        }
+        if !read.amended() {
+            return false;
+        }
+        // The user's `Eq` runs in this lookup, before anything changes. From here on no user
+        // code runs: the comparison is by identity, and retiring under the lock runs no
+        // destructor (passes wait for the unlock).
+        let found = dirty.find(hash, key).copied();
+        let deleted = found.is_some_and(|entry| {
+            entry.compare_and_delete(old, guard, |delta| self.count(delta, guard))
+        });
+        if let (true, Some(entry)) = (deleted, found) {
+            if dirty.remove_entry(entry) {
+                dirty.note_removed_new_key(read);
+                // SAFETY: the entry was only in the dirty map (the current snapshot lacks its
+                // key, and snapshots change only under this lock) and has just left it under the
+                // lock, so threads that take the lock later cannot reach it; threads that found
+                // it before hold guards of the map's collector, which retiring waits for. No
+                // store to it is lost: its value was deleted just above, stores reach entries of
+                // the dirty map only under the lock, and a compare-and-swap outside it (through
+                // an entry found before) fails on a deleted value.
+                unsafe { entry.retire(guard) };
+            }
+        }
+        self.miss_locked(shard, &mut dirty, guard);
+        deleted
     }
 
     /// Calls `f` for each key and value; stops when `f` returns `false` (Go's `Range`).

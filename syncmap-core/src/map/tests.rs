@@ -253,6 +253,110 @@ fn reads_of_dirty_only_keys_promote_after_half_the_length() {
     assert_eq!(map.len(), len as usize);
 }
 
+/// A shard whose promotion cycles end on misses with few new keys (a bounded cache: the
+/// snapshot keeps its size) gets a dirty table sized for twice the previous cycle's new keys,
+/// not for the whole room of the cycle (which left most buckets empty); a cycle that takes
+/// more new keys than that grows the table, loses none and stays exact.
+#[test]
+fn a_cycle_that_ended_on_misses_sizes_the_next_table_by_its_new_keys() {
+    let len: u64 = if cfg!(miri) { 300 } else { 3000 };
+    let map: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
+    (&map).extend((0..len).map(|k| (k, k)));
+    map.range(|_, _| true); // promotes: a snapshot of `len` entries
+    let shard = map.shard_at(0);
+    let dirty_capacity = || {
+        let guard = sync::enter(&map.collector);
+        let dirty = sync::lock(&shard.get().dirty, &map.collector, &guard);
+        dirty.table_capacity()
+    };
+    // A cycle of 100 new keys, ended by reading them (misses) rather than by its room.
+    let snapshot = shard.snapshot_ptr();
+    (&map).extend((len..len + 100).map(|k| (k, k)));
+    while shard.snapshot_ptr() == snapshot {
+        assert_eq!(map.load(&(len + 99)), Some(len + 99));
+    }
+    let room = {
+        let guard = sync::enter(&map.collector);
+        shard.snapshot(&guard).dirty_capacity() as u64
+    };
+    // The next cycle: twice 100 new keys (at least SMALL_CYCLE) on top of the snapshot, not the
+    // whole room.
+    map.store(len + 100, 0);
+    let sized = dirty_capacity() as u64;
+    let entries = len + 100;
+    assert!(
+        (entries + 200..entries + room).contains(&sized),
+        "sized for {sized} entries ({entries} in the snapshot, room for {room} new keys)"
+    );
+    // A burst beyond that, within the room (no promotion): the table grows, every key arrives.
+    let end = len + 101 + room * 3 / 4;
+    assert!(
+        end - entries > sized - entries,
+        "the burst overflows the table"
+    );
+    (&map).extend((len + 101..end).map(|k| (k, k)));
+    assert!(dirty_capacity() as u64 > sized, "the table grew");
+    assert_eq!(map.len(), end as usize);
+    assert!((0..end).all(|k| map.load(&k) == Some(if k == len + 100 { 0 } else { k })));
+}
+
+/// A value compared by identity (what `compare_and_remove` requires).
+#[derive(Debug)]
+struct Id(Arc<u64>);
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl IdentityEq for Id {}
+
+/// `compare_and_remove` takes a key that only the dirty map has out of it at once (not left
+/// there deleted, to be promoted and copied): the dirty table and its count of keys the
+/// snapshot lacks lose it, and with the last such key the filter is emptied, so negative
+/// lookups stay lock-free. A value that is not the one given stays; keys of the snapshot are
+/// deleted lock-free as by `compare_and_delete`; the count stays exact.
+#[test]
+fn compare_and_remove_takes_dirty_only_keys_out_of_the_dirty_map() {
+    let map: SyncMap<u64, Id> = SyncMap::with_shards_and_hasher(1, RandomState::new());
+    let values: Vec<Arc<u64>> = (0..8).map(Arc::new).collect();
+    let id = |k: u64| Id(Arc::clone(&values[k as usize]));
+    (&map).extend((0..4).map(|k| (k, id(k))));
+    map.range(|_, _| true); // promotes 0..4 into the snapshot
+    let snapshot = map.shard_at(0).snapshot_ptr();
+    map.store(4, id(4));
+    map.store(5, id(5));
+    let dirty_state = || {
+        let guard = sync::enter(&map.collector);
+        let read = map.shard_at(0).snapshot(&guard);
+        let dirty = sync::lock(&map.shard_at(0).get().dirty, &map.collector, &guard);
+        (dirty.dirty_only, dirty.len(), read.amended())
+    };
+    assert_eq!(dirty_state(), (2, 6, true));
+    assert!(!map.compare_and_remove(&4, &id(5)), "not its value");
+    assert!(map.compare_and_remove(&4, &id(4)));
+    assert_eq!(dirty_state(), (1, 5, true));
+    assert!(!map.compare_and_remove(&4, &id(4)), "already gone");
+    assert!(map.compare_and_remove(&5, &id(5)));
+    assert_eq!(dirty_state(), (0, 4, false), "the filter was emptied");
+    assert!(map.compare_and_remove(&1, &id(1)), "a key of the snapshot");
+    assert!(!map.compare_and_remove(&2, &id(3)));
+    assert_eq!(map.shard_at(0).snapshot_ptr(), snapshot, "no promotion");
+    assert_eq!(map.len(), 3);
+    let mut keys = Vec::new();
+    map.range(|k, _| {
+        keys.push(*k);
+        true
+    });
+    keys.sort_unstable();
+    assert_eq!(keys, [0, 2, 3]);
+    // Stored again after its removal: a new entry.
+    map.store(4, id(6));
+    assert_eq!(map.load_with(&4, |v| *v.0), Some(6));
+    assert_eq!(map.len(), 4);
+}
+
 /// Threads delete and store again keys of the read snapshot (lock-free paths that change the
 /// count, each thread on its own stripe) and new keys (locked paths); the count must come
 /// out exact. A stripe written by two threads with plain stores would lose updates here.

@@ -160,7 +160,9 @@ where
                 continue;
             }
             tracked.slot.0.mark_gone();
-            if self.map.compare_and_delete(&tracked.key, &tracked.slot) {
+            // Most of these are keys rejected soon after their insertion, still only in the
+            // map's dirty table: `compare_and_remove` takes them out of it at once.
+            if self.map.compare_and_remove(&tracked.key, &tracked.slot) {
                 match why {
                     Removal::Rejected => rejected += 1,
                     _ => evicted += 1,

@@ -96,6 +96,9 @@ impl<V> PartialEq for SlotRef<V> {
     }
 }
 
+/// Compared by `Arc::ptr_eq`: no user code.
+impl<V> crate::map::IdentityEq for SlotRef<V> {}
+
 #[cfg(not(syncmap_loom))]
 thread_local! {
     static THREAD_ID: Cell<u64> = const { Cell::new(0) };

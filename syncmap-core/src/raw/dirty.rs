@@ -27,10 +27,13 @@ use super::read::{find, ReadOnly, Table};
 ///   the snapshot, first finish or drop the copy.
 /// - An entry is inserted in `table` at most once: by the copy when visited live, or, if the
 ///   copy expunged it, by a store that unexpunges it.
-/// - `table` was allocated with room for every entry of the source plus the
+/// - `table` was allocated with room for every entry of the source plus the new keys the cycle
+///   is expected to take ([`cycle_room`](Self::cycle_room)): the
 ///   [`dirty_capacity`](ReadOnly::dirty_capacity) new keys after which the map promotes, so
-///   inserts do not rehash (no O(n) pause from the table either); except in small cycles (at
-///   most [`SMALL_CYCLE`](Self::SMALL_CYCLE) new keys), where growing costs little.
+///   that inserts do not rehash (no O(n) pause from the table either), unless the previous
+///   cycle ended on misses with far fewer new keys; then twice those, and the table grows
+///   (rehashing with the stored hashes) in the rare cycle that takes more. Small cycles (at
+///   most [`SMALL_CYCLE`](Self::SMALL_CYCLE) new keys) start small, as growing costs little.
 pub(crate) struct Dirty<K, V> {
     table: Option<Table<K, V>>,
     copy: Option<Copy<K, V>>,
@@ -52,6 +55,11 @@ pub(crate) struct Dirty<K, V> {
     pub(crate) dirty_only: usize,
     /// The snapshot's filter words set since the filter was last empty, each once.
     filter_words: Vec<usize>,
+    /// The new keys the current cycle's table was sized for (0 before [`ensure`](Self::ensure)).
+    room: usize,
+    /// The new keys the previous cycle took, if it ended before filling its room (on misses);
+    /// `None` after a cycle that filled it, or before the first.
+    previous: Option<usize>,
 }
 
 /// What a promotion publishes, and what leaves the map with the old snapshot.
@@ -83,6 +91,8 @@ impl<K, V> Default for Dirty<K, V> {
             new_keys: 0,
             dirty_only: 0,
             filter_words: Vec::new(),
+            room: 0,
+            previous: None,
         }
     }
 }
@@ -116,6 +126,12 @@ impl<K, V> Dirty<K, V> {
         self.table.as_ref().and_then(|table| find(table, hash, key))
     }
 
+    /// How many entries the dirty table holds without growing (0 without one).
+    #[cfg(test)]
+    pub(crate) fn table_capacity(&self) -> usize {
+        self.table.as_ref().map_or(0, Table::capacity)
+    }
+
     /// The entries already in the table.
     pub(crate) fn entries(&self) -> impl Iterator<Item = &EntryPtr<K, V>> {
         self.table.iter().flat_map(|table| table.iter())
@@ -126,18 +142,36 @@ impl<K, V> Dirty<K, V> {
     pub(crate) fn ensure(&mut self, snapshot: impl FnOnce() -> Arc<ReadOnly<K, V>>) {
         if self.table.is_none() {
             let source = snapshot();
-            // A small cycle starts small and may grow: rehashing a few hundred entries is no
-            // pause, while `clear` and the copy pay for every bucket allocated.
-            let new_keys = match source.dirty_capacity() {
-                room if room <= Self::SMALL_CYCLE => Self::SMALL_CYCLE / 8,
-                room => room,
-            };
+            self.room = source.dirty_capacity();
+            let new_keys = Self::cycle_room(self.room, self.previous);
             self.table = Some(Table::with_capacity(source.table.len() + new_keys));
             self.copy = Some(Copy {
                 unvisited: source.table.len(),
                 next_bucket: 0,
                 source,
             });
+        }
+    }
+
+    /// The new keys to allocate the dirty table for, in a cycle that promotes after `room` new
+    /// keys and follows a cycle that ended on misses after `previous` new keys (`None`: it
+    /// filled its room, or there was none).
+    ///
+    /// A small cycle starts small and may grow: rehashing a few hundred entries is no pause,
+    /// while `clear` and the copy pay for every bucket allocated. A map that grows fills each
+    /// cycle's room, and gets the whole room again: no rehash. A map whose cycles end on misses
+    /// long before their room is full (a bounded cache's: keys come and go, so the snapshot
+    /// stays the same size) gets twice what the previous cycle took: with the whole room, its
+    /// tables were mostly empty buckets (16,384 for about 4,000 entries per shard in the zipf
+    /// bounded workload of `benches/memoize.rs`), which the hit path's probes and the copy
+    /// paid for in cache misses.
+    fn cycle_room(room: usize, previous: Option<usize>) -> usize {
+        if room <= Self::SMALL_CYCLE {
+            return Self::SMALL_CYCLE / 8;
+        }
+        match previous {
+            Some(previous) => room.min(previous.saturating_mul(2).max(Self::SMALL_CYCLE)),
+            None => room,
         }
     }
 
@@ -216,6 +250,21 @@ impl<K, V> Dirty<K, V> {
         Some(found.remove().0)
     }
 
+    /// Removes `entry` from the table, found by identity (runs no user code); returns whether it
+    /// was there.
+    pub(crate) fn remove_entry(&mut self, entry: EntryPtr<K, V>) -> bool {
+        let Some(table) = self.table.as_mut() else {
+            return false;
+        };
+        match table.find_entry(entry.hash, |e| e.same(entry)) {
+            Ok(found) => {
+                found.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Finishes the copy and hands over the table for promotion, with the entries of the old
     /// snapshot that leave the map; resets the dirty state.
     pub(crate) fn take_for_promotion(&mut self) -> Option<Promotion<K, V>> {
@@ -230,7 +279,9 @@ impl<K, V> Dirty<K, V> {
         // The birth of all expunged entries, revived ones included: an earlier birth only
         // makes the collector wait for more threads.
         let dead_birth = self.expunged_birth;
+        let previous = (self.new_keys < self.room).then_some(self.new_keys);
         *self = Dirty::default();
+        self.previous = previous;
         table.map(|table| Promotion {
             table,
             dead,
@@ -258,5 +309,25 @@ impl<K, V> Dirty<K, V> {
         self.misses = 0;
         self.new_keys = 0;
         self.dirty_only = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dirty;
+
+    /// The dirty table's size for a cycle: the whole room after a cycle that filled its own (a
+    /// growing map: no rehash), twice the previous cycle's new keys after one that ended on
+    /// misses, never more than the room, and small cycles start small.
+    #[test]
+    fn cycle_room_follows_the_previous_cycle() {
+        let small = Dirty::<u64, u64>::SMALL_CYCLE;
+        assert_eq!(Dirty::<u64, u64>::cycle_room(small, None), small / 8);
+        assert_eq!(Dirty::<u64, u64>::cycle_room(small, Some(1)), small / 8);
+        assert_eq!(Dirty::<u64, u64>::cycle_room(8192, None), 8192);
+        assert_eq!(Dirty::<u64, u64>::cycle_room(8192, Some(1000)), 2000);
+        assert_eq!(Dirty::<u64, u64>::cycle_room(8192, Some(5000)), 8192);
+        assert_eq!(Dirty::<u64, u64>::cycle_room(8192, Some(3)), small);
+        assert_eq!(Dirty::<u64, u64>::cycle_room(8192, Some(usize::MAX)), 8192);
     }
 }

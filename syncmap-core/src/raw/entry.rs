@@ -456,6 +456,13 @@ impl<K, V> Clone for EntryPtr<K, V> {
 
 impl<K, V> Copy for EntryPtr<K, V> {}
 
+impl<K, V> EntryPtr<K, V> {
+    /// Whether both point at the same entry (no user code runs).
+    pub(crate) fn same(self, other: Self) -> bool {
+        self.0 == other.0
+    }
+}
+
 // SAFETY: an `EntryPtr` gives shared access to an `Entry` (like `Arc<Entry>`), so it may cross
 // threads exactly when `Arc<Entry>` could.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for EntryPtr<K, V> {}
