@@ -128,6 +128,22 @@
 //! bounds check; the `membarrier` flag read from the epoch's line instead of a static (both no
 //! change).
 //!
+//! Issue 16's last item (the hit path within 10% of 9b89db1) then cut the instructions of the
+//! pin, counted with callgrind on a loop of `load` hits (u64 keys, 1023 of them, fixed hash
+//! seeds; `valgrind --tool=callgrind`, inclusive cost of the calling function over 200,000
+//! calls, one call and return included): foldhash 112.1 → 96.1 (9b89db1: 92.1), SipHash 186.1
+//! → 170.1 (165.0). What went, read in the generated code: `enter` was inlined only by luck of
+//! the heuristics (a one-line change made it a call returning the guard through memory, 117
+//! instructions): it is `#[inline(always)]`; the guard no longer carries the record, which
+//! `LOCAL` holds while it lives (one register and one store, and the flags stop being merged
+//! from two paths: 7 instructions to build them became 1); the thread-local `NEAR` gives the
+//! slot's byte offset in `first` directly (one load and compare instead of a check of
+//! `LOCAL`, a load of the id, a compare, a shift and two adds); the `membarrier` flag is read
+//! from the epoch's line (2 instructions). Tried and dropped: the nested case of `enter_with`
+//! and the `SeqCst` fence of `light` out of line as `#[cold]` functions (104-105: a call in the
+//! function moves the map's pointer to a callee-saved register, and the flags spill to the
+//! stack).
+//!
 //! # Limits
 //!
 //! A guard leaked with `mem::forget` keeps its section open for good: everything born before
@@ -232,12 +248,14 @@ mod barrier {
         }
     }
 
-    pub(super) use imp::detect;
+    pub(super) use imp::{detect, fast};
 
     /// The reader-side barrier between publishing the record's epoch and loading pointers.
+    /// `fast` is [`fast()`] (read once, when the collector was created, after `detect`: it
+    /// never changes afterwards), which the caller keeps next to its epoch.
     #[inline]
-    pub(super) fn light() {
-        if imp::fast() {
+    pub(super) fn light(fast: bool) {
+        if fast {
             atomic::compiler_fence(Ordering::SeqCst);
         } else {
             atomic::fence(Ordering::SeqCst);
@@ -384,9 +402,14 @@ thread_local! {
     /// Whether a pass was deferred by such a section.
     static DEFERRED: Cell<bool> = const { Cell::new(false) };
 
-    /// The current thread's record, for the hot path (no destructor, so no registration check).
-    /// With the record's id, so that the hot path finds the thread's slot without loading it.
-    static LOCAL: Cell<Option<(&'static Record, usize)>> = const { Cell::new(None) };
+    /// The current thread's record (no destructor, so no registration check).
+    static LOCAL: Cell<Option<&'static Record>> = const { Cell::new(None) };
+    /// Where the hot path finds the thread's slot: `id * size_of::<Slot>()`, the byte offset of
+    /// the slot of `LOCAL`'s record in every collector's `first`, if `LOCAL` holds a record of
+    /// id `id < FIRST_SLOTS`; [`FAR`] otherwise (no record yet, or a slot in a bucket). So one
+    /// load and one compare find the slot, with no check of `LOCAL` and no multiplication.
+    /// Written only by [`set_local`], together with `LOCAL`.
+    static NEAR: Cell<usize> = const { Cell::new(FAR) };
     /// Releases the current thread's record when the thread exits.
     static OWNER: RecordOwner = const { RecordOwner(Cell::new(None)) };
 }
@@ -400,7 +423,7 @@ struct RecordOwner(Cell<Option<&'static Record>>);
 
 impl Drop for RecordOwner {
     fn drop(&mut self) {
-        let _ = LOCAL.try_with(|local| local.set(None));
+        set_local(None);
         if let Some(record) = self.0.take() {
             record.release();
             EXITS.fetch_add(1, Ordering::Release);
@@ -413,19 +436,46 @@ impl Drop for RecordOwner {
 /// lives (then `true`, "transient": the guard clears `LOCAL` and gives the record back when it
 /// is dropped). Either way `LOCAL` holds the record meanwhile, so guards nested in this one
 /// share its slots (`SyncMap`'s locked lookup relies on it: it opens a nested guard and hands
-/// what it found to the caller's). Returns the record by value (not a guard), so that the guard
-/// of the hit path stays in registers.
+/// what it found to the caller's). Returns the record's id by value (not a guard), so that the
+/// guard of the hit path stays in registers.
 #[cold]
 #[inline(never)]
-fn register() -> (&'static Record, bool) {
+fn register() -> (usize, bool) {
     let record = Record::claim();
     let registered = OWNER
         .try_with(|owner| {
             owner.0.set(Some(record));
         })
         .is_ok();
-    LOCAL.with(|local| local.set(Some((record, record.id))));
-    (record, !registered)
+    set_local(Some(record));
+    (record.id, !registered)
+}
+
+/// [`NEAR`] when no slot is inside the collector.
+const FAR: usize = usize::MAX;
+
+/// Sets `LOCAL` and, to match it, `NEAR`.
+fn set_local(record: Option<&'static Record>) {
+    let near = match record {
+        Some(record) if record.id < FIRST_SLOTS => record.id * mem::size_of::<Slot>(),
+        _ => FAR,
+    };
+    // Thread-locals without destructors: always accessible, even while the thread exits.
+    LOCAL.with(|local| local.set(record));
+    NEAR.with(|n| n.set(near));
+}
+
+/// The current thread's record, while it holds a guard: `register` sets `LOCAL` before the
+/// thread's first guard opens, and it is cleared only when no guard of the thread is alive (by
+/// `RecordOwner` at thread exit, or at the end of a transient guard, after the guards nested in
+/// it). So it is the record that owns the slots of every guard the thread holds, and guards
+/// need not carry it (the hit path keeps one register and one store fewer).
+#[inline]
+fn current_record() -> &'static Record {
+    match LOCAL.with(Cell::get) {
+        Some(record) => record,
+        None => unreachable!("a guard is alive, so the thread's record is in LOCAL"),
+    }
 }
 
 /// A retired object and the function that frees it.
@@ -586,9 +636,11 @@ fn bucket_of(id: usize) -> (usize, usize) {
 }
 
 /// The collector's epoch, alone in its cache line: readers load it on every `protect`, and
-/// only sealing a batch writes it.
+/// only sealing a batch writes it. With [`barrier::fast`], read once when the collector was
+/// made (its final value: `detect` has run), which every pin reads: from this line, already
+/// in the cache for the epoch, with no load of the static's address.
 #[repr(align(128))]
-struct Epoch(AtomicU64);
+struct Epoch(AtomicU64, bool);
 
 /// The reclamation domain of one map.
 ///
@@ -650,7 +702,7 @@ impl Collector {
     pub(crate) fn new() -> Self {
         barrier::detect();
         Collector {
-            epoch: Epoch(AtomicU64::new(1)),
+            epoch: Epoch(AtomicU64::new(1), barrier::fast()),
             first: [const { Slot::new() }; FIRST_SLOTS],
             buckets: [const { AtomicPtr::new(ptr::null_mut()) }; BUCKETS],
             sealed: Mutex::new(Vec::new()),
@@ -693,57 +745,57 @@ impl Collector {
 
     /// Starts a critical section: pointers loaded through the guard stay allocated until it is
     /// dropped.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn enter(&self) -> LocalGuard<'_> {
-        let (record, id, transient) = match LOCAL.with(Cell::get) {
-            Some((record, id)) => (record, id, false),
-            None => {
-                let (record, transient) = register();
-                (record, record.id, transient)
-            }
+        let near = NEAR.with(Cell::get);
+        let (slot, transient) = if near < FIRST_SLOTS * mem::size_of::<Slot>() {
+            // SAFETY: `near` is `id * size_of::<Slot>()` for the id `< FIRST_SLOTS` of this
+            // thread's record (`NEAR`'s invariant), so this is `&self.first[id]`, the slot the
+            // thread owns, derived from `&self.first` (whose provenance covers the array).
+            let slot = unsafe { &*self.first.as_ptr().byte_add(near) };
+            (slot, false)
+        } else {
+            let (id, transient) = match LOCAL.with(Cell::get) {
+                Some(record) => (record.id, false),
+                None => register(),
+            };
+            (self.slot(id), transient)
         };
-        self.enter_with(record, self.slot(id), transient)
+        let guard = self.enter_with(slot);
+        if transient {
+            guard.state.set(guard.state.get() | TRANSIENT);
+        }
+        guard
     }
 
-    /// Opens a guard of the owner of `record`, whose slot here is `slot`.
-    #[inline]
-    fn enter_with<'c>(
-        &'c self,
-        record: &'static Record,
-        slot: &'c Slot,
-        transient: bool,
-    ) -> LocalGuard<'c> {
+    /// Opens a guard in `slot`, the slot here of the current thread's record. Inlined always,
+    /// as `enter` is: the guard then lives in the caller's registers (an out-of-line `enter`
+    /// returns it through memory: 117 instructions per `load` hit against 99 inlined).
+    #[inline(always)]
+    fn enter_with<'c>(&'c self, slot: &'c Slot) -> LocalGuard<'c> {
         let outermost = slot.lo.load(Ordering::Relaxed) == INACTIVE;
         let hi = if outermost {
             // Pin. The slot's `hi` is left as the last section left it (older, so smaller):
             // reclaimers take `max(lo, hi)` as the section's upper end.
             let epoch = self.epoch.0.load(Ordering::Acquire);
             slot.lo.store(epoch, Ordering::Release);
-            barrier::light();
+            barrier::light(self.epoch.1);
             epoch
         } else {
             slot.hi
                 .load(Ordering::Relaxed)
                 .max(slot.lo.load(Ordering::Relaxed))
         };
-        let mut state = 0;
-        if outermost {
-            state |= OUTERMOST;
-        }
-        if transient {
-            state |= TRANSIENT;
-        }
         LocalGuard {
             collector: self,
-            record,
             slot,
             hi: Cell::new(hi),
-            state: Cell::new(state),
+            state: Cell::new(if outermost { OUTERMOST } else { 0 }),
             _not_send: PhantomData,
         }
     }
 
-    /// The slot of the owner of record `id`.
+    /// The slot of the owner of record `id` (only that thread may use it).
     #[inline]
     fn slot(&self, id: usize) -> &Slot {
         if let Some(slot) = self.first.get(id) {
@@ -798,12 +850,13 @@ impl Collector {
         // thread may still use it (the seal's RMW publishes this store to that pass).
         guard.cover(item.birth);
         let slot = guard.slot;
+        debug_assert!(ptr::eq(slot, self.slot(guard.record().id)));
         let full = {
             // SAFETY: the caller owns the record and holds a guard; no other reference to this
             // slot's vector exists (invariants), and none is held across user code.
             let bag = unsafe { &mut *slot.bag.get() };
             if bag.is_empty() {
-                guard.record.bags.fetch_add(1, Ordering::Relaxed);
+                guard.record().bags.fetch_add(1, Ordering::Relaxed);
             }
             bag.push(item);
             if bag.len() < BATCH {
@@ -821,7 +874,7 @@ impl Collector {
             };
             mem::replace(bag, next)
         };
-        guard.record.bags.fetch_sub(1, Ordering::Relaxed);
+        guard.record().bags.fetch_sub(1, Ordering::Relaxed);
         self.seal(full);
         guard.set_pass_due();
     }
@@ -891,8 +944,7 @@ impl Collector {
         // While unwinding (a panic in user code under the lock), a destructor that panicked
         // too would abort: the pass stays deferred to this thread's next unlock.
         if open == 0 && !std::thread::panicking() && DEFERRED.with(|d| d.replace(false)) {
-            let record = LOCAL.try_with(Cell::get).ok().flatten();
-            self.reclaim(record.map(|(record, _)| record));
+            self.reclaim(LOCAL.try_with(Cell::get).ok().flatten());
         }
     }
 
@@ -1128,10 +1180,14 @@ pub(crate) unsafe fn boxed<T>(ptr: *mut T) {
 }
 
 /// A thread's protection: pointers loaded with [`protect`](Self::protect) stay allocated until
-/// the guard is dropped. Not `Send`: it refers to the current thread's record and slot.
+/// the guard is dropped. Not `Send`: it refers to the current thread's slot.
+///
+/// # Invariants
+///
+/// `slot` is the slot in `collector` of the current thread's record, which `LOCAL` holds for
+/// as long as the guard lives (see [`current_record`]), so the guard does not carry the record.
 pub(crate) struct LocalGuard<'a> {
     collector: &'a Collector,
-    record: &'static Record,
     slot: &'a Slot,
     /// The `hi` this guard last published in the slot (the slot's may be higher, raised by a
     /// nested guard).
@@ -1173,7 +1229,7 @@ impl LocalGuard<'_> {
             }
             self.raise(epoch);
             // The raised `hi` is published (light barrier) before this load, as a pin is.
-            barrier::light();
+            barrier::light(self.collector.epoch.1);
             p = ptr.load(order);
         }
     }
@@ -1308,7 +1364,13 @@ impl LocalGuard<'_> {
     /// A small number identifying the current thread while it lives (reused after it exits).
     #[inline]
     pub(crate) fn thread_id(&self) -> usize {
-        self.record.id
+        self.record().id
+    }
+
+    /// The record of the guard's thread, which owns `slot` (see [`current_record`]).
+    #[inline]
+    fn record(&self) -> &'static Record {
+        current_record()
     }
 }
 
@@ -1321,22 +1383,23 @@ impl Drop for LocalGuard<'_> {
             self.slot.lo.store(INACTIVE, Ordering::Release);
         }
         if state & !OUTERMOST != 0 {
-            finish(self.collector, self.record, state);
+            finish(self.collector, state);
         }
     }
 }
 
-/// The rare end of a guard of `record` in `collector`: give a transient record back, or run
-/// the pass the guard asked for. Takes the guard's fields by value, so that no reference to a
-/// guard escapes its operation (it then lives in registers).
+/// The rare end of a guard in `collector` (of the thread's record, [`current_record`]): give a
+/// transient record back, or run the pass the guard asked for. Takes the guard's fields by
+/// value, so that no reference to a guard escapes its operation (it then lives in registers).
 #[cold]
 #[inline(never)]
-fn finish(collector: &Collector, record: &'static Record, state: u8) {
+fn finish(collector: &Collector, state: u8) {
+    let record = current_record();
     if state & TRANSIENT != 0 {
         // The outermost guard of the exiting thread (the guards opened meanwhile found the
         // record in `LOCAL`, so they were nested and are gone). What they retired waits in the
         // record's bag for adoption.
-        LOCAL.with(|local| local.set(None));
+        set_local(None);
         record.release();
         EXITS.fetch_add(1, Ordering::Release);
     } else if state & PASS_DUE != 0 {
