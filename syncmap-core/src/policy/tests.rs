@@ -13,6 +13,18 @@ struct Fake {
     live: Cell<bool>,
 }
 
+/// What [`Policy::insert`] reports removed.
+type Removals = Vec<(Rc<Fake>, Removal)>;
+
+impl Fake {
+    /// A new entry that the cache holds.
+    fn live() -> Rc<Fake> {
+        let e = Rc::new(Fake::default());
+        e.live.set(true);
+        e
+    }
+}
+
 impl Resident for Rc<Fake> {
     fn take_hits(&self) -> u32 {
         self.hits.replace(0)
@@ -69,8 +81,7 @@ impl Sim {
             return true;
         }
         self.misses += 1;
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
+        let e = Fake::live();
         self.map.insert(k, e.clone());
         self.keys.insert(Rc::as_ptr(&e), k);
         let mut out = Vec::new();
@@ -220,15 +231,13 @@ fn the_window_stays_small_on_a_frequency_heavy_trace() {
 fn oversized_entries_are_rejected_and_weights_bound_the_total() {
     let mut policy: Policy<Rc<Fake>> = Policy::new(100);
     let mut out = Vec::new();
-    let e = Rc::new(Fake::default());
-    e.live.set(true);
+    let e = Fake::live();
     policy.insert(1, 101, e, &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].1, Removal::Rejected);
     out.clear();
     for k in 0..1000u64 {
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
+        let e = Fake::live();
         policy.insert(hash(k), 1 + k % 30, e, &mut out);
         for (e, _) in out.drain(..) {
             e.live.set(false);
@@ -256,8 +265,7 @@ fn weighted_sketch_grows_with_the_entries_not_the_weight() {
     assert_eq!(policy.sketch_for(), Some(64));
     let mut out = Vec::new();
     for k in 0..1000u64 {
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
+        let e = Fake::live();
         policy.insert(hash(k), 1_000 + k, e, &mut out);
     }
     assert!(out.is_empty(), "all fit: {}", out.len());
@@ -267,8 +275,7 @@ fn weighted_sketch_grows_with_the_entries_not_the_weight() {
     // The bound still holds once the weight is reached.
     let mut policy: Policy<Rc<Fake>> = Policy::weighted(10_000);
     for k in 0..5_000u64 {
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
+        let e = Fake::live();
         policy.insert(hash(k), 1 + k % 200, e, &mut out);
         for (e, _) in out.drain(..) {
             e.live.set(false);
@@ -287,8 +294,7 @@ fn admitted_against_hotter_victims(frequency: u32, tries: u64) -> usize {
     let mut policy: Policy<Rc<Fake>> = Policy::new(capacity);
     let mut out = Vec::new();
     for k in 0..capacity {
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
+        let e = Fake::live();
         policy.insert(hash(k), 1, e, &mut out);
         policy.sketch.add(hash(k), 7);
     }
@@ -297,8 +303,7 @@ fn admitted_against_hotter_victims(frequency: u32, tries: u64) -> usize {
     for i in 0..tries {
         let h = hash(1 << 40 | i);
         policy.sketch.add(h, frequency - 1); // the insertion adds the last one
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
+        let e = Fake::live();
         candidates.push(e.clone());
         policy.insert(h, 1, e, &mut out);
         for (e, _) in out.drain(..) {
@@ -323,6 +328,17 @@ fn a_warm_candidate_is_sometimes_admitted_against_a_hotter_victim() {
     );
 }
 
+/// A weighted policy bounded to `capacity`, holding keys `0..capacity` of weight 1, and the
+/// (empty) list of removals to reuse.
+fn weighted_full_of_weight_one(capacity: u64) -> (Policy<Rc<Fake>>, Removals) {
+    let mut policy: Policy<Rc<Fake>> = Policy::weighted(capacity);
+    let mut out = Vec::new();
+    for k in 0..capacity {
+        policy.insert(hash(k), 1, Fake::live(), &mut out);
+    }
+    (policy, out)
+}
+
 /// A key rejected by the admission duel that comes back soon is admitted without a duel (the
 /// ghost remembers it); one rejected long ago, forgotten, duels again and loses.
 #[test]
@@ -331,8 +347,7 @@ fn a_rejected_key_that_returns_soon_is_admitted() {
     let mut policy: Policy<Rc<Fake>> = Policy::new(capacity);
     let mut out = Vec::new();
     for k in 0..capacity {
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
+        let e = Fake::live();
         policy.insert(hash(k), 1, e, &mut out);
         policy.sketch.add(hash(k), 7);
     }
@@ -341,12 +356,10 @@ fn a_rejected_key_that_returns_soon_is_admitted() {
     // returns whether `k`'s entry was admitted.
     let mut fresh = 1u64 << 50;
     let mut offer = |policy: &mut Policy<Rc<Fake>>, k: u64| {
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
+        let e = Fake::live();
         policy.insert(hash(k), 1, e.clone(), &mut out);
         for _ in 0..policy.window_max() + 1 {
-            let other = Rc::new(Fake::default());
-            other.live.set(true);
+            let other = Fake::live();
             fresh += 1;
             policy.insert(hash(fresh), 1, other, &mut out);
         }
@@ -382,13 +395,7 @@ fn a_rejected_key_that_returns_soon_is_admitted() {
 #[test]
 fn a_returning_heavy_key_still_duels_lighter_victims() {
     let capacity = 1_000u64;
-    let mut policy: Policy<Rc<Fake>> = Policy::weighted(capacity);
-    let mut out = Vec::new();
-    for k in 0..capacity {
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
-        policy.insert(hash(k), 1, e, &mut out);
-    }
+    let (mut policy, mut out) = weighted_full_of_weight_one(capacity);
     // After the fill: the weighted sketch starts over each time it grows.
     for k in 0..capacity {
         policy.sketch.add(hash(k), 7);
@@ -397,12 +404,10 @@ fn a_returning_heavy_key_still_duels_lighter_victims() {
     let heavy = hash(1 << 40);
     let mut fresh = 1u64 << 50;
     for round in 0..2 {
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
+        let e = Fake::live();
         policy.insert(heavy, 8, e.clone(), &mut out);
         for _ in 0..policy.window_max() + 1 {
-            let other = Rc::new(Fake::default());
-            other.live.set(true);
+            let other = Fake::live();
             fresh += 1;
             policy.insert(hash(fresh), 1, other, &mut out);
         }
@@ -422,13 +427,7 @@ fn a_returning_heavy_key_still_duels_lighter_victims() {
 #[test]
 fn a_heavy_candidate_duels_the_sum_of_its_victims() {
     let capacity = 1_000u64;
-    let mut policy: Policy<Rc<Fake>> = Policy::weighted(capacity);
-    let mut out = Vec::new();
-    for k in 0..capacity {
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
-        policy.insert(hash(k), 1, e, &mut out);
-    }
+    let (mut policy, mut out) = weighted_full_of_weight_one(capacity);
     // After the fill (the weighted sketch starts over each time it grows): 1 or 2.
     for k in 0..capacity {
         policy.sketch.add(hash(k), 1);
@@ -438,12 +437,10 @@ fn a_heavy_candidate_duels_the_sum_of_its_victims() {
     let mut offer = |policy: &mut Policy<Rc<Fake>>, k: u64, frequency: u32| {
         let h = hash(k);
         policy.sketch.add(h, frequency - 1); // the insertion adds the last one
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
+        let e = Fake::live();
         policy.insert(h, 4, e.clone(), &mut out);
         for _ in 0..policy.window_max() + 1 {
-            let other = Rc::new(Fake::default());
-            other.live.set(true);
+            let other = Fake::live();
             fresh += 1;
             policy.insert(hash(fresh), 1, other, &mut out);
         }
@@ -467,13 +464,7 @@ fn a_heavy_candidate_duels_the_sum_of_its_victims() {
 #[test]
 fn no_jitter_against_several_victims() {
     let capacity = 1_000u64;
-    let mut policy: Policy<Rc<Fake>> = Policy::weighted(capacity);
-    let mut out = Vec::new();
-    for k in 0..capacity {
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
-        policy.insert(hash(k), 1, e, &mut out);
-    }
+    let (mut policy, mut out) = weighted_full_of_weight_one(capacity);
     for k in 0..capacity {
         policy.sketch.add(hash(k), 4);
     }
@@ -481,12 +472,10 @@ fn no_jitter_against_several_victims() {
     for i in 0..300u64 {
         let h = hash(1 << 40 | i);
         policy.sketch.add(h, u32::from(JITTER_FROM) + 1);
-        let e = Rc::new(Fake::default());
-        e.live.set(true);
+        let e = Fake::live();
         policy.insert(h, 4, e.clone(), &mut out);
         for j in 0..policy.window_max() + 1 {
-            let other = Rc::new(Fake::default());
-            other.live.set(true);
+            let other = Fake::live();
             policy.insert(hash(1 << 45 | i << 16 | j), 1, other, &mut out);
         }
         for (gone, _) in out.drain(..) {
