@@ -1,6 +1,6 @@
 //! `#[memoize]` end to end: key rules, options, generated items, single flight and recursion.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -296,6 +296,39 @@ fn concurrent_callers_compute_once() {
     assert_eq!(stats.misses, 1);
     assert_eq!(stats.hits + stats.waits, 7);
     assert_eq!(stats.hit_ratio(), Some(7.0 / 8.0));
+}
+
+static GATE_OPEN: AtomicBool = AtomicBool::new(false);
+
+#[memoize]
+fn gated(x: u64) -> u64 {
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    while !GATE_OPEN.load(Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < give_up, "the gate never opened");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    x
+}
+
+#[test]
+fn stats_show_the_callers_waiting_for_a_computation() {
+    let threads: Vec<_> = (0..8).map(|_| std::thread::spawn(|| gated(5))).collect();
+    // One caller computes behind the gate; the seven others are counted while they wait.
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    while gated_cache().stats().waiting < 7 {
+        assert!(std::time::Instant::now() < give_up, "callers never waited");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(gated_cache().stats().waiting, 7);
+    GATE_OPEN.store(true, Ordering::SeqCst);
+    for thread in threads {
+        assert_eq!(thread.join().unwrap(), 5);
+    }
+    let stats = gated_cache().stats();
+    assert_eq!(
+        (stats.misses, stats.waits, stats.computations, stats.waiting),
+        (1, 7, 1, 0)
+    );
 }
 
 #[test]

@@ -90,6 +90,7 @@ fn report_exports_every_counter_with_a_cache_label() {
         gauge("syncmemo_entries", &square_name),
         stats.entries as f64
     );
+    assert_eq!(gauge("syncmemo_waiting", &square_name), 0.0);
     assert_eq!(
         gauge("syncmemo_hit_ratio", &square_name),
         stats.hit_ratio().unwrap()

@@ -16,6 +16,7 @@
 //! | `syncmemo_rejections_total` | counter | new entries the eviction policy declined to keep |
 //! | `syncmemo_expirations_total` | counter | entries found past their TTL |
 //! | `syncmemo_entries` | gauge | entries in the cache now |
+//! | `syncmemo_waiting` | gauge | callers waiting now for another caller's computation |
 //! | `syncmemo_hit_ratio` | gauge | `(hits + waits) / (hits + waits + misses)`, absent before the first call |
 //!
 //! Each carries a `cache` label: the memoized function's path (`my_crate::parse`).
@@ -77,6 +78,11 @@ pub fn describe() {
     );
     describe_gauge!("syncmemo_entries", Unit::Count, "Entries in the cache");
     describe_gauge!(
+        "syncmemo_waiting",
+        Unit::Count,
+        "Callers waiting for another caller's computation of their key"
+    );
+    describe_gauge!(
         "syncmemo_hit_ratio",
         "(hits + waits) / (hits + waits + misses) since the process started"
     );
@@ -121,6 +127,7 @@ pub fn report_cache(cache: &MemoHandle) {
     counter!("syncmemo_rejections_total", "cache" => name).absolute(stats.rejections);
     counter!("syncmemo_expirations_total", "cache" => name).absolute(stats.expirations);
     gauge!("syncmemo_entries", "cache" => name).set(stats.entries as f64);
+    gauge!("syncmemo_waiting", "cache" => name).set(stats.waiting as f64);
     if let Some(ratio) = stats.hit_ratio() {
         gauge!("syncmemo_hit_ratio", "cache" => name).set(ratio);
     }

@@ -96,7 +96,7 @@ pub(super) fn index(base: &str, caches: &[Summary]) -> String {
     );
     body.push_str(
         "<table><tr><th class=\"l\">cache</th><th>entries</th><th>hits</th><th>misses</th>\
-         <th>waits</th><th class=\"l\">hit ratio</th><th>computations</th><th>evictions</th>\
+         <th>waits</th><th>waiting</th><th class=\"l\">hit ratio</th><th>computations</th><th>evictions</th>\
          <th>rejections</th><th>expirations</th><th>capacity</th><th>ttl</th></tr>",
     );
     for cache in caches {
@@ -104,12 +104,13 @@ pub(super) fn index(base: &str, caches: &[Summary]) -> String {
         let _ = write!(
             body,
             "<tr><td class=\"l n\"><a href=\"{base}/cache/{link}\">{name}</a>{hidden}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l r\">{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l r\">{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             s.entries,
             s.hits,
             s.misses,
             s.waits,
+            s.waiting,
             ratio_cell(cache.hit_ratio),
             s.computations,
             s.evictions,
@@ -153,12 +154,13 @@ pub(super) fn cache_page(
     let _ = write!(
         body,
         "<h1><a href=\"{base}/\">caches</a> / {name}</h1><div class=\"sub\">{} entries &middot; \
-         {} hits &middot; {} misses &middot; {} waits &middot; hit ratio {} &middot; {} evictions \
+         {} hits &middot; {} misses &middot; {} waits ({} waiting now) &middot; hit ratio {} &middot; {} evictions \
          &middot; {} rejections &middot; capacity {} &middot; ttl {}{}</div>",
         s.entries,
         s.hits,
         s.misses,
         s.waits,
+        s.waiting,
         snapshot
             .stats
             .hit_ratio()

@@ -34,7 +34,7 @@ where
 {
     /// The async miss path: single flight across tasks. `key` is the owned key, `compute` the
     /// body's future (polled only if this caller computes), and the value is cached only if
-    /// `keep(&value)`. Counts a miss.
+    /// `keep(&value)`. Counts a miss if this caller runs `compute`, else a wait.
     ///
     /// # Panics
     ///
@@ -55,11 +55,13 @@ where
         if let Some(mrc) = self.mrc.get() {
             mrc.record(&key);
         }
-        self.counters.bump(Counter::Miss);
         let token = flight::next_token();
         let slot = match self.claim_or_join(&key, token).await {
             Ok(slot) => slot,
-            Err(value) => return value,
+            Err(value) => {
+                self.counters.bump(Counter::Wait);
+                return value;
+            }
         };
         let abandon = Abandon {
             memo: self,
@@ -105,6 +107,7 @@ where
         }
         #[cfg(not(feature = "redis"))]
         let _ = key;
+        self.counters.bump(Counter::Miss);
         self.counters.bump(Counter::Computation);
         let value = flight::run_marked(token, compute).await;
         let kept = keep(&value);
@@ -158,7 +161,9 @@ where
                             self.name
                         );
                     }
+                    let waiting = self.counters.waiting_caller();
                     slot.0.flight.wait(owner, || slot.0.get().is_some()).await;
+                    drop(waiting);
                     // The value of the computation waited for, even if the key was
                     // invalidated meanwhile; otherwise (it ended without one) start over.
                     if let Some(stored) = slot.0.get() {

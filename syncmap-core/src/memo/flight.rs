@@ -138,6 +138,12 @@ impl Flight {
         }
     }
 
+    /// Whether a computation (async or synchronous) is in flight: a caller arriving now waits
+    /// for it, unless it ends first.
+    pub(crate) fn in_flight(&self) -> bool {
+        !matches!(owner(self.state.load(Ordering::Acquire)), FREE | DEAD)
+    }
+
     /// Whether the computation of `token` is still in flight.
     fn still_claimed_by(&self, token: u64) -> bool {
         owner(self.state.load(Ordering::Acquire)) == token

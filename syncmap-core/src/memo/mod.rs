@@ -86,7 +86,7 @@ pub use {
 
 use crate::{Equivalent, SyncMap};
 use slot::{Outcome, Slot, SlotRef};
-use stats::{Counter, Counters};
+use stats::{Counter, Counters, WaitingCaller};
 
 /// The caches' hasher: fast, seeded per cache.
 #[cfg(not(syncmap_loom))]
@@ -715,10 +715,12 @@ where
         };
         #[cfg(feature = "tracing")]
         let mut span = None;
+        let waiting = self.waiting_if_in_flight(&slot);
         let outcome = slot.0.get_or_compute(
             self.name,
             self.config.ttl.is_some(),
             || {
+                drop(waiting.take());
                 started.set(true);
                 counters.bump(Counter::Computation);
                 #[cfg(feature = "tracing")]
@@ -730,6 +732,7 @@ where
             },
             keep,
         );
+        drop(waiting);
         #[cfg(feature = "tracing")]
         if let Some(span) = span {
             span.finish(matches!(outcome, Outcome::Cached(_)));
@@ -740,6 +743,20 @@ where
             slot,
             outcome,
             started.get().then_some(policy_key).flatten(),
+        )
+    }
+
+    /// Counts this caller in [`MemoStats::waiting`] if another caller is computing `slot`:
+    /// until the guard is taken (this caller starts computing in turn) or dropped (it returns).
+    pub(crate) fn waiting_if_in_flight(
+        &self,
+        slot: &SlotRef<V>,
+    ) -> std::cell::Cell<Option<WaitingCaller<'_>>> {
+        std::cell::Cell::new(
+            slot.0
+                .flight
+                .in_flight()
+                .then(|| self.counters.waiting_caller()),
         )
     }
 

@@ -69,10 +69,12 @@ where
         };
         // Whether the value is to be kept, decided once (`keep` runs once, in the cell).
         let kept = Cell::new(true);
+        let waiting = self.waiting_if_in_flight(&slot);
         let outcome = slot.0.get_or_compute_aged(
             self.name,
             self.config.ttl.is_some(),
             || {
+                drop(waiting.take());
                 started.set(true);
                 match hook.lookup(&shared_key) {
                     Lookup::Found { value, age } => (value, age),
@@ -95,6 +97,7 @@ where
             },
             |_| kept.get(),
         );
+        drop(waiting);
         std::mem::forget(cleanup);
         self.settle(
             key,
@@ -117,12 +120,18 @@ where
     where
         F: std::future::Future<Output = V>,
     {
+        // Counted as in the synchronous form: a miss if the body runs, else a wait.
         match hook.lookup_async(shared_key).await {
-            Lookup::Found { value, age } => (value, age, true),
+            Lookup::Found { value, age } => {
+                self.counters.bump(Counter::Wait);
+                (value, age, true)
+            }
             Lookup::Compute(ticket) if self.returns_fault(&ticket) => {
+                self.counters.bump(Counter::Wait);
                 (self.fault_value(ticket), Duration::ZERO, false)
             }
             Lookup::Compute(ticket) => {
+                self.counters.bump(Counter::Miss);
                 self.counters.bump(Counter::Computation);
                 let value = super::flight::run_marked(token, compute).await;
                 if keep(&value) {

@@ -58,6 +58,11 @@ pub struct MemoStats {
     /// Values in the cache when the statistics were read (entries being computed are not
     /// counted).
     pub entries: usize,
+    /// Callers waiting, when the statistics were read, for another caller's computation of
+    /// their key (a gauge, like `entries`; each of them counts a wait or a miss once it is
+    /// done). A steady non-zero value means calls pile up behind slow computations.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub waiting: usize,
 }
 
 impl MemoStats {
@@ -96,16 +101,30 @@ pub(crate) enum Counter {
 #[derive(Default)]
 struct Stripe([AtomicU64; 7]);
 
-/// Striped counters.
+/// Striped counters, and the gauge of waiting callers.
 pub(crate) struct Counters {
     stripes: [Stripe; STRIPES + SHARED],
+    /// Callers now waiting for another caller's computation: changed only on the wait path,
+    /// so one shared atomic costs nothing on hits and misses.
+    waiting: AtomicUsize,
 }
 
 impl Default for Counters {
     fn default() -> Self {
         Counters {
             stripes: std::array::from_fn(|_| Stripe::default()),
+            waiting: AtomicUsize::new(0),
         }
+    }
+}
+
+/// Counts its caller in [`MemoStats::waiting`] while it lives (it ends by drop, on return,
+/// unwinding or cancellation alike).
+pub(crate) struct WaitingCaller<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingCaller<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -180,6 +199,12 @@ impl Counters {
         }
     }
 
+    /// Counts the current caller as waiting until the returned guard drops.
+    pub(crate) fn waiting_caller(&self) -> WaitingCaller<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        WaitingCaller(&self.waiting)
+    }
+
     fn sum(&self, counter: Counter) -> u64 {
         self.stripes
             .iter()
@@ -198,6 +223,7 @@ impl Counters {
             expirations: self.sum(Counter::Expiration),
             rejections: self.sum(Counter::Rejection),
             entries,
+            waiting: self.waiting.load(Ordering::Relaxed),
         }
     }
 }
