@@ -63,6 +63,32 @@ const SUBJECTS: &[&str] = &[
 /// "moka (bound held)" is the same cache made to apply its bound after each insertion.
 const NOT_PEERS: &[&str] = &["OPT", "syncmemo", "moka"];
 
+/// The best hit ratio of a row among its peers (the subjects that hold their bound).
+fn best_peer(subjects: &[&str], cells: &[f64]) -> f64 {
+    subjects
+        .iter()
+        .zip(cells)
+        .filter(|(s, _)| !NOT_PEERS.contains(*s))
+        .map(|(_, &c)| c)
+        .fold(f64::NAN, f64::max)
+}
+
+/// A row's hit ratios in percent, in bold where at least `best_peer` (never OPT's or plain
+/// moka's, which are not peers).
+fn row_cells(subjects: &[&str], cells: &[f64], best_peer: f64) -> Vec<String> {
+    subjects
+        .iter()
+        .zip(cells)
+        .map(|(s, c)| {
+            if !matches!(*s, "OPT" | "moka") && *c >= best_peer - 1e-12 {
+                format!("**{:.1}**", c * 100.0)
+            } else {
+                format!("{:.1}", c * 100.0)
+            }
+        })
+        .collect()
+}
+
 /// splitmix64: scrambles ranks into keys (so key order carries no locality) and drives the RNG.
 fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -558,12 +584,7 @@ fn main() {
     let ours = subjects.iter().position(|s| *s == "syncmemo");
     let mut short = Vec::new();
     for (name, calls, distinct, capacity, per_mille, cells) in &table {
-        let best_peer = subjects
-            .iter()
-            .zip(cells)
-            .filter(|(s, _)| !NOT_PEERS.contains(*s))
-            .map(|(_, &c)| c)
-            .fold(f64::NAN, f64::max);
+        let best_peer = best_peer(&subjects, cells);
         if let Some(ours) = ours.map(|i| cells[i]) {
             if ours < best_peer - 0.01 {
                 short.push(format!(
@@ -573,17 +594,7 @@ fn main() {
                 ));
             }
         }
-        let cells: Vec<String> = subjects
-            .iter()
-            .zip(cells)
-            .map(|(s, c)| {
-                if !matches!(*s, "OPT" | "moka") && *c >= best_peer - 1e-12 {
-                    format!("**{:.1}**", c * 100.0)
-                } else {
-                    format!("{:.1}", c * 100.0)
-                }
-            })
-            .collect();
+        let cells = row_cells(&subjects, cells, best_peer);
         println!(
             "| {name} | {calls} | {distinct} | {capacity} ({:.1}%) | {} |",
             *per_mille as f64 / 10.0,
@@ -639,23 +650,8 @@ fn main() {
             "---|".repeat(weighted_subjects.len())
         );
         for (calls, distinct, total, max_weight, per_mille, cells) in &weighted {
-            let best = weighted_subjects
-                .iter()
-                .zip(cells)
-                .filter(|(s, _)| !NOT_PEERS.contains(*s))
-                .map(|(_, &c)| c)
-                .fold(f64::NAN, f64::max);
-            let cells: Vec<String> = weighted_subjects
-                .iter()
-                .zip(cells)
-                .map(|(s, c)| {
-                    if *s != "moka" && *c >= best - 1e-12 {
-                        format!("**{:.1}**", c * 100.0)
-                    } else {
-                        format!("{:.1}", c * 100.0)
-                    }
-                })
-                .collect();
+            let best = best_peer(&weighted_subjects, cells);
+            let cells = row_cells(&weighted_subjects, cells, best);
             println!(
                 "| {calls} | {distinct} | {total} | {max_weight} ({:.1}%) | {} |",
                 *per_mille as f64 / 10.0,
