@@ -46,7 +46,7 @@
 //!   still see them, the rest when the map is dropped (`tests/drops.rs`; miri's leak check over
 //!   the unit and model tests; the soak's allocation baseline). The memory of a dropped value
 //!   is reused only once no reader can still see it (`recycled_memory_is_not_reused_while_protected`
-//!   in `raw/epoch.rs`).
+//!   in `raw/epoch/mod.rs`).
 //! - [`SyncMap::len`] is exact when no writer runs concurrently, whichever threads and paths
 //!   (lock-free or locked) changed it: the model tests compare it with the reference after
 //!   every operation, and `len_is_exact_after_concurrent_lock_free_and_locked_updates` (unit

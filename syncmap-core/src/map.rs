@@ -20,12 +20,12 @@
 //!   survive the next promotion.
 //! - **Reclamation.** A value replaced or deleted while readers may be cloning it, and a snapshot
 //!   replaced while readers may be searching it, are retired through the map's own epoch
-//!   collector (`raw/epoch.rs`), whose epoch is the map's own. Entering it is a load of the
+//!   collector (`raw/epoch/mod.rs`), whose epoch is the map's own. Entering it is a load of the
 //!   map's epoch and plain stores to the thread's own slot, each protected load adds a load of
 //!   the epoch and a compare, leaving it is a plain store: no locked instruction and no shared
 //!   write, so the hit path costs one guard, one hash, one probe and one pointer load. Every
 //!   allocation carries the epoch of its birth, so a thread held inside an operation holds
-//!   back only what was born before it last read (a bounded amount, see `raw/epoch.rs`). The
+//!   back only what was born before it last read (a bounded amount, see `raw/epoch/mod.rs`). The
 //!   writer side pays instead: every 1024 retirements a thread seals a batch and runs a pass
 //!   (one `membarrier` system call and a scan of the map's thread slots), and the memory of the
 //!   values it frees is kept for the thread's next writes (recycling, so that a write does not

@@ -12,7 +12,7 @@ use syncmap_core::SyncMap;
 /// Batches of retired values (the collector's `BATCH`, 8 under miri).
 const BATCH: i64 = if cfg!(miri) { 8 } else { 1024 };
 
-/// The documented bound on values pending reclamation in one map (`raw/epoch.rs`, "Bound"):
+/// The documented bound on values pending reclamation in one map (`raw/epoch/mod.rs`, "Bound"):
 /// `2·T·BATCH` in bags and in batches between their seal and their sealer's pass, plus, for each
 /// section held open, the `live` values and `2·T·BATCH` more.
 fn pending_bound(threads: i64, held_open: i64, live: i64) -> i64 {
