@@ -318,33 +318,6 @@ impl<K, V, S> SyncMap<K, V, S> {
         }
     }
 
-    /// Expunges every entry of `shard` and returns them, each once. Caller holds the shard's
-    /// dirty lock and takes the entries out of the map.
-    fn detach_all_locked(
-        &self,
-        shard: ShardRef<'_, K, V>,
-        dirty: &Dirty<K, V>,
-        guard: &Guard<'_>,
-    ) -> Vec<EntryPtr<K, V>> {
-        let read = shard.snapshot(guard);
-        let mut all = Vec::with_capacity(read.table.len() + dirty.entries().count());
-        for entry in read.table.iter() {
-            let delta = entry.expunge_locked(guard);
-            self.count(delta, guard);
-            all.push(*entry);
-        }
-        // After the pass above every entry of the snapshot is expunged, while entries that only
-        // the dirty map has are never expunged: that tells them apart without hashing.
-        for entry in dirty.entries() {
-            if !entry.is_expunged() {
-                let delta = entry.expunge_locked(guard);
-                self.count(delta, guard);
-                all.push(*entry);
-            }
-        }
-        all
-    }
-
     /// The number of entries.
     ///
     /// Exact when no writer runs concurrently; otherwise some value the count had during the call
@@ -423,108 +396,6 @@ where
     #[inline]
     fn shard(&self, hash: u64) -> ShardRef<'_, K, V> {
         self.shard_at(shard::index(hash, self.shard_mask))
-    }
-
-    /// Takes the shard's lock and advances the incremental copy of its snapshot by one step.
-    fn lock_dirty<'a>(
-        &'a self,
-        shard: ShardRef<'a, K, V>,
-        guard: &Guard<'_>,
-    ) -> Locked<'a, Dirty<K, V>> {
-        let mut dirty = sync::lock(&shard.get().dirty, &self.collector, guard);
-        dirty.step(false);
-        dirty
-    }
-
-    /// Go's `missLocked`: counts a locked lookup and promotes the shard's dirty map once misses
-    /// reach half of its length (at least [`MIN_PROMOTION_MISSES`]) and its copy is finished;
-    /// see "Promotion on fewer misses" in the module documentation.
-    ///
-    /// Unlike Go, it does not promote a dirty map that holds no key the snapshot lacks: that
-    /// promotion would only drop deleted keys, and paying a new snapshot and a new copy for it
-    /// on every few misses is what makes Go's delete-and-store-again loops slow.
-    fn miss_locked(&self, shard: ShardRef<'_, K, V>, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
-        dirty.misses += 1;
-        if dirty.dirty_only > 0
-            && dirty.copy_done()
-            && dirty.misses >= MIN_PROMOTION_MISSES
-            && dirty.misses.saturating_mul(MISS_DIVISOR) >= dirty.len()
-        {
-            Self::promote_locked(shard, dirty, guard);
-        }
-    }
-
-    /// Makes the shard's dirty map its read snapshot (finishing its copy first, normally
-    /// already done).
-    fn promote_locked(shard: ShardRef<'_, K, V>, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
-        if let Some(promotion) = dirty.take_for_promotion() {
-            shard.publish_locked(promotion.table, promotion.dead, promotion.dead_birth, guard);
-        }
-    }
-
-    /// Puts an entry of the snapshot that was expunged back in the dirty map (Go's
-    /// `unexpungeLocked` and `m.dirty[key] = e`).
-    ///
-    /// Runs no user code between the two steps (the insert rehashes with the entries' stored
-    /// hashes), so the entry cannot be left unexpunged outside the dirty map.
-    fn unexpunge_locked(&self, dirty: &mut Dirty<K, V>, entry: EntryPtr<K, V>) {
-        if entry.unexpunge_locked() {
-            dirty.insert_revived(entry);
-        }
-    }
-
-    /// Under the lock: the current snapshot, and the entry for `key` in it, unless it is
-    /// `missed`, a snapshot this thread already searched for `key` in vain under `guard`. Its
-    /// table never changes, and while `guard` is held its memory cannot become a new snapshot,
-    /// so finding it current again means the search need not be repeated: that saves a probe
-    /// (a cache miss in a large map) on every locked path that follows a lock-free miss.
-    #[inline]
-    fn find_current_locked<'g, Q>(
-        shard: ShardRef<'_, K, V>,
-        hash: u64,
-        key: &Q,
-        missed: Option<&ReadOnly<K, V>>,
-        guard: &'g Guard<'_>,
-    ) -> (&'g ReadOnly<K, V>, Option<&'g EntryPtr<K, V>>)
-    where
-        Q: ?Sized + Equivalent<K>,
-    {
-        let read = shard.snapshot(guard);
-        if missed.is_some_and(|missed| std::ptr::eq(missed, read)) {
-            return (read, None);
-        }
-        (read, find(&read.table, hash, key))
-    }
-
-    /// The locked half of a lookup that missed in the snapshot `missed`: the entry for `key` in
-    /// the current snapshot or, if that is amended, in the dirty table (counting a miss).
-    ///
-    /// The caller holds a guard of the map's collector, under which it found `missed` and
-    /// will use the entry returned. This function opens a guard of its own, nested in the
-    /// caller's: the two share the thread's slot, and what the nested one publishes there (the
-    /// epoch read under the lock) stays published until the caller's guard unpins, so the
-    /// entry stays covered. Taking no guard, and finding the shard from `hash` again, lets the
-    /// hit path keep its guard and shard in registers (no reference to them escapes to this
-    /// out-of-line call).
-    #[cold]
-    #[inline(never)]
-    fn find_locked<Q>(&self, hash: u64, key: &Q, missed: &ReadOnly<K, V>) -> Option<EntryPtr<K, V>>
-    where
-        Q: ?Sized + Equivalent<K>,
-    {
-        let guard = &sync::enter(&self.collector);
-        let shard = self.shard(hash);
-        let mut dirty = self.lock_dirty(shard, guard);
-        let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
-        if let Some(entry) = found {
-            return Some(*entry);
-        }
-        if !read.amended() {
-            return None;
-        }
-        let entry = dirty.find(hash, key).copied();
-        self.miss_locked(shard, &mut dirty, guard);
-        entry
     }
 
     /// Finds the entry for `key`: lock-free in the snapshot, then under the lock when the
@@ -672,32 +543,6 @@ where
         // The key's `Drop` runs outside the lock, and before the result exists (see above).
         drop(unused_key);
         previous(old)
-    }
-
-    /// Inserts an entry for a key that neither the snapshot nor the dirty table has.
-    fn insert_new_locked(
-        shard: ShardRef<'_, K, V>,
-        dirty: &mut Dirty<K, V>,
-        read: &ReadOnly<K, V>,
-        entry: EntryPtr<K, V>,
-        guard: &Guard<'_>,
-    ) {
-        // The shared empty snapshot is never written: the shard's first new key gets it an
-        // empty snapshot of its own, whose filter records the key. (Readers that still see the
-        // shared one answer "absent", as they would have before this key.)
-        let read = if read.is_shared_empty() {
-            shard.own_snapshot_locked(guard)
-        } else {
-            read
-        };
-        dirty.ensure(|| shard.read.load_full());
-        // Runs no user code from here on (the insert and a promotion rehash with the entries'
-        // stored hashes), so the filter is never amended for an entry that does not arrive.
-        dirty.note_new_key(read, entry.hash);
-        dirty.insert(entry);
-        if dirty.new_keys >= read.dirty_capacity() {
-            Self::promote_locked(shard, dirty, guard);
-        }
     }
 
     /// Stores `value` for `key` (Go's `Store`).
@@ -876,43 +721,6 @@ where
         previous(old)
     }
 
-    /// Go's locked half of `LoadAndDelete`, after a miss in the snapshot `missed`: a key the
-    /// current snapshot lacks leaves the dirty table.
-    #[cold]
-    fn delete_locked<'g, Q>(
-        &self,
-        shard: ShardRef<'_, K, V>,
-        hash: u64,
-        key: &Q,
-        missed: &ReadOnly<K, V>,
-        guard: &'g Guard<'_>,
-    ) -> Option<&'g V>
-    where
-        Q: ?Sized + Equivalent<K>,
-    {
-        let mut dirty = self.lock_dirty(shard, guard);
-        let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
-        let entry = if let Some(entry) = found {
-            *entry
-        } else if read.amended() {
-            let removed = dirty.remove(hash, key);
-            if removed.is_some() {
-                dirty.note_removed_new_key(read);
-            }
-            self.miss_locked(shard, &mut dirty, guard);
-            let removed = removed?;
-            // SAFETY: the entry was only in the dirty map (never in a snapshot) and has just left
-            // it under the lock, so threads that take the lock later cannot reach it. This
-            // thread keeps using it below, protected by `guard` like any other thread that
-            // found it earlier.
-            unsafe { removed.retire(guard) };
-            removed
-        } else {
-            return None;
-        };
-        entry.delete(guard, |delta| self.count(delta, guard))
-    }
-
     /// Deletes `key` and returns the value it had, if any (Go's `LoadAndDelete`).
     ///
     /// ```
@@ -1025,54 +833,6 @@ where
             return false;
         }
         self.compare_and_remove_locked(shard, hash, key, old, read, &guard)
-    }
-
-    /// The locked half of [`compare_and_remove`](Self::compare_and_remove), after a miss in the
-    /// snapshot `missed`.
-    #[cold]
-    fn compare_and_remove_locked<Q>(
-        &self,
-        shard: ShardRef<'_, K, V>,
-        hash: u64,
-        key: &Q,
-        old: &V,
-        missed: &ReadOnly<K, V>,
-        guard: &Guard<'_>,
-    ) -> bool
-    where
-        Q: ?Sized + Equivalent<K>,
-        V: IdentityEq,
-    {
-        let mut dirty = self.lock_dirty(shard, guard);
-        let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
-        if let Some(entry) = found {
-            return entry.compare_and_delete(old, guard, |delta| self.count(delta, guard));
-        }
-        if !read.amended() {
-            return false;
-        }
-        // The user's `Eq` runs in this lookup, before anything changes. From here on no user
-        // code runs: the comparison is by identity, and retiring under the lock runs no
-        // destructor (passes wait for the unlock).
-        let found = dirty.find(hash, key).copied();
-        let deleted = found.is_some_and(|entry| {
-            entry.compare_and_delete(old, guard, |delta| self.count(delta, guard))
-        });
-        if let (true, Some(entry)) = (deleted, found) {
-            if dirty.remove_entry(entry) {
-                dirty.note_removed_new_key(read);
-                // SAFETY: the entry was only in the dirty map (the current snapshot lacks its
-                // key, and snapshots change only under this lock) and has just left it under the
-                // lock, so threads that take the lock later cannot reach it; threads that found
-                // it before hold guards of the map's collector, which retiring waits for. No
-                // store to it is lost: its value was deleted just above, stores reach entries of
-                // the dirty map only under the lock, and a compare-and-swap outside it (through
-                // an entry found before) fails on a deleted value.
-                unsafe { entry.retire(guard) };
-            }
-        }
-        self.miss_locked(shard, &mut dirty, guard);
-        deleted
     }
 
     /// Calls `f` for each key and value; stops when `f` returns `false` (Go's `Range`).
@@ -1333,5 +1093,6 @@ where
     }
 }
 
+mod locked;
 #[cfg(test)]
 mod tests;
