@@ -86,7 +86,7 @@ pub use {
 
 use crate::{Equivalent, SyncMap};
 use slot::{Outcome, Slot, SlotRef};
-use stats::{Counter, Counters, WaitingCaller};
+use stats::{Counter, Counters};
 
 /// The caches' hasher: fast, seeded per cache.
 #[cfg(not(syncmap_loom))]
@@ -715,12 +715,9 @@ where
         };
         #[cfg(feature = "tracing")]
         let mut span = None;
-        let waiting = self.waiting_if_in_flight(&slot);
-        let outcome = slot.0.get_or_compute(
-            self.name,
-            self.config.ttl.is_some(),
+        let outcome = self.compute_or_wait(
+            &slot,
             || {
-                drop(waiting.take());
                 started.set(true);
                 counters.bump(Counter::Computation);
                 #[cfg(feature = "tracing")]
@@ -728,11 +725,10 @@ where
                     span.insert(trace::ComputeSpan::start(self.name))
                         .in_scope(compute)
                 };
-                compute()
+                (compute(), Duration::ZERO)
             },
             keep,
         );
-        drop(waiting);
         #[cfg(feature = "tracing")]
         if let Some(span) = span {
             span.finish(matches!(outcome, Outcome::Cached(_)));
@@ -746,17 +742,42 @@ where
         )
     }
 
-    /// Counts this caller in [`MemoStats::waiting`] if another caller is computing `slot`:
-    /// until the guard is taken (this caller starts computing in turn) or dropped (it returns).
-    pub(crate) fn waiting_if_in_flight(
+    /// `slot`'s value, computed by `compute` unless another caller's value arrives first (see
+    /// `Slot::get_or_compute_aged`). A caller that finds a computation in flight is counted in
+    /// [`MemoStats::waiting`] until it has the value or starts computing in turn; that path is
+    /// out of line, so a miss that computes at once pays one load of the cell's flight word.
+    #[track_caller]
+    pub(crate) fn compute_or_wait(
         &self,
         slot: &SlotRef<V>,
-    ) -> std::cell::Cell<Option<WaitingCaller<'_>>> {
-        std::cell::Cell::new(
-            slot.0
-                .flight
-                .in_flight()
-                .then(|| self.counters.waiting_caller()),
+        compute: impl FnOnce() -> (V, Duration),
+        keep: impl FnOnce(&V) -> bool,
+    ) -> Outcome<V> {
+        if slot.0.flight.in_flight() {
+            return self.compute_after_waiting(slot, compute, keep);
+        }
+        slot.0
+            .get_or_compute_aged(self.name, self.config.ttl.is_some(), compute, keep)
+    }
+
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn compute_after_waiting(
+        &self,
+        slot: &SlotRef<V>,
+        compute: impl FnOnce() -> (V, Duration),
+        keep: impl FnOnce(&V) -> bool,
+    ) -> Outcome<V> {
+        let waiting = std::cell::Cell::new(Some(self.counters.waiting_caller()));
+        slot.0.get_or_compute_aged(
+            self.name,
+            self.config.ttl.is_some(),
+            || {
+                drop(waiting.take());
+                compute()
+            },
+            keep,
         )
     }
 

@@ -69,12 +69,9 @@ where
         };
         // Whether the value is to be kept, decided once (`keep` runs once, in the cell).
         let kept = Cell::new(true);
-        let waiting = self.waiting_if_in_flight(&slot);
-        let outcome = slot.0.get_or_compute_aged(
-            self.name,
-            self.config.ttl.is_some(),
+        let outcome = self.compute_or_wait(
+            &slot,
             || {
-                drop(waiting.take());
                 started.set(true);
                 match hook.lookup(&shared_key) {
                     Lookup::Found { value, age } => (value, age),
@@ -97,7 +94,6 @@ where
             },
             |_| kept.get(),
         );
-        drop(waiting);
         std::mem::forget(cleanup);
         self.settle(
             key,

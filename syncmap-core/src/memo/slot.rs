@@ -161,7 +161,7 @@ impl Drop for Computing<'_> {
     }
 }
 
-/// How a [`Slot::get_or_compute`] call ended.
+/// How a [`Slot::get_or_compute_aged`] call ended.
 pub(crate) enum Outcome<V> {
     /// Another caller's value, or ours, is in the cell.
     Cached(V),
@@ -206,30 +206,15 @@ impl<V> Slot<V> {
 
     /// Returns the value, computing it if no caller has: concurrent callers wait for the one
     /// computing. If the computation panics or produces a value not to keep, the cell stays
-    /// empty and a waiting caller computes in turn.
+    /// empty and a waiting caller computes in turn. `compute` returns the value and its age: a
+    /// value from a shared tier may be already `age` old, and its timestamp is set back by that
+    /// much, so that it expires when its first copy does.
     ///
     /// # Panics
     ///
     /// If the current thread is already computing this slot (a recursive call with the same
     /// key), with a message naming `name`, at the caller's location; propagates a panic of
     /// `compute`.
-    #[track_caller]
-    pub(crate) fn get_or_compute(
-        &self,
-        name: &str,
-        stamp: bool,
-        compute: impl FnOnce() -> V,
-        keep: impl FnOnce(&V) -> bool,
-    ) -> Outcome<V>
-    where
-        V: Clone,
-    {
-        self.get_or_compute_aged(name, stamp, || (compute(), Duration::ZERO), keep)
-    }
-
-    /// [`get_or_compute`](Self::get_or_compute) for a value that `compute` may have received
-    /// already `age` old (from a shared tier): its timestamp is set back by `age`, so that it
-    /// expires when its first copy does.
     #[track_caller]
     pub(crate) fn get_or_compute_aged(
         &self,

@@ -283,10 +283,15 @@ where
             }
             let slot = Slot::new();
             let mut value = Some(value);
-            slot.get_or_compute(
+            slot.get_or_compute_aged(
                 self.name,
                 self.config.ttl.is_some(),
-                || value.take().expect("computed once"),
+                || {
+                    (
+                        value.take().expect("computed once"),
+                        std::time::Duration::ZERO,
+                    )
+                },
                 |_| true,
             );
             let policy_key = self.bound.is_some().then(|| key.clone());
