@@ -244,6 +244,7 @@ macro_rules! gated {
 gated!(flight_mt, FLIGHT_MT_RUNS, FLIGHT_MT_GATE);
 gated!(flight_ct, FLIGHT_CT_RUNS, FLIGHT_CT_GATE);
 gated!(flight_futures, FLIGHT_FUTURES_RUNS, FLIGHT_FUTURES_GATE);
+gated!(flight_cancel, FLIGHT_CANCEL_RUNS, FLIGHT_CANCEL_GATE);
 
 async fn thousand_tasks_one_body(
     f: fn(u64) -> std::pin::Pin<Box<dyn Future<Output = u64> + Send>>,
@@ -321,6 +322,30 @@ fn single_flight_on_futures_executor_and_plain_threads() {
 
 // ---------------------------------------------------------------------------------------------
 // Cancellation.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_dropped_while_waiting_leave_the_waiting_gauge() {
+    let computing = tokio::spawn(flight_cancel(7));
+    until(|| FLIGHT_CANCEL_RUNS.load(Ordering::SeqCst) == 1).await;
+    let waiters: Vec<_> = (0..10).map(|_| tokio::spawn(flight_cancel(7))).collect();
+    until(|| flight_cancel_cache().stats().waiting == 10).await;
+    for waiter in &waiters {
+        waiter.abort();
+    }
+    for waiter in waiters {
+        assert!(finishes(waiter).await.unwrap_err().is_cancelled());
+    }
+    // Each dropped waiter stopped counting; none counted a wait or a miss.
+    assert_eq!(flight_cancel_cache().stats().waiting, 0);
+    FLIGHT_CANCEL_GATE.add_permits(1);
+    assert_eq!(finishes(computing).await.unwrap(), 70);
+    let stats = flight_cancel_cache().stats();
+    assert_eq!(
+        (stats.misses, stats.waits, stats.waiting, stats.computations),
+        (1, 0, 0, 1)
+    );
+    assert_eq!(FLIGHT_CANCEL_RUNS.load(Ordering::SeqCst), 1);
+}
 
 static SLOW_RUNS: AtomicUsize = AtomicUsize::new(0);
 
