@@ -10,8 +10,9 @@
 //! - a token: the computation of that id is in flight; others listen to the event, re-check,
 //!   then await the notification (the `listen`, re-check, await order of `event-listener` loses
 //!   no wakeup: its `notify` is a full fence);
-//! - the id of a thread computing the cell synchronously (`Slot::get_or_compute_aged`; ids and tokens
-//!   come from one counter): async callers wait for it as for a token, and its end notifies;
+//! - the id of a thread computing the cell synchronously (`Slot::get_or_compute_aged`; ids and
+//!   tokens come from one counter): async callers wait for it as for a token, and its end
+//!   notifies;
 //! - `DEAD`: the computation ended without a value to keep (an `Err` not cached, a panic, the
 //!   computing future dropped); the slot was removed from the map, and waiters go back to the
 //!   map, where one of them inserts a new slot and computes in turn.

@@ -59,8 +59,9 @@ pub struct MemoStats {
     /// counted).
     pub entries: usize,
     /// Callers waiting, when the statistics were read, for another caller's computation of
-    /// their key (a gauge, like `entries`; each of them counts a wait or a miss once it is
-    /// done). A steady non-zero value means calls pile up behind slow computations.
+    /// their key (a gauge, like `entries`; each counts a wait or a miss once it has its value,
+    /// and an async call dropped while it waits counts neither). A steady non-zero value means
+    /// calls pile up behind slow computations.
     #[cfg_attr(feature = "serde", serde(default))]
     pub waiting: usize,
 }
