@@ -2,13 +2,24 @@
 //!
 //! # Design
 //!
-//! - **Shards.** The map is a fixed number of independent read/dirty pairs (`raw/shard.rs`),
-//!   chosen by hash bits that neither the tables nor the filters use; everything below holds
-//!   per shard. New keys of different shards never wait on each other, and each promotion
-//!   copies one shard's entries, not the map's. The shards share the hasher, the striped live
-//!   counter (so `len` stays O(1)) and the epoch collector. `range` takes every shard's
-//!   snapshot first (promoting those with new keys), then visits them one after the other;
-//!   `clear` goes shard after shard.
+//! - **Shards.** The map is a few independent read/dirty pairs (`raw/shard.rs`), chosen by hash
+//!   bits that neither the tables nor the filters use; everything below holds per shard. New
+//!   keys of different shards never wait on each other, and each promotion copies one shard's
+//!   entries, not the map's. The shards share the hasher, the striped live counter (so `len`
+//!   stays O(1)) and the epoch collector. `range` takes every shard's snapshot first (promoting
+//!   those with new keys), then visits them one after the other; `clear` goes shard after
+//!   shard.
+//! - **One shard until it pays to split.** A map starts with shard 0 alone in use, and a lookup
+//!   then loads its snapshot pointer without waiting for the hash to choose a shard: hits as
+//!   fast as the unsharded map's (LoadMostlyHits 1.00-1.02x 9b89db1's, where a map split from
+//!   the start takes 1.11-1.15x). The map splits, once, into all its shards when shard 0 holds
+//!   [`SPLIT_AT_LEN`] keys or a thread has found its lock held [`SPLIT_AFTER_CONTENDED`] times:
+//!   under shard 0's lock, right after promoting it, its snapshot's entries are distributed
+//!   into new snapshots of their shards (entries do not move, only pointers to them), and the
+//!   shard mask is published between the other shards' snapshots and shard 0's. A thread that
+//!   chose shard 0 before the split and misses there checks the mask again before answering
+//!   "absent", and locked paths choose their shard again under its lock (see
+//!   [`split_locked`](SyncMap::split_locked)). The split costs one pass over the map's entries.
 //! - **Read snapshot.** An immutable table of shared entries ([`ReadOnly`]), owned and published
 //!   through an [`ArcSwap`]. Loads, and stores to keys the snapshot already has, never take a
 //!   lock: each entry holds its value behind an atomic pointer, updated in place with CAS.
@@ -96,10 +107,10 @@ use std::sync::Arc;
 use crate::raw::counter::StripedCounter;
 use crate::raw::dirty::Dirty;
 use crate::raw::entry::{Entry, EntryPtr, LiveDelta, LoadOrStored};
-use crate::raw::read::{find, ReadOnly};
+use crate::raw::read::{find, ReadOnly, Table};
 use crate::raw::shard::{self, Shard, ShardRef, MAX_SHARDS};
-use crate::raw::sync::AtomicPtr;
 use crate::raw::sync::{self, Collector, Guard, Locked};
+use crate::raw::sync::{AtomicPtr, AtomicUsize, Ordering};
 use crate::Equivalent;
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -118,10 +129,11 @@ pub(crate) trait IdentityEq: PartialEq {}
 /// takes a mutex, which makes maps whose keys churn slower than a sharded or a locked `HashMap`
 /// (see "When to use it" in the README of the `syncmemo` crate).
 ///
-/// The map is split into a few independent shards chosen by the key's hash, each with Go's
-/// read snapshot, dirty map and mutex, so new keys of different shards do not wait on each
-/// other and each promotion copies only one shard; `len` stays O(1) and `range` still visits
-/// each key at most once.
+/// A map that grows large, or whose lock two threads contend for, splits into a few
+/// independent shards chosen by the key's hash, each with Go's read snapshot, dirty map and
+/// mutex, so new keys of different shards do not wait on each other and each promotion copies
+/// only one shard; `len` stays O(1) and `range` still visits each key at most once. Until then
+/// the map is one shard, whose lookups do not wait for the hash to choose a shard.
 ///
 /// # Consistency
 ///
@@ -203,8 +215,14 @@ pub struct SyncMap<K, V, S = RandomState> {
     read_ptrs: [AtomicPtr<ReadOnly<K, V>>; MAX_SHARDS],
     /// The read/dirty pairs (their writers' half); their number is a power of two.
     shards: Box<[Shard<K, V>]>,
-    /// `shards.len() - 1`.
-    shard_mask: usize,
+    /// The mask of the shards in use: 0 while shard 0 holds every key, `shards.len() - 1` once
+    /// the map has split. Changes once, from 0, with shard 0's lock held (see
+    /// [`split_locked`](Self::split_locked)).
+    shard_mask: AtomicUsize,
+    /// The mask after the split: `shards.len() - 1` (0 for a map that never splits).
+    split_mask: usize,
+    /// How often a thread found shard 0's lock held before the split.
+    contended: AtomicUsize,
     /// The empty snapshot shards start with and return to after `clear`, shared so that an
     /// empty map allocates one snapshot, not one per shard.
     empty: Arc<ReadOnly<K, V>>,
@@ -259,13 +277,24 @@ impl<K, V, S> SyncMap<K, V, S> {
     /// assert_eq!(map.load("k"), Some(1));
     /// ```
     pub fn with_hasher(hasher: S) -> Self {
-        Self::with_shards_and_hasher(default_shards(), hasher)
+        Self::splitting_into_shards_with_hasher(default_shards(), hasher)
     }
 
-    /// Creates an empty map with `shards` read/dirty shards (rounded up to a power of two, at
-    /// most 16). For tests and measurements; the default suits the machine.
+    /// Creates an empty map with `shards` read/dirty shards from the start (rounded up to a
+    /// power of two, at most 16), which never splits. For tests and measurements; the default
+    /// suits the machine.
     #[doc(hidden)]
     pub fn with_shards_and_hasher(shards: usize, hasher: S) -> Self {
+        let map = Self::splitting_into_shards_with_hasher(shards, hasher);
+        map.shard_mask.store(map.split_mask, Ordering::Relaxed);
+        map
+    }
+
+    /// Creates an empty map with one shard in use, which splits into `shards` (rounded up to a
+    /// power of two, at most 16) when its lock is contended or it grows, as the maps of
+    /// [`new`](SyncMap::new) do, or when [`split`](Self::split) is called. For tests.
+    #[doc(hidden)]
+    pub fn splitting_into_shards_with_hasher(shards: usize, hasher: S) -> Self {
         let shards = shards.clamp(1, MAX_SHARDS).next_power_of_two();
         let empty = Arc::new(ReadOnly::shared_empty());
         SyncMap {
@@ -277,7 +306,9 @@ impl<K, V, S> SyncMap<K, V, S> {
                 })
             }),
             shards: (0..shards).map(|_| Shard::new(&empty)).collect(),
-            shard_mask: shards - 1,
+            shard_mask: AtomicUsize::new(0),
+            split_mask: shards - 1,
+            contended: AtomicUsize::new(0),
             empty,
             live: StripedCounter::default(),
             hasher,
@@ -308,14 +339,28 @@ impl<K, V, S> SyncMap<K, V, S> {
         }
     }
 
-    /// The shard with this index (less than the number of shards).
+    /// The shard with this index, in the map's shards chosen by `mask` (`index <= mask`).
     #[inline]
-    fn shard_at(&self, index: usize) -> ShardRef<'_, K, V> {
+    fn shard_at(&self, index: usize, mask: usize) -> ShardRef<'_, K, V> {
         ShardRef {
             read_ptr: &self.read_ptrs[index],
             shards: &self.shards,
             index,
+            mask,
         }
+    }
+
+    /// The number of shards in use: 1 until the map splits. For tests and measurements.
+    #[doc(hidden)]
+    pub fn shards_in_use(&self) -> usize {
+        self.shard_mask.load(Ordering::Acquire) + 1
+    }
+
+    /// Whether the map split after `shard` was chosen, so that the key sought may have moved
+    /// from it. Callers check this before answering that a key is absent.
+    #[inline]
+    fn resharded(&self, shard: ShardRef<'_, K, V>) -> bool {
+        self.shard_mask.load(Ordering::Acquire) != shard.mask
     }
 
     /// The number of entries.
@@ -351,7 +396,8 @@ impl<K, V, S> SyncMap<K, V, S> {
     }
 }
 
-/// The number of shards of a map made by [`SyncMap::new`] or [`SyncMap::with_hasher`]: twice
+/// The number of shards a map made by [`SyncMap::new`] or [`SyncMap::with_hasher`] splits into
+/// (see "One shard until it pays to split" in the module documentation): twice
 /// the threads the machine runs at once, as a power of two between 4 and 16 (read once per
 /// process). Two threads then meet on one shard's lock a quarter of the time or less, and an
 /// empty map costs a few hundred bytes per shard.
@@ -375,6 +421,15 @@ const MISS_DIVISOR: usize = 2;
 /// ... and at least this many misses, so that small maps do not promote every few operations.
 const MIN_PROMOTION_MISSES: usize = 64;
 
+/// A map with one shard in use splits once that shard holds this many entries (its dirty map,
+/// which has every key): then a promotion's copy would take the whole map, and a map of 1,024
+/// keys (Go's LoadMostlyHits) keeps the faster hits of one shard...
+const SPLIT_AT_LEN: usize = 4096;
+/// ... or once a thread has found its lock held this many times: two threads that insert
+/// new keys at once meet on it within microseconds, while a map that only takes the lock for
+/// an occasional new key may never split.
+const SPLIT_AFTER_CONTENDED: usize = 8;
+
 impl<K, V, S> SyncMap<K, V, S>
 where
     K: Hash + Eq,
@@ -389,13 +444,23 @@ where
     /// place keys in chosen shards.
     #[doc(hidden)]
     pub fn shard_of<Q: ?Sized + Hash>(&self, key: &Q) -> usize {
-        shard::index(self.hash(key), self.shard_mask)
+        shard::index(self.hash(key), self.shard_mask.load(Ordering::Acquire))
     }
 
     /// The shard that holds the keys with this hash.
     #[inline]
     fn shard(&self, hash: u64) -> ShardRef<'_, K, V> {
-        self.shard_at(shard::index(hash, self.shard_mask))
+        let mask = self.shard_mask.load(Ordering::Acquire);
+        if mask == 0 {
+            // One shard: its snapshot pointer is loaded without waiting for the hash.
+            self.shard_at(0, 0)
+        } else {
+            // Without this barrier the compiler sees that the index is 0 when the mask is, and
+            // merges the branches into the split map's index computation, which makes every
+            // lookup's snapshot load wait for the hash again (9% of a `load` hit, issue 16).
+            shard::keep_branch();
+            self.shard_at(shard::index(hash, mask), mask)
+        }
     }
 
     /// Finds the entry for `key`: lock-free in the snapshot, then under the lock when the
@@ -412,11 +477,12 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let hash = self.hash(key);
-        let read = self.shard(hash).snapshot(guard);
+        let shard = self.shard(hash);
+        let read = shard.snapshot(guard);
         let locked;
         let entry: &Entry<K, V> = match find(&read.table, hash, key) {
             Some(entry) => entry,
-            None if read.may_be_dirty(hash) => {
+            None if read.may_be_dirty(hash) || self.resharded(shard) => {
                 locked = self.find_locked(hash, key, read)?;
                 &locked
             }
@@ -498,7 +564,7 @@ where
     /// is still readable.
     fn swap_with<R>(&self, key: K, mut value: V, previous: impl FnOnce(Option<&V>) -> R) -> R {
         let hash = self.hash(&key);
-        let shard = self.shard(hash);
+        let mut shard = self.shard(hash);
         let guard = sync::enter(&self.collector);
         let read = shard.snapshot(&guard);
         let found = find(&read.table, hash, &key);
@@ -515,7 +581,7 @@ where
         }
         let missed = found.is_none().then_some(read);
         let (old, unused_key) = {
-            let mut dirty = self.lock_dirty(shard, &guard);
+            let mut dirty = self.lock_routed(&mut shard, hash, &guard);
             let (read, found) = Self::find_current_locked(shard, hash, &key, missed, &guard);
             let (old, delta, unused_key) = if let Some(entry) = found {
                 self.unexpunge_locked(&mut dirty, *entry);
@@ -528,7 +594,7 @@ where
                 self.miss_locked(shard, &mut dirty, &guard);
                 (old, delta, Some(key))
             } else {
-                Self::insert_new_locked(
+                self.insert_new_locked(
                     shard,
                     &mut dirty,
                     read,
@@ -622,12 +688,13 @@ where
         let hash = self.hash(&key);
         {
             let guard = sync::enter(&self.collector);
-            let read = self.shard(hash).snapshot(&guard);
+            let shard = self.shard(hash);
+            let read = shard.snapshot(&guard);
             if let Some(entry) = find(&read.table, hash, &key) {
                 if let Some(value) = entry.load(&guard) {
                     return (value.clone(), true);
                 }
-            } else if read.may_be_dirty(hash) {
+            } else if read.may_be_dirty(hash) || self.resharded(shard) {
                 if let Some(entry) = self.find_locked(hash, &key, read) {
                     if let Some(value) = entry.load(&guard) {
                         return (value.clone(), true);
@@ -646,7 +713,7 @@ where
         V: Clone,
     {
         let mut value = Some(value);
-        let shard = self.shard(hash);
+        let mut shard = self.shard(hash);
         let read = shard.snapshot(guard);
         let found = find(&read.table, hash, &key);
         if let Some(entry) = found {
@@ -659,7 +726,7 @@ where
             }
         }
         let missed = found.is_none().then_some(read);
-        let mut dirty = self.lock_dirty(shard, guard);
+        let mut dirty = self.lock_routed(&mut shard, hash, guard);
         let (read, found) = Self::find_current_locked(shard, hash, &key, missed, guard);
         let outcome = if let Some(entry) = found {
             self.unexpunge_locked(&mut dirty, *entry);
@@ -672,7 +739,7 @@ where
             let value = value.take().expect("the value to store is present");
             let entry = EntryPtr::new(key, hash, value, guard);
             let stored = entry.load(guard).map(|v| v as *const V);
-            Self::insert_new_locked(shard, &mut dirty, read, entry, guard);
+            self.insert_new_locked(shard, &mut dirty, read, entry, guard);
             self.count(LiveDelta::Added, guard);
             drop(dirty);
             // SAFETY: the value was just stored in an entry of this map; it is only ever retired
@@ -713,7 +780,7 @@ where
         let read = shard.snapshot(&guard);
         let old = if let Some(entry) = find(&read.table, hash, key) {
             entry.delete(&guard, |delta| self.count(delta, &guard))
-        } else if read.may_be_dirty(hash) {
+        } else if read.may_be_dirty(hash) || self.resharded(shard) {
             self.delete_locked(shard, hash, key, read, &guard)
         } else {
             None
@@ -829,7 +896,7 @@ where
         if let Some(entry) = find(&read.table, hash, key) {
             return entry.compare_and_delete(old, &guard, |delta| self.count(delta, &guard));
         }
-        if !read.may_be_dirty(hash) {
+        if !read.may_be_dirty(hash) && !self.resharded(shard) {
             return false;
         }
         self.compare_and_remove_locked(shard, hash, key, old, read, &guard)
@@ -865,15 +932,23 @@ where
         // Every shard's snapshot is taken before `f` first runs, so that keys `f` (or another
         // thread) inserts during the call are not visited, as with one snapshot.
         let mut snapshots: [Option<&ReadOnly<K, V>>; MAX_SHARDS] = [None; MAX_SHARDS];
-        for (index, snapshot) in snapshots.iter_mut().take(self.shards.len()).enumerate() {
-            let shard = self.shard_at(index);
-            if shard.snapshot(&guard).amended() {
-                let mut dirty = self.lock_dirty(shard, &guard);
+        loop {
+            let mask = self.shard_mask.load(Ordering::Acquire);
+            for (index, snapshot) in snapshots.iter_mut().take(mask + 1).enumerate() {
+                let shard = self.shard_at(index, mask);
                 if shard.snapshot(&guard).amended() {
-                    Self::promote_locked(shard, &mut dirty, &guard);
+                    let mut dirty = self.lock_dirty(shard, &guard);
+                    if shard.snapshot(&guard).amended() {
+                        Self::promote_locked(shard, &mut dirty, &guard);
+                    }
                 }
+                *snapshot = Some(shard.snapshot(&guard));
             }
-            *snapshot = Some(shard.snapshot(&guard));
+            // If the map split meanwhile, the snapshot taken of shard 0 may hold only its own
+            // part of the keys: take them all again (at most once, the map splits once).
+            if !self.resharded(self.shard_at(0, mask)) {
+                break;
+            }
         }
         for snapshot in snapshots.into_iter().flatten() {
             for entry in snapshot.table.iter() {
@@ -902,8 +977,16 @@ where
     /// ```
     pub fn clear(&self) {
         let guard = sync::enter(&self.collector);
-        for index in 0..self.shards.len() {
-            self.clear_shard(self.shard_at(index), &guard);
+        loop {
+            let mask = self.shard_mask.load(Ordering::Acquire);
+            for index in 0..=mask {
+                self.clear_shard(self.shard_at(index, mask), &guard);
+            }
+            // If the map split meanwhile, its keys may have moved out of shard 0 before it was
+            // cleared: clear every shard again (at most once, the map splits once).
+            if !self.resharded(self.shard_at(0, mask)) {
+                break;
+            }
         }
     }
 
@@ -975,7 +1058,7 @@ impl<K, V, S> Drop for SyncMap<K, V, S> {
         let mut all = Vec::new();
         for i in 0..self.shards.len() {
             let dirty = std::mem::take(self.shards[i].dirty.get_mut());
-            let shard = self.shard_at(i);
+            let shard = self.shard_at(i, self.split_mask);
             all.extend(self.detach_all_locked(shard, &dirty, &sync::enter(&self.collector)));
         }
         // Every entry is freed even if a key's or value's `Drop` panics (then resumed, after

@@ -37,6 +37,18 @@ fn two_shards() -> (Arc<Map>, [[u64; 2]; 2]) {
     (Arc::new(map), keys)
 }
 
+/// Runs `f` on a thread of its own. The models run every side of a race this way, not on the
+/// model's main thread: loom explored the interleavings of operations made on the main thread
+/// after a spawn in one execution only (1 iteration, where the same race between two spawned
+/// threads takes dozens; found with a mutant of the split that these tests then caught).
+fn spawn_on<T: 'static>(
+    map: &Arc<Map>,
+    f: impl FnOnce(&Map) -> T + 'static,
+) -> thread::JoinHandle<T> {
+    let map = Arc::clone(map);
+    thread::spawn(move || f(&map))
+}
+
 /// A map whose read snapshot holds key 0, so that keys stored next are dirty-only.
 fn map_with_promoted_key_0() -> Arc<Map> {
     let map = map();
@@ -164,13 +176,16 @@ fn the_filter_never_hides_a_present_key() {
                 map.store(6, 6);
             })
         };
-        let six = map.load(&6);
-        let five = map.load(&5);
-        let seven = map.load(&7);
-        if six.is_some() {
-            assert_eq!((five, seven), (None, None), "5 and 7 left before 6 came");
-        }
+        let reader = spawn_on(&map, |map| {
+            let six = map.load(&6);
+            let five = map.load(&5);
+            let seven = map.load(&7);
+            if six.is_some() {
+                assert_eq!((five, seven), (None, None), "5 and 7 left before 6 came");
+            }
+        });
         writer.join().unwrap();
+        reader.join().unwrap();
         assert_eq!(map.load(&5), None);
         assert_eq!(map.load(&7), None);
         assert_eq!(map.load(&6), Some(6));
@@ -192,9 +207,12 @@ fn a_lookup_racing_a_promotion_finds_the_promoted_key() {
             let map = Arc::clone(&map);
             thread::spawn(move || map.range(|_, _| true))
         };
-        assert_eq!(map.load(&5), Some(5));
-        assert_eq!(map.swap(5, 6), Some(5));
+        let reader = spawn_on(&map, |map| {
+            assert_eq!(map.load(&5), Some(5));
+            assert_eq!(map.swap(5, 6), Some(5));
+        });
         promoter.join().unwrap();
+        reader.join().unwrap();
         assert_eq!(map.load(&5), Some(6));
     });
 }
@@ -219,10 +237,13 @@ fn a_promotion_in_one_shard_while_the_other_takes_a_new_key() {
                 seen
             })
         };
-        map.store(b, 3); // a new key of shard 1, during shard 0's promotion
-        assert_eq!(map.load(&a_new), Some(2));
-        assert_eq!(map.load(&b), Some(3));
+        let inserter = spawn_on(&map, move |map| {
+            map.store(b, 3); // a new key of shard 1, during shard 0's promotion
+            assert_eq!(map.load(&a_new), Some(2));
+            assert_eq!(map.load(&b), Some(3));
+        });
         let mut seen = promoter.join().unwrap();
+        inserter.join().unwrap();
         seen.sort_unstable();
         // Keys present when the range started are visited; `b` may or may not be.
         let mut expected = vec![(a, 1), (a_new, 2)];
@@ -255,12 +276,16 @@ fn range_across_shards_while_keys_move() {
                 map.delete(&b);
             })
         };
-        let mut seen = Vec::new();
-        map.range(|k, v| {
-            seen.push((*k, *v));
-            true
+        let ranger = spawn_on(&map, |map| {
+            let mut seen = Vec::new();
+            map.range(|k, v| {
+                seen.push((*k, *v));
+                true
+            });
+            seen
         });
         writer.join().unwrap();
+        let seen = ranger.join().unwrap();
         let mut keys: Vec<_> = seen.iter().map(|(k, _)| *k).collect();
         keys.sort_unstable();
         keys.dedup();
@@ -272,5 +297,107 @@ fn range_across_shards_while_keys_move() {
         assert_eq!(map.load(&a), Some(2));
         assert_eq!(map.load(&b), None);
         assert_eq!(map.load(&c), Some(1));
+    });
+}
+
+/// A map with one shard in use that splits into two, and two keys of each of its final shards:
+/// `[shard 0 keys, shard 1 keys]`.
+fn splitting() -> (Arc<Map>, [[u64; 2]; 2]) {
+    let (_, keys) = two_shards();
+    let map = Map::splitting_into_shards_with_hasher(2, Default::default());
+    (Arc::new(map), keys)
+}
+
+#[test]
+fn lookups_racing_a_split_find_their_keys() {
+    loom::model(|| {
+        let (map, [[a, _], [b, _]]) = splitting();
+        map.store(a, 1);
+        map.store(b, 2);
+        map.range(|_, _| true); // promote: both keys in shard 0's snapshot
+        let splitter = spawn_on(&map, |map| map.split());
+        // Shard 1's key may move while this looks it up: it is found before, during and after.
+        let reader = spawn_on(&map, move |map| {
+            assert_eq!(map.load(&b), Some(2));
+            assert_eq!(map.load(&a), Some(1));
+        });
+        splitter.join().unwrap();
+        reader.join().unwrap();
+        assert_eq!(map.shards_in_use(), 2);
+        assert_eq!(map.load(&b), Some(2));
+    });
+}
+
+#[test]
+fn writes_racing_a_split_land_in_their_shards() {
+    loom::model(|| {
+        let (map, [[a, _], [b, b_new]]) = splitting();
+        map.store(a, 1);
+        map.store(b, 2);
+        let splitter = spawn_on(&map, |map| map.split());
+        // A new key and a deleted one, both of shard 1, while the map splits.
+        let writer = spawn_on(&map, move |map| {
+            assert_eq!(map.load_or_store(b_new, 3), (3, false));
+            assert_eq!(map.load_and_delete(&b), Some(2));
+        });
+        splitter.join().unwrap();
+        writer.join().unwrap();
+        assert_eq!(map.load(&b_new), Some(3));
+        assert_eq!(map.load(&b), None);
+        assert_eq!(map.load(&a), Some(1));
+        assert_eq!(map.len(), 2);
+        let mut seen = Vec::new();
+        map.range(|k, v| {
+            seen.push((*k, *v));
+            true
+        });
+        seen.sort_unstable();
+        let mut expected = vec![(a, 1), (b_new, 3)];
+        expected.sort_unstable();
+        assert_eq!(seen, expected);
+    });
+}
+
+#[test]
+fn range_racing_a_split_visits_each_key_once() {
+    loom::model(|| {
+        let (map, [[a, _], [b, c]]) = splitting();
+        map.store(a, 1);
+        map.store(b, 2);
+        map.range(|_, _| true);
+        map.store(c, 3); // dirty-only: range promotes shard 0 first
+        let splitter = spawn_on(&map, |map| map.split());
+        let ranger = spawn_on(&map, |map| {
+            let mut seen = Vec::new();
+            map.range(|k, _| {
+                seen.push(*k);
+                true
+            });
+            seen
+        });
+        splitter.join().unwrap();
+        let mut seen = ranger.join().unwrap();
+        seen.sort_unstable();
+        let mut expected = vec![a, b, c];
+        expected.sort_unstable();
+        assert_eq!(seen, expected);
+    });
+}
+
+#[test]
+fn clear_racing_a_split_removes_every_key() {
+    loom::model(|| {
+        let (map, [[a, _], [b, _]]) = splitting();
+        map.store(a, 1);
+        map.store(b, 2);
+        map.range(|_, _| true);
+        let splitter = spawn_on(&map, |map| map.split());
+        let clearer = spawn_on(&map, |map| map.clear());
+        splitter.join().unwrap();
+        clearer.join().unwrap();
+        assert_eq!(map.load(&a), None);
+        assert_eq!(map.load(&b), None);
+        assert_eq!(map.len(), 0);
+        map.range(|k, _| panic!("{k} survived the clear"));
     });
 }

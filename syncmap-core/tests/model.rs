@@ -27,6 +27,8 @@ enum Op<K = u8> {
     Range(u8),
     Clear,
     Len,
+    /// Splits a map that has one shard in use (a no-op otherwise); changes no key.
+    Split,
 }
 
 fn op(keys: u8) -> impl Strategy<Value = Op> {
@@ -47,6 +49,7 @@ fn op(keys: u8) -> impl Strategy<Value = Op> {
         1 => (0..8u8).prop_map(Op::Range),
         1 => Just(Op::Clear),
         1 => Just(Op::Len),
+        1 => Just(Op::Split),
     ]
 }
 
@@ -71,17 +74,36 @@ impl Share {
     }
 }
 
-/// A map of `shards` read/dirty shards (small key sets then still span several shards).
-fn map(shards: usize) -> SyncMap<u16, u8> {
-    SyncMap::with_shards_and_hasher(shards, std::collections::hash_map::RandomState::new())
+/// How a map is sharded: with a number of read/dirty shards from the start, or with one that
+/// splits into that many (on an `Op::Split`, or by itself on contention or growth).
+#[derive(Debug, Clone, Copy)]
+enum Shards {
+    Fixed(usize),
+    Splitting(usize),
 }
 
-/// Shard counts to test: one (a single read/dirty pair), a few, and the most a map has.
-fn shards() -> impl Strategy<Value = usize> {
-    prop::sample::select(vec![1usize, 2, 16])
+/// A map sharded as said (small key sets then still span several shards).
+fn map(shards: Shards) -> SyncMap<u16, u8> {
+    let hasher = std::collections::hash_map::RandomState::new();
+    match shards {
+        Shards::Fixed(n) => SyncMap::with_shards_and_hasher(n, hasher),
+        Shards::Splitting(n) => SyncMap::splitting_into_shards_with_hasher(n, hasher),
+    }
 }
 
-fn check(ops: &[Op], shards: usize) {
+/// Shardings to test: one shard (a single read/dirty pair), a few, the most a map has, and one
+/// shard splitting into a few or into the most.
+fn shards() -> impl Strategy<Value = Shards> {
+    prop::sample::select(vec![
+        Shards::Fixed(1),
+        Shards::Fixed(2),
+        Shards::Fixed(16),
+        Shards::Splitting(2),
+        Shards::Splitting(16),
+    ])
+}
+
+fn check(ops: &[Op], shards: Shards) {
     let map = map(shards);
     let model = run(&map, ops, Share::ALONE);
     let mut contents = HashMap::new();
@@ -114,6 +136,7 @@ fn run(map: &SyncMap<u16, u8>, ops: &[Op], share: Share) -> HashMap<u16, u8> {
             Op::CompareAndSwap(k, o, n) => Op::CompareAndSwap(share.key(k), o, n),
             Op::CompareAndDelete(k, o) => Op::CompareAndDelete(share.key(k), o),
             Op::Range(n) => Op::Range(n),
+            Op::Split => Op::Split,
             Op::Clear if alone => Op::Clear,
             Op::Len if alone => Op::Len,
             Op::Clear | Op::Len => continue,
@@ -204,6 +227,14 @@ fn run(map: &SyncMap<u16, u8>, ops: &[Op], share: Share) -> HashMap<u16, u8> {
                 model.clear();
             }
             Op::Len => assert_eq!(map.len(), model.len(), "{step}: len"),
+            Op::Split => {
+                let before = map.shards_in_use();
+                map.split();
+                assert!(
+                    map.shards_in_use() >= before,
+                    "{step}: a split never merges"
+                );
+            }
         }
     }
     model

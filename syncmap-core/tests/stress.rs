@@ -163,3 +163,86 @@ fn mixed_operations_stay_consistent() {
     });
     assert_eq!(visited, map.len());
 }
+
+/// A map splitting while threads read, write, insert and delete: a key that is always present
+/// is always found, a key's own writer always reads its last write back, and every insert and
+/// delete made during the split holds afterwards. (On a map that splits, a thread that chose
+/// shard 0 before the split and searches its new, partial snapshot must not answer "absent".)
+#[test]
+fn a_split_loses_nothing_and_hides_nothing() {
+    let rounds = if cfg!(miri) { 2 } else { 300 };
+    let present = if cfg!(miri) { 16 } else { 1000 };
+    for round in 0..rounds {
+        let map: SyncMap<u64, u64> = SyncMap::splitting_into_shards_with_hasher(
+            16,
+            std::collections::hash_map::RandomState::new(),
+        );
+        for k in 0..present {
+            map.store(k, k);
+        }
+        if round % 2 == 0 {
+            map.range(|_, _| true); // in the snapshot (lock-free paths), or still dirty
+        }
+        let start = Barrier::new(4);
+        std::thread::scope(|s| {
+            // Reader: every present key, found on every pass.
+            s.spawn(|| {
+                start.wait();
+                for pass in 0..3 {
+                    for k in 0..present {
+                        assert_eq!(map.load(&k), Some(k), "round {round} pass {pass}: key {k}");
+                    }
+                }
+            });
+            // Inserter and deleter of keys of its own.
+            s.spawn(|| {
+                start.wait();
+                for k in present..present * 2 {
+                    assert_eq!(
+                        map.load_or_store(k, k),
+                        (k, false),
+                        "round {round}: insert {k}"
+                    );
+                    if k % 3 == 0 {
+                        assert_eq!(
+                            map.load_and_delete(&k),
+                            Some(k),
+                            "round {round}: delete {k}"
+                        );
+                    }
+                }
+            });
+            // Writer of present keys: reads back what it wrote.
+            s.spawn(|| {
+                start.wait();
+                for k in (0..present).step_by(7) {
+                    assert_eq!(map.swap(k, k), Some(k), "round {round}: swap {k}");
+                    assert!(map.compare_and_swap(&k, &k, k), "round {round}: cas {k}");
+                }
+            });
+            s.spawn(|| {
+                start.wait();
+                map.split();
+            });
+        });
+        assert_eq!(map.shards_in_use(), 16);
+        let expected = (0..present * 2).filter(|k| *k < present || k % 3 != 0);
+        let mut seen = HashMap::new();
+        map.range(|k, v| {
+            assert!(
+                seen.insert(*k, *v).is_none(),
+                "round {round}: {k} visited twice"
+            );
+            true
+        });
+        assert_eq!(seen.len(), map.len());
+        for k in expected {
+            assert_eq!(
+                seen.get(&k),
+                Some(&k),
+                "round {round}: key {k} after the split"
+            );
+            assert_eq!(map.load(&k), Some(k));
+        }
+    }
+}

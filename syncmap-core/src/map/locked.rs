@@ -43,9 +43,98 @@ where
         shard: ShardRef<'a, K, V>,
         guard: &Guard<'_>,
     ) -> Locked<'a, Dirty<K, V>> {
-        let mut dirty = sync::lock(&shard.get().dirty, &self.collector, guard);
+        let mut dirty =
+            sync::lock_noting_contention(&shard.get().dirty, &self.collector, guard, || {
+                if shard.mask == 0 {
+                    self.contended.fetch_add(1, Ordering::Relaxed);
+                }
+            });
         dirty.step(false);
         dirty
+    }
+
+    /// Takes the lock of the shard of `hash`, which is `shard` unless the map split since
+    /// `shard` was chosen; then `shard` becomes the right one.
+    ///
+    /// Under the lock of a shard chosen with the current mask, that shard stays the key's: the
+    /// mask changes only under shard 0's lock, and only from 0.
+    pub(super) fn lock_routed<'a>(
+        &'a self,
+        shard: &mut ShardRef<'a, K, V>,
+        hash: u64,
+        guard: &Guard<'_>,
+    ) -> Locked<'a, Dirty<K, V>> {
+        loop {
+            let dirty = self.lock_dirty(*shard, guard);
+            if !self.resharded(*shard) {
+                return dirty;
+            }
+            drop(dirty);
+            *shard = self.shard(hash);
+        }
+    }
+
+    /// Whether shard 0, locked and the map's only shard in use, should split the map now: it
+    /// is large (each promotion would copy the whole map) or its lock is contended (new keys
+    /// of different shards would not wait on each other).
+    fn wants_split(&self, dirty: &Dirty<K, V>) -> bool {
+        self.split_mask != 0
+            && (dirty.len() >= SPLIT_AT_LEN
+                || self.contended.load(Ordering::Relaxed) >= SPLIT_AFTER_CONTENDED)
+    }
+
+    /// Splits a map whose shard 0 holds every key into all its shards. Caller holds shard 0's
+    /// lock, and the map's shard mask is 0.
+    ///
+    /// Shard 0's dirty map is promoted first, so its snapshot holds every entry and no dirty
+    /// map exists; the snapshot's entries are then distributed by hash (no user code runs:
+    /// entries carry their hash) into new snapshots of their shards. Those of the other shards
+    /// are published first (no thread uses those shards before the mask changes, so their locks
+    /// are not needed), then the mask, then shard 0's part. A thread that chose shard 0 with
+    /// the old mask and finds its new snapshot lacking a key cannot conclude the key is absent:
+    /// every path that would re-checks the mask ([`resharded`](Self::resharded)), and locked
+    /// paths choose their shard again under the lock ([`lock_routed`](Self::lock_routed)).
+    /// Entries themselves do not move: the old snapshot, still used by such threads, holds the
+    /// same entries, so a lock-free load or store through it acts on the key's current entry.
+    pub(super) fn split_locked(&self, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
+        debug_assert_eq!(self.shard_mask.load(Ordering::Relaxed), 0);
+        let mask = self.split_mask;
+        let first = self.shard_at(0, 0);
+        let promotion = dirty.take_for_promotion();
+        let current = first.snapshot(guard);
+        let source = promotion.as_ref().map_or(&current.table, |p| &p.table);
+        let per_shard = source.len() / (mask + 1);
+        let mut tables: Vec<Table<K, V>> = (0..=mask)
+            .map(|_| Table::with_capacity(per_shard + per_shard / 8))
+            .collect();
+        for entry in source.iter() {
+            tables[shard::index(entry.hash, mask)].insert_unique(entry.hash, *entry, |e| e.hash);
+        }
+        let (dead, dead_birth) =
+            promotion.map_or((Vec::new(), u64::MAX), |p| (p.dead, p.dead_birth));
+        let mut tables = tables.into_iter().enumerate();
+        let (_, first_table) = tables.next().expect("a map has a shard 0");
+        for (index, table) in tables {
+            if !table.is_empty() {
+                self.shard_at(index, mask)
+                    .publish_locked(table, Vec::new(), u64::MAX, guard);
+            }
+        }
+        self.shard_mask.store(mask, Ordering::Release);
+        self.shard_at(0, mask)
+            .publish_locked(first_table, dead, dead_birth, guard);
+    }
+
+    /// Splits a map that has one shard in use into all its shards now, as it does by itself
+    /// when that shard's lock is contended or it grows. Does nothing on a map already split,
+    /// or one made with a fixed number of shards. For tests.
+    #[doc(hidden)]
+    pub fn split(&self) {
+        let guard = &sync::enter(&self.collector);
+        let mut dirty = self.lock_dirty(self.shard_at(0, 0), guard);
+        if self.split_mask != 0 && self.shard_mask.load(Ordering::Relaxed) == 0 {
+            self.split_locked(&mut dirty, guard);
+        }
     }
 
     /// Go's `missLocked`: counts a locked lookup and promotes the shard's dirty map once misses
@@ -139,8 +228,8 @@ where
         Q: ?Sized + Equivalent<K>,
     {
         let guard = &sync::enter(&self.collector);
-        let shard = self.shard(hash);
-        let mut dirty = self.lock_dirty(shard, guard);
+        let mut shard = self.shard(hash);
+        let mut dirty = self.lock_routed(&mut shard, hash, guard);
         let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
         if let Some(entry) = found {
             return Some(*entry);
@@ -153,8 +242,10 @@ where
         entry
     }
 
-    /// Inserts an entry for a key that neither the snapshot nor the dirty table has.
+    /// Inserts an entry for a key that neither the snapshot nor the dirty table has, and
+    /// splits the map if it is time.
     pub(super) fn insert_new_locked(
+        &self,
         shard: ShardRef<'_, K, V>,
         dirty: &mut Dirty<K, V>,
         read: &ReadOnly<K, V>,
@@ -177,14 +268,17 @@ where
         if dirty.new_keys >= read.dirty_capacity() {
             Self::promote_locked(shard, dirty, guard);
         }
+        if shard.mask == 0 && self.wants_split(dirty) {
+            self.split_locked(dirty, guard);
+        }
     }
 
     /// Go's locked half of `LoadAndDelete`, after a miss in the snapshot `missed`: a key the
     /// current snapshot lacks leaves the dirty table.
     #[cold]
-    pub(super) fn delete_locked<'g, Q>(
-        &self,
-        shard: ShardRef<'_, K, V>,
+    pub(super) fn delete_locked<'a, 'g, Q>(
+        &'a self,
+        mut shard: ShardRef<'a, K, V>,
         hash: u64,
         key: &Q,
         missed: &ReadOnly<K, V>,
@@ -193,7 +287,7 @@ where
     where
         Q: ?Sized + Equivalent<K>,
     {
-        let mut dirty = self.lock_dirty(shard, guard);
+        let mut dirty = self.lock_routed(&mut shard, hash, guard);
         let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
         let entry = if let Some(entry) = found {
             *entry
@@ -219,9 +313,9 @@ where
     /// The locked half of [`compare_and_remove`](Self::compare_and_remove), after a miss in the
     /// snapshot `missed`.
     #[cold]
-    pub(super) fn compare_and_remove_locked<Q>(
-        &self,
-        shard: ShardRef<'_, K, V>,
+    pub(super) fn compare_and_remove_locked<'a, Q>(
+        &'a self,
+        mut shard: ShardRef<'a, K, V>,
         hash: u64,
         key: &Q,
         old: &V,
@@ -232,7 +326,7 @@ where
         Q: ?Sized + Equivalent<K>,
         V: IdentityEq,
     {
-        let mut dirty = self.lock_dirty(shard, guard);
+        let mut dirty = self.lock_routed(&mut shard, hash, guard);
         let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
         if let Some(entry) = found {
             return entry.compare_and_delete(old, guard, |delta| self.count(delta, guard));

@@ -168,15 +168,15 @@ fn keys_that_come_and_go_leave_the_filter_empty() {
     let map: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
     (&map).extend((0..4).map(|k| (k, k)));
     map.range(|_, _| true); // promotes 0..4 into the snapshot
-    let snapshot = map.shard_at(0).snapshot_ptr();
+    let snapshot = map.shard_at(0, 0).snapshot_ptr();
     for k in 100..200 {
         map.store(k, k);
         map.delete(&k);
     }
     map.store(1000, 1000);
-    assert_eq!(map.shard_at(0).snapshot_ptr(), snapshot, "no promotion");
+    assert_eq!(map.shard_at(0, 0).snapshot_ptr(), snapshot, "no promotion");
     let guard = sync::enter(&map.collector);
-    let read = map.shard_at(0).snapshot(&guard);
+    let read = map.shard_at(0, 0).snapshot(&guard);
     assert!(read.amended());
     assert!(read.may_be_dirty(map.hash(&1000u64)));
     let locked = (0..10_000u64)
@@ -263,7 +263,7 @@ fn a_cycle_that_ended_on_misses_sizes_the_next_table_by_its_new_keys() {
     let map: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
     (&map).extend((0..len).map(|k| (k, k)));
     map.range(|_, _| true); // promotes: a snapshot of `len` entries
-    let shard = map.shard_at(0);
+    let shard = map.shard_at(0, 0);
     let dirty_capacity = || {
         let guard = sync::enter(&map.collector);
         let dirty = sync::lock(&shard.get().dirty, &map.collector, &guard);
@@ -324,13 +324,13 @@ fn compare_and_remove_takes_dirty_only_keys_out_of_the_dirty_map() {
     let id = |k: u64| Id(Arc::clone(&values[k as usize]));
     (&map).extend((0..4).map(|k| (k, id(k))));
     map.range(|_, _| true); // promotes 0..4 into the snapshot
-    let snapshot = map.shard_at(0).snapshot_ptr();
+    let snapshot = map.shard_at(0, 0).snapshot_ptr();
     map.store(4, id(4));
     map.store(5, id(5));
     let dirty_state = || {
         let guard = sync::enter(&map.collector);
-        let read = map.shard_at(0).snapshot(&guard);
-        let dirty = sync::lock(&map.shard_at(0).get().dirty, &map.collector, &guard);
+        let read = map.shard_at(0, 0).snapshot(&guard);
+        let dirty = sync::lock(&map.shard_at(0, 0).get().dirty, &map.collector, &guard);
         (dirty.dirty_only, dirty.len(), read.amended())
     };
     assert_eq!(dirty_state(), (2, 6, true));
@@ -342,7 +342,7 @@ fn compare_and_remove_takes_dirty_only_keys_out_of_the_dirty_map() {
     assert_eq!(dirty_state(), (0, 4, false), "the filter was emptied");
     assert!(map.compare_and_remove(&1, &id(1)), "a key of the snapshot");
     assert!(!map.compare_and_remove(&2, &id(3)));
-    assert_eq!(map.shard_at(0).snapshot_ptr(), snapshot, "no promotion");
+    assert_eq!(map.shard_at(0, 0).snapshot_ptr(), snapshot, "no promotion");
     assert_eq!(map.len(), 3);
     let mut keys = Vec::new();
     map.range(|k, _| {
@@ -461,4 +461,105 @@ fn borrowed_lookups_and_debug() {
 fn sync_map_is_send_and_sync_for_send_sync_types() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<SyncMap<String, Vec<u8>>>();
+}
+
+#[test]
+fn a_map_splits_when_its_one_shard_grows_large() {
+    let map: SyncMap<u64, u64> = SyncMap::new();
+    assert_eq!(map.shards_in_use(), 1);
+    let n = if cfg!(miri) {
+        200
+    } else {
+        SPLIT_AT_LEN as u64 + 100
+    };
+    for k in 0..n {
+        map.store(k, k);
+    }
+    if cfg!(miri) {
+        assert_eq!(map.shards_in_use(), 1, "a small map keeps one shard");
+        map.split();
+    }
+    assert_eq!(map.shards_in_use(), map.shards.len());
+    assert!(map.shards.len() >= 4);
+    // Every key is found in its shard, and each shard's snapshot holds only its own keys.
+    let guard = sync::enter(&map.collector);
+    let mask = map.split_mask;
+    for k in 0..n {
+        assert_eq!(map.load(&k), Some(k));
+    }
+    let mut total = 0;
+    for index in 0..=mask {
+        let read = map.shard_at(index, mask).snapshot(&guard);
+        for entry in read.table.iter() {
+            assert_eq!(shard::index(entry.hash, mask), index, "key {}", entry.key);
+        }
+        total += read.table.len();
+    }
+    drop(guard);
+    assert!(total <= n as usize);
+    assert_eq!(map.len(), n as usize);
+    let mut seen = std::collections::HashSet::new();
+    map.range(|k, v| {
+        assert_eq!(k, v);
+        assert!(seen.insert(*k), "{k} visited twice");
+        true
+    });
+    assert_eq!(seen.len(), n as usize);
+
+    // A map made with a number of shards never splits, and one made with one stays whole.
+    let fixed: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
+    for k in 0..n {
+        fixed.store(k, k);
+    }
+    fixed.split();
+    assert_eq!(fixed.shards_in_use(), 1);
+}
+
+#[test]
+fn a_map_splits_when_its_one_shard_lock_is_contended() {
+    let map: SyncMap<u64, u64> = SyncMap::new();
+    map.store(0, 0);
+    // Holds shard 0's lock while another thread inserts a new key, SPLIT_AFTER_CONTENDED times.
+    for round in 1..=SPLIT_AFTER_CONTENDED as u64 {
+        assert_eq!(map.shards_in_use(), 1, "round {round}");
+        let guard = sync::enter(&map.collector);
+        let held = map.lock_dirty(map.shard_at(0, 0), &guard);
+        std::thread::scope(|s| {
+            let inserter = s.spawn(|| map.store(round, round));
+            while map.contended.load(Ordering::Relaxed) < round as usize {
+                std::thread::yield_now();
+            }
+            drop(held);
+            inserter.join().unwrap();
+        });
+    }
+    // The insert that found the lock held for the last time split the map.
+    assert_eq!(map.shards_in_use(), map.shards.len());
+    for k in 0..=SPLIT_AFTER_CONTENDED as u64 {
+        assert_eq!(map.load(&k), Some(k));
+    }
+    assert_eq!(map.len(), SPLIT_AFTER_CONTENDED + 1);
+}
+
+/// A thread that chose shard 0 before the map split, and searches that shard's new snapshot
+/// (which lacks the keys that moved), must not answer "absent"; its locked paths lock the key's
+/// new shard.
+#[test]
+fn a_shard_chosen_before_the_split_is_chosen_again() {
+    let map: SyncMap<u64, u64> = SyncMap::new();
+    for k in 0..64 {
+        map.store(k, k);
+    }
+    let stale = map.shard_at(0, 0);
+    map.split();
+    let moved = (0..64).find(|k| map.shard_of(k) != 0).expect("a key moved");
+    let guard = sync::enter(&map.collector);
+    let read = stale.snapshot(&guard);
+    assert!(find(&read.table, map.hash(&moved), &moved).is_none());
+    assert!(map.resharded(stale), "the stale choice is seen as stale");
+    let mut shard = stale;
+    let dirty = map.lock_routed(&mut shard, map.hash(&moved), &guard);
+    assert_eq!(shard.index, map.shard_of(&moved));
+    assert!(!map.resharded(shard));
+    drop(dirty);
 }

@@ -1,10 +1,14 @@
 //! One read/dirty pair of a [`SyncMap`](crate::SyncMap): the keys whose hash selects it.
 //!
-//! A map has a fixed number of shards (a power of two, at most [`MAX_SHARDS`]), chosen by hash
-//! bits 32.. (see [`index`]). Each shard is Go's whole design for its keys: a read snapshot, a
-//! dirty map behind its own lock, its own filter and misses counter. The shards share the map's
-//! hasher, its live counter and its epoch collector, so `len` stays O(1) and a snapshot retired
-//! by any shard is reclaimed by the same passes.
+//! A map has a power of two of shards (at most [`MAX_SHARDS`]), chosen by hash bits 32.. (see
+//! [`index`]). Each shard is Go's whole design for its keys: a read snapshot, a dirty map behind
+//! its own lock, its own filter and misses counter. The shards share the map's hasher, its live
+//! counter and its epoch collector, so `len` stays O(1) and a snapshot retired by any shard is
+//! reclaimed by the same passes.
+//!
+//! A map made by `SyncMap::new` starts with its first shard alone and splits once, into all of
+//! them, when that shard's lock is contended or it grows large (`SyncMap::split_locked`): until
+//! then, a lookup loads the one snapshot pointer without waiting for the hash.
 
 use std::sync::Arc;
 
@@ -25,6 +29,18 @@ pub(crate) fn index(hash: u64, mask: usize) -> usize {
     // The constant mask lets the compiler see that the index fits the map's array of snapshot
     // pointers (no bounds check on the hit path).
     (hash >> 32) as usize & mask & (MAX_SHARDS - 1)
+}
+
+/// Keeps the branch it is in a branch: an empty assembly block, which the compiler must assume
+/// has an effect, so it neither merges that branch with the other one into a select nor hoists
+/// the branch's loads above the condition.
+#[inline(always)]
+pub(crate) fn keep_branch() {
+    #[cfg(all(not(miri), any(target_arch = "x86_64", target_arch = "aarch64")))]
+    // SAFETY: the block has no instructions: it reads and writes no register, memory or flag.
+    unsafe {
+        std::arch::asm!("", options(nomem, nostack, preserves_flags));
+    }
 }
 
 /// The writers' half of a shard, aligned to a pair of cache lines so that the locks of two
@@ -62,6 +78,9 @@ pub(crate) struct ShardRef<'a, K, V> {
     /// `read_ptr` alone).
     pub(crate) shards: &'a [Shard<K, V>],
     pub(crate) index: usize,
+    /// The map's shard mask this shard was chosen with. If the map has split since (the mask
+    /// is no longer this), a key may have moved from this shard (then shard 0) to another.
+    pub(crate) mask: usize,
 }
 
 impl<K, V> Clone for ShardRef<'_, K, V> {

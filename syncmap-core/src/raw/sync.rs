@@ -8,7 +8,9 @@
 
 #[cfg(not(syncmap_loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, Ordering};
+    pub(crate) use std::sync::atomic::{
+        AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+    };
 
     pub(crate) use arc_swap::ArcSwap;
     pub(crate) use parking_lot::{Mutex, MutexGuard};
@@ -151,9 +153,25 @@ mod imp {
         collector: &'a Collector,
         guard: &Guard<'_>,
     ) -> Locked<'a, T> {
+        lock_noting_contention(mutex, collector, guard, || {})
+    }
+
+    /// [`lock`], calling `contended` first if the mutex is held by another thread (before
+    /// waiting for it).
+    #[inline]
+    pub(crate) fn lock_noting_contention<'a, T>(
+        mutex: &'a Mutex<T>,
+        collector: &'a Collector,
+        guard: &Guard<'_>,
+        contended: impl FnOnce(),
+    ) -> Locked<'a, T> {
         collector.hold_reclamation();
+        let held = mutex.try_lock().unwrap_or_else(|| {
+            contended();
+            mutex.lock()
+        });
         let locked = Locked {
-            guard: std::mem::ManuallyDrop::new(mutex.lock()),
+            guard: std::mem::ManuallyDrop::new(held),
             collector,
         };
         guard.refresh();
@@ -192,7 +210,9 @@ mod imp {
 mod imp {
     use std::sync::Arc;
 
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, Ordering};
+    pub(crate) use loom::sync::atomic::{
+        AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+    };
     pub(crate) use loom::sync::MutexGuard;
 
     /// A loom mutex with `parking_lot`'s signatures (no poisoning).
@@ -350,6 +370,16 @@ mod imp {
         _guard: &Guard<'_>,
     ) -> Locked<'a, T> {
         mutex.lock()
+    }
+
+    /// Never reports contention: loom models split maps explicitly.
+    pub(crate) fn lock_noting_contention<'a, T>(
+        mutex: &'a Mutex<T>,
+        collector: &'a Collector,
+        guard: &Guard<'_>,
+        _contended: impl FnOnce(),
+    ) -> Locked<'a, T> {
+        lock(mutex, collector, guard)
     }
 
     /// `once_cell::sync::OnceCell`'s operations the memo uses, with loom's primitives and
