@@ -12,9 +12,9 @@
 //! - **One shard until it pays to split.** A map starts with shard 0 alone in use, and a lookup
 //!   then loads its snapshot pointer without waiting for the hash to choose a shard: hits as
 //!   fast as the unsharded map's (LoadMostlyHits, 1,024 keys: 1.04-1.07x the time of
-//!   9b89db1, where a map split from the start takes 1.11-1.18x; 30 alternated runs). The map splits, once, into all its shards when shard 0 holds
-//!   [`SPLIT_AT_LEN`] keys or a thread has found its lock held [`SPLIT_AFTER_CONTENDED`] times:
-//!   under shard 0's lock, right after promoting it, its snapshot's entries are distributed
+//!   9b89db1, where a map split from the start takes 1.11-1.18x; 30 alternated runs). The map splits, once, into all its shards when shard 0 promotes
+//!   [`SPLIT_AT_LEN`] keys or more, or a thread has found its lock held
+//!   [`SPLIT_AFTER_CONTENDED`] times: under shard 0's lock, right after promoting it, its snapshot's entries are distributed
 //!   into new snapshots of their shards (entries do not move, only pointers to them), and the
 //!   shard mask is published between the other shards' snapshots and shard 0's. A thread that
 //!   chose shard 0 before the split and misses there checks the mask again before answering
@@ -421,9 +421,9 @@ const MISS_DIVISOR: usize = 2;
 /// ... and at least this many misses, so that small maps do not promote every few operations.
 const MIN_PROMOTION_MISSES: usize = 64;
 
-/// A map with one shard in use splits once that shard holds this many entries (its dirty map,
-/// which has every key): then a promotion's copy would take the whole map, and a map of 1,024
-/// keys (Go's LoadMostlyHits) keeps the faster hits of one shard...
+/// A map with one shard in use splits when that shard promotes a dirty map of this many keys or
+/// more (5,504 for a map that only grows): a promotion's copy then takes the whole map, while a
+/// map of 1,024 keys (Go's LoadMostlyHits) keeps the faster hits of one shard...
 const SPLIT_AT_LEN: usize = 4096;
 /// ... or once a thread has found its lock held this many times: two threads that insert
 /// new keys at once meet on it within microseconds, while a map that only takes the lock for
@@ -939,7 +939,7 @@ where
                 if shard.snapshot(&guard).amended() {
                     let mut dirty = self.lock_dirty(shard, &guard);
                     if shard.snapshot(&guard).amended() {
-                        Self::promote_locked(shard, &mut dirty, &guard);
+                        self.promote_locked(shard, &mut dirty, &guard);
                     }
                 }
                 *snapshot = Some(shard.snapshot(&guard));

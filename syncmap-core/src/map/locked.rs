@@ -74,13 +74,9 @@ where
         }
     }
 
-    /// Whether shard 0, locked and the map's only shard in use, should split the map now: it
-    /// is large (each promotion would copy the whole map) or its lock is contended (new keys
-    /// of different shards would not wait on each other).
-    fn wants_split(&self, dirty: &Dirty<K, V>) -> bool {
-        self.split_mask != 0
-            && (dirty.len() >= SPLIT_AT_LEN
-                || self.contended.load(Ordering::Relaxed) >= SPLIT_AFTER_CONTENDED)
+    /// Whether `shard`, locked, is shard 0 of a map that has not split yet but will.
+    fn may_split(&self, shard: ShardRef<'_, K, V>) -> bool {
+        shard.mask == 0 && self.split_mask != 0
     }
 
     /// Splits a map whose shard 0 holds every key into all its shards. Caller holds shard 0's
@@ -156,19 +152,27 @@ where
             && dirty.misses >= MIN_PROMOTION_MISSES
             && dirty.misses.saturating_mul(MISS_DIVISOR) >= dirty.len()
         {
-            Self::promote_locked(shard, dirty, guard);
+            self.promote_locked(shard, dirty, guard);
         }
     }
 
     /// Makes the shard's dirty map its read snapshot (finishing its copy first, normally
-    /// already done).
+    /// already done). A map whose one shard in use has then [`SPLIT_AT_LEN`] keys or more
+    /// splits: the split's pass over the keys stays short, and since it follows a promotion,
+    /// each shard starts where a shard of a map split from the start would be in its cycles
+    /// (their tables, hence the memory a large map holds, are the same).
     pub(super) fn promote_locked(
+        &self,
         shard: ShardRef<'_, K, V>,
         dirty: &mut Dirty<K, V>,
         guard: &Guard<'_>,
     ) {
         if let Some(promotion) = dirty.take_for_promotion() {
+            let len = promotion.table.len();
             shard.publish_locked(promotion.table, promotion.dead, promotion.dead_birth, guard);
+            if self.may_split(shard) && len >= SPLIT_AT_LEN {
+                self.split_locked(dirty, guard);
+            }
         }
     }
 
@@ -243,7 +247,8 @@ where
     }
 
     /// Inserts an entry for a key that neither the snapshot nor the dirty table has, and
-    /// splits the map if it is time.
+    /// splits the map if this shard, its only shard in use, has had its lock contended too
+    /// often (or is large, see [`promote_locked`](Self::promote_locked)).
     pub(super) fn insert_new_locked(
         &self,
         shard: ShardRef<'_, K, V>,
@@ -266,9 +271,10 @@ where
         dirty.note_new_key(read, entry.hash);
         dirty.insert(entry);
         if dirty.new_keys >= read.dirty_capacity() {
-            Self::promote_locked(shard, dirty, guard);
+            self.promote_locked(shard, dirty, guard);
         }
-        if shard.mask == 0 && self.wants_split(dirty) {
+        if self.may_split(shard) && self.contended.load(Ordering::Relaxed) >= SPLIT_AFTER_CONTENDED
+        {
             self.split_locked(dirty, guard);
         }
     }

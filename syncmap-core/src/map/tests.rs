@@ -467,17 +467,22 @@ fn sync_map_is_send_and_sync_for_send_sync_types() {
 fn a_map_splits_when_its_one_shard_grows_large() {
     let map: SyncMap<u64, u64> = SyncMap::new();
     assert_eq!(map.shards_in_use(), 1);
-    let n = if cfg!(miri) {
-        200
-    } else {
-        SPLIT_AT_LEN as u64 + 100
-    };
-    for k in 0..n {
-        map.store(k, k);
-    }
+    let mut n = 0;
     if cfg!(miri) {
+        n = 200;
+        for k in 0..n {
+            map.store(k, k);
+        }
         assert_eq!(map.shards_in_use(), 1, "a small map keeps one shard");
         map.split();
+    } else {
+        // A map that only grows promotes at 128, 384, 1,408 and 5,504 keys.
+        while map.shards_in_use() == 1 {
+            map.store(n, n);
+            n += 1;
+            assert!(n <= 2 * SPLIT_AT_LEN as u64, "no split after {n} keys");
+        }
+        assert!(n >= SPLIT_AT_LEN as u64, "split after {n} keys");
     }
     assert_eq!(map.shards_in_use(), map.shards.len());
     assert!(map.shards.len() >= 4);
