@@ -216,11 +216,9 @@ pub struct SyncMap<K, V, S = RandomState> {
     /// The read/dirty pairs (their writers' half); their number is a power of two.
     shards: Box<[Shard<K, V>]>,
     /// The mask of the shards in use: 0 while shard 0 holds every key, `shards.len() - 1` once
-    /// the map has split. Changes once, from 0, with shard 0's lock held (see
-    /// [`split_locked`](Self::split_locked)).
+    /// the map has split (from the start, for a map made with a number of shards). Changes
+    /// once, from 0, with shard 0's lock held (see [`split_locked`](Self::split_locked)).
     shard_mask: AtomicUsize,
-    /// The mask after the split: `shards.len() - 1` (0 for a map that never splits).
-    split_mask: usize,
     /// How often a thread found shard 0's lock held before the split.
     contended: AtomicUsize,
     /// The empty snapshot shards start with and return to after `clear`, shared so that an
@@ -286,7 +284,7 @@ impl<K, V, S> SyncMap<K, V, S> {
     #[doc(hidden)]
     pub fn with_shards_and_hasher(shards: usize, hasher: S) -> Self {
         let map = Self::splitting_into_shards_with_hasher(shards, hasher);
-        map.shard_mask.store(map.split_mask, Ordering::Relaxed);
+        map.shard_mask.store(map.split_mask(), Ordering::Relaxed);
         map
     }
 
@@ -307,7 +305,6 @@ impl<K, V, S> SyncMap<K, V, S> {
             }),
             shards: (0..shards).map(|_| Shard::new(&empty)).collect(),
             shard_mask: AtomicUsize::new(0),
-            split_mask: shards - 1,
             contended: AtomicUsize::new(0),
             empty,
             live: StripedCounter::default(),
@@ -354,6 +351,12 @@ impl<K, V, S> SyncMap<K, V, S> {
     #[doc(hidden)]
     pub fn shards_in_use(&self) -> usize {
         self.shard_mask.load(Ordering::Acquire) + 1
+    }
+
+    /// The shard mask of the map once split: every shard in use.
+    #[inline]
+    fn split_mask(&self) -> usize {
+        self.shards.len() - 1
     }
 
     /// Whether the map split after `shard` was chosen, so that the key sought may have moved
@@ -1058,7 +1061,7 @@ impl<K, V, S> Drop for SyncMap<K, V, S> {
         let mut all = Vec::new();
         for i in 0..self.shards.len() {
             let dirty = std::mem::take(self.shards[i].dirty.get_mut());
-            let shard = self.shard_at(i, self.split_mask);
+            let shard = self.shard_at(i, self.split_mask());
             all.extend(self.detach_all_locked(shard, &dirty, &sync::enter(&self.collector)));
         }
         // Every entry is freed even if a key's or value's `Drop` panics (then resumed, after

@@ -76,7 +76,7 @@ where
 
     /// Whether `shard`, locked, is shard 0 of a map that has not split yet but will.
     fn may_split(&self, shard: ShardRef<'_, K, V>) -> bool {
-        shard.mask == 0 && self.split_mask != 0
+        shard.mask == 0 && self.split_mask() != 0
     }
 
     /// Splits a map whose shard 0 holds every key into all its shards. Caller holds shard 0's
@@ -94,7 +94,7 @@ where
     /// same entries, so a lock-free load or store through it acts on the key's current entry.
     pub(super) fn split_locked(&self, dirty: &mut Dirty<K, V>, guard: &Guard<'_>) {
         debug_assert_eq!(self.shard_mask.load(Ordering::Relaxed), 0);
-        let mask = self.split_mask;
+        let mask = self.split_mask();
         let first = self.shard_at(0, 0);
         let promotion = dirty.take_for_promotion();
         let current = first.snapshot(guard);
@@ -128,7 +128,7 @@ where
     pub fn split(&self) {
         let guard = &sync::enter(&self.collector);
         let mut dirty = self.lock_dirty(self.shard_at(0, 0), guard);
-        if self.split_mask != 0 && self.shard_mask.load(Ordering::Relaxed) == 0 {
+        if self.split_mask() != 0 && self.shard_mask.load(Ordering::Relaxed) == 0 {
             self.split_locked(&mut dirty, guard);
         }
     }

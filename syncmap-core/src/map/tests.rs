@@ -488,7 +488,7 @@ fn a_map_splits_when_its_one_shard_grows_large() {
     assert!(map.shards.len() >= 4);
     // Every key is found in its shard, and each shard's snapshot holds only its own keys.
     let guard = sync::enter(&map.collector);
-    let mask = map.split_mask;
+    let mask = map.split_mask();
     for k in 0..n {
         assert_eq!(map.load(&k), Some(k));
     }
