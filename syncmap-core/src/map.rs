@@ -935,24 +935,15 @@ where
         // Every shard's snapshot is taken before `f` first runs, so that keys `f` (or another
         // thread) inserts during the call are not visited, as with one snapshot.
         let mut snapshots: [Option<&ReadOnly<K, V>>; MAX_SHARDS] = [None; MAX_SHARDS];
-        loop {
-            let mask = self.shard_mask.load(Ordering::Acquire);
-            for (index, snapshot) in snapshots.iter_mut().take(mask + 1).enumerate() {
-                let shard = self.shard_at(index, mask);
+        self.for_each_shard_in_use(|shard| {
+            if shard.snapshot(&guard).amended() {
+                let mut dirty = self.lock_dirty(shard, &guard);
                 if shard.snapshot(&guard).amended() {
-                    let mut dirty = self.lock_dirty(shard, &guard);
-                    if shard.snapshot(&guard).amended() {
-                        self.promote_locked(shard, &mut dirty, &guard);
-                    }
+                    self.promote_locked(shard, &mut dirty, &guard);
                 }
-                *snapshot = Some(shard.snapshot(&guard));
             }
-            // If the map split meanwhile, the snapshot taken of shard 0 may hold only its own
-            // part of the keys: take them all again (at most once, the map splits once).
-            if !self.resharded(self.shard_at(0, mask)) {
-                break;
-            }
-        }
+            snapshots[shard.index] = Some(shard.snapshot(&guard));
+        });
         for snapshot in snapshots.into_iter().flatten() {
             for entry in snapshot.table.iter() {
                 if let Some(value) = entry.load(&guard) {
@@ -980,15 +971,20 @@ where
     /// ```
     pub fn clear(&self) {
         let guard = sync::enter(&self.collector);
+        self.for_each_shard_in_use(|shard| self.clear_shard(shard, &guard));
+    }
+
+    /// Calls `f` with each shard in use, in order. If the map split meanwhile, shard 0 may have
+    /// been handled before its keys moved to the other shards: then `f` is called again with
+    /// every shard (at most once more, the map splits once).
+    fn for_each_shard_in_use(&self, mut f: impl FnMut(ShardRef<'_, K, V>)) {
         loop {
             let mask = self.shard_mask.load(Ordering::Acquire);
             for index in 0..=mask {
-                self.clear_shard(self.shard_at(index, mask), &guard);
+                f(self.shard_at(index, mask));
             }
-            // If the map split meanwhile, its keys may have moved out of shard 0 before it was
-            // cleared: clear every shard again (at most once, the map splits once).
-            if !self.resharded(self.shard_at(0, mask)) {
-                break;
+            if self.shard_mask.load(Ordering::Acquire) == mask {
+                return;
             }
         }
     }
