@@ -106,7 +106,7 @@ use std::sync::Arc;
 
 use crate::raw::counter::StripedCounter;
 use crate::raw::dirty::Dirty;
-use crate::raw::entry::{Entry, EntryPtr, LiveDelta, LoadOrStored};
+use crate::raw::entry::{Entry, EntryPtr, LiveDelta, LoadOrStored, Unlink};
 use crate::raw::read::{find, ReadOnly, Table};
 use crate::raw::shard::{self, Shard, ShardRef, MAX_SHARDS};
 use crate::raw::sync::{self, Collector, Guard, Locked};
@@ -782,7 +782,7 @@ where
         let guard = sync::enter(&self.collector);
         let read = shard.snapshot(&guard);
         let old = if let Some(entry) = find(&read.table, hash, key) {
-            entry.delete(&guard, |delta| self.count(delta, &guard))
+            entry.delete(&guard, Unlink::Staying, |delta| self.count(delta, &guard))
         } else if read.may_be_dirty(hash) || self.resharded(shard) {
             self.delete_locked(shard, hash, key, read, &guard)
         } else {
@@ -873,7 +873,9 @@ where
     {
         let guard = sync::enter(&self.collector);
         self.with_entry(key, &guard, |entry| {
-            entry.compare_and_delete(old, &guard, |delta| self.count(delta, &guard))
+            entry.compare_and_delete(old, &guard, Unlink::Staying, |delta| {
+                self.count(delta, &guard)
+            })
         })
         .unwrap_or(false)
     }
@@ -897,7 +899,9 @@ where
         let guard = sync::enter(&self.collector);
         let read = shard.snapshot(&guard);
         if let Some(entry) = find(&read.table, hash, key) {
-            return entry.compare_and_delete(old, &guard, |delta| self.count(delta, &guard));
+            return entry.compare_and_delete(old, &guard, Unlink::Staying, |delta| {
+                self.count(delta, &guard)
+            });
         }
         if !read.may_be_dirty(hash) && !self.resharded(shard) {
             return false;

@@ -295,8 +295,8 @@ where
     {
         let mut dirty = self.lock_routed(&mut shard, hash, guard);
         let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
-        let entry = if let Some(entry) = found {
-            *entry
+        let (entry, unlink) = if let Some(entry) = found {
+            (*entry, Unlink::Staying)
         } else if read.amended() {
             let removed = dirty.remove(hash, key);
             if removed.is_some() {
@@ -309,11 +309,11 @@ where
             // thread keeps using it below, protected by `guard` like any other thread that
             // found it earlier.
             unsafe { removed.retire(guard) };
-            removed
+            (removed, Unlink::LeavingMap)
         } else {
             return None;
         };
-        entry.delete(guard, |delta| self.count(delta, guard))
+        entry.delete(guard, unlink, |delta| self.count(delta, guard))
     }
 
     /// The locked half of [`compare_and_remove`](Self::compare_and_remove), after a miss in the
@@ -335,7 +335,9 @@ where
         let mut dirty = self.lock_routed(&mut shard, hash, guard);
         let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
         if let Some(entry) = found {
-            return entry.compare_and_delete(old, guard, |delta| self.count(delta, guard));
+            return entry.compare_and_delete(old, guard, Unlink::Staying, |delta| {
+                self.count(delta, guard)
+            });
         }
         if !read.amended() {
             return false;
@@ -345,7 +347,10 @@ where
         // destructor (passes wait for the unlock).
         let found = dirty.find(hash, key).copied();
         let deleted = found.is_some_and(|entry| {
-            entry.compare_and_delete(old, guard, |delta| self.count(delta, guard))
+            // Removed from the dirty table just below: its first value goes with it.
+            entry.compare_and_delete(old, guard, Unlink::LeavingMap, |delta| {
+                self.count(delta, guard)
+            })
         });
         if let (true, Some(entry)) = (deleted, found) {
             if dirty.remove_entry(entry) {

@@ -1,7 +1,7 @@
 //! The shared entry of Go's design: one per key, referenced by the read snapshot and the dirty
 //! map at once, holding the value behind an atomic pointer so that a key already in the read
-//! snapshot can be updated without the lock. A small first value without drop glue lives in
-//! the entry's own allocation (see [`Entry::INLINE`]); every later value has its own.
+//! snapshot can be updated without the lock. A small first value lives in the entry's own
+//! allocation (see [`Entry::INLINE`]); every later value has its own.
 
 use std::alloc::Layout;
 use std::cell::UnsafeCell;
@@ -9,7 +9,8 @@ use std::mem::{self, MaybeUninit};
 use std::ops::Deref;
 use std::ptr::{self, NonNull};
 
-use super::sync::{self, AtomicPtr, Guard, Ordering};
+use super::sync::{self, AtomicPtr, AtomicUsize, Guard, Ordering};
+use super::unwind::Panics;
 
 /// The address of this static marks an entry as *expunged*; it is compared, never dereferenced.
 static EXPUNGED_MARK: u8 = 0;
@@ -56,8 +57,8 @@ impl LiveDelta {
 /// - `value` is either null (deleted; may be revived without the lock), the expunged marker
 ///   (deleted and absent from the dirty map), a pointer obtained from `sync::alloc_recycled` that
 ///   this entry owns, or, when [`Entry::INLINE`], the address of the first value in the
-///   entry's own allocation (see [`InlineEntry`]), which is never retired or freed apart from
-///   the entry.
+///   entry's own allocation (see [`InlineEntry`]), which is never freed apart from the entry
+///   (with drop glue, it is dropped apart from it: see [`CountedEntry`]).
 /// - A pointer replaced in `value` is handed to the map's collector with
 ///   `LocalGuard::defer_retire`, never freed directly, because lock-free readers may still be
 ///   reading it under their own guard.
@@ -80,19 +81,143 @@ pub(crate) struct Entry<K, V> {
 }
 
 /// An entry followed by the first value stored for its key, in one allocation: what
-/// [`EntryPtr`] allocates when [`Entry::INLINE`]. That saves an allocation per new key and a
-/// dependent load per lookup of a value never replaced.
+/// [`EntryPtr`] allocates when [`Entry::INLINE`] and the value has no drop glue. That saves an
+/// allocation per new key and a dependent load per lookup of a value never replaced.
 ///
 /// # Invariants
 ///
-/// `first` is written once, before the entry is published, and never again: a replaced first
-/// value stays readable for as long as the entry lives (it has no drop glue, so it is never
+/// `first` is written once, before the entry is published, and never again. Without drop
+/// glue, a replaced first value stays readable for as long as the entry lives (it is never
 /// dropped, only freed with the entry). Pointers to it are derived from the allocation's
 /// pointer, never from a reference to the `Entry` alone.
 #[repr(C)]
 struct InlineEntry<K, V> {
     entry: Entry<K, V>,
     first: UnsafeCell<MaybeUninit<V>>,
+}
+
+/// An [`InlineEntry`] whose first value has drop glue (a `String`, an `Arc`, the memo's cell):
+/// what [`EntryPtr`] allocates when [`Entry::COUNTED`]. The first value must be dropped once
+/// no reader can hold it, like a boxed value, but its bytes are the entry's, so the entry's
+/// memory must outlive that drop.
+///
+/// # Invariants
+///
+/// - `inline` is at offset 0, so the first value is at the same offset as in an
+///   [`InlineEntry`] and a pointer to the entry is a pointer to the allocation.
+/// - `holds` counts, besides the mark [`FIRST_DROPS_WITH_ENTRY`]: 1 for the entry itself, 1
+///   for a first value unlinked from `value` whose own reclamation ([`drop_first_and_release`])
+///   is pending, and 1 for each exchange about to try unlinking it ([`Entry::hold_first`]).
+///   A hold is taken before the exchange that unlinks the first value, so whoever sees the
+///   first value unlinked (the expunge or the delete that precedes an entry's retirement)
+///   sees the hold. The decrement that reaches 0 frees the allocation without dropping
+///   anything.
+/// - The first value is dropped exactly once: by [`drop_first_and_release`] if it was
+///   unlinked while the entry stays in the map ([`Unlink::Staying`]); else with the entry (it
+///   is still the current value, or it was unlinked as the entry left the map, which sets the
+///   mark). [`drop_first_and_release`] touches only `first` and `holds`, so it may run while
+///   the entry is still in use.
+/// - When the entry leaves the map with its own hold alone (besides the mark), its first
+///   value can no longer be unlinked on its own: the entry owns its whole allocation, which
+///   is retired and recycled like any other ([`EntryPtr::retire`]).
+#[repr(C)]
+struct CountedEntry<K, V> {
+    inline: InlineEntry<K, V>,
+    holds: AtomicUsize,
+}
+
+/// The mark in [`CountedEntry::holds`] of a first value unlinked as its entry left the map
+/// ([`Unlink::LeavingMap`]): the entry's reclamation drops it.
+const FIRST_DROPS_WITH_ENTRY: usize = 1 << (usize::BITS - 1);
+
+/// Drops an entry that owns its whole allocation (its own hold is the only one left): the
+/// current value, the first one in place if it is still current (else its own reclamation
+/// dropped it), and the key.
+impl<K, V> Drop for CountedEntry<K, V> {
+    fn drop(&mut self) {
+        let first = self.inline.first.get().cast::<V>();
+        let with_entry = *self.holds.get_mut() & FIRST_DROPS_WITH_ENTRY != 0;
+        if sync::get_mut(&mut self.inline.entry.value) == first || with_entry {
+            // SAFETY: the first value is initialized (written in `new`) and, being the current
+            // value or unlinked as the entry left the map, was not dropped on its own (the
+            // type's invariants); `&mut self` makes it ours.
+            unsafe { ptr::drop_in_place(first) };
+        }
+    }
+}
+
+/// The first value of a [`CountedEntry`], with the allocation's provenance.
+///
+/// # Safety
+///
+/// `entry` points at a live `CountedEntry` (allocated by [`EntryPtr::new`]).
+unsafe fn first_of<K, V>(entry: *mut CountedEntry<K, V>) -> *mut V {
+    // SAFETY: in bounds of the live allocation, per the caller; no reference is made.
+    unsafe { UnsafeCell::raw_get(ptr::addr_of!((*entry).inline.first)).cast::<V>() }
+}
+
+/// Gives up one hold of a [`CountedEntry`]; the last one frees its memory (its fields were
+/// dropped by then, or moved: nothing is dropped here).
+///
+/// # Safety
+///
+/// `entry` points at a live `CountedEntry`, and the caller owns one of its holds, which it
+/// does not use afterwards.
+unsafe fn release<K, V>(entry: *mut CountedEntry<K, V>) {
+    // SAFETY: live, per the caller.
+    let holds = unsafe { &(*entry).holds };
+    // Release: our accesses to the fields happen before the free; the Acquire of the last
+    // decrement makes the other holder's accesses happen before it too (as `Arc` does).
+    if holds.fetch_sub(1, Ordering::AcqRel) & !FIRST_DROPS_WITH_ENTRY == 1 {
+        // SAFETY: from `alloc_recycled` (in `EntryPtr::new`); the last hold is ours, so no
+        // other thread uses it. Freed as `ManuallyDrop`: its fields were dropped already.
+        unsafe { sync::free_recycled(entry.cast::<mem::ManuallyDrop<CountedEntry<K, V>>>()) };
+    }
+}
+
+/// Reclaims a first value unlinked from its [`CountedEntry`] (retired by [`Entry::retire`]):
+/// drops it and gives up its hold. Runs on any thread, possibly while the entry itself is
+/// still in the map, so it touches only `first` and `holds`.
+///
+/// # Safety
+///
+/// `entry` is the allocation of an entry whose first value was unlinked, no reader can reach
+/// that value any more, and this runs once per such unlink (there is at most one).
+unsafe fn drop_first_and_release<K, V>(entry: *mut CountedEntry<K, V>) {
+    let mut panics = Panics::default();
+    // SAFETY: the first value is initialized (written in `new`), unlinked and unreachable, and
+    // dropped only here (per the type's invariants).
+    panics.run(|| unsafe { ptr::drop_in_place(first_of(entry)) });
+    // SAFETY: this unlink's hold, taken in `Entry::retire`.
+    unsafe { release(entry) };
+    panics.resume();
+}
+
+/// Reclaims a [`CountedEntry`] that left the map: drops its key, its current value (the first
+/// one in place if it was never replaced) and gives up the entry's hold.
+///
+/// # Safety
+///
+/// `entry` left the map and no thread can reach it (its collector decided so, or the map is
+/// being dropped); this runs once.
+unsafe fn drop_entry_and_release<K, V>(entry: *mut CountedEntry<K, V>) {
+    let mut panics = Panics::default();
+    // SAFETY: the entry is unreachable: nobody else touches its `Entry` fields. A pending
+    // reclamation of its first value touches only `first` and `holds`.
+    unsafe {
+        let fields = ptr::addr_of_mut!((*entry).inline.entry);
+        let first = first_of(entry);
+        let with_entry = (*entry).holds.load(Ordering::Acquire) & FIRST_DROPS_WITH_ENTRY != 0;
+        if sync::get_mut(&mut (*fields).value) == first || with_entry {
+            // Never unlinked (still the entry's value), or unlinked as the entry left the map:
+            // dropped with the entry.
+            panics.run(|| ptr::drop_in_place(first));
+        }
+        // The key, and a boxed current value (`Entry`'s `Drop`).
+        panics.run(|| ptr::drop_in_place(fields));
+        release(entry);
+    }
+    panics.resume();
 }
 
 // SAFETY: an `Entry` owns a `K` and (through `value`) a `V`; sharing it across threads hands out
@@ -102,11 +227,16 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Entry<K, V> {}
 unsafe impl<K: Send, V: Send> Send for Entry<K, V> {}
 
 impl<K, V> Entry<K, V> {
-    /// Whether the first value lives in the entry: only small values without drop glue do. A
-    /// replaced first value is never dropped (it has nothing to drop) and keeps its bytes until
-    /// the entry is freed, so that readers may still be reading it; the size bound caps what
-    /// an updated key keeps this way (32 bytes, the size of the allocation it saved).
-    const INLINE: bool = !mem::needs_drop::<V>() && mem::size_of::<V>() <= 32;
+    /// Whether the first value lives in the entry: small values do. A replaced first value
+    /// keeps its bytes until the entry is freed, so that readers may still be reading it; the
+    /// size bound caps what an updated key keeps this way (32 bytes, the size of the
+    /// allocation it saved).
+    const INLINE: bool = mem::size_of::<V>() <= 32;
+
+    /// Whether the entry is a [`CountedEntry`]: its first value lives in it and has drop glue,
+    /// so that it must be dropped when replaced (once no reader holds it) and the entry's
+    /// memory must outlive that.
+    pub(crate) const COUNTED: bool = Self::INLINE && mem::needs_drop::<V>();
 
     /// The address of the first value when [`Self::INLINE`] (0 otherwise), for comparisons
     /// only: it is computed from `&self`, whose provenance does not cover it.
@@ -124,6 +254,76 @@ impl<K, V> Entry<K, V> {
     #[inline]
     fn is_boxed(&self, p: *mut V) -> bool {
         is_live(p) && p.addr() != self.first_addr()
+    }
+
+    /// The [`CountedEntry`] whose first value `current` (loaded from `value`) is, if it is one.
+    #[inline]
+    fn counted_of(&self, current: *mut V) -> Option<*mut CountedEntry<K, V>> {
+        (Self::COUNTED && is_live(current) && !self.is_boxed(current)).then(|| {
+            // `current` was loaded from `value`, which `new` derived from the allocation:
+            // stepping back to the entry keeps its provenance.
+            current
+                .wrapping_byte_sub(mem::offset_of!(InlineEntry<K, V>, first))
+                .cast::<CountedEntry<K, V>>()
+        })
+    }
+
+    /// Before an exchange that may unlink the first value of a [`CountedEntry`] (`current`,
+    /// loaded from `value` under a guard): takes the hold its retirement will need, so that
+    /// the hold is there before anyone can see the first value unlinked (see
+    /// [`EntryPtr::retire`]). Returns the entry if it took one, for [`Self::unhold`] should
+    /// the exchange fail.
+    #[inline]
+    fn hold_first(&self, current: *mut V) -> Option<*mut CountedEntry<K, V>> {
+        let counted = self.counted_of(current)?;
+        // SAFETY: the entry is live (the caller reached it under a guard); Relaxed: the
+        // exchange that follows publishes it (Release), and whoever sees the first value
+        // unlinked acquires that exchange.
+        unsafe { (*counted).holds.fetch_add(1, Ordering::Relaxed) };
+        Some(counted)
+    }
+
+    /// Gives back a hold of [`Self::hold_first`] after the exchange failed.
+    #[cold]
+    fn unhold(counted: *mut CountedEntry<K, V>) {
+        // SAFETY: live as in `hold_first` (same guard); the entry's own hold remains, so this
+        // never reaches 0.
+        unsafe { (*counted).holds.fetch_sub(1, Ordering::Relaxed) };
+    }
+
+    /// `value.compare_exchange_weak(current, new)` (AcqRel, Acquire), holding a first value it
+    /// unlinks (see [`Self::hold_first`]).
+    #[inline]
+    fn exchange(&self, current: *mut V, new: *mut V) -> bool {
+        let held = self.hold_first(current);
+        let exchanged = self
+            .value
+            .compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if !exchanged {
+            if let Some(counted) = held {
+                Self::unhold(counted);
+            }
+        }
+        exchanged
+    }
+
+    /// `value.swap(new)` (AcqRel), holding a first value it unlinks (see
+    /// [`Self::hold_first`]). The caller holds the dirty lock, but lock-free paths may still
+    /// change `value` between the load and the swap.
+    #[inline]
+    fn swap_value(&self, new: *mut V) -> *mut V {
+        let current = self.value.load(Ordering::Acquire);
+        let held = self.hold_first(current);
+        let old = self.value.swap(new, Ordering::AcqRel);
+        if old != current {
+            // Another thread unlinked the first value meanwhile (with its own hold): the first
+            // value never comes back, so `old` is not it.
+            if let Some(counted) = held {
+                Self::unhold(counted);
+            }
+        }
+        old
     }
 
     /// The current value, valid for as long as `guard` is held.
@@ -147,12 +347,44 @@ impl<K, V> Entry<K, V> {
 
     /// Retires a pointer that was just replaced in `value`, if it is a value of its own
     /// allocation (a first value in the entry has no drop glue and goes with the entry).
+    ///
+    /// With [`Unlink::LeavingMap`], a first value of a [`CountedEntry`] is dropped with the
+    /// entry instead of on its own.
     #[inline]
-    fn retire(&self, old: *mut V, guard: &Guard<'_>) {
+    fn retire(&self, old: *mut V, guard: &Guard<'_>, unlink: Unlink) {
         if self.is_boxed(old) {
             // SAFETY: `old` was unlinked from `value` by the caller's successful swap or CAS,
             // so threads that enter later cannot reach it; it was created by `alloc_recycled`.
             unsafe { sync::retire_recycled(guard, old) };
+        } else if let Some(counted) = self.counted_of(old) {
+            match unlink {
+                Unlink::Staying => Self::retire_first(counted, guard),
+                // SAFETY: live (reached under `guard`); the hold taken before the exchange
+                // becomes the mark, which only the entry's reclamation reads, after `guard`.
+                Unlink::LeavingMap => unsafe {
+                    (*counted)
+                        .holds
+                        .fetch_add(FIRST_DROPS_WITH_ENTRY - 1, Ordering::Relaxed);
+                },
+            }
+        }
+    }
+
+    /// Retires the first value of a [`CountedEntry`], just unlinked (with the hold taken by
+    /// [`Self::hold_first`]): it is dropped once no reader can hold it, and the entry's memory
+    /// stays until then.
+    #[cold]
+    fn retire_first(counted: *mut CountedEntry<K, V>, guard: &Guard<'_>) {
+        // SAFETY: the entry is live (the caller reached it under `guard`) and its first value
+        // was just unlinked, once for all (`value` never points at it again), with its hold
+        // taken: `drop_first_and_release` runs once, after every reader of the value.
+        unsafe {
+            sync::retire_with(
+                guard,
+                counted,
+                drop_first_and_release::<K, V>,
+                sync::birth_of(counted),
+            );
         }
     }
 
@@ -175,17 +407,12 @@ impl<K, V> Entry<K, V> {
                 // SAFETY: `new` came from `alloc_recycled` above and was never published.
                 return Err(unsafe { sync::unbox_recycled(new) });
             }
-            match self.value.compare_exchange_weak(
-                current,
-                new,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Ok(self.finish_replace(current, guard, true, count)),
-                // Reloaded through the guard: a pointer returned by a failed exchange is not
-                // covered by it (see `LocalGuard::protect`).
-                Err(_) => current = sync::protect(guard, &self.value),
+            if self.exchange(current, new) {
+                return Ok(self.finish_replace(current, guard, true, Unlink::Staying, count));
             }
+            // Reloaded through the guard: a pointer returned by a failed exchange is not
+            // covered by it (see `LocalGuard::protect`).
+            current = sync::protect(guard, &self.value);
         }
     }
 
@@ -198,6 +425,7 @@ impl<K, V> Entry<K, V> {
         old: *mut V,
         guard: &'g Guard<'_>,
         now_live: bool,
+        unlink: Unlink,
         count: impl FnOnce(LiveDelta),
     ) -> Option<&'g V> {
         let was_live = is_live(old);
@@ -206,7 +434,7 @@ impl<K, V> Entry<K, V> {
             (true, false) => LiveDelta::Removed,
             _ => LiveDelta::Unchanged,
         });
-        self.retire(old, guard);
+        self.retire(old, guard, unlink);
         // SAFETY: a live `old` was retired through `guard`'s collector after `guard` entered,
         // so it stays allocated until `guard` is dropped.
         was_live.then(|| unsafe { &*old })
@@ -218,13 +446,11 @@ impl<K, V> Entry<K, V> {
         new: V,
         guard: &'g Guard<'_>,
     ) -> (Option<&'g V>, LiveDelta) {
-        let old = self
-            .value
-            .swap(sync::alloc_recycled(guard, new), Ordering::AcqRel);
+        let old = self.swap_value(sync::alloc_recycled(guard, new));
         debug_assert!(old != expunged::<V>(), "swap_locked on an expunged entry");
         let mut delta = LiveDelta::Unchanged;
         // Under the lock, retiring runs no destructor (passes wait for the unlock).
-        let old = self.finish_replace(old, guard, true, |d| delta = d);
+        let old = self.finish_replace(old, guard, true, Unlink::Staying, |d| delta = d);
         (old, delta)
     }
 
@@ -262,10 +488,10 @@ impl<K, V> Entry<K, V> {
     /// Deletes the value and expunges the entry whatever its state (caller holds the dirty lock
     /// and is detaching the entry from the map, as `clear` does). Returns the live-count change.
     pub(crate) fn expunge_locked(&self, guard: &Guard<'_>) -> LiveDelta {
-        let old = self.value.swap(expunged(), Ordering::AcqRel);
+        let old = self.swap_value(expunged());
         let mut delta = LiveDelta::Unchanged;
         // Under the lock (or with reclamation held), retiring runs no destructor.
-        self.finish_replace(old, guard, false, |d| delta = d);
+        self.finish_replace(old, guard, false, Unlink::LeavingMap, |d| delta = d);
         delta
     }
 
@@ -309,10 +535,12 @@ impl<K, V> Entry<K, V> {
     }
 
     /// Deletes the value; calls `count` with the change of the live count before retiring the
-    /// previous value, and returns it (readable under `guard`) if there was one.
+    /// previous value, and returns it (readable under `guard`) if there was one. `unlink` says
+    /// whether the entry is leaving the map (see [`Unlink`]).
     pub(crate) fn delete<'g>(
         &self,
         guard: &'g Guard<'_>,
+        unlink: Unlink,
         count: impl FnOnce(LiveDelta),
     ) -> Option<&'g V> {
         let mut current = sync::protect(guard, &self.value);
@@ -320,15 +548,10 @@ impl<K, V> Entry<K, V> {
             if !is_live(current) {
                 return None;
             }
-            match self.value.compare_exchange_weak(
-                current,
-                ptr::null_mut(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return self.finish_replace(current, guard, false, count),
-                Err(_) => current = sync::protect(guard, &self.value),
+            if self.exchange(current, ptr::null_mut()) {
+                return self.finish_replace(current, guard, false, unlink, count);
             }
+            current = sync::protect(guard, &self.value);
         }
     }
 
@@ -346,32 +569,25 @@ impl<K, V> Entry<K, V> {
                 return false;
             }
             let candidate = sync::alloc_recycled(guard, new);
-            match self.value.compare_exchange_weak(
-                current,
-                candidate,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    self.retire(current, guard);
-                    return true;
-                }
-                Err(_) => {
-                    // SAFETY: `candidate` came from `alloc_recycled` and was never published;
-                    // held as a value again so that a panicking `eq` drops it.
-                    new = unsafe { sync::unbox_recycled(candidate) };
-                    current = sync::protect(guard, &self.value);
-                }
+            if self.exchange(current, candidate) {
+                self.retire(current, guard, Unlink::Staying);
+                return true;
             }
+            // SAFETY: `candidate` came from `alloc_recycled` and was never published; held as
+            // a value again so that a panicking `eq` drops it.
+            new = unsafe { sync::unbox_recycled(candidate) };
+            current = sync::protect(guard, &self.value);
         }
     }
 
     /// Deletes the value while it equals `old`. Returns whether it deleted; calls `count` with
-    /// [`LiveDelta::Removed`] before retiring the old value if it did.
+    /// [`LiveDelta::Removed`] before retiring the old value if it did. `unlink` says whether
+    /// the entry is leaving the map (see [`Unlink`]).
     pub(crate) fn compare_and_delete(
         &self,
         old: &V,
         guard: &Guard<'_>,
+        unlink: Unlink,
         count: impl FnOnce(LiveDelta),
     ) -> bool
     where
@@ -383,21 +599,26 @@ impl<K, V> Entry<K, V> {
             if !is_live(current) || unsafe { &*current } != old {
                 return false;
             }
-            match self.value.compare_exchange_weak(
-                current,
-                ptr::null_mut(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    count(LiveDelta::Removed);
-                    self.retire(current, guard);
-                    return true;
-                }
-                Err(_) => current = sync::protect(guard, &self.value),
+            if self.exchange(current, ptr::null_mut()) {
+                count(LiveDelta::Removed);
+                self.retire(current, guard, unlink);
+                return true;
             }
+            current = sync::protect(guard, &self.value);
         }
     }
+}
+
+/// What becomes of the entry whose value a deletion unlinks, for the first value of a
+/// [`CountedEntry`]: dropped on its own once no reader holds it, or with the entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unlink {
+    /// The entry may stay in the map for long: its first value is retired on its own.
+    Staying,
+    /// The entry leaves the map in the same locked operation (it was or is about to be
+    /// retired, and no lock-free path can reach it): its first value is dropped with it,
+    /// which keeps the entry's memory recyclable (see [`EntryPtr::retire`]).
+    LeavingMap,
 }
 
 /// The outcome of [`Entry::try_load_or_store`].
@@ -471,7 +692,9 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for EntryPtr<K, V> {}
 
 impl<K, V> EntryPtr<K, V> {
     /// The layout of the allocations [`new`](Self::new) makes, for the collector's recycling.
-    pub(crate) const LAYOUT: Layout = if Entry::<K, V>::INLINE {
+    pub(crate) const LAYOUT: Layout = if Entry::<K, V>::COUNTED {
+        Layout::new::<CountedEntry<K, V>>()
+    } else if Entry::<K, V>::INLINE {
         Layout::new::<InlineEntry<K, V>>()
     } else {
         Layout::new::<Entry<K, V>>()
@@ -480,7 +703,34 @@ impl<K, V> EntryPtr<K, V> {
     /// Allocates an entry holding `value` (in recycled memory if this thread has some); the
     /// map owns it from now on.
     pub(crate) fn new(key: K, hash: u64, value: V, guard: &Guard<'_>) -> Self {
-        let ptr = if Entry::<K, V>::INLINE {
+        let ptr = if Entry::<K, V>::COUNTED {
+            let counted = sync::alloc_recycled(
+                guard,
+                CountedEntry {
+                    inline: InlineEntry {
+                        entry: Entry {
+                            key,
+                            hash,
+                            value: AtomicPtr::new(ptr::null_mut()),
+                        },
+                        first: UnsafeCell::new(MaybeUninit::new(value)),
+                    },
+                    holds: AtomicUsize::new(1),
+                },
+            );
+            // SAFETY: `alloc_recycled` returns a valid pointer to its argument, not shared
+            // yet; the first value's pointer derives from the allocation's.
+            unsafe {
+                let first = first_of(counted);
+                // Not shared yet: the map publishes the entry under the lock or in a snapshot.
+                (*counted)
+                    .inline
+                    .entry
+                    .value
+                    .store(first, Ordering::Relaxed);
+            }
+            counted.cast::<Entry<K, V>>()
+        } else if Entry::<K, V>::INLINE {
             let inline = sync::alloc_recycled(
                 guard,
                 InlineEntry {
@@ -522,7 +772,28 @@ impl<K, V> EntryPtr<K, V> {
     /// The entry has left the map (see the type's invariants): threads that enter later cannot
     /// reach it. It is retired or freed only once.
     pub(crate) unsafe fn retire(self, guard: &Guard<'_>) {
-        if Entry::<K, V>::INLINE {
+        if Entry::<K, V>::COUNTED {
+            let entry = self.0.as_ptr().cast::<CountedEntry<K, V>>();
+            // SAFETY: allocated as a `CountedEntry` in `new`, by `alloc_recycled`; unlinked per
+            // the caller. Its value is expunged, or deleted in an entry no lock-free path can
+            // reach, so its first value can no longer be unlinked, and the hold of one that
+            // was is visible here (taken before the exchange that unlinked it, which the
+            // expunge or the delete read). With the entry's own hold alone, the entry owns its
+            // whole allocation again: it is retired like any other, and its memory recycled.
+            // Else the last of the two reclamations frees it.
+            unsafe {
+                if (*entry).holds.load(Ordering::Acquire) & !FIRST_DROPS_WITH_ENTRY == 1 {
+                    sync::retire_recycled(guard, entry);
+                } else {
+                    sync::retire_with(
+                        guard,
+                        entry,
+                        drop_entry_and_release::<K, V>,
+                        sync::birth_of(entry),
+                    );
+                }
+            }
+        } else if Entry::<K, V>::INLINE {
             // SAFETY: allocated as an `InlineEntry` in `new` (the pointer keeps the whole
             // allocation's provenance); unlinked per the caller.
             unsafe { sync::retire_recycled(guard, self.0.as_ptr().cast::<InlineEntry<K, V>>()) };
@@ -534,7 +805,11 @@ impl<K, V> EntryPtr<K, V> {
 
     /// The entry's birth (see `sync::birth`): the epoch of its collector when it was allocated.
     pub(crate) fn birth(self) -> u64 {
-        if Entry::<K, V>::INLINE {
+        if Entry::<K, V>::COUNTED {
+            // SAFETY: allocated as a `CountedEntry` by `alloc_recycled`, not freed while the map
+            // holds the pointer (the entry's own hold).
+            unsafe { sync::birth_of(self.0.as_ptr().cast::<CountedEntry<K, V>>()) }
+        } else if Entry::<K, V>::INLINE {
             // SAFETY: allocated as an `InlineEntry` by `alloc_recycled`, not freed while the map
             // holds the pointer.
             unsafe { sync::birth_of(self.0.as_ptr().cast::<InlineEntry<K, V>>()) }
@@ -551,7 +826,19 @@ impl<K, V> EntryPtr<K, V> {
     /// The entry has left the map (see the type's invariants) and no thread can reach it: either
     /// its collector decided so, or the map is being dropped.
     pub(crate) unsafe fn free(self) {
-        if Entry::<K, V>::INLINE {
+        if Entry::<K, V>::COUNTED {
+            let entry = self.0.as_ptr().cast::<CountedEntry<K, V>>();
+            // SAFETY: allocated as a `CountedEntry` in `new`, by `alloc_recycled`; unreachable
+            // per the caller. A first value retired earlier and not reclaimed yet keeps the
+            // memory until its own reclamation (see `retire`).
+            unsafe {
+                if (*entry).holds.load(Ordering::Acquire) & !FIRST_DROPS_WITH_ENTRY == 1 {
+                    sync::free_recycled(entry);
+                } else {
+                    drop_entry_and_release(entry);
+                }
+            }
+        } else if Entry::<K, V>::INLINE {
             // SAFETY: allocated as an `InlineEntry` by `alloc_recycled` in `new`; unreachable
             // per the caller.
             unsafe { sync::free_recycled(self.0.as_ptr().cast::<InlineEntry<K, V>>()) };

@@ -50,6 +50,24 @@ mod imp {
         unsafe { guard.defer_retire(ptr, crate::raw::epoch::boxed::<T>, birth) }
     }
 
+    /// Calls `reclaim(ptr)` once no guard that may have loaded `ptr` remains.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` (or the part of it that `reclaim` drops) was unlinked: threads that enter later
+    /// cannot reach it. `reclaim(ptr)` is sound on any thread once no thread can reach it, and
+    /// is retired once. `birth` is as for [`retire_box`].
+    #[inline]
+    pub(crate) unsafe fn retire_with<T>(
+        guard: &Guard<'_>,
+        ptr: *mut T,
+        reclaim: unsafe fn(*mut T),
+        birth: u64,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { guard.defer_retire(ptr, reclaim, birth) }
+    }
+
     /// The current epoch of the guard's collector, as the birth of an object about to be
     /// published (for [`retire_box`]).
     #[inline]
@@ -303,6 +321,22 @@ mod imp {
             drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
         }
         guard.0.lock().unwrap().push((ptr.cast(), free::<T>));
+    }
+
+    /// # Safety
+    ///
+    /// As in the real implementation.
+    pub(crate) unsafe fn retire_with<T>(
+        guard: &Guard<'_>,
+        ptr: *mut T,
+        reclaim: unsafe fn(*mut T),
+        _birth: u64,
+    ) {
+        // SAFETY: `*mut T` and `*mut ()` are ABI-compatible thin pointers: calling `reclaim`
+        // through this type with the pointer cast back is calling it with `ptr`.
+        let reclaim =
+            unsafe { std::mem::transmute::<unsafe fn(*mut T), unsafe fn(*mut ())>(reclaim) };
+        guard.0.lock().unwrap().push((ptr.cast(), reclaim));
     }
 
     /// No id with a counter stripe of its own: loom's threads share one OS thread, so they
