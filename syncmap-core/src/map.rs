@@ -83,11 +83,13 @@
 //! - **Deleting a key only the dirty map has takes it out of the dirty table** (`delete`, and
 //!   the memo's evictions): left there deleted, it would be promoted, copied and dropped only a
 //!   cycle later.
-//! - **The first value shares the entry's allocation** when it is small (at most 32 bytes) and
-//!   has no drop glue: one allocation per new key instead of two, and one dependent load less
-//!   per lookup of a value never replaced. A replaced first value keeps its bytes until the
-//!   entry is freed (it has nothing to drop), since readers may still be reading it. Go boxes
-//!   every value in an `interface{}`.
+//! - **The first value shares the entry's allocation** when it is small (at most 32 bytes):
+//!   one allocation per new key instead of two, and one dependent load less per lookup of a
+//!   value never replaced. A replaced first value keeps its bytes until the entry is freed,
+//!   since readers may still be reading it; one with drop glue (a `String`, an `Arc`, the
+//!   memo's cell) is dropped once no reader holds it, and the entry counts that pending drop
+//!   so that its memory outlives it (`CountedEntry` in `raw/entry.rs`). Go boxes every value
+//!   in an `interface{}`.
 //! - **No per-entry reference count.** Entries are owned by the map through plain pointers and
 //!   retired through the collector when they leave it (see `EntryPtr`), which saves 16 bytes and
 //!   two atomic read-modify-writes per entry per promotion cycle.
@@ -172,10 +174,11 @@ pub(crate) trait IdentityEq: PartialEq {}
 /// value's `Drop` may call back into the map (`tests/reentrant_drop.rs`).
 /// Deleted keys leave the map at the next promotion of the dirty map, as in Go.
 ///
-/// Each key takes one allocation holding the key and, when the value type has no drop glue and
-/// is at most 32 bytes (integers, `Copy` tuples, `&'static str`), its first value; other values
-/// and every later value have an allocation of their own. A replaced first value has nothing
-/// to drop and keeps its bytes in the key's allocation until the key leaves the map.
+/// Each key takes one allocation holding the key and, when the value type is at most 32 bytes
+/// (integers, `String`, `Arc<T>`, `Vec<T>`, small tuples), its first value; larger values and
+/// every later value have an allocation of their own. A replaced first value is dropped like
+/// any other (once no reader holds it) but keeps its bytes in the key's allocation until the
+/// key leaves the map.
 ///
 /// The memory of dropped values (and of entries deleted before a promotion) is kept for the
 /// next writes instead of going back to the allocator: at most 32 KiB per writing thread for
