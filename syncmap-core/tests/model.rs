@@ -1,11 +1,16 @@
 //! Model-based test: random sequences of every operation, applied to `SyncMap` and to a
 //! `HashMap` reference; every result and the final contents must agree. Also on two threads at
-//! once, each with its own keys and its own reference.
+//! once, each with its own keys and its own reference. The values are `u8`s, or `u8`s with drop
+//! glue that count their live instances (stored in their entries like a `String` or an `Arc`):
+//! once the map is dropped, none may be left, and none dropped twice.
 //!
 //! Cases: `PROPTEST_CASES` (default 256, fewer under miri). Long run:
 //! `PROPTEST_CASES=100000 cargo test -p syncmap-core --release --test model`.
 
 use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use syncmap_core::SyncMap;
@@ -82,8 +87,55 @@ enum Shards {
     Splitting(usize),
 }
 
+/// A map's value: a `u8`, possibly wrapped.
+trait Value: Clone + PartialEq + Debug + Send + Sync {
+    fn get(&self) -> u8;
+}
+
+impl Value for u8 {
+    fn get(&self) -> u8 {
+        *self
+    }
+}
+
+/// A `u8` with drop glue that counts its live instances (+1 when made or cloned, -1 when
+/// dropped): 16 bytes, so a first value lives in its entry and is dropped apart from it.
+#[derive(Debug)]
+struct Tracked(u8, Arc<AtomicIsize>);
+
+impl Tracked {
+    fn new(v: u8, live: &Arc<AtomicIsize>) -> Tracked {
+        live.fetch_add(1, Ordering::Relaxed);
+        Tracked(v, Arc::clone(live))
+    }
+}
+
+impl Clone for Tracked {
+    fn clone(&self) -> Self {
+        Tracked::new(self.0, &self.1)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.1.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl PartialEq for Tracked {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Value for Tracked {
+    fn get(&self) -> u8 {
+        self.0
+    }
+}
+
 /// A map sharded as said (small key sets then still span several shards).
-fn map(shards: Shards) -> SyncMap<u16, u8> {
+fn map<V>(shards: Shards) -> SyncMap<u16, V> {
     let hasher = std::collections::hash_map::RandomState::new();
     match shards {
         Shards::Fixed(n) => SyncMap::with_shards_and_hasher(n, hasher),
@@ -103,23 +155,39 @@ fn shards() -> impl Strategy<Value = Shards> {
     ])
 }
 
-fn check(ops: &[Op], shards: Shards) {
+fn check<V: Value>(ops: &[Op], shards: Shards, make: &(impl Fn(u8) -> V + Sync)) {
     let map = map(shards);
-    let model = run(&map, ops, Share::ALONE);
+    let model = run(&map, ops, Share::ALONE, make);
     let mut contents = HashMap::new();
     map.range(|k, v| {
-        contents.insert(*k, *v);
+        contents.insert(*k, v.get());
         true
     });
     assert_eq!(contents, model);
     assert_eq!(map.len(), model.len());
 }
 
+/// `check` with tracked values, then the drop accounting once the map is gone.
+fn check_tracked(ops: &[Op], shards: Shards) {
+    let live = Arc::new(AtomicIsize::new(0));
+    check(ops, shards, &|v| Tracked::new(v, &live));
+    assert_eq!(
+        live.load(Ordering::Relaxed),
+        0,
+        "values leaked or dropped twice"
+    );
+}
+
 /// Applies `ops` to `map` and to a reference model of this share's keys, checking every result;
 /// returns the model. With other shares running concurrently, `Clear` is skipped (it would
 /// remove their keys), `Len` is not checked, and `range` is checked on this share's keys only:
 /// no other thread changes them, so even a non-snapshot `range` must see exactly the model.
-fn run(map: &SyncMap<u16, u8>, ops: &[Op], share: Share) -> HashMap<u16, u8> {
+fn run<V: Value>(
+    map: &SyncMap<u16, V>,
+    ops: &[Op],
+    share: Share,
+    make: &impl Fn(u8) -> V,
+) -> HashMap<u16, u8> {
     let alone = share.of == 1;
     let mut model: HashMap<u16, u8> = HashMap::new();
     for (step, op) in ops.iter().enumerate() {
@@ -142,15 +210,19 @@ fn run(map: &SyncMap<u16, u8>, ops: &[Op], share: Share) -> HashMap<u16, u8> {
             Op::Clear | Op::Len => continue,
         };
         match op {
-            Op::Load(k) => assert_eq!(map.load(&k), model.get(&k).copied(), "{step}: {op:?}"),
+            Op::Load(k) => assert_eq!(
+                map.load(&k).map(|v| v.get()),
+                model.get(&k).copied(),
+                "{step}: {op:?}"
+            ),
             Op::LoadWith(k) => assert_eq!(
-                map.load_with(&k, |v| u16::from(*v) + 1),
+                map.load_with(&k, |v| u16::from(v.get()) + 1),
                 model.get(&k).map(|v| u16::from(*v) + 1),
                 "{step}: {op:?}"
             ),
             Op::Contains(k) => assert_eq!(map.contains_key(&k), model.contains_key(&k)),
             Op::Store(k, v) => {
-                map.store(k, v);
+                map.store(k, make(v));
                 model.insert(k, v);
             }
             Op::LoadOrStore(k, v) | Op::LoadOrStoreWith(k, v) => {
@@ -161,34 +233,43 @@ fn run(map: &SyncMap<u16, u8>, ops: &[Op], share: Share) -> HashMap<u16, u8> {
                         (v, false)
                     }
                 };
-                let actual = if matches!(op, Op::LoadOrStore(..)) {
-                    map.load_or_store(k, v)
+                let (actual, loaded) = if matches!(op, Op::LoadOrStore(..)) {
+                    map.load_or_store(k, make(v))
                 } else {
                     let mut ran = false;
                     let result = map.load_or_store_with(k, || {
                         ran = true;
-                        v
+                        make(v)
                     });
                     assert_eq!(ran, !expected.1, "the closure runs only on a miss");
                     result
                 };
+                let actual = (actual.get(), loaded);
                 assert_eq!(actual, expected, "{step}: {op:?}");
             }
             Op::LoadAndDelete(k) => {
-                assert_eq!(map.load_and_delete(&k), model.remove(&k), "{step}: {op:?}")
+                assert_eq!(
+                    map.load_and_delete(&k).map(|v| v.get()),
+                    model.remove(&k),
+                    "{step}: {op:?}"
+                )
             }
             Op::Delete(k) => {
                 map.delete(&k);
                 model.remove(&k);
             }
-            Op::Swap(k, v) => assert_eq!(map.swap(k, v), model.insert(k, v), "{step}: {op:?}"),
+            Op::Swap(k, v) => assert_eq!(
+                map.swap(k, make(v)).map(|v| v.get()),
+                model.insert(k, v),
+                "{step}: {op:?}"
+            ),
             Op::CompareAndSwap(k, old, new) => {
                 let expected = model.get(&k) == Some(&old);
                 if expected {
                     model.insert(k, new);
                 }
                 assert_eq!(
-                    map.compare_and_swap(&k, &old, new),
+                    map.compare_and_swap(&k, &make(old), make(new)),
                     expected,
                     "{step}: {op:?}"
                 );
@@ -198,7 +279,11 @@ fn run(map: &SyncMap<u16, u8>, ops: &[Op], share: Share) -> HashMap<u16, u8> {
                 if expected {
                     model.remove(&k);
                 }
-                assert_eq!(map.compare_and_delete(&k, &old), expected, "{step}: {op:?}");
+                assert_eq!(
+                    map.compare_and_delete(&k, &make(old)),
+                    expected,
+                    "{step}: {op:?}"
+                );
             }
             Op::Range(stop_after) => {
                 let mut seen = HashMap::new();
@@ -206,7 +291,7 @@ fn run(map: &SyncMap<u16, u8>, ops: &[Op], share: Share) -> HashMap<u16, u8> {
                 map.range(|k, v| {
                     assert!(visited.insert(*k), "a key visited twice");
                     if share.owns(*k) {
-                        seen.insert(*k, *v);
+                        seen.insert(*k, v.get());
                     }
                     visited.len() < usize::from(stop_after) + 1 || stop_after == 7
                 });
@@ -268,7 +353,7 @@ proptest! {
         ops in proptest::collection::vec(op(6), 1..if cfg!(miri) { 60 } else { 400 }),
         shards in shards(),
     ) {
-        check(&ops, shards);
+        check(&ops, shards, &|v| v);
     }
 
     /// More keys: loads of absent keys drive promotions and the incremental copy.
@@ -277,7 +362,26 @@ proptest! {
         ops in proptest::collection::vec(op(200), 1..if cfg!(miri) { 60 } else { 1500 }),
         shards in shards(),
     ) {
-        check(&ops, shards);
+        check(&ops, shards, &|v| v);
+    }
+
+    /// Few keys, values with drop glue: first values replaced, deleted and expunged in their
+    /// entries, then every value dropped exactly once.
+    #[test]
+    fn few_keys_values_with_drop_glue(
+        ops in proptest::collection::vec(op(6), 1..if cfg!(miri) { 60 } else { 400 }),
+        shards in shards(),
+    ) {
+        check_tracked(&ops, shards);
+    }
+
+    /// More keys, values with drop glue.
+    #[test]
+    fn many_keys_values_with_drop_glue(
+        ops in proptest::collection::vec(op(200), 1..if cfg!(miri) { 60 } else { 1500 }),
+        shards in shards(),
+    ) {
+        check_tracked(&ops, shards);
     }
 
     /// Two sequences on two threads at once, each on its own keys of one map and checked
@@ -292,26 +396,53 @@ proptest! {
         ),
         shards in shards(),
     ) {
-        let map = map(shards);
-        let models: Vec<HashMap<u16, u8>> = std::thread::scope(|s| {
-            let threads: Vec<_> = ops
-                .iter()
-                .enumerate()
-                .map(|(index, ops)| {
-                    let map = &map;
-                    let share = Share { index: index as u16, of: 2 };
-                    s.spawn(move || run(map, ops, share))
-                })
-                .collect();
-            threads.into_iter().map(|t| t.join().unwrap()).collect()
-        });
-        let expected: HashMap<u16, u8> = models.into_iter().flatten().collect();
-        let mut contents = HashMap::new();
-        map.range(|k, v| {
-            assert!(contents.insert(*k, *v).is_none(), "a key visited twice");
-            true
-        });
-        prop_assert_eq!(&contents, &expected);
-        prop_assert_eq!(map.len(), expected.len());
+        check_two_threads(&ops, shards, &|v| v);
     }
+
+    /// Two threads, values with drop glue: a first value unlinked on one thread while the
+    /// other's promotions and copies retire entries; every value dropped exactly once.
+    #[test]
+    fn two_threads_disjoint_keys_values_with_drop_glue(
+        ops in proptest::collection::vec(
+            proptest::collection::vec(op(100), 1..if cfg!(miri) { 40 } else { 1000 }),
+            2,
+        ),
+        shards in shards(),
+    ) {
+        let live = Arc::new(AtomicIsize::new(0));
+        check_two_threads(&ops, shards, &|v| Tracked::new(v, &live));
+        prop_assert_eq!(live.load(Ordering::Relaxed), 0, "values leaked or dropped twice");
+    }
+}
+
+/// Runs two sequences on two threads at once, each on its own keys of one map, and checks the
+/// map's contents against the union of their models.
+fn check_two_threads<V: Value>(ops: &[Vec<Op>], shards: Shards, make: &(impl Fn(u8) -> V + Sync)) {
+    let map = map(shards);
+    let models: Vec<HashMap<u16, u8>> = std::thread::scope(|s| {
+        let threads: Vec<_> = ops
+            .iter()
+            .enumerate()
+            .map(|(index, ops)| {
+                let map = &map;
+                let share = Share {
+                    index: index as u16,
+                    of: 2,
+                };
+                s.spawn(move || run(map, ops, share, make))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let expected: HashMap<u16, u8> = models.into_iter().flatten().collect();
+    let mut contents = HashMap::new();
+    map.range(|k, v| {
+        assert!(
+            contents.insert(*k, v.get()).is_none(),
+            "a key visited twice"
+        );
+        true
+    });
+    assert_eq!(contents, expected);
+    assert_eq!(map.len(), expected.len());
 }
