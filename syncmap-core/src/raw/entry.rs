@@ -136,7 +136,7 @@ const FIRST_DROPS_WITH_ENTRY: usize = 1 << (usize::BITS - 1);
 impl<K, V> Drop for CountedEntry<K, V> {
     fn drop(&mut self) {
         let first = self.inline.first.get().cast::<V>();
-        let with_entry = *self.holds.get_mut() & FIRST_DROPS_WITH_ENTRY != 0;
+        let with_entry = self.holds.load(Ordering::Acquire) & FIRST_DROPS_WITH_ENTRY != 0;
         if sync::get_mut(&mut self.inline.entry.value) == first || with_entry {
             // SAFETY: the first value is initialized (written in `new`) and, being the current
             // value or unlinked as the entry left the map, was not dropped on its own (the
