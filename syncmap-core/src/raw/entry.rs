@@ -136,14 +136,24 @@ const FIRST_DROPS_WITH_ENTRY: usize = 1 << (usize::BITS - 1);
 impl<K, V> Drop for CountedEntry<K, V> {
     fn drop(&mut self) {
         let first = self.inline.first.get().cast::<V>();
-        let with_entry = self.holds.load(Ordering::Acquire) & FIRST_DROPS_WITH_ENTRY != 0;
-        if sync::get_mut(&mut self.inline.entry.value) == first || with_entry {
+        if first_drops_with_entry(
+            sync::get_mut(&mut self.inline.entry.value),
+            first,
+            &self.holds,
+        ) {
             // SAFETY: the first value is initialized (written in `new`) and, being the current
             // value or unlinked as the entry left the map, was not dropped on its own (the
             // type's invariants); `&mut self` makes it ours.
             unsafe { ptr::drop_in_place(first) };
         }
     }
+}
+
+/// Whether an entry being reclaimed, whose current value is `value`, drops its first value
+/// `first` itself: the first value was never unlinked, or was unlinked as the entry left the
+/// map (the mark in `holds`). Else its own reclamation drops it.
+fn first_drops_with_entry<V>(value: *mut V, first: *mut V, holds: &AtomicUsize) -> bool {
+    value == first || holds.load(Ordering::Acquire) & FIRST_DROPS_WITH_ENTRY != 0
 }
 
 /// The first value of a [`CountedEntry`], with the allocation's provenance.
@@ -207,10 +217,7 @@ unsafe fn drop_entry_and_release<K, V>(entry: *mut CountedEntry<K, V>) {
     unsafe {
         let fields = ptr::addr_of_mut!((*entry).inline.entry);
         let first = first_of(entry);
-        let with_entry = (*entry).holds.load(Ordering::Acquire) & FIRST_DROPS_WITH_ENTRY != 0;
-        if sync::get_mut(&mut (*fields).value) == first || with_entry {
-            // Never unlinked (still the entry's value), or unlinked as the entry left the map:
-            // dropped with the entry.
+        if first_drops_with_entry(sync::get_mut(&mut (*fields).value), first, &(*entry).holds) {
             panics.run(|| ptr::drop_in_place(first));
         }
         // The key, and a boxed current value (`Entry`'s `Drop`).
@@ -313,6 +320,10 @@ impl<K, V> Entry<K, V> {
     /// change `value` between the load and the swap.
     #[inline]
     fn swap_value(&self, new: *mut V) -> *mut V {
+        if !Self::COUNTED {
+            // No first value to hold: no load before the swap.
+            return self.value.swap(new, Ordering::AcqRel);
+        }
         let current = self.value.load(Ordering::Acquire);
         let held = self.hold_first(current);
         let old = self.value.swap(new, Ordering::AcqRel);
