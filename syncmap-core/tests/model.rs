@@ -325,6 +325,16 @@ fn run<V: Value>(
     model
 }
 
+/// The values-with-drop-glue runs: under miri, half the cases of the plain runs (which cover
+/// the map's logic there; these add the drops, and took miri as long again as the whole test).
+fn config_with_drop_glue() -> ProptestConfig {
+    let config = config();
+    ProptestConfig {
+        cases: if cfg!(miri) { 2 } else { config.cases },
+        ..config
+    }
+}
+
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
@@ -365,6 +375,28 @@ proptest! {
         check(&ops, shards, &|v| v);
     }
 
+
+
+    /// Two sequences on two threads at once, each on its own keys of one map and checked
+    /// against its own model: one thread's promotions, copies and expunges must never change
+    /// what the other observes. (Which interleaving runs is up to the scheduler, so a failure
+    /// may not reproduce from its seed; the sequences are printed.)
+    #[test]
+    fn two_threads_disjoint_keys(
+        ops in proptest::collection::vec(
+            proptest::collection::vec(op(100), 1..if cfg!(miri) { 40 } else { 1000 }),
+            2,
+        ),
+        shards in shards(),
+    ) {
+        check_two_threads(&ops, shards, &|v| v);
+    }
+
+}
+
+proptest! {
+    #![proptest_config(config_with_drop_glue())]
+
     /// Few keys, values with drop glue: first values replaced, deleted and expunged in their
     /// entries, then every value dropped exactly once. (Shorter sequences under miri than the
     /// plain tests': the plain ones cover the map's logic there, these its drops.)
@@ -383,21 +415,6 @@ proptest! {
         shards in shards(),
     ) {
         check_tracked(&ops, shards);
-    }
-
-    /// Two sequences on two threads at once, each on its own keys of one map and checked
-    /// against its own model: one thread's promotions, copies and expunges must never change
-    /// what the other observes. (Which interleaving runs is up to the scheduler, so a failure
-    /// may not reproduce from its seed; the sequences are printed.)
-    #[test]
-    fn two_threads_disjoint_keys(
-        ops in proptest::collection::vec(
-            proptest::collection::vec(op(100), 1..if cfg!(miri) { 40 } else { 1000 }),
-            2,
-        ),
-        shards in shards(),
-    ) {
-        check_two_threads(&ops, shards, &|v| v);
     }
 
     /// Two threads, values with drop glue: a first value unlinked on one thread while the
