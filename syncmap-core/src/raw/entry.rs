@@ -156,6 +156,19 @@ fn first_drops_with_entry<V>(value: *mut V, first: *mut V, holds: &AtomicUsize) 
     value == first || holds.load(Ordering::Acquire) & FIRST_DROPS_WITH_ENTRY != 0
 }
 
+/// Whether a [`CountedEntry`] that left the map holds only its own hold (the mark aside): no
+/// reclamation of its first value is pending, and none can start (see [`EntryPtr::retire`]),
+/// so the entry owns its whole allocation and is retired or freed like any other.
+///
+/// # Safety
+///
+/// `entry` points at a live `CountedEntry`.
+unsafe fn owns_its_allocation<K, V>(entry: *mut CountedEntry<K, V>) -> bool {
+    // SAFETY: live, per the caller. Acquire: a first value's reclamation that gave up its
+    // hold dropped the value before.
+    unsafe { (*entry).holds.load(Ordering::Acquire) & !FIRST_DROPS_WITH_ENTRY == 1 }
+}
+
 /// The first value of a [`CountedEntry`], with the allocation's provenance.
 ///
 /// # Safety
@@ -198,13 +211,14 @@ unsafe fn drop_first_and_release<K, V>(entry: *mut CountedEntry<K, V>) {
     // SAFETY: the first value is initialized (written in `new`), unlinked and unreachable, and
     // dropped only here (per the type's invariants).
     panics.run(|| unsafe { ptr::drop_in_place(first_of(entry)) });
-    // SAFETY: this unlink's hold, taken in `Entry::retire`.
+    // SAFETY: this unlink's hold, taken by `Entry::hold_first` before the exchange.
     unsafe { release(entry) };
     panics.resume();
 }
 
-/// Reclaims a [`CountedEntry`] that left the map: drops its key, its current value (the first
-/// one in place if it was never replaced) and gives up the entry's hold.
+/// Reclaims a [`CountedEntry`] that left the map: drops its key, its current value, its first
+/// value if that is the entry's to drop ([`first_drops_with_entry`]), and gives up the
+/// entry's hold.
 ///
 /// # Safety
 ///
@@ -356,11 +370,9 @@ impl<K, V> Entry<K, V> {
         self.value.load(Ordering::Acquire) == expunged()
     }
 
-    /// Retires a pointer that was just replaced in `value`, if it is a value of its own
-    /// allocation (a first value in the entry has no drop glue and goes with the entry).
-    ///
-    /// With [`Unlink::LeavingMap`], a first value of a [`CountedEntry`] is dropped with the
-    /// entry instead of on its own.
+    /// Retires a pointer that was just replaced in `value`: a value of its own allocation, or
+    /// the first value of a [`CountedEntry`] (on its own, or with the entry for
+    /// [`Unlink::LeavingMap`]). A first value without drop glue goes with the entry.
     #[inline]
     fn retire(&self, old: *mut V, guard: &Guard<'_>, unlink: Unlink) {
         if self.is_boxed(old) {
@@ -786,14 +798,16 @@ impl<K, V> EntryPtr<K, V> {
         if Entry::<K, V>::COUNTED {
             let entry = self.0.as_ptr().cast::<CountedEntry<K, V>>();
             // SAFETY: allocated as a `CountedEntry` in `new`, by `alloc_recycled`; unlinked per
-            // the caller. Its value is expunged, or deleted in an entry no lock-free path can
-            // reach, so its first value can no longer be unlinked, and the hold of one that
-            // was is visible here (taken before the exchange that unlinked it, which the
-            // expunge or the delete read). With the entry's own hold alone, the entry owns its
-            // whole allocation again: it is retired like any other, and its memory recycled.
-            // Else the last of the two reclamations frees it.
+            // the caller. No other thread can unlink its first value any more: its value is
+            // expunged, or the entry was only in the dirty map, and the hold of a first value
+            // unlinked before is visible here (taken before the exchange that unlinked it,
+            // which the expunge or the locked removal read). The retiring thread may still
+            // delete a live value (`delete_locked`), with `Unlink::LeavingMap`: the first value
+            // then goes with the entry. So with the entry's own hold alone, the entry owns its
+            // whole allocation and is retired like any other (its memory recycled); else the
+            // last of the two reclamations frees it.
             unsafe {
-                if (*entry).holds.load(Ordering::Acquire) & !FIRST_DROPS_WITH_ENTRY == 1 {
+                if owns_its_allocation(entry) {
                     sync::retire_recycled(guard, entry);
                 } else {
                     sync::retire_with(
@@ -843,7 +857,7 @@ impl<K, V> EntryPtr<K, V> {
             // per the caller. A first value retired earlier and not reclaimed yet keeps the
             // memory until its own reclamation (see `retire`).
             unsafe {
-                if (*entry).holds.load(Ordering::Acquire) & !FIRST_DROPS_WITH_ENTRY == 1 {
+                if owns_its_allocation(entry) {
                     sync::free_recycled(entry);
                 } else {
                     drop_entry_and_release(entry);
