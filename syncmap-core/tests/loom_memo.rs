@@ -13,6 +13,13 @@
 //! seeded bugs were each caught: a cell that lets two initializers run, and a miss path that
 //! stores a fresh cell instead of `load_or_store_with` (the body ran twice).
 //!
+//! Two more models check the statistics' gauge of waiting callers: every caller blocked on a
+//! computation is counted (81966 executions), and a caller counted by another is uncounted when
+//! it computes in turn (bounded to 4 preemptions: its spinning body makes the full search too
+//! long). Both fail on the gauge as it was before 2026-12-05 (read before the cell was entered),
+//! and each fails on a seeded bug of the fix (no count on the overtaken caller's behalf; no
+//! uncount when it computes).
+//!
 //! Run with `RUSTFLAGS="--cfg syncmap_loom" cargo test -p syncmap-core --release --test loom_memo`.
 //! Without that cfg this file compiles to nothing.
 #![cfg(syncmap_loom)]
@@ -39,6 +46,18 @@ fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> thread::J
 fn model(body: impl Fn() + Send + Sync + 'static) {
     let body = std::sync::Arc::new(body);
     loom::model(move || {
+        let body = std::sync::Arc::clone(&body);
+        spawn(move || body()).join().unwrap();
+    });
+}
+
+/// [`model`] with loom's search bounded to `preemptions` preemptions per execution, for a model
+/// whose spinning body would otherwise make the search too long.
+fn model_with_preemptions(preemptions: usize, body: impl Fn() + Send + Sync + 'static) {
+    let body = std::sync::Arc::new(body);
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(preemptions);
+    builder.check(move || {
         let body = std::sync::Arc::clone(&body);
         spawn(move || body()).join().unwrap();
     });
@@ -129,5 +148,64 @@ fn invalidation_racing_with_a_computation_leaves_no_stale_or_stuck_cell() {
         assert_eq!(call(memo, 1, &runs), 10);
         assert_eq!(memo.get(&1), Some(10));
         assert_eq!(memo.len(), 1);
+    });
+}
+
+#[test]
+fn a_caller_that_waits_for_a_computation_is_counted_while_it_waits() {
+    model(|| {
+        let memo = memo();
+        // The body, run by whichever caller computes, ends only once the other caller is
+        // counted as waiting: a caller blocked on the cell uncounted would leave it spinning,
+        // and loom fails the model (it exceeds its branch bound).
+        let body = move || {
+            while memo.stats().waiting == 0 {
+                thread::yield_now();
+            }
+            7
+        };
+        let other = spawn(move || memo.__call(&1, || 1, body, |_| true));
+        assert_eq!(memo.__call(&1, || 1, body, |_| true), 7);
+        assert_eq!(other.join().unwrap(), 7);
+        let stats = memo.stats();
+        assert_eq!((stats.computations, stats.waits, stats.waiting), (1, 1, 0));
+    });
+}
+
+const PREEMPTIONS: usize = 4;
+
+#[test]
+fn a_caller_counted_as_waiting_is_uncounted_when_it_computes_in_turn() {
+    model_with_preemptions(PREEMPTIONS, || {
+        let memo = memo();
+        let rejecter_returned = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let rejecter = {
+            let returned = Arc::clone(&rejecter_returned);
+            spawn(move || {
+                let value = memo.__call(&1, || 1, || 99, |value| *value != 99);
+                returned.store(true, Ordering::SeqCst);
+                value
+            })
+        };
+        // Ends once the other caller is counted as waiting for this computation, or has
+        // returned: then nobody waits, whatever happened before this computation started (the
+        // other caller may have computed a value not kept while this one waited).
+        let body = || loop {
+            if rejecter_returned.load(Ordering::SeqCst) {
+                assert_eq!(
+                    memo.stats().waiting,
+                    0,
+                    "a caller is counted but not waiting"
+                );
+                break 10;
+            }
+            if memo.stats().waiting > 0 {
+                break 10;
+            }
+            thread::yield_now();
+        };
+        assert_eq!(memo.__call(&1, || 1, body, |_| true), 10);
+        assert!(matches!(rejecter.join().unwrap(), 99 | 10));
+        assert_eq!(memo.stats().waiting, 0);
     });
 }

@@ -161,7 +161,7 @@ where
                             self.name
                         );
                     }
-                    let waiting = self.counters.waiting_caller();
+                    let waiting = self.counters.waiting().enter();
                     slot.0.flight.wait(owner, || slot.0.get().is_some()).await;
                     drop(waiting);
                     // The value of the computation waited for, even if the key was

@@ -49,6 +49,15 @@ const OWNER_SHIFT: u32 = 8;
 const HITS: u64 = 0x0F;
 /// Set when the entry left the map other than by the policy.
 const GONE: u64 = 0x10;
+/// Set while the owner is a thread that marked its synchronous computation (not an async
+/// claim): cleared with the owner.
+const SYNC: u64 = 0x20;
+/// Set while the synchronous owner is counted in the waiting gauge by another caller: the owner
+/// waits on the cell for that caller's computation (see `Slot::get_or_compute_aged`). Only set
+/// with [`SYNC`]; cleared with the owner, or when the owner starts computing.
+const COUNTED_BY_OTHER: u64 = 0x40;
+/// The flags that belong to the owner and leave with it.
+const OWNER_FLAGS: u64 = SYNC | COUNTED_BY_OTHER;
 /// The flag bits, which every change of the owner keeps.
 const FLAGS: u64 = (1 << OWNER_SHIFT) - 1;
 /// No computation in flight (the owner field).
@@ -61,9 +70,10 @@ const DEAD: u64 = u64::MAX >> OWNER_SHIFT;
 ///
 /// The word holds, above [`OWNER_SHIFT`], the *owner*: `FREE`, the token of the computation in
 /// flight (an async claim, or the id of the thread computing synchronously: both come from
-/// [`next_token`], so they never collide), or `DEAD`; below it the hit counter and the `gone`
-/// mark. Every change of one part keeps the others (compare-and-swap loops, `fetch_or`,
-/// `fetch_and`).
+/// [`next_token`], so they never collide), or `DEAD`; below it the hit counter, the `gone`
+/// mark, and two flags of a synchronous owner ([`SYNC`], [`COUNTED_BY_OTHER`]). Every change
+/// of one part keeps the others (compare-and-swap loops, `fetch_or`, `fetch_and`), except that
+/// the owner's flags leave with it.
 pub(crate) struct Flight {
     state: AtomicU64,
     ended: Event,
@@ -139,12 +149,6 @@ impl Flight {
         }
     }
 
-    /// Whether a computation (async or synchronous) is in flight: a caller arriving now waits
-    /// for it, unless it ends first.
-    pub(crate) fn in_flight(&self) -> bool {
-        !matches!(owner(self.state.load(Ordering::Acquire)), FREE | DEAD)
-    }
-
     /// Whether the computation of `token` is still in flight.
     fn still_claimed_by(&self, token: u64) -> bool {
         owner(self.state.load(Ordering::Acquire)) == token
@@ -181,14 +185,77 @@ impl Flight {
     /// alone: a synchronous caller of the same cell then computes without the mark, as it
     /// would without a claim word.)
     pub(crate) fn mark_computing(&self, me: u64) -> bool {
-        self.swap_owner(FREE, me).is_ok()
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            if owner(current) != FREE {
+                return false;
+            }
+            let marked = current | SYNC | (me << OWNER_SHIFT);
+            match self.state.compare_exchange_weak(
+                current,
+                marked,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// For a synchronous caller that computes without the mark (another caller holds it):
+    /// flags the owner as counted by another caller if it is a thread marked by
+    /// [`mark_computing`](Self::mark_computing) that nobody counts yet; returns whether it did.
+    /// Such an owner waits on the cell for this caller's computation, so the caller counts it
+    /// in the waiting gauge (before flagging, so that the owner's uncount never comes first).
+    pub(crate) fn flag_counted_by_other(&self, me: u64) -> bool {
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            let unflagged_thread = current & OWNER_FLAGS == SYNC;
+            if !unflagged_thread || owner(current) == me {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                current,
+                current | COUNTED_BY_OTHER,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// For the marked owner starting its own computation: clears the mark of being counted by
+    /// another caller; returns whether it was set (the owner then uncounts itself).
+    pub(crate) fn take_counted_by_other(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & COUNTED_BY_OTHER != 0
+            && self.state.fetch_and(!COUNTED_BY_OTHER, Ordering::AcqRel) & COUNTED_BY_OTHER != 0
     }
 
     /// Ends the synchronous computation marked by [`mark_computing`](Self::mark_computing), and
-    /// wakes the async callers that waited for it.
-    pub(crate) fn unmark_computing(&self, me: u64) {
-        let _ = self.swap_owner(me, FREE);
+    /// wakes the async callers that waited for it. Returns whether the owner was counted by
+    /// another caller (and is to be uncounted).
+    pub(crate) fn unmark_computing(&self, me: u64) -> bool {
+        let mut current = self.state.load(Ordering::Acquire);
+        let counted = loop {
+            if owner(current) != me {
+                break false;
+            }
+            let freed = current & FLAGS & !OWNER_FLAGS;
+            match self.state.compare_exchange_weak(
+                current,
+                freed,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break current & COUNTED_BY_OTHER != 0,
+                Err(actual) => current = actual,
+            }
+        };
         self.notify_listeners();
+        counted
     }
 
     /// Records a hit for the eviction policy: a plain load, and an increment only while the

@@ -744,8 +744,7 @@ where
 
     /// `slot`'s value, computed by `compute` unless another caller's value arrives first (see
     /// `Slot::get_or_compute_aged`). A caller that finds a computation in flight is counted in
-    /// [`MemoStats::waiting`] until it has the value or starts computing in turn; that path is
-    /// out of line, so a miss that computes at once pays one load of the cell's flight word.
+    /// [`MemoStats::waiting`] until it has the value or starts computing in turn.
     #[track_caller]
     pub(crate) fn compute_or_wait(
         &self,
@@ -753,30 +752,11 @@ where
         compute: impl FnOnce() -> (V, Duration),
         keep: impl FnOnce(&V) -> bool,
     ) -> Outcome<V> {
-        if slot.0.flight.in_flight() {
-            return self.compute_after_waiting(slot, compute, keep);
-        }
-        slot.0
-            .get_or_compute_aged(self.name, self.config.ttl.is_some(), compute, keep)
-    }
-
-    #[cold]
-    #[inline(never)]
-    #[track_caller]
-    fn compute_after_waiting(
-        &self,
-        slot: &SlotRef<V>,
-        compute: impl FnOnce() -> (V, Duration),
-        keep: impl FnOnce(&V) -> bool,
-    ) -> Outcome<V> {
-        let waiting = std::cell::Cell::new(Some(self.counters.waiting_caller()));
         slot.0.get_or_compute_aged(
             self.name,
             self.config.ttl.is_some(),
-            || {
-                drop(waiting.take());
-                compute()
-            },
+            Some(self.counters.waiting()),
+            compute,
             keep,
         )
     }

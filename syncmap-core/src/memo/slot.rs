@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::raw::sync::OnceCell;
 
+use super::stats::WaitingGauge;
+
 /// A value and when it was computed.
 pub(crate) struct Stored<V> {
     pub(crate) value: V,
@@ -149,15 +151,19 @@ impl Drop for ComputingHere {
     }
 }
 
-/// Clears the computing mark when the computation ends, by return or by unwinding.
+/// Clears the computing mark when the computation ends, by return or by unwinding, and
+/// uncounts its thread if another caller counted it as waiting.
 struct Computing<'a> {
     flight: &'a super::flight::Flight,
     me: u64,
+    gauge: Option<&'a WaitingGauge>,
 }
 
 impl Drop for Computing<'_> {
     fn drop(&mut self) {
-        self.flight.unmark_computing(self.me);
+        if self.flight.unmark_computing(self.me) {
+            self.gauge.map(WaitingGauge::depart);
+        }
     }
 }
 
@@ -198,6 +204,20 @@ impl<V> Slot<V> {
         self.flight.is_gone()
     }
 
+    /// Marks the synchronous computation of thread `me` if no computation is in flight; the
+    /// guard clears the mark.
+    fn mark_computing<'a>(
+        &'a self,
+        me: u64,
+        gauge: Option<&'a WaitingGauge>,
+    ) -> Option<Computing<'a>> {
+        self.flight.mark_computing(me).then_some(Computing {
+            flight: &self.flight,
+            me,
+            gauge,
+        })
+    }
+
     /// The value, if computed.
     #[inline]
     pub(crate) fn get(&self) -> Option<&Stored<V>> {
@@ -210,6 +230,15 @@ impl<V> Slot<V> {
     /// value from a shared tier may be already `age` old, and its timestamp is set back by that
     /// much, so that it expires when its first copy does.
     ///
+    /// Callers waiting for another caller's computation are counted in `gauge`. A caller marks
+    /// its computation in the flight word before it enters the cell, and one that finds the
+    /// mark taken counts itself until it has the value or starts computing in turn. The
+    /// marked caller may still lose the race into the cell to one of those: that one, which
+    /// computes while the marked caller waits, counts the marked caller on its behalf (the
+    /// `COUNTED_BY_OTHER` flag), which uncounts itself when it computes in turn or returns.
+    /// So every caller blocked on the cell is counted (checked by
+    /// `tests/loom_memo.rs`).
+    ///
     /// # Panics
     ///
     /// If the current thread is already computing this slot (a recursive call with the same
@@ -220,6 +249,7 @@ impl<V> Slot<V> {
         &self,
         name: &str,
         stamp: bool,
+        gauge: Option<&WaitingGauge>,
         compute: impl FnOnce() -> (V, Duration),
         keep: impl FnOnce(&V) -> bool,
     ) -> Outcome<V>
@@ -240,13 +270,34 @@ impl<V> Slot<V> {
         let mut uncached = None;
         // The computing mark is cleared once the value is in the cell (or the computation
         // failed), not when `compute` returns: an async caller woken by its end then finds the
-        // value instead of computing again. Dropped by return or by unwinding.
-        let mut computing = None;
+        // value instead of computing again. Dropped by return or by unwinding. It is taken
+        // before the cell is entered: taken inside the cell's initialisation, it would leave a
+        // window where a caller finds it free and then blocks on the cell, uncounted.
+        let mut computing = self.mark_computing(me, gauge);
+        let mut waiting = match (&computing, gauge) {
+            (None, Some(gauge)) => Some(gauge.enter()),
+            _ => None,
+        };
         let result = self.cell.get_or_try_init(|| {
-            computing = self.flight.mark_computing(me).then_some(Computing {
-                flight: &self.flight,
-                me,
-            });
+            drop(waiting.take());
+            if computing.is_some() {
+                if self.flight.take_counted_by_other() {
+                    gauge.map(WaitingGauge::depart);
+                }
+            } else {
+                // Either the caller we waited for failed (and the mark is free again), or the
+                // mark's owner waits on the cell behind us (we count it), or an async claim is
+                // in flight (a synchronous caller then computes without the mark).
+                computing = self.mark_computing(me, gauge);
+                if computing.is_none() {
+                    if let Some(gauge) = gauge {
+                        gauge.arrive();
+                        if !self.flight.flag_counted_by_other(me) {
+                            gauge.depart();
+                        }
+                    }
+                }
+            }
             let _here = ComputingHere::push(address);
             let (value, age) = compute();
             if keep(&value) {
@@ -259,6 +310,7 @@ impl<V> Slot<V> {
                 Err(())
             }
         });
+        drop(waiting);
         drop(computing);
         match result {
             Ok(stored) => Outcome::Cached(stored.value.clone()),

@@ -105,27 +105,50 @@ struct Stripe([AtomicU64; 7]);
 /// Striped counters, and the gauge of waiting callers.
 pub(crate) struct Counters {
     stripes: [Stripe; STRIPES + SHARED],
-    /// Callers now waiting for another caller's computation: changed only on the wait path,
-    /// so one shared atomic costs nothing on hits and misses.
-    waiting: AtomicUsize,
+    /// Callers now waiting for another caller's computation.
+    waiting: WaitingGauge,
 }
 
 impl Default for Counters {
     fn default() -> Self {
         Counters {
             stripes: std::array::from_fn(|_| Stripe::default()),
-            waiting: AtomicUsize::new(0),
+            waiting: WaitingGauge(AtomicUsize::new(0)),
         }
+    }
+}
+
+/// The number of callers now waiting for another caller's computation
+/// ([`MemoStats::waiting`]): changed only on the wait path, so one shared atomic costs nothing
+/// on hits and misses.
+pub(crate) struct WaitingGauge(AtomicUsize);
+
+impl WaitingGauge {
+    /// Counts the current caller until the returned guard drops.
+    pub(crate) fn enter(&self) -> WaitingCaller<'_> {
+        self.arrive();
+        WaitingCaller(self)
+    }
+
+    /// Counts a caller that another caller counts on its behalf, until [`depart`](Self::depart)
+    /// (see `Slot::get_or_compute_aged`).
+    pub(crate) fn arrive(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Ends one count of [`arrive`](Self::arrive).
+    pub(crate) fn depart(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// Counts its caller in [`MemoStats::waiting`] while it lives (it ends by drop, on return,
 /// unwinding or cancellation alike).
-pub(crate) struct WaitingCaller<'a>(&'a AtomicUsize);
+pub(crate) struct WaitingCaller<'a>(&'a WaitingGauge);
 
 impl Drop for WaitingCaller<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.depart();
     }
 }
 
@@ -200,10 +223,9 @@ impl Counters {
         }
     }
 
-    /// Counts the current caller as waiting until the returned guard drops.
-    pub(crate) fn waiting_caller(&self) -> WaitingCaller<'_> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        WaitingCaller(&self.waiting)
+    /// The gauge of waiting callers.
+    pub(crate) fn waiting(&self) -> &WaitingGauge {
+        &self.waiting
     }
 
     fn sum(&self, counter: Counter) -> u64 {
@@ -224,7 +246,7 @@ impl Counters {
             expirations: self.sum(Counter::Expiration),
             rejections: self.sum(Counter::Rejection),
             entries,
-            waiting: self.waiting.load(Ordering::Relaxed),
+            waiting: self.waiting.0.load(Ordering::Relaxed),
         }
     }
 }

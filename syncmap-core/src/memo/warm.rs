@@ -286,6 +286,7 @@ where
             slot.get_or_compute_aged(
                 self.name,
                 self.config.ttl.is_some(),
+                None,
                 || {
                     (
                         value.take().expect("computed once"),
