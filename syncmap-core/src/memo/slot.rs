@@ -236,8 +236,11 @@ impl<V> Slot<V> {
     /// marked caller may still lose the race into the cell to one of those: that one, which
     /// computes while the marked caller waits, counts the marked caller on its behalf (the
     /// `COUNTED_BY_OTHER` flag), which uncounts itself when it computes in turn or returns.
-    /// So every caller blocked on the cell is counted (checked by
-    /// `tests/loom_memo.rs`).
+    /// So every caller blocked on the cell is counted (checked by `tests/loom_memo.rs`). One
+    /// mix is left uncounted: a synchronous call of a key whose `async fn` computation holds
+    /// the claim computes without the mark, and a caller that marks after that claim ends
+    /// waits behind it uncounted (only a hand-made call, `get_or_compute`, on an `async fn`'s
+    /// cache mixes the two).
     ///
     /// # Panics
     ///
