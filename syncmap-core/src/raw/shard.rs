@@ -23,6 +23,17 @@ use super::sync::{self, ArcSwap, AtomicPtr, Guard, Mutex, Ordering};
 /// keys of one shard are spread over its table and its filter as well as in a single map.
 pub(crate) const MAX_SHARDS: usize = 16;
 
+/// The bytes of an old snapshot's table (and of the entries leaving with it) from which it is
+/// retired promptly ([`sync::retire_box_promptly`]): its thread's bag is sealed at once and a
+/// reclamation pass follows, which frees it unless a guard still covers it (the lookup that
+/// promoted holds one; the next pass frees it then). In a batch, it would wait for up to 1,023
+/// more retirements of its thread, which a map that stops changing never makes: the old
+/// snapshots of a 1M-entry map held 5.7 bytes per entry after its last promotion
+/// (`benches/memory.rs`: 67.0 bytes per entry, 61.3 promptly). Below this size, what waits is
+/// small; above it, the pass (a `membarrier`, a few microseconds) is small beside the cycle
+/// that filled the table (thousands of entries copied).
+pub(crate) const PROMPT_RETIRE_BYTES: usize = 64 * 1024;
+
 /// The shard of `hash` in a map of `mask + 1` shards.
 #[inline]
 pub(crate) fn index(hash: u64, mask: usize) -> usize {
@@ -173,6 +184,9 @@ impl<'a, K, V> ShardRef<'a, K, V> {
         // A thread may hold a dead entry found through the old snapshot (born before it) or,
         // earlier, through the dirty map (born before that thread took the lock).
         let birth = old_snapshot.birth.min(dead_birth);
+        let large = old_snapshot.table.allocation_size()
+            + dead.len() * std::mem::size_of::<super::entry::Entry<K, V>>()
+            >= PROMPT_RETIRE_BYTES;
         let old = Box::into_raw(Box::new(Retired {
             _snapshot: old_snapshot,
             dead,
@@ -181,7 +195,13 @@ impl<'a, K, V> ShardRef<'a, K, V> {
         // table, so threads that enter later cannot reach them; `old` was created by
         // `Box::into_raw`. Readers that loaded them before are protected: the collector waits
         // for their guards.
-        unsafe { sync::retire_box(guard, old, birth) };
+        unsafe {
+            if large {
+                sync::retire_box_promptly(guard, old, birth);
+            } else {
+                sync::retire_box(guard, old, birth);
+            }
+        }
     }
 }
 

@@ -50,6 +50,20 @@ mod imp {
         unsafe { guard.defer_retire(ptr, crate::raw::epoch::boxed::<T>, birth) }
     }
 
+    /// [`retire_box`] for a box that holds much memory (a shard's old snapshot): sealed at
+    /// once, so that the pass at the end of `guard` frees it if no guard covers it any more
+    /// (else the next pass of any thread does), instead of waiting for this thread's next
+    /// batch of retirements. Costs a reclamation pass (one `membarrier`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`retire_box`].
+    #[inline]
+    pub(crate) unsafe fn retire_box_promptly<T>(guard: &Guard<'_>, ptr: *mut T, birth: u64) {
+        // SAFETY: forwarded from the caller; `boxed` matches `Box::into_raw`.
+        unsafe { guard.defer_retire_promptly(ptr, crate::raw::epoch::boxed::<T>, birth) }
+    }
+
     /// Calls `reclaim(ptr)` once no guard that may have loaded `ptr` remains.
     ///
     /// # Safety
@@ -321,6 +335,14 @@ mod imp {
             drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
         }
         guard.0.lock().unwrap().push((ptr.cast(), free::<T>));
+    }
+
+    /// # Safety
+    ///
+    /// As in the real implementation.
+    pub(crate) unsafe fn retire_box_promptly<T>(guard: &Guard<'_>, ptr: *mut T, birth: u64) {
+        // SAFETY: forwarded from the caller.
+        unsafe { retire_box(guard, ptr, birth) }
     }
 
     /// # Safety

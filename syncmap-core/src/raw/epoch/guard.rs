@@ -108,6 +108,41 @@ impl LocalGuard<'_> {
         reclaim: unsafe fn(*mut T),
         birth: u64,
     ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.defer_retire_sealing(ptr, reclaim, birth, false) }
+    }
+
+    /// [`defer_retire`](Self::defer_retire) for an object that holds much memory: seals this
+    /// thread's bag at once, so that the pass at the end of this guard frees it unless a
+    /// section still covers it (an enclosing guard of this thread, or another thread's), and
+    /// otherwise the next pass of any thread does (rather than after the bag's next
+    /// `BATCH - 1` retirements). Costs a seal and a pass.
+    ///
+    /// # Safety
+    ///
+    /// As for `defer_retire`.
+    #[inline]
+    pub(crate) unsafe fn defer_retire_promptly<T>(
+        &self,
+        ptr: *mut T,
+        reclaim: unsafe fn(*mut T),
+        birth: u64,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.defer_retire_sealing(ptr, reclaim, birth, true) }
+    }
+
+    /// # Safety
+    ///
+    /// As for `defer_retire`.
+    #[inline]
+    unsafe fn defer_retire_sealing<T>(
+        &self,
+        ptr: *mut T,
+        reclaim: unsafe fn(*mut T),
+        birth: u64,
+        seal_now: bool,
+    ) {
         // SAFETY: `*mut T` and `*mut ()` are ABI-compatible (thin raw pointers), so calling
         // `reclaim` through this type with the pointer cast back is calling it with `ptr`.
         let free = unsafe { mem::transmute::<unsafe fn(*mut T), unsafe fn(*mut ())>(reclaim) };
@@ -119,6 +154,7 @@ impl LocalGuard<'_> {
                 pool: NO_POOL,
                 birth,
             },
+            seal_now,
         );
     }
 
@@ -181,6 +217,7 @@ impl LocalGuard<'_> {
                 pool,
                 birth,
             },
+            false,
         );
     }
 

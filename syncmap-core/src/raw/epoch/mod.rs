@@ -154,6 +154,10 @@
 //! A guard leaked with `mem::forget` keeps its section open for good: everything born before
 //! its `hi` and retired later stays until the collector is dropped (a bounded amount, as
 //! above). A map that is never written again keeps an exited thread's bag until it is dropped.
+//! A bag holds up to `BATCH - 1` objects until its thread retires more: an object that holds
+//! much memory (a shard's old snapshot, see `shard.rs`) is retired with
+//! [`LocalGuard::defer_retire_promptly`], which seals the bag at once, so that the next pass
+//! frees it.
 
 use std::alloc::{self, Layout};
 use std::cell::{Cell, UnsafeCell};
@@ -174,7 +178,7 @@ const INACTIVE: u64 = u64::MAX;
 /// The syscall interrupts every other running thread of the process (an IPI per core), which
 /// showed in profiles of swap-heavy workloads at 2 threads with 256; 1024 made
 /// `SwapMostlyHits` at 2 threads go from 54-58 to about 40 ns/op in a quick run (BENCHMARKS.md,
-/// "What was tried"), at the cost of more memory pending reclamation (see "Promptness").
+/// "What was tried"), at the cost of more memory pending reclamation (see "Limits").
 #[cfg(not(miri))]
 const BATCH: usize = 1024;
 #[cfg(miri)]
@@ -461,10 +465,12 @@ impl Collector {
         self.first.iter().chain(buckets)
     }
 
-    /// Puts `item`, retired by `guard`'s thread, in its bag; seals the bag when full. Asks for
-    /// a pass at the end of the guard when it sealed or when threads exited since the last
+    /// Puts `item`, retired by `guard`'s thread, in its bag; seals the bag when full, or at once
+    /// if `seal_now` (an object that holds much memory: a map's old snapshot, whose table
+    /// would otherwise wait in the bag for up to `BATCH - 1` more retirements). Asks for a
+    /// pass at the end of the guard when it sealed or when threads exited since the last
     /// adoption.
-    fn retire(&self, guard: &LocalGuard<'_>, item: Retired) {
+    fn retire(&self, guard: &LocalGuard<'_>, item: Retired, seal_now: bool) {
         // Before the object can be sealed, hence freed by another thread's pass, while this
         // thread may still use it (the seal's RMW publishes this store to that pass).
         guard.cover(item.birth);
@@ -478,7 +484,7 @@ impl Collector {
                 guard.record().bags.fetch_add(1, Ordering::Relaxed);
             }
             bag.push(item);
-            if bag.len() < BATCH {
+            if bag.len() < BATCH && !seal_now {
                 if EXITS.load(Ordering::Relaxed) != self.adopted.load(Ordering::Relaxed) {
                     guard.set_pass_due();
                 }
