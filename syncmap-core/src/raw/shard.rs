@@ -31,8 +31,9 @@ pub(crate) const MAX_SHARDS: usize = 16;
 /// snapshots of a 1M-entry map held 5.7 bytes per entry after its last promotion
 /// (`benches/memory.rs`: 67.0 bytes per entry, 61.3 promptly). Below this size, what waits is
 /// small; above it, the pass (a `membarrier`, a few microseconds) is small beside the cycle
-/// that filled the table (thousands of entries copied).
-pub(crate) const PROMPT_RETIRE_BYTES: usize = 64 * 1024;
+/// that filled the table (thousands of entries copied). Under miri, 1 KiB, so that its tests'
+/// small maps take this path too.
+pub(crate) const PROMPT_RETIRE_BYTES: usize = if cfg!(miri) { 1024 } else { 64 * 1024 };
 
 /// The shard of `hash` in a map of `mask + 1` shards.
 #[inline]
