@@ -185,22 +185,11 @@ impl Flight {
     /// alone: a synchronous caller of the same cell then computes without the mark, as it
     /// would without a claim word.)
     pub(crate) fn mark_computing(&self, me: u64) -> bool {
-        let mut current = self.state.load(Ordering::Acquire);
-        loop {
-            if owner(current) != FREE {
-                return false;
-            }
-            let marked = current | SYNC | (me << OWNER_SHIFT);
-            match self.state.compare_exchange_weak(
-                current,
-                marked,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(actual) => current = actual,
-            }
-        }
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                (owner(state) == FREE).then_some(state | SYNC | (me << OWNER_SHIFT))
+            })
+            .is_ok()
     }
 
     /// For a synchronous caller that computes without the mark (another caller holds it):
@@ -209,22 +198,12 @@ impl Flight {
     /// Such an owner waits on the cell for this caller's computation, so the caller counts it
     /// in the waiting gauge (before flagging, so that the owner's uncount never comes first).
     pub(crate) fn flag_counted_by_other(&self, me: u64) -> bool {
-        let mut current = self.state.load(Ordering::Acquire);
-        loop {
-            let unflagged_thread = current & OWNER_FLAGS == SYNC;
-            if !unflagged_thread || owner(current) == me {
-                return false;
-            }
-            match self.state.compare_exchange_weak(
-                current,
-                current | COUNTED_BY_OTHER,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(actual) => current = actual,
-            }
-        }
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                let unflagged_thread = state & OWNER_FLAGS == SYNC && owner(state) != me;
+                unflagged_thread.then_some(state | COUNTED_BY_OTHER)
+            })
+            .is_ok()
     }
 
     /// For the marked owner starting its own computation: clears the mark of being counted by
@@ -238,24 +217,13 @@ impl Flight {
     /// wakes the async callers that waited for it. Returns whether the owner was counted by
     /// another caller (and is to be uncounted).
     pub(crate) fn unmark_computing(&self, me: u64) -> bool {
-        let mut current = self.state.load(Ordering::Acquire);
-        let counted = loop {
-            if owner(current) != me {
-                break false;
-            }
-            let freed = current & FLAGS & !OWNER_FLAGS;
-            match self.state.compare_exchange_weak(
-                current,
-                freed,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break current & COUNTED_BY_OTHER != 0,
-                Err(actual) => current = actual,
-            }
-        };
+        let unmarked = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                (owner(state) == me).then_some(state & FLAGS & !OWNER_FLAGS)
+            });
         self.notify_listeners();
-        counted
+        unmarked.is_ok_and(|state| state & COUNTED_BY_OTHER != 0)
     }
 
     /// Records a hit for the eviction policy: a plain load, and an increment only while the

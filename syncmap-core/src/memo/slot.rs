@@ -161,8 +161,8 @@ struct Computing<'a> {
 
 impl Drop for Computing<'_> {
     fn drop(&mut self) {
-        if self.flight.unmark_computing(self.me) {
-            self.gauge.map(WaitingGauge::depart);
+        if let (true, Some(gauge)) = (self.flight.unmark_computing(self.me), self.gauge) {
+            gauge.depart();
         }
     }
 }
@@ -284,8 +284,8 @@ impl<V> Slot<V> {
         let result = self.cell.get_or_try_init(|| {
             drop(waiting.take());
             if computing.is_some() {
-                if self.flight.take_counted_by_other() {
-                    gauge.map(WaitingGauge::depart);
+                if let (true, Some(gauge)) = (self.flight.take_counted_by_other(), gauge) {
+                    gauge.depart();
                 }
             } else {
                 // Either the caller we waited for failed (and the mark is free again), or the
