@@ -295,6 +295,51 @@ async fn single_flight_1000_tasks_current_thread() {
     .await;
 }
 
+/// More keys in flight at once than the process has wake-up events for waiters (256, shared
+/// by address): waiters of different keys share events.
+const STRIPED_KEYS: usize = 600;
+
+static STRIPED_RUNS: [AtomicUsize; STRIPED_KEYS] = [const { AtomicUsize::new(0) }; STRIPED_KEYS];
+static STRIPED_GATES: [Semaphore; STRIPED_KEYS] = [const { Semaphore::const_new(0) }; STRIPED_KEYS];
+
+#[memoize]
+async fn striped(key: usize) -> usize {
+    STRIPED_RUNS[key].fetch_add(1, Ordering::SeqCst);
+    let _permit = STRIPED_GATES[key].acquire().await.unwrap();
+    key * 10
+}
+
+/// The end of one key's computation wakes the waiters of the other keys of its event too: they
+/// must find their own key still computing and wait again (not compute, not return early), and
+/// each must still be woken by its own key's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_of_keys_sharing_a_wakeup_event_wait_for_their_own_key() {
+    let tasks: Vec<Vec<_>> = (0..STRIPED_KEYS)
+        .map(|key| (0..3).map(|_| tokio::spawn(striped(key))).collect())
+        .collect();
+    until(|| striped_cache().stats().waiting == 2 * STRIPED_KEYS).await;
+    for (key, callers) in tasks.into_iter().enumerate() {
+        STRIPED_GATES[key].add_permits(3);
+        for caller in callers {
+            assert_eq!(finishes(caller).await.unwrap(), key * 10);
+        }
+        // Every later key still has its computing caller and its two waiters.
+        let later = STRIPED_KEYS - key - 1;
+        until(|| striped_cache().stats().waiting == 2 * later).await;
+        assert!(
+            STRIPED_RUNS[key..]
+                .iter()
+                .all(|runs| runs.load(Ordering::SeqCst) == 1),
+            "a waiter woken by another key's end computed its own key"
+        );
+    }
+    let stats = striped_cache().stats();
+    assert_eq!(
+        (stats.misses, stats.waits, stats.waiting),
+        (STRIPED_KEYS as u64, 2 * STRIPED_KEYS as u64, 0usize)
+    );
+}
+
 #[test]
 fn single_flight_on_futures_executor_and_plain_threads() {
     use futures::executor::block_on;

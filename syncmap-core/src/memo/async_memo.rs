@@ -19,11 +19,10 @@
 
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::flight::{self, Claim};
-use super::slot::{Slot, SlotRef, Stamp, Stored};
+use super::slot::{SlotRef, Stamp, Stored};
 use super::stats::Counter;
 use super::Memo;
 
@@ -123,11 +122,7 @@ where
         loop {
             let mut slot = match self.map.load(key) {
                 Some(slot) => slot,
-                None => {
-                    self.map
-                        .load_or_store_with(key.clone(), || SlotRef(Arc::new(Slot::new())))
-                        .0
-                }
+                None => self.map.load_or_store_with(key.clone(), SlotRef::new).0,
             };
             if let Some(stored) = slot.0.get() {
                 if !self.expired(stored.at) {
@@ -136,7 +131,7 @@ where
                 // Expired: put a fresh cell in its place, or start over with whatever another
                 // caller put (or removed) meanwhile.
                 self.counters.bump(Counter::Expiration);
-                let fresh = SlotRef(Arc::new(Slot::new()));
+                let fresh = SlotRef::new();
                 if !self.map.compare_and_swap(key, &slot, fresh.clone()) {
                     continue;
                 }

@@ -2,14 +2,17 @@
 //! without blocking their executor thread, and how a computation abandoned by cancellation or a
 //! panic hands over to them.
 //!
-//! Each [`Slot`](super::slot::Slot) carries a [`Flight`]: a state word and an
-//! [`event_listener::Event`] (one pointer, allocated on the first wait). The state word's owner
-//! field (the *claim*; the word also packs the entry's policy bits, see [`Flight`]) is
+//! Each [`Slot`](super::slot::Slot) carries a [`Flight`]: a state word. Its waiters listen to
+//! one of [`STRIPES`] process-wide [`event_listener::Event`]s, chosen by the slot's address, so
+//! that a slot spends no word on an event of its own. The state word's owner field (the
+//! *claim*; the word also packs the entry's policy bits, see [`Flight`]) is
 //!
 //! - `FREE` (0): nobody computes; the first caller to swap in its token computes;
 //! - a token: the computation of that id is in flight; others listen to the event, re-check,
 //!   then await the notification (the `listen`, re-check, await order of `event-listener` loses
-//!   no wakeup: its `notify` is a full fence);
+//!   no wakeup: its `notify` is a full fence). The end of any computation of the same stripe
+//!   wakes them too: a waiter woken for another slot finds its own still claimed and waits
+//!   again;
 //! - the id of a thread computing the cell synchronously (`Slot::get_or_compute_aged`; ids and
 //!   tokens come from one counter): async callers wait for it as for a token, and its end
 //!   notifies;
@@ -27,7 +30,8 @@
 //!
 //! Under loom (`--cfg syncmap_loom`) the claim word is a loom atomic and the event a model with
 //! `event-listener`'s contract (a listener registered before the re-check is woken by every
-//! later `notify`): `tests/loom_memo_async.rs` checks the protocol.
+//! later `notify`), one per slot (loom objects cannot live in a static): `tests/loom_memo_async.rs`
+//! checks the protocol. Striping adds only wakeups that find the slot still claimed.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -66,7 +70,7 @@ const FREE: u64 = 0;
 const DEAD: u64 = u64::MAX >> OWNER_SHIFT;
 
 /// The single-flight state of a slot, with the entry's policy bits packed beside it (one word,
-/// so that a slot of a small value fits a 64-byte allocation).
+/// so that the slot of a small value, with its count, fits a 48-byte glibc chunk).
 ///
 /// The word holds, above [`OWNER_SHIFT`], the *owner*: `FREE`, the token of the computation in
 /// flight (an async claim, or the id of the thread computing synchronously: both come from
@@ -76,8 +80,18 @@ const DEAD: u64 = u64::MAX >> OWNER_SHIFT;
 /// the owner's flags leave with it.
 pub(crate) struct Flight {
     state: AtomicU64,
+    #[cfg(syncmap_loom)]
     ended: Event,
 }
+
+/// The number of events async waiters listen to, shared by every slot of the process (2 KiB).
+/// More stripes wake fewer waiters of unrelated slots.
+#[cfg(not(syncmap_loom))]
+const STRIPES: usize = 256;
+
+/// The events of [`Flight::ended`]: each allocates its state on its first listener.
+#[cfg(not(syncmap_loom))]
+static ENDED: [Event; STRIPES] = [const { Event::new() }; STRIPES];
 
 /// What [`Flight::try_claim`] found.
 pub(crate) enum Claim {
@@ -99,8 +113,23 @@ impl Flight {
     pub(crate) fn new() -> Self {
         Flight {
             state: AtomicU64::new(FREE),
+            #[cfg(syncmap_loom)]
             ended: Event::new(),
         }
+    }
+
+    /// The event this slot's waiters listen to: its stripe, chosen by the flight word's address
+    /// (stable while the slot lives; slots are at least 40 bytes apart, so the low bits say
+    /// little and are mixed with higher ones).
+    #[cfg(not(syncmap_loom))]
+    fn ended(&self) -> &'static Event {
+        let address = self as *const Self as usize;
+        &ENDED[((address >> 4) ^ (address >> 12)) % STRIPES]
+    }
+
+    #[cfg(syncmap_loom)]
+    fn ended(&self) -> &Event {
+        &self.ended
     }
 
     /// Sets the owner to `to` if it is `from`, keeping the flags; returns the owner found.
@@ -135,12 +164,14 @@ impl Flight {
     /// Waits until the computation of `owner` ends, unless `ended()` (the cell has a value) or
     /// the claim word says it has already: listens to the event (on this future's own state,
     /// no allocation), re-checks, then awaits the notification, so no wakeup is lost between
-    /// the check and the wait. Returns at once if the computation ended meanwhile.
+    /// the check and the wait. Returns at once if the computation ended meanwhile, and may
+    /// return while it is still in flight (the end of another slot's computation of the same
+    /// stripe): the caller checks the slot again.
     pub(crate) async fn wait(&self, owner: u64, ended: impl Fn() -> bool) {
         #[cfg(not(syncmap_loom))]
-        event_listener::listener!(self.ended => listener);
+        event_listener::listener!(self.ended() => listener);
         #[cfg(syncmap_loom)]
-        let listener = self.ended.listen();
+        let listener = self.ended().listen();
         // Pairs with the fence of `notify_listeners`, which notifies only if it sees a listener:
         // either it sees this one, or this re-check sees the owner changed.
         fence(Ordering::SeqCst);
@@ -168,15 +199,16 @@ impl Flight {
         self.notify_listeners();
     }
 
-    /// After the owner changed: wakes every registered listener, if there is one. `notify`
-    /// allocates the event's state on first use, which a computation nobody waited for should
-    /// not pay (nor keep, for as long as its slot lives). A listener registered after the check
+    /// After the owner changed: wakes every listener of the slot's stripe, if there is one.
+    /// `notify` would allocate the event's state on first use, which a process where nobody
+    /// waits should not pay; and it takes the event's lock. A listener registered after the check
     /// re-checks the owner after a fence of its own (see [`wait`](Self::wait)) and finds it
     /// changed: of two threads that each write then fence then read, one sees the other's write.
     fn notify_listeners(&self) {
         fence(Ordering::SeqCst);
-        if self.ended.total_listeners() > 0 {
-            self.ended.notify(usize::MAX);
+        let ended = self.ended();
+        if ended.total_listeners() > 0 {
+            ended.notify(usize::MAX);
         }
     }
 

@@ -68,7 +68,6 @@ pub mod __private;
 
 use std::fmt;
 use std::hash::Hash;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use builder::MemoBuilder;
@@ -85,7 +84,7 @@ pub use {
 };
 
 use crate::{Equivalent, SyncMap};
-use slot::{Outcome, Slot, SlotRef};
+use slot::{Outcome, SlotRef};
 use stats::{Counter, Counters};
 
 /// The caches' hasher: fast, seeded per cache.
@@ -669,17 +668,14 @@ where
         let policy_key = self.bound.is_some().then(|| owned.clone());
         #[cfg(feature = "redis")]
         let shared = self.shared_key(&owned);
-        let mut slot = self
-            .map
-            .load_or_store_with(owned, || SlotRef(Arc::new(Slot::new())))
-            .0;
+        let mut slot = self.map.load_or_store_with(owned, SlotRef::new).0;
         if let Some(stored) = slot.0.get() {
             if !self.expired(stored.at) {
                 return stored.value.clone();
             }
             // Expired: put a fresh cell in its place (or take the one another caller put).
             self.counters.bump(Counter::Expiration);
-            let fresh = SlotRef(Arc::new(Slot::new()));
+            let fresh = SlotRef::new();
             slot = if self.map.compare_and_swap(key, &slot, fresh.clone()) {
                 slot.0.mark_gone();
                 fresh

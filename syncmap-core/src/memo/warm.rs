@@ -20,12 +20,11 @@ use std::any::type_name;
 use std::fmt;
 use std::hash::Hash;
 use std::io::{self, BufWriter, Read, Write};
-use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::slot::{Slot, SlotRef};
+use super::slot::SlotRef;
 use super::Memo;
 
 const MAGIC: &[u8; 8] = b"SYNCMEMO";
@@ -281,9 +280,9 @@ where
             if self.map.contains_key(&key) {
                 continue;
             }
-            let slot = Slot::new();
+            let slot = SlotRef::new();
             let mut value = Some(value);
-            slot.get_or_compute_aged(
+            slot.0.get_or_compute_aged(
                 self.name,
                 self.config.ttl.is_some(),
                 None,
@@ -296,7 +295,7 @@ where
                 |_| true,
             );
             let policy_key = self.bound.is_some().then(|| key.clone());
-            let (slot, existed) = self.map.load_or_store_with(key, || SlotRef(Arc::new(slot)));
+            let (slot, existed) = self.map.load_or_store_with(key, || slot);
             if let (false, Some(key)) = (existed, policy_key) {
                 self.admitted(key, slot);
             }
