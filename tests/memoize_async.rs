@@ -311,13 +311,22 @@ async fn striped(key: usize) -> usize {
 
 /// The end of one key's computation wakes the waiters of the other keys of its event too: they
 /// must find their own key still computing and wait again (not compute, not return early), and
-/// each must still be woken by its own key's end.
+/// each must still be woken by its own key's end. The keys are invalidated while computing: a
+/// waiter that went back to the map on a wakeup for another key would find its key gone and
+/// compute it a second time, instead of taking the value of the computation it waited for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_of_keys_sharing_a_wakeup_event_wait_for_their_own_key() {
     let tasks: Vec<Vec<_>> = (0..STRIPED_KEYS)
         .map(|key| (0..3).map(|_| tokio::spawn(striped(key))).collect())
         .collect();
     until(|| striped_cache().stats().waiting == 2 * STRIPED_KEYS).await;
+    for key in 0..STRIPED_KEYS {
+        assert!(
+            !striped_cache().invalidate(&key),
+            "no value yet, only a computation"
+        );
+    }
+    assert!(striped_cache().is_empty());
     for (key, callers) in tasks.into_iter().enumerate() {
         STRIPED_GATES[key].add_permits(3);
         for caller in callers {

@@ -11,8 +11,8 @@
 //! - a token: the computation of that id is in flight; others listen to the event, re-check,
 //!   then await the notification (the `listen`, re-check, await order of `event-listener` loses
 //!   no wakeup: its `notify` is a full fence). The end of any computation of the same stripe
-//!   wakes them too: a waiter woken for another slot finds its own still claimed and waits
-//!   again;
+//!   wakes them too: a waiter woken for another slot finds its own still claimed and listens
+//!   again, without leaving the slot;
 //! - the id of a thread computing the cell synchronously (`Slot::get_or_compute_aged`; ids and
 //!   tokens come from one counter): async callers wait for it as for a token, and its end
 //!   notifies;
@@ -164,18 +164,23 @@ impl Flight {
     /// Waits until the computation of `owner` ends, unless `ended()` (the cell has a value) or
     /// the claim word says it has already: listens to the event (on this future's own state,
     /// no allocation), re-checks, then awaits the notification, so no wakeup is lost between
-    /// the check and the wait. Returns at once if the computation ended meanwhile, and may
-    /// return while it is still in flight (the end of another slot's computation of the same
-    /// stripe): the caller checks the slot again.
+    /// the check and the wait. Returns at once if the computation ended meanwhile. A wakeup by
+    /// the end of another slot's computation of the same stripe is absorbed here: the slot is
+    /// checked again and, still claimed by `owner`, waited for again. (Returning instead would
+    /// send the caller back to the map, where, if the key was invalidated meanwhile, it would
+    /// start a second computation instead of taking the value of the one it waited for.)
     pub(crate) async fn wait(&self, owner: u64, ended: impl Fn() -> bool) {
-        #[cfg(not(syncmap_loom))]
-        event_listener::listener!(self.ended() => listener);
-        #[cfg(syncmap_loom)]
-        let listener = self.ended().listen();
-        // Pairs with the fence of `notify_listeners`, which notifies only if it sees a listener:
-        // either it sees this one, or this re-check sees the owner changed.
-        fence(Ordering::SeqCst);
-        if !ended() && self.still_claimed_by(owner) {
+        loop {
+            #[cfg(not(syncmap_loom))]
+            event_listener::listener!(self.ended() => listener);
+            #[cfg(syncmap_loom)]
+            let listener = self.ended().listen();
+            // Pairs with the fence of `notify_listeners`, which notifies only if it sees a
+            // listener: either it sees this one, or this re-check sees the owner changed.
+            fence(Ordering::SeqCst);
+            if ended() || !self.still_claimed_by(owner) {
+                return;
+            }
             listener.await;
         }
     }
