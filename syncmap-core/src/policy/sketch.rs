@@ -58,10 +58,10 @@ impl Sketch {
 
     /// The estimated number of recent accesses of `hash` (0..=15).
     pub(crate) fn frequency(&self, hash: u64) -> u8 {
-        (0..4)
-            .map(|row| self.get(self.index(hash, row)))
-            .min()
-            .unwrap_or(0)
+        // Written out: the iterator's `min` compiled to an out-of-line loop (about 130
+        // instructions per call under callgrind, twice per miss of a full cache).
+        let counter = |row| self.get(self.index(hash, row));
+        counter(0).min(counter(1)).min(counter(2).min(counter(3)))
     }
 
     /// Counter `i` (its nibble of the table).
