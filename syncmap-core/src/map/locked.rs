@@ -108,6 +108,8 @@ where
         }
         let (dead, dead_birth) =
             promotion.map_or((Vec::new(), u64::MAX), |p| (p.dead, p.dead_birth));
+        // The other shards exist from here on, before the mask routes keys to them.
+        self.shards.allocate_rest(&self.empty);
         let mut tables = tables.into_iter().enumerate();
         let (_, first_table) = tables.next().expect("a map has a shard 0");
         for (index, table) in tables {

@@ -588,6 +588,11 @@ fn sync_map_is_send_and_sync_for_send_sync_types() {
 fn a_map_splits_when_its_one_shard_grows_large() {
     let map: SyncMap<u64, u64> = SyncMap::new();
     assert_eq!(map.shards_in_use(), 1);
+    assert_eq!(
+        map.shards.allocated(),
+        1,
+        "a map allocates its other shards when it splits"
+    );
     let mut n = 0;
     if cfg!(miri) {
         n = 200;
@@ -605,8 +610,9 @@ fn a_map_splits_when_its_one_shard_grows_large() {
         }
         assert!(n >= SPLIT_AT_LEN as u64, "split after {n} keys");
     }
-    assert_eq!(map.shards_in_use(), map.shards.len());
-    assert!(map.shards.len() >= 4);
+    assert_eq!(map.shards_in_use(), map.shards.count());
+    assert_eq!(map.shards.allocated(), map.shards.count());
+    assert!(map.shards.count() >= 4);
     // Every key is found in its shard, and each shard's snapshot holds only its own keys.
     let guard = sync::enter(&map.collector);
     let mask = map.split_mask();
@@ -660,7 +666,7 @@ fn a_map_splits_when_its_one_shard_lock_is_contended() {
         });
     }
     // The insert that found the lock held for the last time split the map.
-    assert_eq!(map.shards_in_use(), map.shards.len());
+    assert_eq!(map.shards_in_use(), map.shards.count());
     for k in 0..=SPLIT_AFTER_CONTENDED as u64 {
         assert_eq!(map.load(&k), Some(k));
     }
@@ -708,7 +714,7 @@ fn a_large_old_snapshot_is_freed_by_the_next_promotion() {
         }
     };
     promoted(0);
-    let first = Arc::downgrade(&map.shards[0].read.load_full());
+    let first = Arc::downgrade(&map.shard_at(0, 0).read.load_full());
     assert!(
         first.upgrade().unwrap().table.allocation_size() >= crate::raw::shard::PROMPT_RETIRE_BYTES,
         "the test needs a snapshot large enough to be retired promptly"

@@ -10,7 +10,7 @@
 //! them, when that shard's lock is contended or it grows large (`SyncMap::split_locked`): until
 //! then, a lookup loads the one snapshot pointer without waiting for the hash.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::dirty::Dirty;
 use super::entry::EntryPtr;
@@ -67,6 +67,80 @@ pub(crate) struct Shard<K, V> {
     pub(crate) dirty: Mutex<Dirty<K, V>>,
 }
 
+/// The writers' halves of a map's shards: shard 0 in place, the others allocated when the map
+/// splits, so that a map that never splits (small, or written by one thread at a time) pays for
+/// one.
+///
+/// # Invariants
+///
+/// `rest` holds shards `1..count` once initialized, which happens before the map's shard mask
+/// routes any key to them (under shard 0's lock in `SyncMap::split_locked`, or at creation for
+/// a map split from the start): a [`ShardRef`] with an index above 0 was chosen with a mask
+/// loaded (`Acquire`) after that.
+pub(crate) struct Shards<K, V> {
+    first: Shard<K, V>,
+    rest: OnceLock<Box<[Shard<K, V>]>>,
+    /// The number of shards once split, a power of two.
+    count: usize,
+}
+
+impl<K, V> Shards<K, V> {
+    /// Shard 0 of a map that splits into `count` shards (a power of two, at most
+    /// [`MAX_SHARDS`]); see [`Shard::new`] for `empty`.
+    pub(crate) fn new(count: usize, empty: &Arc<ReadOnly<K, V>>) -> Self {
+        debug_assert!(count.is_power_of_two() && count <= MAX_SHARDS);
+        Shards {
+            first: Shard::new(empty),
+            rest: OnceLock::new(),
+            count,
+        }
+    }
+
+    /// The number of shards once split.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Allocates shards `1..count` (idempotent), before the map routes keys to them.
+    pub(crate) fn allocate_rest(&self, empty: &Arc<ReadOnly<K, V>>) {
+        self.rest
+            .get_or_init(|| (1..self.count).map(|_| Shard::new(empty)).collect());
+    }
+
+    /// The shards allocated: shard 0 alone until [`allocate_rest`](Self::allocate_rest).
+    pub(crate) fn allocated(&self) -> usize {
+        if self.rest.get().is_some() {
+            self.count
+        } else {
+            1
+        }
+    }
+
+    /// Shard `index`, which must be allocated.
+    fn get(&self, index: usize) -> &Shard<K, V> {
+        match index {
+            0 => &self.first,
+            _ => &self
+                .rest
+                .get()
+                .expect("a shard past the first is allocated before keys are routed to it")
+                [index - 1],
+        }
+    }
+
+    /// Shard `index`, which must be allocated, for a map no other thread uses.
+    pub(crate) fn get_mut(&mut self, index: usize) -> &mut Shard<K, V> {
+        match index {
+            0 => &mut self.first,
+            _ => &mut self
+                .rest
+                .get_mut()
+                .expect("a shard past the first is allocated before keys are routed to it")
+                [index - 1],
+        }
+    }
+}
+
 impl<K, V> Shard<K, V> {
     /// A shard whose snapshot is `empty`, the map's [shared empty
     /// snapshot](ReadOnly::shared_empty), and with no dirty map. Its snapshot pointer must be
@@ -88,7 +162,7 @@ pub(crate) struct ShardRef<'a, K, V> {
     pub(crate) read_ptr: &'a AtomicPtr<ReadOnly<K, V>>,
     /// The map's shards and this one's index, looked up only by writers (the hit path needs
     /// `read_ptr` alone).
-    pub(crate) shards: &'a [Shard<K, V>],
+    pub(crate) shards: &'a Shards<K, V>,
     pub(crate) index: usize,
     /// The map's shard mask this shard was chosen with. If the map has split since (the mask
     /// is no longer this), a key may have moved from this shard (then shard 0) to another.
@@ -113,7 +187,7 @@ impl<K, V> std::ops::Deref for ShardRef<'_, K, V> {
 impl<'a, K, V> ShardRef<'a, K, V> {
     /// The writers' half of the shard.
     pub(crate) fn get(self) -> &'a Shard<K, V> {
-        &self.shards[self.index]
+        self.shards.get(self.index)
     }
 
     /// The current read snapshot, valid while `guard` (a guard of the map's collector) is held.
