@@ -219,7 +219,7 @@ pub struct SyncMap<K, V, S = RandomState> {
     /// The read/dirty pairs (their writers' half); their number is a power of two, and those
     /// past the first are allocated when the map splits.
     shards: Shards<K, V>,
-    /// The mask of the shards in use: 0 while shard 0 holds every key, `shards.len() - 1` once
+    /// The mask of the shards in use: 0 while shard 0 holds every key, `shards.count() - 1` once
     /// the map has split (from the start, for a map made with a number of shards). Changes
     /// once, from 0, with shard 0's lock held (see [`split_locked`](Self::split_locked)).
     shard_mask: AtomicUsize,
@@ -409,8 +409,8 @@ impl<K, V, S> SyncMap<K, V, S> {
 /// the first are allocated only when the map splits, so a map that never splits pays for one;
 /// once split, two threads inserting new keys meet on one lock a sixteenth of the time. With
 /// 16 instead of 4 (this machine's default before, twice its threads), at 2 threads: RapidGrow
-/// 1.21x the throughput, LoadOrStoreUnique and LoadOrStoreBalanced 0.89x and 0.93x the time
-/// (`conc_map`, `go_workloads`, 6-8 alternated full runs).
+/// 1.26x the throughput, LoadOrStoreBalanced and LoadOrStoreUnique 0.77x and 0.89x the time
+/// (`conc_map`, `go_workloads`, 6 alternated full runs; docs/performance-notes.md).
 fn default_shards() -> usize {
     MAX_SHARDS
 }
