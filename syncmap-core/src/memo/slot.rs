@@ -84,17 +84,14 @@ pub(crate) struct Slot<V> {
 
 /// The map's value: a slot compared by identity, so that `compare_and_delete` removes exactly
 /// the slot a caller saw (and not a newer one for the same key).
-///
-/// A `triomphe::Arc`: no weak count (nothing needs one), so the allocation of a small value's
-/// slot is 8 bytes smaller than with `std::sync::Arc` (see the size test below).
 pub(crate) struct SlotRef<V>(pub(crate) SlotArc<Slot<V>>);
 
-/// The slot's shared handle: `triomphe::Arc`, except under ThreadSanitizer (`--cfg
-/// syncmap_tsan`), which does not model the `Acquire` fence that follows its last decrement and
-/// reports the free that follows as a race with the other holders' decrements. `std::sync::Arc`
-/// makes that an `Acquire` load when built with TSan, so TSan checks the rest of the memo with
-/// it; miri, which models fences, checks `triomphe`'s (the test of a slot freed by the last of
-/// several threads, below).
+/// The slot's shared handle: `triomphe::Arc`, which has no weak count (nothing needs one), so
+/// a small value's slot takes 8 bytes less than with `std::sync::Arc` (see the size test
+/// below). Under ThreadSanitizer (`--cfg syncmap_tsan`) it is `std::sync::Arc`: TSan does not
+/// model the `Acquire` fence after triomphe's last decrement and reports the free that follows
+/// as a race, while std's `Arc` uses an `Acquire` load when built with TSan. miri, which models
+/// fences, checks triomphe's (the test of a slot freed by the last of several threads, below).
 #[cfg(not(syncmap_tsan))]
 type SlotArc<T> = triomphe::Arc<T>;
 #[cfg(syncmap_tsan)]

@@ -84,6 +84,10 @@ pub(crate) struct Shards<K, V> {
     count: usize,
 }
 
+/// Why [`Shards::get`] and [`Shards::get_mut`] find the shard they are asked for.
+const ROUTED_AFTER_ALLOCATION: &str =
+    "a shard past the first is allocated before keys are routed to it";
+
 impl<K, V> Shards<K, V> {
     /// Shard 0 of a map that splits into `count` shards (a power of two, at most
     /// [`MAX_SHARDS`]); see [`Shard::new`] for `empty`.
@@ -120,11 +124,7 @@ impl<K, V> Shards<K, V> {
     fn get(&self, index: usize) -> &Shard<K, V> {
         match index {
             0 => &self.first,
-            _ => &self
-                .rest
-                .get()
-                .expect("a shard past the first is allocated before keys are routed to it")
-                [index - 1],
+            _ => &self.rest.get().expect(ROUTED_AFTER_ALLOCATION)[index - 1],
         }
     }
 
@@ -132,11 +132,7 @@ impl<K, V> Shards<K, V> {
     pub(crate) fn get_mut(&mut self, index: usize) -> &mut Shard<K, V> {
         match index {
             0 => &mut self.first,
-            _ => &mut self
-                .rest
-                .get_mut()
-                .expect("a shard past the first is allocated before keys are routed to it")
-                [index - 1],
+            _ => &mut self.rest.get_mut().expect(ROUTED_AFTER_ALLOCATION)[index - 1],
         }
     }
 }
