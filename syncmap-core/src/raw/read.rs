@@ -149,7 +149,7 @@ impl<K, V> ReadOnly<K, V> {
             "a shared empty snapshot is never written"
         );
         // Only the lock holder writes, so load-then-store is race-free (no locked
-        // read-modify-write), and it skips the store when the bit is already set.
+        // read-modify-write), and it skips the store when the bits are already set.
         let (word, bits) = self.bits(hash);
         let current = self.filter[word].load(Ordering::Relaxed);
         if current & bits != bits {
@@ -179,14 +179,11 @@ impl<K, V> ReadOnly<K, V> {
 mod tests {
     use super::{AtomicU64, ReadOnly, Table};
 
-    /// splitmix64: well-mixed 64-bit hashes, as the map's hasher gives.
+    /// The hashes the memo's hasher gives `seed..`.
     fn hashes(seed: u64) -> impl Iterator<Item = u64> {
-        (0u64..).map(move |i| {
-            let mut z = (seed.wrapping_add(i)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        })
+        use std::hash::BuildHasher;
+        let hasher = foldhash::fast::FixedState::with_seed(7);
+        (seed..).map(move |i| hasher.hash_one(i))
     }
 
     /// Every key noted is "maybe dirty" (no false negatives), and with the filter at its
