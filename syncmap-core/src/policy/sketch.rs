@@ -82,7 +82,7 @@ impl Sketch {
         self.period
     }
 
-    /// Ages every counter: halves it (both nibbles of each byte at once).
+    /// Ages every counter: halves it (the sixteen of each word at once).
     pub(crate) fn halve(&mut self) {
         for c in self.table.iter_mut() {
             *c = (*c >> 1) & 0x7777_7777_7777_7777;
