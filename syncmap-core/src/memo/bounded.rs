@@ -6,6 +6,7 @@ use std::hash::{BuildHasher, Hash};
 use std::panic::{RefUnwindSafe, UnwindSafe};
 
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 
 use super::slot::SlotRef;
 use super::stats::Counter;
@@ -32,18 +33,16 @@ impl<K, V> Resident for Tracked<K, V> {
 /// Weighs an entry (`#[memoize(weigher = f)]`, [`MemoBuilder::weigher`](super::MemoBuilder::weigher)).
 pub(super) type Weigher<K, V> = fn(&K, &V) -> u64;
 
-/// What [`Policy::insert`] hands back: the entries to remove, and why.
-type Removals<K, V> = Vec<(Tracked<K, V>, Removal)>;
+/// What [`Policy::insert`] hands back: the entries to remove, and why. A miss evicts at most a
+/// few (the rejected candidate or the victims it displaced, and entries already gone that the
+/// policy met), so the list lives on the caller's stack.
+type Removals<K, V> = SmallVec<[(Tracked<K, V>, Removal); 4]>;
 
 /// The policy of a bounded cache.
 pub(super) struct Bound<K, V> {
     policy: Mutex<Policy<Tracked<K, V>>>,
     /// Each entry weighs 1 without it.
     weigher: Option<Weigher<K, V>>,
-    /// An empty list of removals with its capacity, reused by the next insertion so that a miss
-    /// in a full cache (which evicts) does not allocate and free one. Taken and put back with
-    /// `try_lock`: a caller that finds it busy uses a new list.
-    spare: Mutex<Removals<K, V>>,
 }
 
 impl<K, V> Bound<K, V> {
@@ -56,25 +55,6 @@ impl<K, V> Bound<K, V> {
                 None => Policy::new(max),
             }),
             weigher,
-            spare: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// The spare list of removals (empty), or a new one if another caller holds it.
-    fn take_spare(&self) -> Removals<K, V> {
-        self.spare
-            .try_lock()
-            .map(|mut spare| std::mem::take(&mut *spare))
-            .unwrap_or_default()
-    }
-
-    /// Keeps `out` (emptied) for the next insertion, unless another caller's list is kept.
-    fn put_spare(&self, mut out: Removals<K, V>) {
-        out.clear();
-        if let Some(mut spare) = self.spare.try_lock() {
-            if spare.capacity() == 0 {
-                *spare = out;
-            }
         }
     }
 }
@@ -105,8 +85,7 @@ where
 }
 
 /// No user code runs under the policy's lock (keys are hashed before, compared and dropped
-/// after) or under the spare list's (it is only moved, always empty), so a panic never leaves
-/// the policy half-updated, and the locks do not poison.
+/// after), so a panic never leaves the policy half-updated, and the lock does not poison.
 impl<K: RefUnwindSafe, V: RefUnwindSafe> RefUnwindSafe for Bound<K, V> {}
 
 /// See the `RefUnwindSafe` implementation.
@@ -143,7 +122,7 @@ where
             _ => 1,
         };
         let hash = self.map.hasher().hash_one(&key);
-        let mut out = bound.take_spare();
+        let mut out = Removals::new();
         {
             let mut policy = bound.policy.lock();
             policy.insert(hash, weight, Tracked { key, slot }, &mut out);
@@ -153,9 +132,8 @@ where
             }
         }
         let (mut evicted, mut rejected) = (0, 0);
-        // Drained, not consumed: the list's allocation is kept for the next insertion. If a
-        // key's `Eq` or `Drop` panics here, the rest of the list is dropped with it.
-        for (tracked, why) in out.drain(..) {
+        // If a key's `Eq` or `Drop` panics here, the rest of the list is dropped with it.
+        for (tracked, why) in out {
             if why == Removal::Gone {
                 continue;
             }
@@ -169,7 +147,6 @@ where
                 }
             }
         }
-        bound.put_spare(out);
         if evicted > 0 {
             self.counters.add(Counter::Eviction, evicted);
         }

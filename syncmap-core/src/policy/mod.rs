@@ -70,6 +70,25 @@ pub(crate) enum Removal {
     Gone,
 }
 
+/// Where the policy puts the entries that must leave the cache: a `Vec`, or a list on the
+/// caller's stack (a miss evicts one or two entries, so the memo runtime keeps them there
+/// rather than allocate or share a list).
+pub(crate) trait Removals<E> {
+    fn push(&mut self, removal: (E, Removal));
+}
+
+impl<E> Removals<E> for Vec<(E, Removal)> {
+    fn push(&mut self, removal: (E, Removal)) {
+        Vec::push(self, removal);
+    }
+}
+
+impl<E, A: smallvec::Array<Item = (E, Removal)>> Removals<E> for smallvec::SmallVec<A> {
+    fn push(&mut self, removal: (E, Removal)) {
+        smallvec::SmallVec::push(self, removal);
+    }
+}
+
 /// At most this many entries get a second chance per victim search: past it, the current
 /// entry is the victim even if it was hit. Keeps a miss's work bounded when every entry is hot.
 pub(crate) const MAX_SECOND_CHANCES: usize = 64;
@@ -216,7 +235,7 @@ impl<E: Resident> Policy<E> {
     /// Takes a new entry, just inserted in the cache with `weight`, and pushes to `out` the
     /// entries that must leave so that the total weight is at most the capacity (possibly the
     /// new entry itself).
-    pub(crate) fn insert(&mut self, hash: u64, weight: u64, entry: E, out: &mut Vec<(E, Removal)>) {
+    pub(crate) fn insert(&mut self, hash: u64, weight: u64, entry: E, out: &mut impl Removals<E>) {
         self.inserts += 1;
         if let Some(sized_for) = self.sketch_for {
             if self.len() as u64 >= sized_for {
@@ -275,7 +294,7 @@ impl<E: Resident> Policy<E> {
     /// key rejected recently (the [`Ghost`] remembered it) that displaces a single entry at
     /// least as heavy skips the duel. A candidate rejected now is remembered; the victims of a
     /// lost duel go back to the front of probation, in their order.
-    fn admit(&mut self, candidate: Node<E>, out: &mut Vec<(E, Removal)>) {
+    fn admit(&mut self, candidate: Node<E>, out: &mut impl Removals<E>) {
         let main_max = self.capacity.saturating_sub(self.window_max);
         let frequency = self.sketch.frequency(candidate.hash);
         let mut victims = std::mem::take(&mut self.victims);
@@ -329,7 +348,7 @@ impl<E: Resident> Policy<E> {
     /// Takes the main space's victim out of the queue: the first entry not hit since the hand
     /// last passed (hit entries go to the back, their hits folded into the sketch). Entries
     /// gone from the cache met on the way are pushed to `out`.
-    fn victim(&mut self, out: &mut Vec<(E, Removal)>) -> Option<Node<E>> {
+    fn victim(&mut self, out: &mut impl Removals<E>) -> Option<Node<E>> {
         let mut chances = MAX_SECOND_CHANCES.min(self.len());
         loop {
             let mut node = match self.probation.pop_front() {
@@ -406,7 +425,7 @@ impl<E: Resident> Policy<E> {
     }
 
     /// Takes every entry out, to `out` (as [`Removal::Gone`]): after the cache is cleared.
-    pub(crate) fn drain(&mut self, out: &mut Vec<(E, Removal)>) {
+    pub(crate) fn drain(&mut self, out: &mut impl Removals<E>) {
         let queues = self.window.drain(..).chain(self.main.drain(..));
         for node in queues.chain(self.probation.drain(..)) {
             out.push((node.entry, Removal::Gone));
