@@ -730,3 +730,59 @@ fn a_large_old_snapshot_is_freed_by_the_next_promotion() {
     );
     assert_eq!(map.len(), 3 * cycle as usize);
 }
+
+#[test]
+fn the_copy_of_a_large_snapshot_keeps_live_keys_and_leaves_deleted_ones_out() {
+    // One shard of 40,000 keys: a snapshot table of 65,536 buckets, which the copy walks with
+    // its prefetching (`Dirty::PREFETCH_FROM`), in steps and, at a promotion, to the end.
+    let n: u64 = if cfg!(miri) { 300 } else { 40_000 };
+    let map: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
+    let snapshot_len = |map: &SyncMap<u64, u64>| {
+        let guard = sync::enter(&map.collector);
+        let read = map.shard_at(0, 0).snapshot(&guard);
+        (read.table.len(), read.table.num_buckets())
+    };
+    for k in 0..n {
+        map.store(k, k);
+    }
+    // Reads of dirty-only keys promote the dirty table.
+    for _ in 0..4 {
+        for k in 0..n {
+            assert_eq!(map.load(&k), Some(k));
+        }
+    }
+    let (len, buckets) = snapshot_len(&map);
+    assert_eq!(len, n as usize);
+    if !cfg!(miri) {
+        assert!(buckets >= crate::raw::dirty::Dirty::<u64, u64>::PREFETCH_FROM);
+    }
+    // Deleted in the snapshot without the lock; the next new key starts a copy of it, which
+    // leaves them out (expunged), and each later locked operation copies a step of it.
+    for k in (0..n).step_by(3) {
+        map.delete(&k);
+    }
+    let live = |k: u64| k % 3 != 0 || k >= n;
+    let mut next = n;
+    let mut promoted = false;
+    for round in 0..64 {
+        for k in next..next + 1_000 {
+            map.store(k, k);
+        }
+        next += 1_000;
+        for k in n..next {
+            assert_eq!(map.load(&k), Some(k), "round {round}");
+        }
+        if snapshot_len(&map).0 == (0..next).filter(|&k| live(k)).count() {
+            promoted = true;
+            break;
+        }
+    }
+    assert!(
+        promoted,
+        "the snapshot holds the deleted keys or misses live ones"
+    );
+    for k in 0..next {
+        assert_eq!(map.load(&k), live(k).then_some(k), "key {k}");
+    }
+    assert_eq!(map.len(), (0..next).filter(|&k| live(k)).count());
+}

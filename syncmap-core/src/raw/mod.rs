@@ -7,6 +7,7 @@ pub(crate) mod dirty;
 pub(crate) mod entry;
 #[cfg(not(syncmap_loom))]
 pub(crate) mod epoch;
+pub(crate) mod prefetch;
 pub(crate) mod read;
 pub(crate) mod shard;
 pub(crate) mod sync;
