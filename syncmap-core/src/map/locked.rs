@@ -303,8 +303,9 @@ where
             let removed = dirty.remove(hash, key);
             if removed.is_some() {
                 dirty.note_removed_new_key(read);
+            } else {
+                self.miss_locked(shard, &mut dirty, guard);
             }
-            self.miss_locked(shard, &mut dirty, guard);
             let removed = removed?;
             // SAFETY: the entry was only in the dirty map (never in a snapshot) and has just left
             // it under the lock, so threads that take the lock later cannot reach it. This
@@ -367,7 +368,9 @@ where
                 unsafe { entry.retire(guard) };
             }
         }
-        self.miss_locked(shard, &mut dirty, guard);
+        if !deleted {
+            self.miss_locked(shard, &mut dirty, guard);
+        }
         deleted
     }
 }
