@@ -1,6 +1,6 @@
-//! Software prefetch: on a map larger than the cache, a new key's steps (the snapshot's probe,
-//! the filter, the dirty table, the next copy) each wait for memory. Where the address of a
-//! later step is known early, asking for its line first lets the misses overlap.
+//! Software prefetch, for the copy of a large snapshot into the next dirty table
+//! ([`Dirty::step`](super::dirty::Dirty::step)): each entry it visits is a cache miss, and
+//! asking for the lines of the next entries first lets the misses overlap.
 
 /// Asks the processor to bring `target`'s cache line in, without waiting for it: a hint that
 /// reads nothing the program sees (a no-op where no instruction is used for it, and under
