@@ -271,7 +271,7 @@ where
         // Runs no user code from here on (the insert and a promotion rehash with the entries'
         // stored hashes), so the filter is never amended for an entry that does not arrive.
         dirty.note_new_key(read, entry.hash);
-        dirty.insert(entry);
+        shard.probe_hint.publish(dirty.insert(entry));
         if dirty.new_keys >= read.dirty_capacity() {
             self.promote_locked(shard, dirty, guard);
         }

@@ -831,3 +831,34 @@ fn the_copy_of_a_large_snapshot_keeps_live_keys_and_leaves_deleted_ones_out() {
     }
     assert_eq!(map.len(), (0..next).filter(|&k| live(k)).count());
 }
+
+/// The hint writers prefetch from before they lock (`ProbeHint`) says where the shard's dirty
+/// table is after each new key: the table's bucket mask, and the address of its control bytes,
+/// below which hashbrown lays out bucket `i` at `i + 1` buckets' distance. If hashbrown changed
+/// that layout, every prefetch would miss its lines (silently: a prefetch cannot fault); this
+/// test fails instead.
+#[test]
+fn the_probe_hint_says_where_the_dirty_tables_buckets_are() {
+    let n: u64 = if cfg!(miri) { 200 } else { 3_000 };
+    let map: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
+    let mut checked = 0;
+    for k in 0..n {
+        map.store(k, k);
+        let shard = map.shard_at(0, 0);
+        let dirty = shard.dirty.lock();
+        let Some(table) = dirty.table() else {
+            continue; // Promoted by this store: no dirty table until the next new key.
+        };
+        let place = shard.probe_hint.place();
+        assert_eq!(place.mask, table.num_buckets() - 1, "key {k}");
+        let size = std::mem::size_of::<EntryPtr<u64, u64>>();
+        for index in 0..table.num_buckets() {
+            if let Some(bucket) = table.get_bucket(index) {
+                let address = bucket as *const EntryPtr<u64, u64> as usize;
+                assert_eq!(address, place.control - (index + 1) * size, "key {k}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked as u64 >= n, "{checked} buckets checked");
+}

@@ -62,6 +62,15 @@ pub(crate) struct Dirty<K, V> {
     previous: Option<usize>,
 }
 
+/// Where a table's memory is: the address of its control bytes and its bucket mask (a table
+/// probes for hash `h` from control byte `h & mask`). Only an address, for prefetching: nothing
+/// dereferences it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TablePlace {
+    pub(crate) control: usize,
+    pub(crate) mask: usize,
+}
+
 /// What a promotion publishes, and what leaves the map with the old snapshot.
 pub(crate) struct Promotion<K, V> {
     /// The dirty table, complete, to become the read snapshot.
@@ -109,6 +118,12 @@ impl<K, V> Dirty<K, V> {
     /// The largest number of new keys between promotions for which the table is not allocated
     /// for all of them up front.
     const SMALL_CYCLE: usize = 128;
+
+    /// The dirty table, if the dirty map exists.
+    #[cfg(test)]
+    pub(crate) fn table(&self) -> Option<&Table<K, V>> {
+        self.table.as_ref()
+    }
 
     /// The length of the logical dirty map.
     pub(crate) fn len(&self) -> usize {
@@ -227,16 +242,26 @@ impl<K, V> Dirty<K, V> {
     }
 
     /// Inserts an entry that is in neither the table nor the unvisited part of the snapshot.
-    /// Runs no user code: the table grows with the hashes the entries carry.
-    pub(crate) fn insert(&mut self, entry: EntryPtr<K, V>) {
+    /// Runs no user code: the table grows with the hashes the entries carry. Returns where the
+    /// table is, for [`ProbeHint`](super::shard::ProbeHint).
+    pub(crate) fn insert(&mut self, entry: EntryPtr<K, V>) -> TablePlace {
         let table = self.table.as_mut().expect("ensure() runs before insert()");
-        table.insert_unique(entry.hash, entry, |e| e.hash);
+        let inserted = table.insert_unique(entry.hash, entry, |e| e.hash);
+        // hashbrown lays the buckets out below the control bytes, in reverse: bucket `i` ends
+        // `i * size` bytes below them.
+        let size = std::mem::size_of::<EntryPtr<K, V>>();
+        let control =
+            inserted.get() as *const EntryPtr<K, V> as usize + (inserted.bucket_index() + 1) * size;
+        TablePlace {
+            control,
+            mask: inserted.into_table().num_buckets() - 1,
+        }
     }
 
     /// Inserts an entry of the snapshot that the copy expunged and a store just unexpunged.
     pub(crate) fn insert_revived(&mut self, entry: EntryPtr<K, V>) {
         self.revived += 1;
-        self.insert(entry);
+        let _ = self.insert(entry);
     }
 
     /// Records a key that `read` (the current snapshot) lacks, about to be inserted: sets its

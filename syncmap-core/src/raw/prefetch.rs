@@ -1,6 +1,9 @@
-//! Software prefetch, for the copy of a large snapshot into the next dirty table
-//! ([`Dirty::step`](super::dirty::Dirty::step)): each entry it visits is a cache miss, and
-//! asking for the lines of the next entries first lets the misses overlap.
+//! Software prefetch, where a large map's memory is read in an order known ahead: the copy of
+//! a snapshot into the next dirty table ([`Dirty::step`](super::dirty::Dirty::step)), whose
+//! entries are scattered over the heap, and a new key's probe of the dirty table, which a
+//! writer asks for before it searches the snapshot
+//! ([`ProbeHint`](super::shard::ProbeHint)). Each would be a cache miss waiting for the one
+//! before; asked for first, the misses overlap.
 
 /// Asks the processor to bring `target`'s cache line in, without waiting for it: a hint that
 /// reads nothing the program sees (a no-op where no instruction is used for it, and under
@@ -17,4 +20,17 @@ pub(crate) fn prefetch<T>(target: &T) {
     }
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     let _ = target;
+}
+
+/// Asks for the cache line at `address`, which may be stale or point anywhere: `prefetcht0`
+/// neither faults nor reads anything the program sees, so a wrong guess costs only the hint.
+#[inline(always)]
+pub(crate) fn prefetch_address(address: usize) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: `prefetcht0` neither faults nor changes memory, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address as *const i8);
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = address;
 }

@@ -12,8 +12,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::dirty::Dirty;
+use super::dirty::{Dirty, TablePlace};
 use super::entry::EntryPtr;
+use super::prefetch::prefetch_address;
 use super::read::{ReadOnly, Table};
 use super::sync::{self, ArcSwap, AtomicPtr, Guard, Mutex, Ordering};
 
@@ -65,6 +66,61 @@ pub(crate) struct Shard<K, V> {
     /// Owns the current read snapshot.
     pub(crate) read: ArcSwap<ReadOnly<K, V>>,
     pub(crate) dirty: Mutex<Dirty<K, V>>,
+    /// Where the dirty table is, for writers to prefetch before they lock.
+    pub(crate) probe_hint: ProbeHint,
+}
+
+/// Where the shard's dirty table is, published by the lock holder at each new key, so that a
+/// writer can ask for the lines its locked probe will read while it still searches the
+/// snapshot: in a map larger than the cache, the snapshot's probe and the dirty table's are
+/// each a miss, and this lets them overlap instead of one waiting for the other.
+///
+/// A hint only, read and written with `Relaxed`: it may be stale (the table grown, promoted or
+/// freed since), or its two words may come from different tables. Nothing dereferences it; the
+/// prefetch of a wrong address costs only the hint.
+#[derive(Default)]
+pub(crate) struct ProbeHint {
+    control: std::sync::atomic::AtomicUsize,
+    mask: std::sync::atomic::AtomicUsize,
+}
+
+impl ProbeHint {
+    /// Publishes where the dirty table is (lock holder only).
+    #[inline]
+    pub(crate) fn publish(&self, place: TablePlace) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.control.load(Relaxed) != place.control || self.mask.load(Relaxed) != place.mask {
+            self.control.store(place.control, Relaxed);
+            self.mask.store(place.mask, Relaxed);
+        }
+    }
+
+    /// What was last published.
+    #[cfg(test)]
+    pub(crate) fn place(&self) -> TablePlace {
+        use std::sync::atomic::Ordering::Relaxed;
+        TablePlace {
+            control: self.control.load(Relaxed),
+            mask: self.mask.load(Relaxed),
+        }
+    }
+
+    /// Asks for the control group and the bucket where the dirty table's probe for `hash`
+    /// starts, where a new key's insert reads and writes (hashbrown's layout: the bucket of
+    /// index `i` ends `i` buckets below the control bytes).
+    #[inline]
+    pub(crate) fn prefetch<K, V>(&self, hash: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let control = self.control.load(Relaxed);
+        if control != 0 {
+            let start = hash as usize & self.mask.load(Relaxed);
+            let bucket_end = start
+                .wrapping_add(1)
+                .wrapping_mul(size_of::<EntryPtr<K, V>>());
+            prefetch_address(control.wrapping_add(start));
+            prefetch_address(control.wrapping_sub(bucket_end));
+        }
+    }
 }
 
 /// The writers' halves of a map's shards: shard 0 in place, the others allocated when the map
@@ -146,6 +202,7 @@ impl<K, V> Shard<K, V> {
         Shard {
             read: ArcSwap::new(Arc::clone(empty)),
             dirty: Mutex::new(Dirty::default()),
+            probe_hint: ProbeHint::default(),
         }
     }
 }
