@@ -5,25 +5,15 @@
 //! ([`ProbeHint`](super::shard::ProbeHint)). Each would be a cache miss waiting for the one
 //! before; asked for first, the misses overlap.
 
-/// Asks the processor to bring `target`'s cache line in, without waiting for it: a hint that
-/// reads nothing the program sees (a no-op where no instruction is used for it, and under
-/// miri).
+/// Asks the processor to bring `target`'s cache line in, without waiting for it.
 #[inline(always)]
 pub(crate) fn prefetch<T>(target: &T) {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    // SAFETY: `prefetcht0` neither faults nor changes memory, whatever the address; this one is
-    // a live reference's.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            (target as *const T).cast(),
-        );
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-    let _ = target;
+    prefetch_address(target as *const T as usize);
 }
 
-/// Asks for the cache line at `address`, which may be stale or point anywhere: `prefetcht0`
-/// neither faults nor reads anything the program sees, so a wrong guess costs only the hint.
+/// Asks for the cache line at `address`, which may be stale or point anywhere: a hint that
+/// neither faults nor reads anything the program sees, so a wrong guess costs only the hint (a
+/// no-op where no instruction is used for it, and under miri).
 #[inline(always)]
 pub(crate) fn prefetch_address(address: usize) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
