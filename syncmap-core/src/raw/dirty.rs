@@ -65,7 +65,7 @@ pub(crate) struct Dirty<K, V> {
 /// Where a table's memory is: the address of its control bytes and its bucket mask (a table
 /// probes for hash `h` from control byte `h & mask`). Only an address, for prefetching: nothing
 /// dereferences it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct TablePlace {
     pub(crate) control: usize,
     pub(crate) mask: usize,
