@@ -11,6 +11,7 @@ use std::sync::Arc;
 use equivalent::Equivalent;
 
 use super::entry::EntryPtr;
+use super::prefetch::prefetch_address;
 use super::read::{find, ReadOnly, Table};
 
 /// Go's `dirty`, `misses` and an incremental copy of the read snapshot.
@@ -65,10 +66,41 @@ pub(crate) struct Dirty<K, V> {
 /// Where a table's memory is: the address of its control bytes and its bucket mask (a table
 /// probes for hash `h` from control byte `h & mask`). Only an address, for prefetching: nothing
 /// dereferences it.
+///
+/// hashbrown lays a table's buckets out below its control bytes, in reverse: the bucket of
+/// index `i` ends `i` buckets below them. Both directions of that layout are here, next to each
+/// other; `map::tests::the_probe_hint_says_where_the_dirty_tables_buckets_are` checks it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TablePlace {
     pub(crate) control: usize,
     pub(crate) mask: usize,
+}
+
+impl TablePlace {
+    /// Where the table of `inserted`, an entry just inserted, is.
+    fn of<K, V>(inserted: hashbrown::hash_table::OccupiedEntry<'_, EntryPtr<K, V>>) -> Self {
+        let size = std::mem::size_of::<EntryPtr<K, V>>();
+        let control =
+            inserted.get() as *const EntryPtr<K, V> as usize + (inserted.bucket_index() + 1) * size;
+        TablePlace {
+            control,
+            mask: inserted.into_table().num_buckets() - 1,
+        }
+    }
+
+    /// Asks for the control group and the bucket where the table's probe for `hash` starts,
+    /// where a new key's insert reads and writes. The place may be stale (see
+    /// [`ProbeHint`](super::shard::ProbeHint)): the arithmetic wraps, and a prefetch of a
+    /// wrong address costs only the hint.
+    #[inline]
+    pub(crate) fn prefetch_probe<K, V>(self, hash: u64) {
+        let start = hash as usize & self.mask;
+        let bucket = start
+            .wrapping_add(1)
+            .wrapping_mul(std::mem::size_of::<EntryPtr<K, V>>());
+        prefetch_address(self.control.wrapping_add(start));
+        prefetch_address(self.control.wrapping_sub(bucket));
+    }
 }
 
 /// What a promotion publishes, and what leaves the map with the old snapshot.
@@ -246,16 +278,7 @@ impl<K, V> Dirty<K, V> {
     /// table is, for [`ProbeHint`](super::shard::ProbeHint).
     pub(crate) fn insert(&mut self, entry: EntryPtr<K, V>) -> TablePlace {
         let table = self.table.as_mut().expect("ensure() runs before insert()");
-        let inserted = table.insert_unique(entry.hash, entry, |e| e.hash);
-        // hashbrown lays the buckets out below the control bytes, in reverse: bucket `i` ends
-        // `i * size` bytes below them.
-        let size = std::mem::size_of::<EntryPtr<K, V>>();
-        let control =
-            inserted.get() as *const EntryPtr<K, V> as usize + (inserted.bucket_index() + 1) * size;
-        TablePlace {
-            control,
-            mask: inserted.into_table().num_buckets() - 1,
-        }
+        TablePlace::of(table.insert_unique(entry.hash, entry, |e| e.hash))
     }
 
     /// Inserts an entry of the snapshot that the copy expunged and a store just unexpunged.

@@ -14,7 +14,6 @@ use std::sync::{Arc, OnceLock};
 
 use super::dirty::{Dirty, TablePlace};
 use super::entry::EntryPtr;
-use super::prefetch::prefetch_address;
 use super::read::{ReadOnly, Table};
 use super::sync::{self, ArcSwap, AtomicPtr, Guard, Mutex, Ordering};
 
@@ -105,20 +104,15 @@ impl ProbeHint {
         }
     }
 
-    /// Asks for the control group and the bucket where the dirty table's probe for `hash`
-    /// starts, where a new key's insert reads and writes (hashbrown's layout: the bucket of
-    /// index `i` ends `i` buckets below the control bytes).
+    /// Asks for the lines where the dirty table's probe for `hash` starts, if a table was
+    /// published.
     #[inline]
     pub(crate) fn prefetch<K, V>(&self, hash: u64) {
         use std::sync::atomic::Ordering::Relaxed;
         let control = self.control.load(Relaxed);
         if control != 0 {
-            let start = hash as usize & self.mask.load(Relaxed);
-            let bucket_end = start
-                .wrapping_add(1)
-                .wrapping_mul(size_of::<EntryPtr<K, V>>());
-            prefetch_address(control.wrapping_add(start));
-            prefetch_address(control.wrapping_sub(bucket_end));
+            let mask = self.mask.load(Relaxed);
+            TablePlace { control, mask }.prefetch_probe::<K, V>(hash);
         }
     }
 }
