@@ -1,7 +1,9 @@
 //! Loom models of `#[memoize]`'s single flight (`Memo::__call`): one computation per key among
 //! concurrent callers, a result not kept (the cell is emptied and removed, and a waiter computes
-//! in turn), and invalidation racing with a computation. The key's cell is `raw::sync::OnceCell`,
-//! which under loom is a model with `once_cell`'s contract.
+//! in turn), and invalidation racing with a computation. The key's cell is its flight word (the
+//! claim of the caller computing, and the ready bit) and a value written once by that caller
+//! (`raw::sync::WriteOnce`, on loom's `UnsafeCell`, which fails a model whose write and reads
+//! are not ordered); a waiting thread blocks on the model of `event-listener`'s event.
 //!
 //! A *panicking* body takes the same path as a result not kept, plus a removal from a drop guard
 //! during unwinding; it is not modelled here because loom runs its threads on one OS thread, so
@@ -9,16 +11,17 @@
 //! poisons loom's internal mutex (a spurious failure, tried). Panics are checked with real
 //! threads instead: `tests/panics.rs`, the soak's injected panics, and both under TSan.
 //!
-//! Loom explored 10381, 13974 and 40 executions of the three models (`LOOM_LOG=info`). Two
-//! seeded bugs were each caught: a cell that lets two initializers run, and a miss path that
-//! stores a fresh cell instead of `load_or_store_with` (the body ran twice).
+//! Seeded bugs each caught by `concurrent_callers_share_one_computation`: the ready bit set
+//! before the value is written (loom reports the unordered access), and a waiter that checks
+//! the claim before it listens instead of after (loom reports the lost wakeup as a deadlock).
+//! Earlier, with a once-cell beside the flight word: a cell that lets two initializers run,
+//! and a miss path that stores a fresh cell instead of `load_or_store_with` (the body ran
+//! twice).
 //!
 //! Two more models check the statistics' gauge of waiting callers: every caller blocked on a
-//! computation is counted (81966 executions), and a caller counted by another is uncounted when
-//! it computes in turn (bounded to 4 preemptions: its spinning body makes the full search too
-//! long). Both fail on the gauge as it was before 2026-12-05 (read before the cell was entered),
-//! and each fails on a seeded bug of the fix (no count on the overtaken caller's behalf; no
-//! uncount when it computes).
+//! computation is counted, and a caller that computes in turn after a result not kept is no
+//! longer counted (bounded to 4 preemptions: its spinning body makes the full search too
+//! long).
 //!
 //! Run with `RUSTFLAGS="--cfg syncmap_loom" cargo test -p syncmap-core --release --test loom_memo`.
 //! Without that cfg this file compiles to nothing.

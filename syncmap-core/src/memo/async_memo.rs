@@ -73,10 +73,11 @@ where
                 value: value.clone(),
                 at: Stamp::taken(self.config.ttl.is_some(), age),
             };
-            // The claim makes this the only initializer of the cell.
-            let _ = slot.0.cell.get_or_try_init(|| Ok::<_, ()>(stored));
             std::mem::forget(abandon);
-            slot.0.flight.settle();
+            // SAFETY: this computation holds the claim (`claim_or_join` won it, and nothing
+            // released it: `abandon` is forgotten), and the value was not stored (checked
+            // after the claim; only the claim's owner stores).
+            unsafe { slot.0.settle(stored) };
             if self.bound.is_some() {
                 self.admitted(key, slot);
             }
@@ -142,7 +143,7 @@ where
                 Claim::Won => {
                     // A computation may have ended between the look at the cell and the claim.
                     if let Some(stored) = slot.0.get() {
-                        slot.0.flight.settle();
+                        slot.0.flight.release();
                         return Err(stored.value.clone());
                     }
                     return Ok(slot);

@@ -53,15 +53,15 @@ const OWNER_SHIFT: u32 = 8;
 const HITS: u64 = 0x0F;
 /// Set when the entry left the map other than by the policy.
 const GONE: u64 = 0x10;
-/// Set while the owner is a thread that marked its synchronous computation (not an async
-/// claim): cleared with the owner.
+/// Set while the owner is a thread computing synchronously (not an async claim): cleared with
+/// the owner. A synchronous caller blocks its thread for such an owner, but not for an async
+/// claim, whose future may be waiting to be polled by that very thread.
 const SYNC: u64 = 0x20;
-/// Set while the synchronous owner is counted in the waiting gauge by another caller: the owner
-/// waits on the cell for that caller's computation (see `Slot::get_or_compute_aged`). Only set
-/// with [`SYNC`]; cleared with the owner, or when the owner starts computing.
-const COUNTED_BY_OTHER: u64 = 0x40;
+/// Set, once and for good, when the slot's value is stored: the value is read only after this
+/// bit is seen (`Acquire`), and written only by the owner, before it sets the bit (`Release`).
+const READY: u64 = 0x40;
 /// The flags that belong to the owner and leave with it.
-const OWNER_FLAGS: u64 = SYNC | COUNTED_BY_OTHER;
+const OWNER_FLAGS: u64 = SYNC;
 /// The flag bits, which every change of the owner keeps.
 const FLAGS: u64 = (1 << OWNER_SHIFT) - 1;
 /// No computation in flight (the owner field).
@@ -75,9 +75,10 @@ const DEAD: u64 = u64::MAX >> OWNER_SHIFT;
 /// The word holds, above [`OWNER_SHIFT`], the *owner*: `FREE`, the token of the computation in
 /// flight (an async claim, or the id of the thread computing synchronously: both come from
 /// [`next_token`], so they never collide), or `DEAD`; below it the hit counter, the `gone`
-/// mark, and two flags of a synchronous owner ([`SYNC`], [`COUNTED_BY_OTHER`]). Every change
+/// mark, the flag of a synchronous owner ([`SYNC`]) and the slot's [`READY`] bit. Every change
 /// of one part keeps the others (compare-and-swap loops, `fetch_or`, `fetch_and`), except that
-/// the owner's flags leave with it.
+/// the owner's flag leaves with it. The owner is the one writer of the slot's value: the word
+/// is the slot's once-cell as well as its single flight.
 pub(crate) struct Flight {
     state: AtomicU64,
     #[cfg(syncmap_loom)]
@@ -100,6 +101,18 @@ pub(crate) enum Claim {
     /// Another computation, of this token, is in flight.
     Busy(u64),
     /// The slot is abandoned: look the key up again.
+    Dead,
+}
+
+/// What [`Flight::try_claim_sync`] found.
+pub(crate) enum SyncClaim {
+    /// The thread holds the claim and must compute (and then call `settle` or `release`).
+    Won,
+    /// Another thread, of this id, computes synchronously: wait for it.
+    Thread(u64),
+    /// An async computation holds the claim.
+    Task,
+    /// The slot is abandoned (out of the map).
     Dead,
 }
 
@@ -161,6 +174,28 @@ impl Flight {
         }
     }
 
+    /// Claims the computation for the thread `me` (a [`next_token`] id), computing
+    /// synchronously, unless a computation is in flight or has ended.
+    pub(crate) fn try_claim_sync(&self, me: u64) -> SyncClaim {
+        let claimed = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                (owner(state) == FREE).then_some(state | SYNC | (me << OWNER_SHIFT))
+            });
+        match claimed {
+            Ok(_) => SyncClaim::Won,
+            Err(state) if owner(state) == DEAD => SyncClaim::Dead,
+            Err(state) if state & SYNC != 0 => SyncClaim::Thread(owner(state)),
+            Err(_) => SyncClaim::Task,
+        }
+    }
+
+    /// Whether the slot's value is stored (and may be read: `Acquire`).
+    #[inline]
+    pub(crate) fn is_ready(&self) -> bool {
+        self.state.load(Ordering::Acquire) & READY != 0
+    }
+
     /// Waits until the computation of `owner` ends, unless `ended()` (the cell has a value) or
     /// the claim word says it has already: listens to the event (on this future's own state,
     /// no allocation), re-checks, then awaits the notification, so no wakeup is lost between
@@ -185,15 +220,50 @@ impl Flight {
         }
     }
 
+    /// [`wait`](Self::wait) for a thread: blocks it until the computation of `owner` ends,
+    /// unless `ended()` or the claim word says it has already (same listen, re-check, wait
+    /// order).
+    pub(crate) fn wait_blocking(&self, owner: u64, ended: impl Fn() -> bool) {
+        loop {
+            #[cfg(not(syncmap_loom))]
+            event_listener::listener!(self.ended() => listener);
+            #[cfg(syncmap_loom)]
+            let listener = self.ended().listen();
+            // As in `wait`.
+            fence(Ordering::SeqCst);
+            if ended() || !self.still_claimed_by(owner) {
+                return;
+            }
+            #[cfg(not(syncmap_loom))]
+            event_listener::Listener::wait(listener);
+            #[cfg(syncmap_loom)]
+            loom::future::block_on(listener);
+        }
+    }
+
     /// Whether the computation of `token` is still in flight.
     fn still_claimed_by(&self, token: u64) -> bool {
         owner(self.state.load(Ordering::Acquire)) == token
     }
 
-    /// The computation ended with its value in the cell: frees the claim (the cell now answers
-    /// every caller) and wakes all waiters.
+    /// The owner stored the slot's value: marks it [`READY`], frees the claim (the value now
+    /// answers every caller) and wakes all waiters. Only `Slot::settle` calls it, right after
+    /// the write, so that the bit always means a value is there.
     pub(crate) fn settle(&self) {
-        self.state.fetch_and(FLAGS, Ordering::Release);
+        self.state
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |state| {
+                Some((state & FLAGS & !OWNER_FLAGS) | READY)
+            })
+            .ok();
+        self.notify_listeners();
+    }
+
+    /// The owner ends its claim without storing a value (a result not kept, a panic, or a
+    /// value another owner stored before the claim): frees the claim, so that a waiter
+    /// computes in turn if there is no value, and wakes all waiters.
+    pub(crate) fn release(&self) {
+        self.state
+            .fetch_and(FLAGS & !OWNER_FLAGS, Ordering::Release);
         self.notify_listeners();
     }
 
@@ -215,52 +285,6 @@ impl Flight {
         if ended.total_listeners() > 0 {
             ended.notify(usize::MAX);
         }
-    }
-
-    /// Marks the synchronous computation of thread `me` (a [`next_token`] id), if no
-    /// computation is in flight; returns whether it did. (An async claim in flight is left
-    /// alone: a synchronous caller of the same cell then computes without the mark, as it
-    /// would without a claim word.)
-    pub(crate) fn mark_computing(&self, me: u64) -> bool {
-        self.state
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
-                (owner(state) == FREE).then_some(state | SYNC | (me << OWNER_SHIFT))
-            })
-            .is_ok()
-    }
-
-    /// For a synchronous caller that computes without the mark (another caller holds it):
-    /// flags the owner as counted by another caller if it is a thread marked by
-    /// [`mark_computing`](Self::mark_computing) that nobody counts yet; returns whether it did.
-    /// Such an owner waits on the cell for this caller's computation, so the caller counts it
-    /// in the waiting gauge (before flagging, so that the owner's uncount never comes first).
-    pub(crate) fn flag_counted_by_other(&self, me: u64) -> bool {
-        self.state
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
-                let unflagged_thread = state & OWNER_FLAGS == SYNC && owner(state) != me;
-                unflagged_thread.then_some(state | COUNTED_BY_OTHER)
-            })
-            .is_ok()
-    }
-
-    /// For the marked owner starting its own computation: clears the mark of being counted by
-    /// another caller; returns whether it was set (the owner then uncounts itself).
-    pub(crate) fn take_counted_by_other(&self) -> bool {
-        self.state.load(Ordering::Relaxed) & COUNTED_BY_OTHER != 0
-            && self.state.fetch_and(!COUNTED_BY_OTHER, Ordering::AcqRel) & COUNTED_BY_OTHER != 0
-    }
-
-    /// Ends the synchronous computation marked by [`mark_computing`](Self::mark_computing), and
-    /// wakes the async callers that waited for it. Returns whether the owner was counted by
-    /// another caller (and is to be uncounted).
-    pub(crate) fn unmark_computing(&self, me: u64) -> bool {
-        let unmarked = self
-            .state
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
-                (owner(state) == me).then_some(state & FLAGS & !OWNER_FLAGS)
-            });
-        self.notify_listeners();
-        unmarked.is_ok_and(|state| state & COUNTED_BY_OTHER != 0)
     }
 
     /// Records a hit for the eviction policy: a plain load, and an increment only while the

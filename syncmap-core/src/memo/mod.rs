@@ -781,6 +781,7 @@ where
                 self.map.compare_and_delete(key, &slot);
                 value
             }
+            Outcome::Unstored(value) => value,
         }
     }
 

@@ -6,8 +6,9 @@ use std::num::NonZeroU64;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::raw::sync::OnceCell;
+use crate::raw::sync::WriteOnce;
 
+use super::flight::{Flight, SyncClaim};
 use super::stats::WaitingGauge;
 
 /// A value and when it was computed.
@@ -73,13 +74,21 @@ impl Stamp {
 }
 
 /// A key's cell. Shared through a [`SlotRef`] by the map and by callers waiting on it.
+///
+/// # Invariants
+///
+/// `value` is written at most once, by the owner of the claim in `flight` (the thread or the
+/// async computation that computes it), before the owner sets the flight word's ready bit
+/// (`Release`); it is read only after that bit is seen (`Acquire`), and never written again.
+/// The bit is set only by [`Slot::settle`], right after the write: a slot marked ready holds a
+/// value.
 pub(crate) struct Slot<V> {
-    pub(crate) cell: OnceCell<Stored<V>>,
+    value: WriteOnce<Stored<V>>,
     /// Who computes the value (the thread of a synchronous caller, or an `async fn` caller's
-    /// claim, see `flight.rs`), the hits since the eviction policy last looked (bounded caches
-    /// only; saturating, lossy), and whether the entry left the map other than by the policy
-    /// (so the policy drops it): one word.
-    pub(crate) flight: super::flight::Flight,
+    /// claim, see `flight.rs`), whether the value is stored, the hits since the eviction
+    /// policy last looked (bounded caches only; saturating, lossy), and whether the entry left
+    /// the map other than by the policy (so the policy drops it): one word.
+    pub(crate) flight: Flight,
 }
 
 /// The map's value: a slot compared by identity, so that `compare_and_delete` removes exactly
@@ -169,19 +178,13 @@ impl Drop for ComputingHere {
     }
 }
 
-/// Clears the computing mark when the computation ends, by return or by unwinding, and
-/// uncounts its thread if another caller counted it as waiting.
-struct Computing<'a> {
-    flight: &'a super::flight::Flight,
-    me: u64,
-    gauge: Option<&'a WaitingGauge>,
-}
+/// Frees the claim of a synchronous computation that ends without storing a value, by return
+/// or by unwinding (a waiter then computes in turn).
+struct Claimed<'a>(&'a Flight);
 
-impl Drop for Computing<'_> {
+impl Drop for Claimed<'_> {
     fn drop(&mut self) {
-        if let (true, Some(gauge)) = (self.flight.unmark_computing(self.me), self.gauge) {
-            gauge.depart();
-        }
+        self.0.release();
     }
 }
 
@@ -191,13 +194,16 @@ pub(crate) enum Outcome<V> {
     Cached(V),
     /// We computed a value that is not to be kept (for example an `Err`).
     Uncached(V),
+    /// We computed a value while an async computation held the cell, or after it abandoned
+    /// the cell: that computation stores its own, or the cell is out of the map.
+    Unstored(V),
 }
 
 impl<V> Slot<V> {
     pub(crate) fn new() -> Self {
         Slot {
-            cell: OnceCell::new(),
-            flight: super::flight::Flight::new(),
+            value: WriteOnce::new(),
+            flight: Flight::new(),
         }
     }
 
@@ -222,24 +228,31 @@ impl<V> Slot<V> {
         self.flight.is_gone()
     }
 
-    /// Marks the synchronous computation of thread `me` if no computation is in flight; the
-    /// guard clears the mark.
-    fn mark_computing<'a>(
-        &'a self,
-        me: u64,
-        gauge: Option<&'a WaitingGauge>,
-    ) -> Option<Computing<'a>> {
-        self.flight.mark_computing(me).then_some(Computing {
-            flight: &self.flight,
-            me,
-            gauge,
-        })
-    }
-
     /// The value, if computed.
     #[inline]
     pub(crate) fn get(&self) -> Option<&Stored<V>> {
-        self.cell.get()
+        if !self.flight.is_ready() {
+            return None;
+        }
+        // SAFETY: the value was written before the ready bit was set (`Release`), which this
+        // thread saw (`Acquire`), and is never written again (the type's invariants); the bit
+        // is set only after a write, so there is a value.
+        Some(unsafe { self.value.get().unwrap_unchecked() })
+    }
+
+    /// Stores the value and wakes the waiters: for the owner of the claim only, once.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the claim in `flight` (from `try_claim` or `try_claim_sync`), and
+    /// the value is not stored yet.
+    pub(crate) unsafe fn settle(&self, stored: Stored<V>) -> &Stored<V> {
+        // SAFETY: the claim makes the caller the only writer, and nobody reads the value
+        // before the ready bit, set below.
+        unsafe { self.value.write(stored) };
+        self.flight.settle();
+        // SAFETY: written just above, by this thread.
+        unsafe { self.value.get() }.expect("the value was just stored")
     }
 
     /// Returns the value, computing it if no caller has: concurrent callers wait for the one
@@ -248,17 +261,11 @@ impl<V> Slot<V> {
     /// value from a shared tier may be already `age` old, and its timestamp is set back by that
     /// much, so that it expires when its first copy does.
     ///
-    /// Callers waiting for another caller's computation are counted in `gauge`. A caller marks
-    /// its computation in the flight word before it enters the cell, and one that finds the
-    /// mark taken counts itself until it has the value or starts computing in turn. The
-    /// marked caller may still lose the race into the cell to one of those: that one, which
-    /// computes while the marked caller waits, counts the marked caller on its behalf (the
-    /// `COUNTED_BY_OTHER` flag), which uncounts itself when it computes in turn or returns.
-    /// So every caller blocked on the cell is counted (checked by `tests/loom_memo.rs`). One
-    /// mix is left uncounted: a synchronous call of a key whose `async fn` computation holds
-    /// the claim computes without the mark, and a caller that marks after that claim ends
-    /// waits behind it uncounted (only a hand-made call, `get_or_compute`, on an `async fn`'s
-    /// cache mixes the two).
+    /// A caller blocked on another thread's computation is counted in `gauge` until it has
+    /// the value or computes in turn. An `async fn` computation of the same cell (only a
+    /// hand-made call, `get_or_compute`, on an `async fn`'s cache mixes the two) is not waited
+    /// for: its future may be waiting for this very thread to poll it. The caller computes
+    /// then without storing its value ([`Outcome::Unstored`]).
     ///
     /// # Panics
     ///
@@ -277,7 +284,7 @@ impl<V> Slot<V> {
     where
         V: Clone,
     {
-        if let Some(stored) = self.cell.get() {
+        if let Some(stored) = self.get() {
             return Outcome::Cached(stored.value.clone());
         }
         let me = current_thread_id();
@@ -288,54 +295,52 @@ impl<V> Slot<V> {
                  computing them: this recursion would never end"
             );
         }
-        let mut uncached = None;
-        // The computing mark is cleared once the value is in the cell (or the computation
-        // failed), not when `compute` returns: an async caller woken by its end then finds the
-        // value instead of computing again. Dropped by return or by unwinding. It is taken
-        // before the cell is entered: taken inside the cell's initialisation, it would leave a
-        // window where a caller finds it free and then blocks on the cell, uncounted.
-        let mut computing = self.mark_computing(me, gauge);
-        let mut waiting = match (&computing, gauge) {
-            (None, Some(gauge)) => Some(gauge.enter()),
-            _ => None,
-        };
-        let result = self.cell.get_or_try_init(|| {
-            drop(waiting.take());
-            if computing.is_some() {
-                if let (true, Some(gauge)) = (self.flight.take_counted_by_other(), gauge) {
-                    gauge.depart();
+        let mut waiting = None;
+        loop {
+            match self.flight.try_claim_sync(me) {
+                SyncClaim::Won => {
+                    drop(waiting.take());
+                    let claimed = Claimed(&self.flight);
+                    // A computation may have ended between the look at the value and the claim.
+                    if let Some(stored) = self.get() {
+                        return Outcome::Cached(stored.value.clone());
+                    }
+                    let (value, age) = {
+                        let _here = ComputingHere::push(address);
+                        compute()
+                    };
+                    if !keep(&value) {
+                        return Outcome::Uncached(value);
+                    }
+                    std::mem::forget(claimed);
+                    let stored = Stored {
+                        value,
+                        at: Stamp::taken(stamp, age),
+                    };
+                    // SAFETY: this thread holds the claim (won above, not released: the
+                    // guard is forgotten) and the value was not stored (checked after the
+                    // claim; only the claim's owner stores).
+                    let stored = unsafe { self.settle(stored) };
+                    return Outcome::Cached(stored.value.clone());
                 }
-            } else {
-                // Either the caller we waited for failed (and the mark is free again), or the
-                // mark's owner waits on the cell behind us (we count it), or an async claim is
-                // in flight (a synchronous caller then computes without the mark).
-                computing = self.mark_computing(me, gauge);
-                if computing.is_none() {
-                    if let Some(gauge) = gauge {
-                        gauge.arrive();
-                        if !self.flight.flag_counted_by_other(me) {
-                            gauge.depart();
-                        }
+                SyncClaim::Thread(owner) => {
+                    if waiting.is_none() {
+                        waiting = gauge.map(WaitingGauge::enter);
+                    }
+                    self.flight.wait_blocking(owner, || self.flight.is_ready());
+                    if let Some(stored) = self.get() {
+                        return Outcome::Cached(stored.value.clone());
                     }
                 }
+                SyncClaim::Task | SyncClaim::Dead => {
+                    drop(waiting.take());
+                    if let Some(stored) = self.get() {
+                        return Outcome::Cached(stored.value.clone());
+                    }
+                    let _here = ComputingHere::push(address);
+                    return Outcome::Unstored(compute().0);
+                }
             }
-            let _here = ComputingHere::push(address);
-            let (value, age) = compute();
-            if keep(&value) {
-                Ok(Stored {
-                    value,
-                    at: Stamp::taken(stamp, age),
-                })
-            } else {
-                uncached = Some(value);
-                Err(())
-            }
-        });
-        drop(waiting);
-        drop(computing);
-        match result {
-            Ok(stored) => Outcome::Cached(stored.value.clone()),
-            Err(()) => Outcome::Uncached(uncached.expect("the value not kept was returned")),
         }
     }
 }
@@ -385,15 +390,54 @@ mod tests {
         }
     }
 
+    /// A thread that finds another computing blocks until the value is stored, then reads it:
+    /// the body runs once, and both threads get its value. Under miri, an unordered write and
+    /// read of the value is a reported data race.
+    #[test]
+    fn a_thread_waits_for_the_computing_thread_and_reads_its_value() {
+        let slot = SlotRef::<String>::new();
+        let counters = super::super::stats::Counters::default();
+        let gauge = counters.waiting();
+        let waiting = || counters.snapshot(0).waiting;
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let call = || {
+            let outcome = slot.0.get_or_compute_aged(
+                "f",
+                false,
+                Some(gauge),
+                || {
+                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    // Ends once the other thread waits for this computation.
+                    while waiting() == 0 {
+                        std::thread::yield_now();
+                    }
+                    ("value".to_string(), Duration::ZERO)
+                },
+                |_| true,
+            );
+            match outcome {
+                Outcome::Cached(value) => value,
+                _ => panic!("the value is kept"),
+            }
+        };
+        let (a, b) = std::thread::scope(|scope| {
+            let other = scope.spawn(call);
+            (call(), other.join().unwrap())
+        });
+        assert_eq!((a.as_str(), b.as_str()), ("value", "value"));
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(waiting(), 0);
+    }
+
     #[test]
     fn the_cell_of_a_small_value_takes_no_more_than_the_value_and_its_stamp() {
         // The stamp's niche makes the empty state free: `Option<Stored<u64>>` is 16 bytes.
         assert_eq!(std::mem::size_of::<Option<Stored<u64>>>(), 16);
-        // And the flight word packs the computing thread, the async claim, the hits and the
-        // `gone` mark, and the waiters' event is one of the process's stripes: the slot's
-        // allocation of a `u64` (one count + slot) is at most 40 bytes, a glibc chunk of 48 (it
-        // was 56 bytes, a chunk of 64, with an event per slot and `std::sync::Arc`'s two
-        // counts; 72 bytes, a chunk of 80, with four fields).
-        assert!(std::mem::size_of::<Slot<u64>>() + 8 <= 40);
+        // And the flight word packs the computing thread, the async claim, the ready bit, the
+        // hits and the `gone` mark, and the waiters' event is one of the process's stripes: the
+        // slot's allocation of a `u64` (one count + slot) is 32 bytes (it was 40 with a
+        // once-cell's own state word, 56 with an event per slot and `std::sync::Arc`'s two
+        // counts, 72 with four fields).
+        assert_eq!(std::mem::size_of::<Slot<u64>>() + 8, 32);
     }
 }

@@ -126,19 +126,8 @@ pub(crate) struct WaitingGauge(AtomicUsize);
 impl WaitingGauge {
     /// Counts the current caller until the returned guard drops.
     pub(crate) fn enter(&self) -> WaitingCaller<'_> {
-        self.arrive();
-        WaitingCaller(self)
-    }
-
-    /// Counts a caller that another caller counts on its behalf, until [`depart`](Self::depart)
-    /// (see `Slot::get_or_compute_aged`).
-    pub(crate) fn arrive(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Ends one count of [`arrive`](Self::arrive).
-    pub(crate) fn depart(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        WaitingCaller(self)
     }
 }
 
@@ -148,7 +137,7 @@ pub(crate) struct WaitingCaller<'a>(&'a WaitingGauge);
 
 impl Drop for WaitingCaller<'_> {
     fn drop(&mut self) {
-        self.0.depart();
+        self.0 .0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

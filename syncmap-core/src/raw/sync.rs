@@ -17,9 +17,44 @@ mod imp {
 
     pub(crate) use crate::raw::epoch::Collector;
 
-    /// The cell of a memoized key (single flight): concurrent initializers wait for the one
-    /// running; a failed or panicking one lets the next try.
-    pub(crate) use once_cell::sync::OnceCell;
+    /// A value written once by a single writer and then only read, for a type that orders
+    /// both through an atomic of its own (the memo's cell and its flight word).
+    pub(crate) struct WriteOnce<T>(std::cell::UnsafeCell<Option<T>>);
+
+    // SAFETY: shared access hands out `&T` (requires `T: Sync`), and the single write may come
+    // from another thread than the one that drops the value (requires `T: Send`). The callers
+    // of `write` and `get` order them (their safety contracts).
+    unsafe impl<T: Send + Sync> Sync for WriteOnce<T> {}
+
+    /// No panic can leave the cell half-written: the write moves a value in, and runs no user
+    /// code (as `once_cell`'s cell, which is unwind-safe on the same terms).
+    impl<T: std::panic::RefUnwindSafe + std::panic::UnwindSafe> std::panic::RefUnwindSafe
+        for WriteOnce<T>
+    {
+    }
+
+    impl<T> WriteOnce<T> {
+        pub(crate) fn new() -> Self {
+            WriteOnce(std::cell::UnsafeCell::new(None))
+        }
+
+        /// # Safety
+        ///
+        /// No other `write` and no `get` runs at the same time, and none ran before.
+        pub(crate) unsafe fn write(&self, value: T) {
+            // SAFETY: exclusive access, per the caller.
+            unsafe { *self.0.get() = Some(value) }
+        }
+
+        /// # Safety
+        ///
+        /// No `write` runs at the same time or later while the reference lives; the `write`,
+        /// if any, happens before this call.
+        pub(crate) unsafe fn get(&self) -> Option<&T> {
+            // SAFETY: no concurrent write, per the caller.
+            unsafe { (*self.0.get()).as_ref() }
+        }
+    }
 
     /// A thread's protection against reclamation, for the duration of one operation.
     pub(crate) type Guard<'c> = crate::raw::epoch::LocalGuard<'c>;
@@ -438,75 +473,32 @@ mod imp {
         lock(mutex, collector, guard)
     }
 
-    /// `once_cell::sync::OnceCell`'s operations the memo uses, with loom's primitives and
-    /// the same contract: one initializer runs at a time, others block until it ends; one that
-    /// fails or panics leaves the cell empty for the next. (No loom lock is held while the
-    /// initializer runs: loom's mutex cannot survive a panic.)
-    pub(crate) struct OnceCell<T> {
-        /// Whether an initializer is running.
-        running: loom::sync::Mutex<bool>,
-        /// Signalled when an initializer ends.
-        ended: loom::sync::Condvar,
-        ready: AtomicBool,
-        value: loom::cell::UnsafeCell<Option<T>>,
-    }
+    /// `WriteOnce` on loom's `UnsafeCell`, which checks that the write and the reads never
+    /// overlap.
+    pub(crate) struct WriteOnce<T>(loom::cell::UnsafeCell<Option<T>>);
 
-    // SAFETY: the value is written once, by the one running initializer, before `ready` is set
-    // (release), and only read after `ready` is seen set (acquire): shared access needs
-    // `T: Sync`, and the cell hands the value between threads, so `T: Send`.
-    unsafe impl<T: Send + Sync> Sync for OnceCell<T> {}
+    // SAFETY: as in the real implementation.
+    unsafe impl<T: Send + Sync> Sync for WriteOnce<T> {}
 
-    /// Marks the running initializer as ended, by return or by unwinding.
-    struct Ended<'a>(&'a loom::sync::Mutex<bool>, &'a loom::sync::Condvar);
-
-    impl Drop for Ended<'_> {
-        fn drop(&mut self) {
-            *self.0.lock().unwrap() = false;
-            self.1.notify_all();
-        }
-    }
-
-    impl<T> OnceCell<T> {
+    impl<T> WriteOnce<T> {
         pub(crate) fn new() -> Self {
-            OnceCell {
-                running: loom::sync::Mutex::new(false),
-                ended: loom::sync::Condvar::new(),
-                ready: AtomicBool::new(false),
-                value: loom::cell::UnsafeCell::new(None),
-            }
+            WriteOnce(loom::cell::UnsafeCell::new(None))
         }
 
-        pub(crate) fn get(&self) -> Option<&T> {
-            if !self.ready.load(Ordering::Acquire) {
-                return None;
-            }
-            // SAFETY: `ready` is set only after the single write, which happens-before this
-            // read (acquire above); the value is never written again.
-            self.value.with(|value| unsafe { (*value).as_ref() })
+        /// # Safety
+        ///
+        /// As in the real implementation.
+        pub(crate) unsafe fn write(&self, value: T) {
+            // SAFETY: exclusive access, per the caller (loom checks it).
+            self.0.with_mut(|slot| unsafe { *slot = Some(value) });
         }
 
-        pub(crate) fn get_or_try_init<E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<&T, E> {
-            {
-                let mut running = self.running.lock().unwrap();
-                loop {
-                    if let Some(value) = self.get() {
-                        return Ok(value);
-                    }
-                    if !*running {
-                        *running = true;
-                        break;
-                    }
-                    running = self.ended.wait(running).unwrap();
-                }
-            }
-            let ended = Ended(&self.running, &self.ended);
-            let value = f()?;
-            // SAFETY: we are the one running initializer and `ready` is unset, so no other
-            // access to the value exists.
-            self.value.with_mut(|slot| unsafe { *slot = Some(value) });
-            self.ready.store(true, Ordering::Release);
-            drop(ended);
-            Ok(self.get().expect("just initialized"))
+        /// # Safety
+        ///
+        /// As in the real implementation.
+        pub(crate) unsafe fn get(&self) -> Option<&T> {
+            // SAFETY: no concurrent write, per the caller (loom checks it).
+            self.0.with(|value| unsafe { (*value).as_ref() })
         }
     }
 }
