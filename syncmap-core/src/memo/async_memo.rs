@@ -22,7 +22,7 @@ use std::hash::Hash;
 use std::time::Duration;
 
 use super::flight::{self, Claim};
-use super::slot::{SlotRef, Stamp, Stored};
+use super::slot::SlotRef;
 use super::stats::Counter;
 use super::Memo;
 
@@ -69,15 +69,11 @@ where
         };
         let (value, age, kept) = self.compute_async(&key, token, compute, keep).await;
         if kept {
-            let stored = Stored {
-                value: value.clone(),
-                at: Stamp::taken(self.config.ttl.is_some(), age),
-            };
             std::mem::forget(abandon);
             // SAFETY: this computation holds the claim (`claim_or_join` won it, and nothing
             // released it: `abandon` is forgotten), and the value was not stored (checked
             // after the claim; only the claim's owner stores).
-            unsafe { slot.0.settle(stored) };
+            unsafe { slot.settle(value.clone(), age) };
             if self.bound.is_some() {
                 self.admitted(key, slot);
             }
@@ -123,27 +119,31 @@ where
         loop {
             let mut slot = match self.map.load(key) {
                 Some(slot) => slot,
-                None => self.map.load_or_store_with(key.clone(), SlotRef::new).0,
+                None => {
+                    self.map
+                        .load_or_store_with(key.clone(), || self.new_slot())
+                        .0
+                }
             };
-            if let Some(stored) = slot.0.get() {
+            if let Some(stored) = slot.get() {
                 if !self.expired(stored.at) {
                     return Err(stored.value.clone());
                 }
                 // Expired: put a fresh cell in its place, or start over with whatever another
                 // caller put (or removed) meanwhile.
                 self.counters.bump(Counter::Expiration);
-                let fresh = SlotRef::new();
+                let fresh = self.new_slot();
                 if !self.map.compare_and_swap(key, &slot, fresh.clone()) {
                     continue;
                 }
-                slot.0.mark_gone();
+                slot.mark_gone();
                 slot = fresh;
             }
-            match slot.0.flight.try_claim(token) {
+            match slot.flight().try_claim(token) {
                 Claim::Won => {
                     // A computation may have ended between the look at the cell and the claim.
-                    if let Some(stored) = slot.0.get() {
-                        slot.0.flight.release();
+                    if let Some(stored) = slot.get() {
+                        slot.flight().release();
                         return Err(stored.value.clone());
                     }
                     return Ok(slot);
@@ -158,11 +158,11 @@ where
                         );
                     }
                     let waiting = self.counters.waiting().enter();
-                    slot.0.flight.wait(owner, || slot.0.get().is_some()).await;
+                    slot.flight().wait(owner, || slot.get().is_some()).await;
                     drop(waiting);
                     // The value of the computation waited for, even if the key was
                     // invalidated meanwhile; otherwise (it ended without one) start over.
-                    if let Some(stored) = slot.0.get() {
+                    if let Some(stored) = slot.get() {
                         return Err(stored.value.clone());
                     }
                 }
@@ -191,6 +191,6 @@ where
 {
     fn drop(&mut self) {
         self.memo.map.compare_and_delete(self.key, self.slot);
-        self.slot.0.flight.abandon();
+        self.slot.flight().abandon();
     }
 }

@@ -22,11 +22,11 @@ pub(super) struct Tracked<K, V> {
 
 impl<K, V> Resident for Tracked<K, V> {
     fn take_hits(&self) -> u32 {
-        self.slot.0.take_hits()
+        self.slot.take_hits()
     }
 
     fn is_live(&self) -> bool {
-        !self.slot.0.is_gone()
+        !self.slot.is_gone()
     }
 }
 
@@ -77,7 +77,7 @@ where
     V: Clone + Send + Sync + 'static,
 {
     fn drop(&mut self) {
-        self.slot.0.mark_gone();
+        self.slot.mark_gone();
         if self.memo.map.compare_and_delete(self.key, self.slot) {
             self.memo.counters.add(Counter::Rejection, 1);
         }
@@ -107,14 +107,14 @@ where
         let Some(bound) = &self.bound else {
             return;
         };
-        let weight = match (bound.weigher, slot.0.get()) {
+        let weight = match (bound.weigher, slot.get()) {
             (Some(weigher), Some(stored)) => {
                 let remove = RemoveUnweighed {
                     memo: self,
                     key: &key,
                     slot: &slot,
                 };
-                let weight = weigher(&key, &stored.value);
+                let weight = weigher(&key, stored.value);
                 std::mem::forget(remove);
                 // A weight of 0 would let the window grow without bound.
                 weight.max(1)
@@ -137,7 +137,7 @@ where
             if why == Removal::Gone {
                 continue;
             }
-            tracked.slot.0.mark_gone();
+            tracked.slot.mark_gone();
             // Most of these are keys rejected soon after their insertion, still only in the
             // map's dirty table: `compare_and_remove` takes them out of it at once.
             if self.map.compare_and_remove(&tracked.key, &tracked.slot) {
@@ -193,7 +193,7 @@ where
             bound.policy.lock().drain(&mut out);
             // Outside the lock: deleting runs the key's `Eq`, dropping runs `Drop`.
             for (tracked, _) in out {
-                tracked.slot.0.mark_gone();
+                tracked.slot.mark_gone();
                 self.map.compare_and_delete(&tracked.key, &tracked.slot);
             }
         }

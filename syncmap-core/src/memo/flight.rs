@@ -60,6 +60,8 @@ const SYNC: u64 = 0x20;
 /// Set, once and for good, when the slot's value is stored: the value is read only after this
 /// bit is seen (`Acquire`), and written only by the owner, before it sets the bit (`Release`).
 const READY: u64 = 0x40;
+/// Set at creation, never changed: the slot keeps its value's stamp (its cache has a TTL).
+const TIMED: u64 = 0x80;
 /// The flags that belong to the owner and leave with it.
 const OWNER_FLAGS: u64 = SYNC;
 /// The flag bits, which every change of the owner keeps.
@@ -123,9 +125,10 @@ fn owner(state: u64) -> u64 {
 }
 
 impl Flight {
-    pub(crate) fn new() -> Self {
+    /// The word of a new slot, of the timed kind if `timed`.
+    pub(crate) fn new(timed: bool) -> Self {
         Flight {
-            state: AtomicU64::new(FREE),
+            state: AtomicU64::new(if timed { TIMED } else { FREE }),
             #[cfg(syncmap_loom)]
             ended: Event::new(),
         }
@@ -194,6 +197,20 @@ impl Flight {
     #[inline]
     pub(crate) fn is_ready(&self) -> bool {
         self.state.load(Ordering::Acquire) & READY != 0
+    }
+
+    /// `None` if the slot's value is not stored, else whether the slot is of the timed kind:
+    /// one load (`Acquire`: the value may be read).
+    #[inline]
+    pub(crate) fn ready(&self) -> Option<bool> {
+        let state = self.state.load(Ordering::Acquire);
+        (state & READY != 0).then_some(state & TIMED != 0)
+    }
+
+    /// Whether the slot is of the timed kind (set at creation, so any load sees it).
+    #[inline]
+    pub(crate) fn is_timed(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & TIMED != 0
     }
 
     /// Waits until the computation of `owner` ends, unless `ended()` (the cell has a value) or

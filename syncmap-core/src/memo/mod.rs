@@ -274,6 +274,11 @@ where
     }
 
     /// Whether a stored value is past its TTL.
+    /// An empty cell of this cache's kind (with a stamp if it has a TTL).
+    fn new_slot(&self) -> SlotRef<V> {
+        SlotRef::new(self.config.ttl.is_some())
+    }
+
     fn expired(&self, at: slot::Stamp) -> bool {
         self.config.ttl.is_some_and(|ttl| at.older_than(ttl))
     }
@@ -306,8 +311,7 @@ where
     {
         self.map
             .load_with(key, |slot| {
-                slot.0
-                    .get()
+                slot.get()
                     .filter(|stored| !self.expired(stored.at))
                     .map(|stored| stored.value.clone())
             })
@@ -331,7 +335,7 @@ where
     pub fn len(&self) -> usize {
         let mut hidden = 0;
         self.map.range(|_, slot| {
-            hidden += usize::from(slot.0.get().is_none_or(|stored| self.expired(stored.at)));
+            hidden += usize::from(slot.get().is_none_or(|stored| self.expired(stored.at)));
             true
         });
         self.map.len().saturating_sub(hidden)
@@ -377,8 +381,8 @@ where
     /// assert_eq!(entries, [(2, 4), (3, 9)]);
     /// ```
     pub fn range(&self, mut f: impl FnMut(&K, &V) -> bool) {
-        self.map.range(|key, slot| match slot.0.get() {
-            Some(stored) if !self.expired(stored.at) => f(key, &stored.value),
+        self.map.range(|key, slot| match slot.get() {
+            Some(stored) if !self.expired(stored.at) => f(key, stored.value),
             _ => true,
         });
     }
@@ -414,8 +418,8 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         self.map.load_and_delete(key).is_some_and(|slot| {
-            slot.0.mark_gone();
-            slot.0.get().is_some()
+            slot.mark_gone();
+            slot.get().is_some()
         })
     }
 
@@ -440,9 +444,9 @@ where
     pub fn invalidate_if(&self, mut f: impl FnMut(&K, &V) -> bool) -> usize {
         let mut removed = 0;
         self.map.range(|key, slot| {
-            if let Some(stored) = slot.0.get() {
-                if f(key, &stored.value) && self.map.compare_and_delete(key, slot) {
-                    slot.0.mark_gone();
+            if let Some(stored) = slot.get() {
+                if f(key, stored.value) && self.map.compare_and_delete(key, slot) {
+                    slot.mark_gone();
                     removed += 1;
                 }
             }
@@ -500,9 +504,9 @@ where
         }
         let mut purged = 0;
         self.map.range(|key, slot| {
-            if let Some(stored) = slot.0.get() {
+            if let Some(stored) = slot.get() {
                 if self.expired(stored.at) && self.map.compare_and_delete(key, slot) {
-                    slot.0.mark_gone();
+                    slot.mark_gone();
                     purged += 1;
                 }
             }
@@ -566,14 +570,8 @@ where
     {
         let value = self
             .map
-            .load_with(key, |slot| match slot.0.get() {
-                Some(stored) if !self.expired(stored.at) => {
-                    if self.bound.is_some() {
-                        slot.0.touch();
-                    }
-                    Some(stored.value.clone())
-                }
-                _ => None,
+            .load_with(key, |slot| {
+                slot.hit(self.bound.is_some(), |at| self.expired(at))
             })
             .flatten()?;
         self.counters.bump(Counter::Hit);
@@ -668,16 +666,16 @@ where
         let policy_key = self.bound.is_some().then(|| owned.clone());
         #[cfg(feature = "redis")]
         let shared = self.shared_key(&owned);
-        let mut slot = self.map.load_or_store_with(owned, SlotRef::new).0;
-        if let Some(stored) = slot.0.get() {
+        let mut slot = self.map.load_or_store_with(owned, || self.new_slot()).0;
+        if let Some(stored) = slot.get() {
             if !self.expired(stored.at) {
                 return stored.value.clone();
             }
             // Expired: put a fresh cell in its place (or take the one another caller put).
             self.counters.bump(Counter::Expiration);
-            let fresh = SlotRef::new();
+            let fresh = self.new_slot();
             slot = if self.map.compare_and_swap(key, &slot, fresh.clone()) {
-                slot.0.mark_gone();
+                slot.mark_gone();
                 fresh
             } else {
                 match self.map.load(key) {
@@ -686,7 +684,7 @@ where
                     None => return compute(),
                 }
             };
-            if let Some(stored) = slot.0.get() {
+            if let Some(stored) = slot.get() {
                 return if self.expired(stored.at) {
                     compute()
                 } else {
@@ -748,13 +746,7 @@ where
         compute: impl FnOnce() -> (V, Duration),
         keep: impl FnOnce(&V) -> bool,
     ) -> Outcome<V> {
-        slot.0.get_or_compute_aged(
-            self.name,
-            self.config.ttl.is_some(),
-            Some(self.counters.waiting()),
-            compute,
-            keep,
-        )
+        slot.get_or_compute_aged(self.name, Some(self.counters.waiting()), compute, keep)
     }
 
     /// The end of a miss whose cell `slot` is settled: a value kept goes to the eviction
@@ -821,7 +813,7 @@ where
     Q: Hash + Equivalent<K>,
 {
     fn drop(&mut self) {
-        if self.started.get() && self.slot.0.get().is_none() {
+        if self.started.get() && self.slot.get().is_none() {
             self.memo.map.compare_and_delete(self.key, self.slot);
         }
     }

@@ -6,21 +6,76 @@ use std::num::NonZeroU64;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use std::marker::PhantomData;
+use std::panic::{RefUnwindSafe, UnwindSafe};
+use std::ptr::NonNull;
+
+// The count is a std atomic even under loom, as triomphe's was: loom would explore every clone
+// and drop of a handle (its models ran out of memory); miri and ThreadSanitizer check it.
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
+
 use crate::raw::sync::WriteOnce;
 
 use super::flight::{Flight, SyncClaim};
 use super::stats::WaitingGauge;
 
-/// A value and when it was computed.
+/// A value and when it was computed: what the cell of a cache with a TTL stores. The value
+/// first (`repr(C)`), at the same offset as in [`Plain`], so that a hit finds it without
+/// asking the slot's kind.
+#[repr(C)]
 pub(crate) struct Stored<V> {
     pub(crate) value: V,
+    pub(crate) at: Stamp,
+}
+
+/// What the cell of a cache without a TTL stores: the value alone (8 bytes less per entry than
+/// [`Stored`], which takes the cell of a `u64` with its count from a 48-byte glibc chunk to a
+/// 32-byte one).
+#[repr(transparent)]
+pub(crate) struct Plain<V>(V);
+
+/// What a cell stores: [`Plain`] or [`Stored`].
+pub(crate) trait Payload<V> {
+    /// Whether the payload keeps when its value was computed (else no clock is read).
+    const TIMED: bool;
+    fn new(value: V, at: Stamp) -> Self;
+    fn value(&self) -> &V;
+}
+
+impl<V> Payload<V> for Plain<V> {
+    const TIMED: bool = false;
+
+    fn new(value: V, _: Stamp) -> Self {
+        Plain(value)
+    }
+
+    fn value(&self) -> &V {
+        &self.0
+    }
+}
+
+impl<V> Payload<V> for Stored<V> {
+    const TIMED: bool = true;
+
+    fn new(value: V, at: Stamp) -> Self {
+        Stored { value, at }
+    }
+
+    fn value(&self) -> &V {
+        &self.value
+    }
+}
+
+/// A cell's value as its readers see it: the value, and when it was computed
+/// ([`Stamp::NONE`] in a cache without a TTL).
+pub(crate) struct Found<'a, V> {
+    pub(crate) value: &'a V,
     pub(crate) at: Stamp,
 }
 
 /// When a value was computed, in 8 bytes (an `Option<Instant>` takes 16): nanoseconds from a
 /// process-wide origin, offset by [`Stamp::BIAS`] so that instants before the origin (a value
 /// aged by the shared tier) are represented too, or [`Stamp::NONE`] for a cache without a TTL.
-/// Never zero, so that `Option<Stored<V>>` (the memo cell) is no larger than `Stored<V>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stamp(NonZeroU64);
 
@@ -73,7 +128,9 @@ impl Stamp {
     }
 }
 
-/// A key's cell. Shared through a [`SlotRef`] by the map and by callers waiting on it.
+/// A key's cell: its handles' count and its flight word (the [`Header`], common to both
+/// kinds), then its value (`P` is [`Plain`] in a cache without a TTL, [`Stored`] with one).
+/// Shared through [`SlotRef`]s by the map and by callers waiting on it.
 ///
 /// # Invariants
 ///
@@ -81,51 +138,247 @@ impl Stamp {
 /// async computation that computes it), before the owner sets the flight word's ready bit
 /// (`Release`); it is read only after that bit is seen (`Acquire`), and never written again.
 /// The bit is set only by [`Slot::settle`], right after the write: a slot marked ready holds a
-/// value.
-pub(crate) struct Slot<V> {
-    value: WriteOnce<Stored<V>>,
+/// value. The flight word's timed bit, set at creation and never changed, says which `P`.
+#[repr(C)]
+pub(crate) struct Slot<P> {
+    header: Header,
+    value: WriteOnce<P>,
+}
+
+/// The part of a [`Slot`] that does not depend on its kind, first in both (`repr(C)`).
+#[repr(C)]
+pub(crate) struct Header {
+    /// The number of [`SlotRef`]s: the last one to go frees the slot.
+    count: AtomicUsize,
     /// Who computes the value (the thread of a synchronous caller, or an `async fn` caller's
-    /// claim, see `flight.rs`), whether the value is stored, the hits since the eviction
-    /// policy last looked (bounded caches only; saturating, lossy), and whether the entry left
-    /// the map other than by the policy (so the policy drops it): one word.
+    /// claim, see `flight.rs`), whether the value is stored, the slot's kind, the hits since
+    /// the eviction policy last looked (bounded caches only; saturating, lossy), and whether
+    /// the entry left the map other than by the policy (so the policy drops it): one word.
     pub(crate) flight: Flight,
 }
 
-/// The map's value: a slot compared by identity, so that `compare_and_delete` removes exactly
-/// the slot a caller saw (and not a newer one for the same key).
-pub(crate) struct SlotRef<V>(pub(crate) SlotArc<Slot<V>>);
+/// The map's value: a counted handle to a slot, compared by identity, so that
+/// `compare_and_delete` removes exactly the slot a caller saw (and not a newer one for the
+/// same key). One pointer, whatever the slot's kind: the kind is a bit of the slot's flight
+/// word, so that a cache without a TTL has slots without a stamp (a `u64`'s slot is 24 bytes,
+/// a 32-byte glibc chunk) and every handle stays 8 bytes. (A two-variant enum took 16, which
+/// cost more than the smaller slot saved: `docs/performance-notes.md`.)
+///
+/// # Invariants
+///
+/// `slot` points at a live `Slot<Plain<V>>` or `Slot<Stored<V>>` (as its timed bit says),
+/// allocated by [`SlotRef::new`] as a `Box`, whose count includes this handle.
+pub(crate) struct SlotRef<V> {
+    slot: NonNull<Header>,
+    _value: PhantomData<V>,
+}
 
-/// The slot's shared handle: `triomphe::Arc`, which has no weak count (nothing needs one), so
-/// a small value's slot takes 8 bytes less than with `std::sync::Arc` (see the size test
-/// below). Under ThreadSanitizer (`--cfg syncmap_tsan`) it is `std::sync::Arc`: TSan does not
-/// model the `Acquire` fence after triomphe's last decrement and reports the free that follows
-/// as a race, while std's `Arc` uses an `Acquire` load when built with TSan. miri, which models
-/// fences, checks triomphe's (the test of a slot freed by the last of several threads, below).
-#[cfg(not(syncmap_tsan))]
-type SlotArc<T> = triomphe::Arc<T>;
-#[cfg(syncmap_tsan)]
-type SlotArc<T> = std::sync::Arc<T>;
+// SAFETY: a handle shares the slot's value with other threads (`&V`: requires `V: Sync`) and
+// may drop it on any thread (requires `V: Send`); the count and the flight word are atomics.
+unsafe impl<V: Send + Sync> Send for SlotRef<V> {}
+// SAFETY: as above.
+unsafe impl<V: Send + Sync> Sync for SlotRef<V> {}
+
+/// Nothing a panic could leave half-changed: the count and the flight word are atomics, and
+/// the value is written once, by a move.
+impl<V: RefUnwindSafe> RefUnwindSafe for SlotRef<V> {}
+/// See the `RefUnwindSafe` implementation.
+impl<V: RefUnwindSafe> UnwindSafe for SlotRef<V> {}
 
 impl<V> SlotRef<V> {
-    /// A new, empty slot.
-    pub(crate) fn new() -> Self {
-        SlotRef(SlotArc::new(Slot::new()))
+    /// A new, empty slot: one that keeps when its value was computed if `timed`.
+    pub(crate) fn new(timed: bool) -> Self {
+        fn boxed<P>(timed: bool) -> NonNull<Header> {
+            let slot = Box::new(Slot::<P> {
+                header: Header {
+                    count: AtomicUsize::new(1),
+                    flight: Flight::new(timed),
+                },
+                value: WriteOnce::new(),
+            });
+            NonNull::from(Box::leak(slot)).cast()
+        }
+        let slot = if timed {
+            boxed::<Stored<V>>(true)
+        } else {
+            boxed::<Plain<V>>(false)
+        };
+        SlotRef {
+            slot,
+            _value: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn header(&self) -> &Header {
+        // SAFETY: live while this handle is (the type's invariants); `Header` is the first
+        // field of either kind (`repr(C)`).
+        unsafe { self.slot.as_ref() }
+    }
+
+    /// The slot as the kind it is.
+    ///
+    /// # Safety
+    ///
+    /// `P` is the slot's kind: `Stored<V>` if its timed bit is set, else `Plain<V>`.
+    #[inline]
+    unsafe fn slot<P>(&self) -> &Slot<P> {
+        // SAFETY: live, and of kind `P` per the caller; the pointer came from that `Box`.
+        unsafe { self.slot.cast::<Slot<P>>().as_ref() }
+    }
+
+    /// The slot's single-flight word.
+    #[inline]
+    pub(crate) fn flight(&self) -> &Flight {
+        &self.header().flight
+    }
+
+    /// The value, if computed, and when.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<Found<'_, V>> {
+        let timed = self.flight().ready()?;
+        // SAFETY: the kind is the one the timed bit says; the value is stored (the ready bit,
+        // seen with `Acquire`).
+        unsafe {
+            Some(if timed {
+                let stored = self.slot::<Stored<V>>().value.get();
+                Found {
+                    value: &stored.value,
+                    at: stored.at,
+                }
+            } else {
+                Found {
+                    value: &self.slot::<Plain<V>>().value.get().0,
+                    at: Stamp::NONE,
+                }
+            })
+        }
+    }
+
+    /// The hit path: a clone of the value unless it is absent or `expired`, recording the hit
+    /// for the eviction policy if `touch`.
+    #[inline]
+    pub(crate) fn hit(&self, touch: bool, expired: impl FnOnce(Stamp) -> bool) -> Option<V>
+    where
+        V: Clone,
+    {
+        let found = self.get()?;
+        if expired(found.at) {
+            return None;
+        }
+        if touch {
+            self.flight().touch();
+        }
+        Some(found.value.clone())
+    }
+
+    /// The hits since the last call, resetting them (writes only if there were any).
+    pub(crate) fn take_hits(&self) -> u32 {
+        self.flight().take_hits()
+    }
+
+    /// Marks the entry as removed from the map (so the policy forgets it).
+    pub(crate) fn mark_gone(&self) {
+        self.flight().mark_gone();
+    }
+
+    /// Whether [`mark_gone`](Self::mark_gone) was called.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.flight().is_gone()
+    }
+
+    /// Stores the value computed `age` ago and wakes the waiters: for the owner of the claim
+    /// only, once.
+    ///
+    /// # Safety
+    ///
+    /// As [`Slot::settle`].
+    pub(crate) unsafe fn settle(&self, value: V, age: Duration) {
+        // SAFETY: the kind is the one the timed bit says; the rest is forwarded from the
+        // caller.
+        unsafe {
+            if self.flight().is_timed() {
+                self.slot::<Stored<V>>()
+                    .settle(Stored::new(value, Stamp::taken(true, age)));
+            } else {
+                self.slot::<Plain<V>>().settle(Plain(value));
+            }
+        }
+    }
+
+    /// [`Slot::get_or_compute_aged`] on this slot.
+    #[track_caller]
+    pub(crate) fn get_or_compute_aged(
+        &self,
+        name: &str,
+        gauge: Option<&WaitingGauge>,
+        compute: impl FnOnce() -> (V, Duration),
+        keep: impl FnOnce(&V) -> bool,
+    ) -> Outcome<V>
+    where
+        V: Clone,
+    {
+        // SAFETY: the kind is the one the timed bit says.
+        unsafe {
+            if self.flight().is_timed() {
+                self.slot::<Stored<V>>()
+                    .get_or_compute_aged(name, gauge, compute, keep)
+            } else {
+                self.slot::<Plain<V>>()
+                    .get_or_compute_aged(name, gauge, compute, keep)
+            }
+        }
     }
 }
 
 impl<V> Clone for SlotRef<V> {
     fn clone(&self) -> Self {
-        SlotRef(SlotArc::clone(&self.0))
+        // Relaxed, as `Arc`: a new handle is made from an existing one, which keeps the slot.
+        let before = self.header().count.fetch_add(1, Ordering::Relaxed);
+        if before > isize::MAX as usize {
+            // As `Arc`: billions of leaked handles; the count must not wrap.
+            std::process::abort();
+        }
+        SlotRef {
+            slot: self.slot,
+            _value: PhantomData,
+        }
+    }
+}
+
+impl<V> Drop for SlotRef<V> {
+    fn drop(&mut self) {
+        let count = &self.header().count;
+        // Release, then Acquire by the last holder, as `Arc`: every other holder's use of the
+        // slot happens before it is freed.
+        if count.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        // ThreadSanitizer does not model fences: an `Acquire` load instead (as std's `Arc`).
+        #[cfg(syncmap_tsan)]
+        count.load(Ordering::Acquire);
+        #[cfg(not(syncmap_tsan))]
+        fence(Ordering::Acquire);
+        let timed = self.flight().is_timed();
+        // SAFETY: the last handle: nobody else reaches the slot; it was allocated as a `Box` of
+        // the kind its timed bit says (the type's invariants).
+        unsafe {
+            if timed {
+                drop(Box::from_raw(self.slot.cast::<Slot<Stored<V>>>().as_ptr()));
+            } else {
+                drop(Box::from_raw(self.slot.cast::<Slot<Plain<V>>>().as_ptr()));
+            }
+        }
     }
 }
 
 impl<V> PartialEq for SlotRef<V> {
     fn eq(&self, other: &Self) -> bool {
-        SlotArc::ptr_eq(&self.0, &other.0)
+        self.slot == other.slot
     }
 }
 
-/// Compared by `Arc::ptr_eq`: no user code.
+/// Compared by address: no user code.
 impl<V> crate::map::IdentityEq for SlotRef<V> {}
 
 #[cfg(not(syncmap_loom))]
@@ -199,45 +452,26 @@ pub(crate) enum Outcome<V> {
     Unstored(V),
 }
 
-impl<V> Slot<V> {
-    pub(crate) fn new() -> Self {
-        Slot {
-            value: WriteOnce::new(),
-            flight: Flight::new(),
+impl<P> Drop for Slot<P> {
+    fn drop(&mut self) {
+        if self.header.flight.is_ready() {
+            // SAFETY: the ready bit is set only after the write (the type's invariants), and
+            // `&mut self` leaves no reader.
+            unsafe { self.value.drop_value() }
         }
     }
+}
 
-    /// Records a hit for the eviction policy (see [`Flight::touch`](super::flight::Flight::touch)).
-    #[inline]
-    pub(crate) fn touch(&self) {
-        self.flight.touch();
-    }
-
-    /// The hits since the last call, resetting them (writes only if there were any).
-    pub(crate) fn take_hits(&self) -> u32 {
-        self.flight.take_hits()
-    }
-
-    /// Marks the entry as removed from the map (so the policy forgets it).
-    pub(crate) fn mark_gone(&self) {
-        self.flight.mark_gone();
-    }
-
-    /// Whether [`mark_gone`](Self::mark_gone) was called.
-    pub(crate) fn is_gone(&self) -> bool {
-        self.flight.is_gone()
-    }
-
+impl<P> Slot<P> {
     /// The value, if computed.
     #[inline]
-    pub(crate) fn get(&self) -> Option<&Stored<V>> {
-        if !self.flight.is_ready() {
+    pub(crate) fn get(&self) -> Option<&P> {
+        if !self.header.flight.is_ready() {
             return None;
         }
         // SAFETY: the value was written before the ready bit was set (`Release`), which this
-        // thread saw (`Acquire`), and is never written again (the type's invariants); the bit
-        // is set only after a write, so there is a value.
-        Some(unsafe { self.value.get().unwrap_unchecked() })
+        // thread saw (`Acquire`), and is never written again (the type's invariants).
+        Some(unsafe { self.value.get() })
     }
 
     /// Stores the value and wakes the waiters: for the owner of the claim only, once.
@@ -246,13 +480,13 @@ impl<V> Slot<V> {
     ///
     /// The caller holds the claim in `flight` (from `try_claim` or `try_claim_sync`), and
     /// the value is not stored yet.
-    pub(crate) unsafe fn settle(&self, stored: Stored<V>) -> &Stored<V> {
+    pub(crate) unsafe fn settle(&self, stored: P) -> &P {
         // SAFETY: the claim makes the caller the only writer, and nobody reads the value
         // before the ready bit, set below.
         unsafe { self.value.write(stored) };
-        self.flight.settle();
+        self.header.flight.settle();
         // SAFETY: written just above, by this thread.
-        unsafe { self.value.get() }.expect("the value was just stored")
+        unsafe { self.value.get() }
     }
 
     /// Returns the value, computing it if no caller has: concurrent callers wait for the one
@@ -273,19 +507,19 @@ impl<V> Slot<V> {
     /// key), with a message naming `name`, at the caller's location; propagates a panic of
     /// `compute`.
     #[track_caller]
-    pub(crate) fn get_or_compute_aged(
+    pub(crate) fn get_or_compute_aged<V>(
         &self,
         name: &str,
-        stamp: bool,
         gauge: Option<&WaitingGauge>,
         compute: impl FnOnce() -> (V, Duration),
         keep: impl FnOnce(&V) -> bool,
     ) -> Outcome<V>
     where
+        P: Payload<V>,
         V: Clone,
     {
         if let Some(stored) = self.get() {
-            return Outcome::Cached(stored.value.clone());
+            return Outcome::Cached(stored.value().clone());
         }
         let me = current_thread_id();
         let address = self as *const Self as usize;
@@ -297,13 +531,13 @@ impl<V> Slot<V> {
         }
         let mut waiting = None;
         loop {
-            match self.flight.try_claim_sync(me) {
+            match self.header.flight.try_claim_sync(me) {
                 SyncClaim::Won => {
                     drop(waiting.take());
-                    let claimed = Claimed(&self.flight);
+                    let claimed = Claimed(&self.header.flight);
                     // A computation may have ended between the look at the value and the claim.
                     if let Some(stored) = self.get() {
-                        return Outcome::Cached(stored.value.clone());
+                        return Outcome::Cached(stored.value().clone());
                     }
                     let (value, age) = {
                         let _here = ComputingHere::push(address);
@@ -313,29 +547,28 @@ impl<V> Slot<V> {
                         return Outcome::Uncached(value);
                     }
                     std::mem::forget(claimed);
-                    let stored = Stored {
-                        value,
-                        at: Stamp::taken(stamp, age),
-                    };
+                    let stored = P::new(value, Stamp::taken(P::TIMED, age));
                     // SAFETY: this thread holds the claim (won above, not released: the
                     // guard is forgotten) and the value was not stored (checked after the
                     // claim; only the claim's owner stores).
                     let stored = unsafe { self.settle(stored) };
-                    return Outcome::Cached(stored.value.clone());
+                    return Outcome::Cached(stored.value().clone());
                 }
                 SyncClaim::Thread(owner) => {
                     if waiting.is_none() {
                         waiting = gauge.map(WaitingGauge::enter);
                     }
-                    self.flight.wait_blocking(owner, || self.flight.is_ready());
+                    self.header
+                        .flight
+                        .wait_blocking(owner, || self.header.flight.is_ready());
                     if let Some(stored) = self.get() {
-                        return Outcome::Cached(stored.value.clone());
+                        return Outcome::Cached(stored.value().clone());
                     }
                 }
                 SyncClaim::Task | SyncClaim::Dead => {
                     drop(waiting.take());
                     if let Some(stored) = self.get() {
-                        return Outcome::Cached(stored.value.clone());
+                        return Outcome::Cached(stored.value().clone());
                     }
                     let _here = ComputingHere::push(address);
                     return Outcome::Unstored(compute().0);
@@ -367,26 +600,27 @@ mod tests {
     /// the others' last reads: miri reports a data race or a use after free otherwise.
     #[test]
     fn a_slot_shared_by_threads_is_freed_once_by_the_last_holder() {
-        let slot = SlotRef::<String>::new();
-        slot.0.get_or_compute_aged(
-            "f",
-            false,
-            None,
-            || ("value".to_string(), Duration::ZERO),
-            |_| true,
-        );
-        let readers: Vec<_> = (0..2)
-            .map(|_| {
-                let slot = slot.clone();
-                std::thread::spawn(move || {
-                    let value = slot.0.get().map(|stored| stored.value.clone());
-                    assert_eq!(value.as_deref(), Some("value"));
+        for timed in [false, true] {
+            let slot = SlotRef::<String>::new(timed);
+            slot.get_or_compute_aged(
+                "f",
+                None,
+                || ("value".to_string(), Duration::ZERO),
+                |_| true,
+            );
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    let slot = slot.clone();
+                    std::thread::spawn(move || {
+                        let value = slot.get().map(|stored| stored.value.clone());
+                        assert_eq!(value.as_deref(), Some("value"));
+                    })
                 })
-            })
-            .collect();
-        drop(slot);
-        for reader in readers {
-            reader.join().unwrap();
+                .collect();
+            drop(slot);
+            for reader in readers {
+                reader.join().unwrap();
+            }
         }
     }
 
@@ -395,49 +629,97 @@ mod tests {
     /// read of the value is a reported data race.
     #[test]
     fn a_thread_waits_for_the_computing_thread_and_reads_its_value() {
-        let slot = SlotRef::<String>::new();
-        let counters = super::super::stats::Counters::default();
-        let gauge = counters.waiting();
-        let waiting = || counters.snapshot(0).waiting;
-        let runs = std::sync::atomic::AtomicUsize::new(0);
-        let call = || {
-            let outcome = slot.0.get_or_compute_aged(
-                "f",
-                false,
-                Some(gauge),
-                || {
-                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    // Ends once the other thread waits for this computation.
-                    while waiting() == 0 {
-                        std::thread::yield_now();
-                    }
-                    ("value".to_string(), Duration::ZERO)
-                },
-                |_| true,
-            );
-            match outcome {
-                Outcome::Cached(value) => value,
-                _ => panic!("the value is kept"),
+        for timed in [false, true] {
+            let slot = SlotRef::<String>::new(timed);
+            let counters = super::super::stats::Counters::default();
+            let gauge = counters.waiting();
+            let waiting = || counters.snapshot(0).waiting;
+            let runs = std::sync::atomic::AtomicUsize::new(0);
+            let call = || {
+                let outcome = slot.get_or_compute_aged(
+                    "f",
+                    Some(gauge),
+                    || {
+                        runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        // Ends once the other thread waits for this computation.
+                        while waiting() == 0 {
+                            std::thread::yield_now();
+                        }
+                        ("value".to_string(), Duration::ZERO)
+                    },
+                    |_| true,
+                );
+                match outcome {
+                    Outcome::Cached(value) => value,
+                    _ => panic!("the value is kept"),
+                }
+            };
+            let (a, b) = std::thread::scope(|scope| {
+                let other = scope.spawn(call);
+                (call(), other.join().unwrap())
+            });
+            assert_eq!((a.as_str(), b.as_str()), ("value", "value"));
+            assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+            assert_eq!(waiting(), 0);
+        }
+    }
+
+    /// A slot drops its value once if it has one, and nothing if its computation kept none or
+    /// panicked (the value's memory is uninitialized until stored).
+    #[test]
+    fn a_slot_drops_its_value_once_and_only_if_it_has_one() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        static DROPS: AtomicUsize = AtomicUsize::new(0);
+        #[derive(Clone)]
+        struct Counted;
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                DROPS.fetch_add(1, SeqCst);
             }
-        };
-        let (a, b) = std::thread::scope(|scope| {
-            let other = scope.spawn(call);
-            (call(), other.join().unwrap())
-        });
-        assert_eq!((a.as_str(), b.as_str()), ("value", "value"));
-        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert_eq!(waiting(), 0);
+        }
+        for timed in [false, true] {
+            DROPS.store(0, SeqCst);
+            let kept = SlotRef::<Counted>::new(timed);
+            let value = kept.get_or_compute_aged("f", None, || (Counted, Duration::ZERO), |_| true);
+            drop(value);
+            assert_eq!(DROPS.load(SeqCst), 1, "the clone returned");
+            drop(kept);
+            assert_eq!(DROPS.load(SeqCst), 2, "the stored value, with the slot");
+
+            DROPS.store(0, SeqCst);
+            let refused = SlotRef::<Counted>::new(timed);
+            let value =
+                refused.get_or_compute_aged("f", None, || (Counted, Duration::ZERO), |_| false);
+            drop(value);
+            assert_eq!(DROPS.load(SeqCst), 1, "the value not kept, returned");
+            drop(refused);
+            assert_eq!(DROPS.load(SeqCst), 1, "an empty slot drops nothing");
+
+            let panicked = SlotRef::<Counted>::new(timed);
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                panicked.get_or_compute_aged("f", None, || panic!("body"), |_| true)
+            }));
+            assert!(unwound.is_err());
+            drop(panicked);
+            assert_eq!(
+                DROPS.load(SeqCst),
+                1,
+                "a slot whose body panicked drops nothing"
+            );
+        }
     }
 
     #[test]
     fn the_cell_of_a_small_value_takes_no_more_than_the_value_and_its_stamp() {
-        // The stamp's niche makes the empty state free: `Option<Stored<u64>>` is 16 bytes.
-        assert_eq!(std::mem::size_of::<Option<Stored<u64>>>(), 16);
-        // And the flight word packs the computing thread, the async claim, the ready bit, the
-        // hits and the `gone` mark, and the waiters' event is one of the process's stripes: the
-        // slot's allocation of a `u64` (one count + slot) is 32 bytes (it was 40 with a
-        // once-cell's own state word, 56 with an event per slot and `std::sync::Arc`'s two
-        // counts, 72 with four fields).
-        assert_eq!(std::mem::size_of::<Slot<u64>>() + 8, 32);
+        // The flight word packs the computing thread, the async claim, the ready and timed
+        // bits, the hits and the `gone` mark, and the waiters' event is one of the process's
+        // stripes. Without a TTL the slot of a `u64` (count, word, value) is 24 bytes, a
+        // 32-byte glibc chunk; with one, its stamp makes 32, a 48-byte chunk (it was 40 with a
+        // once-cell's state word, 56 with an event per slot and `std::sync::Arc`'s two counts,
+        // 72 with four fields).
+        assert_eq!(std::mem::size_of::<Slot<Plain<u64>>>(), 24);
+        assert_eq!(std::mem::size_of::<Slot<Stored<u64>>>(), 32);
+        // The handle in the map's entry: one pointer.
+        assert_eq!(std::mem::size_of::<SlotRef<u64>>(), 8);
     }
 }

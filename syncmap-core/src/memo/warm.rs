@@ -24,7 +24,6 @@ use std::io::{self, BufWriter, Read, Write};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::slot::SlotRef;
 use super::Memo;
 
 const MAGIC: &[u8; 8] = b"SYNCMEMO";
@@ -280,11 +279,10 @@ where
             if self.map.contains_key(&key) {
                 continue;
             }
-            let slot = SlotRef::new();
+            let slot = self.new_slot();
             let mut value = Some(value);
-            slot.0.get_or_compute_aged(
+            slot.get_or_compute_aged(
                 self.name,
-                self.config.ttl.is_some(),
                 None,
                 || {
                     (

@@ -18,8 +18,9 @@ mod imp {
     pub(crate) use crate::raw::epoch::Collector;
 
     /// A value written once by a single writer and then only read, for a type that orders
-    /// both through an atomic of its own (the memo's cell and its flight word).
-    pub(crate) struct WriteOnce<T>(std::cell::UnsafeCell<Option<T>>);
+    /// both through an atomic of its own and knows whether it was written (the memo's cell
+    /// and its flight word): nothing is dropped unless [`drop_value`](Self::drop_value) says.
+    pub(crate) struct WriteOnce<T>(std::cell::UnsafeCell<std::mem::MaybeUninit<T>>);
 
     // SAFETY: shared access hands out `&T` (requires `T: Sync`), and the single write may come
     // from another thread than the one that drops the value (requires `T: Send`). The callers
@@ -35,7 +36,7 @@ mod imp {
 
     impl<T> WriteOnce<T> {
         pub(crate) fn new() -> Self {
-            WriteOnce(std::cell::UnsafeCell::new(None))
+            WriteOnce(std::cell::UnsafeCell::new(std::mem::MaybeUninit::uninit()))
         }
 
         /// # Safety
@@ -43,16 +44,25 @@ mod imp {
         /// No other `write` and no `get` runs at the same time, and none ran before.
         pub(crate) unsafe fn write(&self, value: T) {
             // SAFETY: exclusive access, per the caller.
-            unsafe { *self.0.get() = Some(value) }
+            unsafe { (*self.0.get()).write(value) };
         }
 
         /// # Safety
         ///
-        /// No `write` runs at the same time or later while the reference lives; the `write`,
-        /// if any, happens before this call.
-        pub(crate) unsafe fn get(&self) -> Option<&T> {
-            // SAFETY: no concurrent write, per the caller.
-            unsafe { (*self.0.get()).as_ref() }
+        /// The value was written, and the `write` happens before this call.
+        pub(crate) unsafe fn get(&self) -> &T {
+            // SAFETY: written, and never written again, per the caller.
+            unsafe { (*self.0.get()).assume_init_ref() }
+        }
+
+        /// Drops the value.
+        ///
+        /// # Safety
+        ///
+        /// The value was written, and is not used afterwards.
+        pub(crate) unsafe fn drop_value(&mut self) {
+            // SAFETY: written and not used again, per the caller.
+            unsafe { self.0.get_mut().assume_init_drop() }
         }
     }
 
@@ -475,14 +485,14 @@ mod imp {
 
     /// `WriteOnce` on loom's `UnsafeCell`, which checks that the write and the reads never
     /// overlap.
-    pub(crate) struct WriteOnce<T>(loom::cell::UnsafeCell<Option<T>>);
+    pub(crate) struct WriteOnce<T>(loom::cell::UnsafeCell<std::mem::MaybeUninit<T>>);
 
     // SAFETY: as in the real implementation.
     unsafe impl<T: Send + Sync> Sync for WriteOnce<T> {}
 
     impl<T> WriteOnce<T> {
         pub(crate) fn new() -> Self {
-            WriteOnce(loom::cell::UnsafeCell::new(None))
+            WriteOnce(loom::cell::UnsafeCell::new(std::mem::MaybeUninit::uninit()))
         }
 
         /// # Safety
@@ -490,15 +500,24 @@ mod imp {
         /// As in the real implementation.
         pub(crate) unsafe fn write(&self, value: T) {
             // SAFETY: exclusive access, per the caller (loom checks it).
-            self.0.with_mut(|slot| unsafe { *slot = Some(value) });
+            self.0.with_mut(|slot| unsafe { (*slot).write(value) });
         }
 
         /// # Safety
         ///
         /// As in the real implementation.
-        pub(crate) unsafe fn get(&self) -> Option<&T> {
-            // SAFETY: no concurrent write, per the caller (loom checks it).
-            self.0.with(|value| unsafe { (*value).as_ref() })
+        pub(crate) unsafe fn get(&self) -> &T {
+            // SAFETY: written, per the caller (loom checks the ordering).
+            self.0.with(|value| unsafe { (*value).assume_init_ref() })
+        }
+
+        /// # Safety
+        ///
+        /// As in the real implementation.
+        pub(crate) unsafe fn drop_value(&mut self) {
+            // SAFETY: written and not used again, per the caller.
+            self.0
+                .with_mut(|value| unsafe { (*value).assume_init_drop() });
         }
     }
 }
