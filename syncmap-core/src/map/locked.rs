@@ -104,7 +104,8 @@ where
             .map(|_| Table::with_capacity(per_shard + per_shard / 8))
             .collect();
         for entry in source.iter() {
-            tables[shard::index(entry.hash, mask)].insert_unique(entry.hash, *entry, |e| e.hash);
+            tables[shard::index(entry.hash(), mask)]
+                .insert_unique(entry.hash(), *entry, |e| e.hash());
         }
         let (dead, dead_birth) =
             promotion.map_or((Vec::new(), u64::MAX), |p| (p.dead, p.dead_birth));
@@ -270,7 +271,7 @@ where
         dirty.ensure(|| shard.read.load_full());
         // Runs no user code from here on (the insert and a promotion rehash with the entries'
         // stored hashes), so the filter is never amended for an entry that does not arrive.
-        dirty.note_new_key(read, entry.hash);
+        dirty.note_new_key(read, entry.hash());
         shard.probe_hint.publish(dirty.insert(entry));
         if dirty.new_keys >= read.dirty_capacity() {
             self.promote_locked(shard, dirty, guard);

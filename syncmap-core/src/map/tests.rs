@@ -667,7 +667,7 @@ fn a_map_splits_when_its_one_shard_grows_large() {
     for index in 0..=mask {
         let read = map.shard_at(index, mask).snapshot(&guard);
         for entry in read.table.iter() {
-            assert_eq!(shard::index(entry.hash, mask), index, "key {}", entry.key);
+            assert_eq!(shard::index(entry.hash(), mask), index, "key {}", entry.key);
         }
         total += read.table.len();
     }

@@ -1,6 +1,6 @@
 //! The async front of [`Memo`]: what `#[memoize] async fn` calls on a miss. Same map, same
 //! cells, same statistics and registry as the synchronous form; only the waiting differs (see
-//! [`flight`](super::flight)).
+//! [`super::flight`]).
 //!
 //! - **Hit**: the synchronous [`__hit`](Memo::__hit), called before any `.await`: the future
 //!   of a hit completes on its first poll, without allocating or locking.

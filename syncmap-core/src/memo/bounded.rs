@@ -1,6 +1,6 @@
 //! The bound of a `Memo` with a capacity: the eviction [`Policy`] under a mutex taken on the
 //! miss path only, after the computing caller has stored its value. Hits never see it; they
-//! bump the entry's own hit counter ([`Slot::touch`](super::slot::Slot::touch)).
+//! bump the entry's own hit counter ([`Flight::touch`](super::flight::Flight::touch)).
 
 use std::hash::{BuildHasher, Hash};
 use std::panic::{RefUnwindSafe, UnwindSafe};

@@ -264,7 +264,7 @@ impl<K, V> Dirty<K, V> {
                     self.expunged_birth = self.expunged_birth.min(entry.birth());
                     self.expunged.push(*entry);
                 } else {
-                    table.insert_unique(entry.hash, *entry, |e| e.hash);
+                    table.insert_unique(entry.hash(), *entry, |e| e.hash());
                 }
             }
         }
@@ -278,7 +278,7 @@ impl<K, V> Dirty<K, V> {
     /// table is, for [`ProbeHint`](super::shard::ProbeHint).
     pub(crate) fn insert(&mut self, entry: EntryPtr<K, V>) -> TablePlace {
         let table = self.table.as_mut().expect("ensure() runs before insert()");
-        TablePlace::of(table.insert_unique(entry.hash, entry, |e| e.hash))
+        TablePlace::of(table.insert_unique(entry.hash(), entry, |e| e.hash()))
     }
 
     /// Inserts an entry of the snapshot that the copy expunged and a store just unexpunged.
@@ -323,7 +323,7 @@ impl<K, V> Dirty<K, V> {
         let Some(table) = self.table.as_mut() else {
             return false;
         };
-        match table.find_entry(entry.hash, |e| e.same(entry)) {
+        match table.find_entry(entry.hash(), |e| e.same(entry)) {
             Ok(found) => {
                 found.remove();
                 true

@@ -9,7 +9,7 @@ use std::mem::{self, MaybeUninit};
 use std::ops::Deref;
 use std::ptr::{self, NonNull};
 
-use super::sync::{self, AtomicPtr, AtomicUsize, Guard, Ordering};
+use super::sync::{self, AtomicPtr, AtomicU64, Guard, Ordering};
 use super::unwind::Panics;
 
 /// The address of this static marks an entry as *expunged*; it is compared, never dereferenced.
@@ -66,19 +66,41 @@ impl LiveDelta {
 ///   expunged -> null only under the dirty lock, immediately followed by re-inserting the
 ///   entry in the dirty map.
 /// - Entries are owned by the map through [`EntryPtr`]s, see there for when they are freed.
-/// - `hash` is the map's hash of `key`, computed once, before the entry is allocated, outside
-///   the map's lock. Every table operation under the lock (the incremental copy, growth,
-///   promotion) rehashes with it, never with the user's `Hash`: so no user code that could
-///   panic runs between two steps of a locked change of the tables (issue 16; the locked paths
-///   call only the user's `Eq`, in lookups that change nothing), and an `Eq` or `Hash` that
-///   calls the same map cannot be reached from inside the lock.
+/// - `hash_word` holds the map's hash of `key` but for bits 48..57 ([`Entry::hash`]),
+///   computed once, before the entry is allocated, outside the map's lock, and never changed.
+///   Every table operation under the lock (the incremental copy, growth, promotion) rehashes
+///   with it, never with the user's `Hash`: so no user code that could panic runs between two
+///   steps of a locked change of the tables (issue 16; the locked paths call only the user's
+///   `Eq`, in lookups that change nothing), and an `Eq` or `Hash` that calls the same map
+///   cannot be reached from inside the lock.
+/// - Bits 48..57 of `hash_word` ([`HOLDS_BITS`]) are zero, except in a [`CountedEntry`], where
+///   they are its holds (see there).
 #[repr(C)]
 pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
-    /// The map's hash of `key` (see the invariants).
-    pub(crate) hash: u64,
+    /// The hash and, in a [`CountedEntry`], its holds (see the invariants).
+    hash_word: AtomicU64,
     value: AtomicPtr<V>,
 }
+
+/// The bits of [`Entry::hash_word`] that hold a [`CountedEntry`]'s holds instead of the hash.
+/// No table reads them: hashbrown takes a bucket's index from the low bits (a table of fewer
+/// than 2^48 buckets, 2 PiB of pointers, never reads bit 48) and its tag from the top seven,
+/// the shard index comes from bits 32..36 and the snapshot's filter from bits 8..48. So the
+/// stored hash, with these bits cleared, finds the same bucket and tag as the full hash a
+/// lookup computes. Keeping the holds there saves a word per entry, which takes a counted entry
+/// of a `u64` key from a 64-byte glibc chunk to a 48-byte one.
+const HOLDS_BITS: u64 = 0x1FF << HOLDS_SHIFT;
+/// Where the holds start in [`Entry::hash_word`].
+const HOLDS_SHIFT: u32 = 48;
+/// One hold.
+const HOLD: u64 = 1 << HOLDS_SHIFT;
+/// The count of holds (bits 48..56); bit 56 is [`FIRST_DROPS_WITH_ENTRY`].
+const HOLDS_COUNT: u64 = 0xFF << HOLDS_SHIFT;
+/// The most holds a [`CountedEntry`] takes at once (the count's field holds 255). Besides the
+/// entry's own hold and that of a pending reclamation, each is an exchange in progress on the
+/// entry: a thread past this many waits for one to end ([`Entry::hold_first`]).
+const MAX_HOLDS: u64 = 255;
 
 /// An entry followed by the first value stored for its key, in one allocation: what
 /// [`EntryPtr`] allocates when [`Entry::INLINE`] and the value has no drop glue. That saves an
@@ -105,7 +127,9 @@ struct InlineEntry<K, V> {
 ///
 /// - `inline` is at offset 0, so the first value is at the same offset as in an
 ///   [`InlineEntry`] and a pointer to the entry is a pointer to the allocation.
-/// - `holds` counts, besides the mark [`FIRST_DROPS_WITH_ENTRY`]: 1 for the entry itself, 1
+/// - The holds (bits [`HOLDS_BITS`] of the entry's `hash_word`, read and changed only with
+///   atomic operations on that word, whose hash bits never change) count, besides the mark
+///   [`FIRST_DROPS_WITH_ENTRY`]: 1 for the entry itself, 1
 ///   for a first value unlinked from `value` whose own reclamation ([`drop_first_and_release`])
 ///   is pending, and 1 for each exchange about to try unlinking it ([`Entry::hold_first`]).
 ///   A hold is taken before the exchange that unlinks the first value, so whoever sees the
@@ -115,20 +139,31 @@ struct InlineEntry<K, V> {
 /// - The first value is dropped exactly once: by [`drop_first_and_release`] if it was
 ///   unlinked while the entry stays in the map ([`Unlink::Staying`]); else with the entry (it
 ///   is still the current value, or it was unlinked as the entry left the map, which sets the
-///   mark). [`drop_first_and_release`] touches only `first` and `holds`, so it may run while
-///   the entry is still in use.
+///   mark). [`drop_first_and_release`] touches only `first` and the holds, so it may run while
+///   the entry is still in use; nothing makes a `&mut` to the entry's fields while another
+///   reclamation may be pending.
 /// - When the entry leaves the map with its own hold alone (besides the mark), its first
 ///   value can no longer be unlinked on its own: the entry owns its whole allocation, which
 ///   is retired and recycled like any other ([`EntryPtr::retire`]).
 #[repr(C)]
 struct CountedEntry<K, V> {
     inline: InlineEntry<K, V>,
-    holds: AtomicUsize,
 }
 
-/// The mark in [`CountedEntry::holds`] of a first value unlinked as its entry left the map
-/// ([`Unlink::LeavingMap`]): the entry's reclamation drops it.
-const FIRST_DROPS_WITH_ENTRY: usize = 1 << (usize::BITS - 1);
+/// The mark in the holds of a [`CountedEntry`] of a first value unlinked as its entry left the
+/// map ([`Unlink::LeavingMap`]): the entry's reclamation drops it.
+const FIRST_DROPS_WITH_ENTRY: u64 = 1 << (HOLDS_SHIFT + 8);
+
+/// The holds word of a [`CountedEntry`]: its entry's `hash_word`.
+///
+/// # Safety
+///
+/// `entry` points at a live `CountedEntry`.
+#[inline]
+unsafe fn holds<'a, K, V>(entry: *mut CountedEntry<K, V>) -> &'a AtomicU64 {
+    // SAFETY: live, per the caller; a shared reference to the atomic alone.
+    unsafe { &(*entry).inline.entry.hash_word }
+}
 
 /// Drops an entry that owns its whole allocation (its own hold is the only one left): the
 /// current value, the first one in place if it is still current (else its own reclamation
@@ -139,7 +174,7 @@ impl<K, V> Drop for CountedEntry<K, V> {
         if first_drops_with_entry(
             sync::get_mut(&mut self.inline.entry.value),
             first,
-            &self.holds,
+            &self.inline.entry.hash_word,
         ) {
             // SAFETY: the first value is initialized (written in `new`) and, being the current
             // value or unlinked as the entry left the map, was not dropped on its own (the
@@ -152,7 +187,7 @@ impl<K, V> Drop for CountedEntry<K, V> {
 /// Whether an entry being reclaimed, whose current value is `value`, drops its first value
 /// `first` itself: the first value was never unlinked, or was unlinked as the entry left the
 /// map (the mark in `holds`). Else its own reclamation drops it.
-fn first_drops_with_entry<V>(value: *mut V, first: *mut V, holds: &AtomicUsize) -> bool {
+fn first_drops_with_entry<V>(value: *mut V, first: *mut V, holds: &AtomicU64) -> bool {
     value == first || holds.load(Ordering::Acquire) & FIRST_DROPS_WITH_ENTRY != 0
 }
 
@@ -166,7 +201,7 @@ fn first_drops_with_entry<V>(value: *mut V, first: *mut V, holds: &AtomicUsize) 
 unsafe fn owns_its_allocation<K, V>(entry: *mut CountedEntry<K, V>) -> bool {
     // SAFETY: live, per the caller. Acquire: a first value's reclamation that gave up its
     // hold dropped the value before.
-    unsafe { (*entry).holds.load(Ordering::Acquire) & !FIRST_DROPS_WITH_ENTRY == 1 }
+    unsafe { holds(entry).load(Ordering::Acquire) & HOLDS_COUNT == HOLD }
 }
 
 /// The first value of a [`CountedEntry`], with the allocation's provenance.
@@ -188,10 +223,10 @@ unsafe fn first_of<K, V>(entry: *mut CountedEntry<K, V>) -> *mut V {
 /// does not use afterwards.
 unsafe fn release<K, V>(entry: *mut CountedEntry<K, V>) {
     // SAFETY: live, per the caller.
-    let holds = unsafe { &(*entry).holds };
+    let holds = unsafe { holds(entry) };
     // Release: our accesses to the fields happen before the free; the Acquire of the last
     // decrement makes the other holder's accesses happen before it too (as `Arc` does).
-    if holds.fetch_sub(1, Ordering::AcqRel) & !FIRST_DROPS_WITH_ENTRY == 1 {
+    if holds.fetch_sub(HOLD, Ordering::AcqRel) & HOLDS_COUNT == HOLD {
         // SAFETY: from `alloc_recycled` (in `EntryPtr::new`); the last hold is ours, so no
         // other thread uses it. Freed as `ManuallyDrop`: its fields were dropped already.
         unsafe { sync::free_recycled(entry.cast::<mem::ManuallyDrop<CountedEntry<K, V>>>()) };
@@ -200,7 +235,7 @@ unsafe fn release<K, V>(entry: *mut CountedEntry<K, V>) {
 
 /// Reclaims a first value unlinked from its [`CountedEntry`] (retired by [`Entry::retire`]):
 /// drops it and gives up its hold. Runs on any thread, possibly while the entry itself is
-/// still in the map, so it touches only `first` and `holds`.
+/// still in the map, so it touches only `first` and the holds.
 ///
 /// # Safety
 ///
@@ -226,16 +261,21 @@ unsafe fn drop_first_and_release<K, V>(entry: *mut CountedEntry<K, V>) {
 /// being dropped); this runs once.
 unsafe fn drop_entry_and_release<K, V>(entry: *mut CountedEntry<K, V>) {
     let mut panics = Panics::default();
-    // SAFETY: the entry is unreachable: nobody else touches its `Entry` fields. A pending
-    // reclamation of its first value touches only `first` and `holds`.
+    // SAFETY: the entry is unreachable: nobody else touches its key or its value. A pending
+    // reclamation of its first value touches only `first` and the holds, in the same word as
+    // the hash: so no `&mut` to the whole `Entry` is made here, only to the key.
     unsafe {
         let fields = ptr::addr_of_mut!((*entry).inline.entry);
         let first = first_of(entry);
-        if first_drops_with_entry(sync::get_mut(&mut (*fields).value), first, &(*entry).holds) {
+        let current = (*fields).value.load(Ordering::Acquire);
+        if first_drops_with_entry(current, first, holds(entry)) {
             panics.run(|| ptr::drop_in_place(first));
         }
-        // The key, and a boxed current value (`Entry`'s `Drop`).
-        panics.run(|| ptr::drop_in_place(fields));
+        panics.run(|| ptr::drop_in_place(ptr::addr_of_mut!((*fields).key)));
+        if is_live(current) && current != first {
+            // A boxed current value, as `Entry`'s `Drop` frees it.
+            panics.run(|| sync::free_recycled(current));
+        }
         release(entry);
     }
     panics.resume();
@@ -248,6 +288,15 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Entry<K, V> {}
 unsafe impl<K: Send, V: Send> Send for Entry<K, V> {}
 
 impl<K, V> Entry<K, V> {
+    /// The map's hash of the key, but for bits 48..57 (zero here; see [`HOLDS_BITS`] for why
+    /// no table tells the difference).
+    #[inline]
+    pub(crate) fn hash(&self) -> u64 {
+        // Relaxed: the hash bits never change after the entry is published (which orders its
+        // initialization before any reader).
+        self.hash_word.load(Ordering::Relaxed) & !HOLDS_BITS
+    }
+
     /// Whether the first value lives in the entry: small values do. A replaced first value
     /// keeps its bytes until the entry is freed, so that readers may still be reading it; the
     /// size bound caps what an updated key keeps this way (32 bytes, the size of the
@@ -297,11 +346,27 @@ impl<K, V> Entry<K, V> {
     #[inline]
     fn hold_first(&self, current: *mut V) -> Option<*mut CountedEntry<K, V>> {
         let counted = self.counted_of(current)?;
-        // SAFETY: the entry is live (the caller reached it under a guard); Relaxed: the
-        // exchange that follows publishes it (Release), and whoever sees the first value
-        // unlinked acquires that exchange.
-        unsafe { (*counted).holds.fetch_add(1, Ordering::Relaxed) };
-        Some(counted)
+        // The holds share their word with the hash: a compare-and-swap that never takes the
+        // count past its field. Relaxed: the exchange that follows publishes the hold
+        // (Release), and whoever sees the first value unlinked acquires that exchange.
+        let mut word = self.hash_word.load(Ordering::Relaxed);
+        loop {
+            if word & HOLDS_COUNT == MAX_HOLDS << HOLDS_SHIFT {
+                // As many exchanges on this entry as the field counts: wait for one to end.
+                sync::spin_wait();
+                word = self.hash_word.load(Ordering::Relaxed);
+                continue;
+            }
+            match self.hash_word.compare_exchange_weak(
+                word,
+                word + HOLD,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(counted),
+                Err(actual) => word = actual,
+            }
+        }
     }
 
     /// Gives back a hold of [`Self::hold_first`] after the exchange failed.
@@ -309,7 +374,7 @@ impl<K, V> Entry<K, V> {
     fn unhold(counted: *mut CountedEntry<K, V>) {
         // SAFETY: live as in `hold_first` (same guard); the entry's own hold remains, so this
         // never reaches 0.
-        unsafe { (*counted).holds.fetch_sub(1, Ordering::Relaxed) };
+        unsafe { holds(counted).fetch_sub(HOLD, Ordering::Relaxed) };
     }
 
     /// `value.compare_exchange_weak(current, new)` (AcqRel, Acquire), holding a first value it
@@ -384,10 +449,10 @@ impl<K, V> Entry<K, V> {
                 Unlink::Staying => Self::retire_first(counted, guard),
                 // SAFETY: live (reached under `guard`); the hold taken before the exchange
                 // becomes the mark, which only the entry's reclamation reads, after `guard`.
+                // (The mark is set once, and the count is at least 1: the sum carries into the
+                // mark's bit and no further.)
                 Unlink::LeavingMap => unsafe {
-                    (*counted)
-                        .holds
-                        .fetch_add(FIRST_DROPS_WITH_ENTRY - 1, Ordering::Relaxed);
+                    holds(counted).fetch_add(FIRST_DROPS_WITH_ENTRY - HOLD, Ordering::Relaxed);
                 },
             }
         }
@@ -733,12 +798,12 @@ impl<K, V> EntryPtr<K, V> {
                     inline: InlineEntry {
                         entry: Entry {
                             key,
-                            hash,
+                            // The entry's own hold.
+                            hash_word: AtomicU64::new(hash & !HOLDS_BITS | HOLD),
                             value: AtomicPtr::new(ptr::null_mut()),
                         },
                         first: UnsafeCell::new(MaybeUninit::new(value)),
                     },
-                    holds: AtomicUsize::new(1),
                 },
             );
             // SAFETY: `alloc_recycled` returns a valid pointer to its argument, not shared
@@ -759,7 +824,7 @@ impl<K, V> EntryPtr<K, V> {
                 InlineEntry {
                     entry: Entry {
                         key,
-                        hash,
+                        hash_word: AtomicU64::new(hash & !HOLDS_BITS),
                         value: AtomicPtr::new(ptr::null_mut()),
                     },
                     first: UnsafeCell::new(MaybeUninit::new(value)),
@@ -778,7 +843,7 @@ impl<K, V> EntryPtr<K, V> {
                 guard,
                 Entry {
                     key,
-                    hash,
+                    hash_word: AtomicU64::new(hash & !HOLDS_BITS),
                     value: AtomicPtr::new(sync::alloc_recycled(guard, value)),
                 },
             )
@@ -883,5 +948,90 @@ impl<K, V> Deref for EntryPtr<K, V> {
         // map, or a retired bundle, while holding a guard of the map's collector, and entries are
         // freed only once no such guard remains.
         unsafe { self.0.as_ref() }
+    }
+}
+
+#[cfg(all(test, not(syncmap_loom)))]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    use super::{Entry, EntryPtr, HOLD, HOLDS_BITS, HOLDS_COUNT, HOLDS_SHIFT, MAX_HOLDS};
+    use crate::raw::epoch::Collector;
+    use crate::raw::sync;
+
+    /// A counted entry is four words: its holds share the hash's word (a `u64` key and an
+    /// `Arc` value take a 48-byte glibc chunk with the collector's header, not a 64-byte one).
+    #[test]
+    fn a_counted_entry_keeps_its_holds_in_the_hash_word() {
+        assert!(Entry::<u64, Arc<u64>>::COUNTED);
+        assert_eq!(EntryPtr::<u64, Arc<u64>>::LAYOUT.size(), 32);
+        assert_eq!(EntryPtr::<u64, u64>::LAYOUT.size(), 32);
+    }
+
+    /// Every bit of the hash outside the holds' field comes back, whatever the holds.
+    #[test]
+    fn the_stored_hash_keeps_every_bit_a_table_reads() {
+        let collector = Collector::new();
+        let guard = sync::enter(&collector);
+        for hash in [u64::MAX, 0, 0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210] {
+            let counted = EntryPtr::new(1u64, hash, Arc::new(1u64), &guard);
+            let plain = EntryPtr::new(1u64, hash, 1u64, &guard);
+            assert_eq!(counted.hash(), hash & !HOLDS_BITS);
+            assert_eq!(plain.hash(), hash & !HOLDS_BITS);
+            let first = counted.value.load(SeqCst);
+            let held = counted
+                .hold_first(first)
+                .expect("the first value is counted");
+            assert_eq!(counted.hash(), hash & !HOLDS_BITS);
+            Entry::unhold(held);
+            // SAFETY: never published; freed once.
+            unsafe {
+                counted.free();
+                plain.free();
+            }
+        }
+    }
+
+    /// An exchange past the holds' field waits for another to end instead of carrying into
+    /// the mark and the hash.
+    #[test]
+    fn holds_never_overflow_into_the_hash() {
+        let collector = Collector::new();
+        let guard = sync::enter(&collector);
+        let hash = 0x0123_4567_89ab_cdef;
+        let entry = EntryPtr::new(7u64, hash, Arc::new(7u64), &guard);
+        let first = entry.value.load(SeqCst);
+        // The entry's own hold is the first.
+        let held: Vec<_> = (1..MAX_HOLDS)
+            .map(|_| entry.hold_first(first).expect("counted"))
+            .collect();
+        let count =
+            |e: &Entry<u64, Arc<u64>>| (e.hash_word.load(SeqCst) & HOLDS_COUNT) >> HOLDS_SHIFT;
+        assert_eq!(count(&entry), MAX_HOLDS);
+        let taken = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| {
+                let held = entry.hold_first(entry.value.load(SeqCst)).expect("counted");
+                taken.store(true, SeqCst);
+                let full = count(&entry);
+                Entry::unhold(held);
+                full
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(
+                !taken.load(SeqCst),
+                "a hold past the field's capacity was taken"
+            );
+            Entry::unhold(held[0]);
+            assert_eq!(waiter.join().expect("the waiter returns"), MAX_HOLDS);
+            assert_eq!(entry.hash(), hash & !HOLDS_BITS);
+        });
+        for counted in held.into_iter().skip(1) {
+            Entry::unhold(counted);
+        }
+        assert_eq!(entry.hash_word.load(SeqCst) & HOLDS_BITS, HOLD);
+        // SAFETY: never published; freed once.
+        unsafe { entry.free() };
     }
 }

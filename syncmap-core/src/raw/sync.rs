@@ -207,6 +207,12 @@ mod imp {
         *ptr.get_mut()
     }
 
+    /// Lets other threads run while this one waits for them (a bounded count to go down).
+    #[cold]
+    pub(crate) fn spin_wait() {
+        std::thread::yield_now();
+    }
+
     /// Opens a section during which no reclamation pass (no destructor of a retired value) runs
     /// on this thread; see [`Collector::hold_reclamation`].
     #[inline]
@@ -454,6 +460,11 @@ mod imp {
 
     pub(crate) fn get_mut<T>(ptr: &mut AtomicPtr<T>) -> *mut T {
         ptr.with_mut(|p| *p)
+    }
+
+    /// See the non-loom `spin_wait`.
+    pub(crate) fn spin_wait() {
+        loom::thread::yield_now();
     }
 
     /// The loom collector never reclaims before it is dropped: nothing to hold.
