@@ -99,8 +99,8 @@
 //!   value never replaced. A replaced first value keeps its bytes until the entry is freed,
 //!   since readers may still be reading it; one with drop glue (a `String`, an `Arc`, the
 //!   memo's cell) is dropped once no reader holds it, and the entry counts that pending drop
-//!   so that its memory outlives it (`CountedEntry` in `raw/entry/counted.rs`). Go boxes every value
-//!   in an `interface{}`.
+//!   so that its memory outlives it (`CountedEntry` in `raw/entry/counted.rs`). Go boxes
+//!   every value in an `interface{}`.
 //! - **No per-entry reference count.** Entries are owned by the map through plain pointers and
 //!   retired through the collector when they leave it (see `EntryPtr`), which saves 16 bytes and
 //!   two atomic read-modify-writes per entry per promotion cycle.
