@@ -12,7 +12,7 @@ use crate::raw::sync;
 /// `Arc` value take a 48-byte glibc chunk with the collector's header, not a 64-byte one).
 #[test]
 fn a_counted_entry_keeps_its_holds_in_the_hash_word() {
-    assert!(Entry::<u64, Arc<u64>>::COUNTED);
+    const { assert!(Entry::<u64, Arc<u64>>::COUNTED) };
     assert_eq!(EntryPtr::<u64, Arc<u64>>::LAYOUT.size(), 32);
     assert_eq!(EntryPtr::<u64, u64>::LAYOUT.size(), 32);
 }
