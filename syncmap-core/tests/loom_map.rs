@@ -1,5 +1,6 @@
 //! Loom models of the map's protocol: lock-free in-place updates racing with the dirty lock,
-//! expunging by the incremental copy, promotion, and compare-and-swap/delete.
+//! expunging by the incremental copy, promotion, compare-and-swap/delete, and the holds of an
+//! entry whose first value has drop glue.
 //!
 //! Run with `RUSTFLAGS="--cfg syncmap_loom" cargo test -p syncmap-core --release --test loom_map`.
 //! Without that cfg this file compiles to nothing.
@@ -399,5 +400,71 @@ fn clear_racing_a_split_removes_every_key() {
         assert_eq!(map.load(&b), None);
         assert_eq!(map.len(), 0);
         map.range(|k, _| panic!("{k} survived the clear"));
+    });
+}
+
+/// A value with drop glue that counts its drops: a map of these keeps a key's first value in
+/// the entry and counts the holds on the entry's memory in its hash word.
+struct Counted {
+    id: u64,
+    drops: Arc<loom::sync::atomic::AtomicUsize>,
+}
+
+impl Counted {
+    fn new(id: u64) -> (Counted, Arc<loom::sync::atomic::AtomicUsize>) {
+        let drops = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let value = Counted {
+            id,
+            drops: Arc::clone(&drops),
+        };
+        (value, drops)
+    }
+}
+
+impl PartialEq for Counted {
+    fn eq(&self, other: &Counted) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.drops
+            .fetch_add(1, loom::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+type CountedMap = SyncMap<u64, Counted, BuildHasherDefault<DefaultHasher>>;
+
+#[test]
+fn a_first_value_unlinked_by_racing_exchanges_is_dropped_once() {
+    use loom::sync::atomic::Ordering::SeqCst;
+    loom::model(|| {
+        let map = Arc::new(CountedMap::with_shards_and_hasher(1, Default::default()));
+        let (first, first_drops) = Counted::new(0);
+        map.store(1, first);
+        map.range(|_, _| true); // promotes: key 1's entry (and its first value) in the snapshot
+        let (old, old_drops) = Counted::new(0);
+        let (new, new_drops) = Counted::new(1);
+        let swapper = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || {
+                let swapped = map.compare_and_swap(&1, &old, new);
+                drop(old);
+                swapped
+            })
+        };
+        let deleter = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || map.delete(&1))
+        };
+        let swapped = swapper.join().unwrap();
+        deleter.join().unwrap();
+        assert_eq!(old_drops.load(SeqCst), 1);
+        // The first value was unlinked by the swap or the delete, and is dropped once (on
+        // its own, while the entry stays in the map, or with the map).
+        drop(map);
+        assert_eq!(first_drops.load(SeqCst), 1);
+        assert_eq!(new_drops.load(SeqCst), 1, "swapped: {swapped}");
     });
 }
