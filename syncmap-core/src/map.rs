@@ -21,8 +21,9 @@
 //!   "absent", and locked paths choose their shard again under its lock (see
 //!   [`split_locked`](SyncMap::split_locked)). The split costs one pass over the map's entries.
 //! - **Read snapshot.** An immutable table of shared entries ([`ReadOnly`]), owned and published
-//!   through an [`ArcSwap`](arc_swap::ArcSwap). Loads, and stores to keys the snapshot already has, never take a
-//!   lock: each entry holds its value behind an atomic pointer, updated in place with CAS.
+//!   through an [`ArcSwap`](arc_swap::ArcSwap). Loads, and stores to keys the snapshot already
+//!   has, never take a lock: each entry holds its value behind an atomic pointer, updated in
+//!   place with CAS.
 //! - **Dirty map.** A table behind a `parking_lot` mutex that holds every live entry plus the keys
 //!   the snapshot lacks. New keys go there. Each locked lookup counts a *miss*; once misses reach
 //!   half of the dirty map's length (Go: all of it; at least 64), the dirty map becomes the

@@ -273,12 +273,12 @@ where
         self.config
     }
 
-    /// Whether a stored value is past its TTL.
     /// An empty cell of this cache's kind (with a stamp if it has a TTL).
     fn new_slot(&self) -> SlotRef<V> {
         SlotRef::new(self.config.ttl.is_some())
     }
 
+    /// Whether a stored value is past its TTL.
     fn expired(&self, at: slot::Stamp) -> bool {
         self.config.ttl.is_some_and(|ttl| at.older_than(ttl))
     }
@@ -310,11 +310,7 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         self.map
-            .load_with(key, |slot| {
-                slot.get()
-                    .filter(|stored| !self.expired(stored.at))
-                    .map(|stored| stored.value.clone())
-            })
+            .load_with(key, |slot| slot.hit(false, |at| self.expired(at)))
             .flatten()
     }
 

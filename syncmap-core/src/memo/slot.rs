@@ -298,10 +298,9 @@ impl<V> SlotRef<V> {
         // caller.
         unsafe {
             if self.flight().is_timed() {
-                self.slot::<Stored<V>>()
-                    .settle(Stored::new(value, Stamp::taken(true, age)));
+                self.slot::<Stored<V>>().settle(value, age);
             } else {
-                self.slot::<Plain<V>>().settle(Plain(value));
+                self.slot::<Plain<V>>().settle(value, age);
             }
         }
     }
@@ -474,13 +473,18 @@ impl<P> Slot<P> {
         Some(unsafe { self.value.get() })
     }
 
-    /// Stores the value and wakes the waiters: for the owner of the claim only, once.
+    /// Stores the value computed `age` ago (stamped if this kind keeps a stamp) and wakes the
+    /// waiters: for the owner of the claim only, once.
     ///
     /// # Safety
     ///
     /// The caller holds the claim in `flight` (from `try_claim` or `try_claim_sync`), and
     /// the value is not stored yet.
-    pub(crate) unsafe fn settle(&self, stored: P) -> &P {
+    pub(crate) unsafe fn settle<V>(&self, value: V, age: Duration) -> &P
+    where
+        P: Payload<V>,
+    {
+        let stored = P::new(value, Stamp::taken(P::TIMED, age));
         // SAFETY: the claim makes the caller the only writer, and nobody reads the value
         // before the ready bit, set below.
         unsafe { self.value.write(stored) };
@@ -547,11 +551,10 @@ impl<P> Slot<P> {
                         return Outcome::Uncached(value);
                     }
                     std::mem::forget(claimed);
-                    let stored = P::new(value, Stamp::taken(P::TIMED, age));
                     // SAFETY: this thread holds the claim (won above, not released: the
                     // guard is forgotten) and the value was not stored (checked after the
                     // claim; only the claim's owner stores).
-                    let stored = unsafe { self.settle(stored) };
+                    let stored = unsafe { self.settle(value, age) };
                     return Outcome::Cached(stored.value().clone());
                 }
                 SyncClaim::Thread(owner) => {
