@@ -24,7 +24,13 @@ fn call(memo: &'static Memo<u64, u64>, key: u64) -> u64 {
 /// `len() <= capacity + threads` after every call returns, with `threads` callers churning
 /// through many more keys than fit.
 fn churn(threads: u64) {
-    const CAP: usize = 64;
+    churn_keys(threads, 64, 5_000);
+}
+
+/// As [`churn`], with `capacity` entries and keys drawn from `0..keys`.
+fn churn_keys(threads: u64, capacity: usize, keys: u64) {
+    #[allow(non_snake_case)]
+    let CAP = capacity;
     let memo = bounded("eviction::churn", CAP);
     let barrier = Barrier::new(threads as usize);
     let worst = AtomicU64::new(0);
@@ -39,7 +45,7 @@ fn churn(threads: u64) {
                     x = x
                         .wrapping_mul(6364136223846793005)
                         .wrapping_add(1442695040888963407);
-                    let key = if i % 3 == 0 { x % 32 } else { x % 5_000 };
+                    let key = if i % 3 == 0 { x % 32 } else { x % keys };
                     assert_eq!(call(memo, key), key * 3);
                     if i % 16 == 0 {
                         let len = memo.len();
@@ -74,6 +80,59 @@ fn the_bound_holds_with_two_threads_churning() {
 #[test]
 fn the_bound_holds_with_four_threads_churning() {
     churn(4);
+}
+
+/// A cache of 10,000 entries splits its policy into shards (4): the bound holds for the whole.
+#[test]
+fn the_bound_holds_with_a_sharded_policy_and_two_threads_churning() {
+    churn_keys(2, 10_000, 200_000);
+}
+
+/// The shards' capacities add up to the cache's, remainder included: filled with many more
+/// distinct keys than fit, the cache holds exactly its capacity.
+#[test]
+fn a_sharded_policy_holds_exactly_its_capacity() {
+    const CAP: usize = 10_003;
+    let memo = bounded("eviction::sharded_exact", CAP);
+    for k in 0..100_000 {
+        call(memo, k);
+    }
+    assert_eq!(memo.weight(), Some(CAP as u64));
+    assert_eq!(memo.len(), CAP);
+    let stats = memo.stats();
+    assert_eq!(stats.evictions + stats.rejections, 100_000 - CAP as u64);
+}
+
+/// With a sharded policy, each shard's frequency filter still keeps a hot set through a scan.
+#[test]
+fn a_hot_set_survives_a_scan_with_a_sharded_policy() {
+    let memo = bounded("eviction::scan_sharded", 8_192);
+    let runs = AtomicU64::new(0);
+    let f = |k: u64| {
+        memo.__call(
+            &k,
+            || k,
+            || {
+                runs.fetch_add(1, Ordering::Relaxed);
+                k
+            },
+            |_| true,
+        )
+    };
+    for _ in 0..4 {
+        (0..2_000).for_each(|k| {
+            f(k);
+        });
+    }
+    let before = runs.load(Ordering::Relaxed);
+    for (i, k) in (1_000_000..1_080_000u64).enumerate() {
+        f(k);
+        if i % 4 == 0 {
+            f(i as u64 / 4 % 2_000);
+        }
+    }
+    assert_eq!(runs.load(Ordering::Relaxed) - before, 80_000);
+    assert!(memo.len() <= 8_192);
 }
 
 #[test]

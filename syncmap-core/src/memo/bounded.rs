@@ -1,6 +1,7 @@
-//! The bound of a `Memo` with a capacity: the eviction [`Policy`] under a mutex taken on the
-//! miss path only, after the computing caller has stored its value. Hits never see it; they
-//! bump the entry's own hit counter ([`Flight::touch`](super::flight::Flight::touch)).
+//! The bound of a `Memo` with a capacity: the eviction [`Policy`], split by key hash into
+//! independent shards of the capacity for large caches, each under a mutex taken on the miss
+//! path only, after the computing caller has stored its value. Hits never see it; they bump the
+//! entry's own hit counter ([`Flight::touch`](super::flight::Flight::touch)).
 
 use std::hash::{BuildHasher, Hash};
 use std::panic::{RefUnwindSafe, UnwindSafe};
@@ -38,9 +39,32 @@ pub(super) type Weigher<K, V> = fn(&K, &V) -> u64;
 /// policy met), so the list lives on the caller's stack.
 type Removals<K, V> = SmallVec<[(Tracked<K, V>, Removal); 4]>;
 
+/// A cache with a capacity of at least this many entries per shard splits its policy (see
+/// [`Bound`]). Below it, a shard's sample of calls would be too small for its window's hill
+/// climbing and its sketch too small to tell frequencies apart; the policy's lock is also held
+/// for less time, as the policy's memory fits in the core's caches.
+const MIN_SHARD_CAPACITY: u64 = 2048;
+
+/// The most shards a bounded cache's policy takes.
+const MAX_SHARDS: u64 = 16;
+
+/// One shard's policy, on cache lines of its own: the threads inserting into two shards do not
+/// invalidate each other's lines.
+#[repr(align(128))]
+struct PolicyShard<K, V>(Mutex<Policy<Tracked<K, V>>>);
+
 /// The policy of a bounded cache.
+///
+/// A cache of `capacity` entries (no weigher) of at least twice [`MIN_SHARD_CAPACITY`] splits
+/// its policy into shards (a power of two, at most [`MAX_SHARDS`]), each a W-TinyLFU of its
+/// share of the capacity, chosen by bits of the key's hash that the map's own shards do not
+/// use: misses of keys in different shards take different locks and write different memory.
+/// The count depends on the capacity only, so a cache evicts the same way on every machine.
+/// Hot keys spread over the shards as they do over the map's, so the hit ratio stays that of
+/// one policy (the hit-ratio bench, `docs/performance-notes.md`). A cache bounded by weight
+/// keeps one policy: an entry may weigh up to the whole `max_weight`.
 pub(super) struct Bound<K, V> {
-    policy: Mutex<Policy<Tracked<K, V>>>,
+    shards: Box<[PolicyShard<K, V>]>,
     /// Each entry weighs 1 without it.
     weigher: Option<Weigher<K, V>>,
 }
@@ -49,14 +73,43 @@ impl<K, V> Bound<K, V> {
     /// A bound of `max` in total weight: `capacity` entries, or `max_weight` as weighed by
     /// `weigher` (each entry weighs 1 without one).
     pub(super) fn new(max: u64, weigher: Option<Weigher<K, V>>) -> Bound<K, V> {
+        let shards = match weigher {
+            Some(_) => vec![PolicyShard(Mutex::new(Policy::weighted(max)))],
+            None => {
+                let count = shard_count(max);
+                // The remainder goes to the first shards: the capacities add up to `max`.
+                (0..count)
+                    .map(|i| max / count + u64::from(i < max % count))
+                    .map(|capacity| Policy::new(capacity).one_of(count))
+                    .map(|policy| PolicyShard(Mutex::new(policy)))
+                    .collect()
+            }
+        };
         Bound {
-            policy: Mutex::new(match weigher {
-                Some(_) => Policy::weighted(max),
-                None => Policy::new(max),
-            }),
+            shards: shards.into_boxed_slice(),
             weigher,
         }
     }
+
+    /// The shard of the policy that holds the key of `hash`, from the hash's top four bits.
+    /// Within a shard those bits are the same for every key, so no part of the policy may
+    /// index by them: the ghost's slot comes from bits below 47 (with bits 40..42 it filled
+    /// a quarter of its slots, and the shifting trace lost half a point), the sketch mixes
+    /// every bit.
+    fn shard(&self, hash: u64) -> &Mutex<Policy<Tracked<K, V>>> {
+        let index = (hash >> 60) as usize & (self.shards.len() - 1);
+        &self.shards[index].0
+    }
+}
+
+/// The number of policy shards of a cache of `capacity` entries: the largest power of two, at
+/// most [`MAX_SHARDS`], that leaves each shard at least [`MIN_SHARD_CAPACITY`] entries.
+fn shard_count(capacity: u64) -> u64 {
+    let mut count = MAX_SHARDS;
+    while count > 1 && capacity / count < MIN_SHARD_CAPACITY {
+        count /= 2;
+    }
+    count
 }
 
 /// Removes the entry whose weigher panicked (see [`Memo::admitted`]), so that no entry stays in
@@ -84,8 +137,8 @@ where
     }
 }
 
-/// No user code runs under the policy's lock (keys are hashed before, compared and dropped
-/// after), so a panic never leaves the policy half-updated, and the lock does not poison.
+/// No user code runs under a policy's lock (keys are hashed before, compared and dropped
+/// after), so a panic never leaves a policy half-updated, and the locks do not poison.
 impl<K: RefUnwindSafe, V: RefUnwindSafe> RefUnwindSafe for Bound<K, V> {}
 
 /// See the `RefUnwindSafe` implementation.
@@ -97,8 +150,9 @@ where
     V: Clone + Send + Sync + 'static,
 {
     /// After this caller computed and stored the value of `key` in `slot`: hands the entry to
-    /// the policy and removes what it evicts, outside the policy's lock. With several callers
-    /// inserting at once, the cache may hold one more entry per such caller until they return.
+    /// its shard of the policy and removes what it evicts, outside the policy's lock. With
+    /// several callers inserting at once, the cache may hold one more entry per such caller
+    /// until they return.
     ///
     /// The weigher (user code) runs here, before the policy's lock is taken. If it panics, the
     /// entry is removed from the cache (counted as a rejection: it was never inside the bound)
@@ -124,7 +178,7 @@ where
         let hash = self.map.hasher().hash_one(&key);
         let mut out = Removals::new();
         {
-            let mut policy = bound.policy.lock();
+            let mut policy = bound.shard(hash).lock();
             policy.insert(hash, weight, Tracked { key, slot }, &mut out);
             if policy.wants_sample() {
                 let stats = self.counters.snapshot(0);
@@ -162,7 +216,7 @@ where
     /// (at once for [`clear`](Self::clear)), so this may exceed the weight of the entries
     /// [`range`](Self::range) shows. It is at most `max_weight` (or `capacity`) between calls;
     /// callers inserting at the same instant may exceed it by their own entries until they
-    /// return. Takes the policy's lock briefly (no user code runs under it).
+    /// return. Takes the policy's locks briefly, one at a time (no user code runs under them).
     ///
     /// ```
     /// fn bytes(_key: &u32, value: &Vec<u8>) -> u64 {
@@ -180,9 +234,13 @@ where
     /// assert!(blob_cache().weight().unwrap() <= 1_000);
     /// ```
     pub fn weight(&self) -> Option<u64> {
-        self.bound
-            .as_ref()
-            .map(|bound| bound.policy.lock().weight())
+        self.bound.as_ref().map(|bound| {
+            bound
+                .shards
+                .iter()
+                .map(|shard| shard.0.lock().weight())
+                .sum()
+        })
     }
 
     /// After `clear`: forgets every entry the policy held, and deletes from the map those an
@@ -190,12 +248,33 @@ where
     pub(super) fn forget_all(&self) {
         if let Some(bound) = &self.bound {
             let mut out = Vec::new();
-            bound.policy.lock().drain(&mut out);
+            for shard in bound.shards.iter() {
+                shard.0.lock().drain(&mut out);
+            }
             // Outside the lock: deleting runs the key's `Eq`, dropping runs `Drop`.
             for (tracked, _) in out {
                 tracked.slot.mark_gone();
                 self.map.compare_and_delete(&tracked.key, &tracked.slot);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_a_power_of_two_of_at_least_the_minimum_capacity() {
+        assert_eq!(shard_count(1), 1);
+        assert_eq!(shard_count(2 * MIN_SHARD_CAPACITY - 1), 1);
+        assert_eq!(shard_count(2 * MIN_SHARD_CAPACITY), 2);
+        assert_eq!(shard_count(10_000), 4);
+        assert_eq!(shard_count(u64::MAX), MAX_SHARDS);
+        for capacity in [1, 4_095, 4_096, 10_003, 65_535, 1 << 20] {
+            let count = shard_count(capacity);
+            assert!(count.is_power_of_two() && count <= MAX_SHARDS);
+            assert!(count == 1 || capacity / count >= MIN_SHARD_CAPACITY);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The eviction policy of bounded caches: an adaptive W-TinyLFU over CLOCK queues, runtime-free
 //! (no threads, no locks, no atomics of its own) so that it is unit-tested on its own. The
-//! memo runtime holds it under a mutex taken only on the miss path.
+//! memo runtime holds it under a mutex taken only on the miss path (one policy per shard of a
+//! large cache's keys, see [`Policy::one_of`]).
 //!
 //! - **Window**: a new entry enters a small FIFO window (it starts at 1% of the capacity;
 //!   [`Climber`] resizes it).
@@ -162,6 +163,9 @@ pub(crate) struct Policy<E> {
     jitter: u64,
     /// Calls (hits and misses) at the sketch's last halving.
     aged_at: Option<u64>,
+    /// The number of policies the cache is split into, this one among them (see
+    /// [`one_of`](Self::one_of)).
+    shards: u64,
 }
 
 impl<E: Resident> Policy<E> {
@@ -185,7 +189,18 @@ impl<E: Resident> Policy<E> {
             sketch_for: None,
             jitter: 0x2545_F491_4F6C_DD1D,
             aged_at: None,
+            shards: 1,
         }
+    }
+
+    /// Makes this policy one of `shards` that split a cache's keys between them. It still reads
+    /// the whole cache's calls ([`observe`](Self::observe)) and sees about one in `shards` of
+    /// them, so it ages its sketch and ends its samples after `shards` times as many: as often
+    /// as one policy for the whole cache would, by the cache's calls. The climber judges the
+    /// hit ratio of all those calls, which is as noisy as their count says.
+    pub(crate) fn one_of(mut self, shards: u64) -> Policy<E> {
+        self.shards = shards.max(1);
+        self
     }
 
     /// A policy for a total weight of `max_weight`, with entries of any weights: the sketch,
@@ -397,12 +412,13 @@ impl<E: Resident> Policy<E> {
     /// Feeds the cache's running totals of hits and misses. Halves the sketch once every
     /// [`Sketch::period`] calls. Once a sample of ten times the number of entries (at least
     /// [`SAMPLE_MIN`]) calls has passed, moves the window by hill climbing on the sample's hit
-    /// ratio.
+    /// ratio. For one of several shards, both counts of calls are multiplied by their number
+    /// ([`one_of`](Self::one_of)).
     pub(crate) fn observe(&mut self, hits: u64, misses: u64) {
         self.inserts = 0;
         let calls = hits.saturating_add(misses);
         let aged_at = *self.aged_at.get_or_insert(calls);
-        if calls.saturating_sub(aged_at) >= self.sketch.period() {
+        if calls.saturating_sub(aged_at) >= self.sketch.period().saturating_mul(self.shards) {
             self.sketch.halve();
             self.aged_at = Some(calls);
         }
@@ -414,7 +430,7 @@ impl<E: Resident> Policy<E> {
             hits.saturating_sub(start_hits),
             misses.saturating_sub(start_misses),
         );
-        if h + m < (10 * self.len() as u64).max(SAMPLE_MIN) {
+        if h + m < (10 * self.len() as u64 * self.shards).max(SAMPLE_MIN) {
             return;
         }
         self.sample_start = Some((hits, misses));

@@ -504,6 +504,21 @@ fn the_sketch_ages_every_ten_capacities_of_calls() {
     assert_eq!(policy.sketch.frequency(h), 3);
 }
 
+/// One of four shards of a cache sees a quarter of its calls and is told the cache's totals:
+/// it ages its sketch after ten capacities of the whole cache's calls, as one policy would.
+#[test]
+fn a_shard_ages_its_sketch_by_the_whole_caches_calls() {
+    let shard_capacity = 1_000u64;
+    let mut policy: Policy<Rc<Fake>> = Policy::new(shard_capacity).one_of(4);
+    let h = hash(1);
+    policy.sketch.add(h, 12);
+    policy.observe(0, 0);
+    policy.observe(40 * shard_capacity - 1, 0);
+    assert_eq!(policy.sketch.frequency(h), 12);
+    policy.observe(40 * shard_capacity, 0);
+    assert_eq!(policy.sketch.frequency(h), 6);
+}
+
 /// Replays the traces that `HIT_RATIO_DUMP=dir cargo bench --bench hit_ratio` writes (u64
 /// keys, little-endian, one file per trace) at 0.1%, 1% and 10% of their distinct keys, and
 /// prints the hit ratios: a policy change is tried on the bench's traces in seconds, without
