@@ -101,6 +101,13 @@ fn a_sharded_policy_holds_exactly_its_capacity() {
     assert_eq!(memo.len(), CAP);
     let stats = memo.stats();
     assert_eq!(stats.evictions + stats.rejections, 100_000 - CAP as u64);
+    // `clear` empties every shard, and each takes its share again.
+    memo.clear();
+    assert_eq!((memo.weight(), memo.len()), (Some(0), 0));
+    for k in 200_000..300_000 {
+        call(memo, k);
+    }
+    assert_eq!((memo.weight(), memo.len()), (Some(CAP as u64), CAP));
 }
 
 /// With a sharded policy, each shard's frequency filter still keeps a hot set through a scan.
