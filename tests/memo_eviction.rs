@@ -110,10 +110,11 @@ fn a_sharded_policy_holds_exactly_its_capacity() {
     assert_eq!((memo.weight(), memo.len()), (Some(CAP as u64), CAP));
 }
 
-/// With a sharded policy, each shard's frequency filter still keeps a hot set through a scan.
-#[test]
-fn a_hot_set_survives_a_scan_with_a_sharded_policy() {
-    let memo = bounded("eviction::scan_sharded", 8_192);
+/// Calls each of `hot` keys four times, then scans `scanned` new keys while calling a hot key
+/// after every fourth: only the scanned keys run their body (no hot key is recomputed), and
+/// the policy turned some of them away.
+fn a_hot_set_survives_a_scan_of(name: &'static str, capacity: usize, hot: u64, scanned: u64) {
+    let memo = bounded(name, capacity);
     let runs = AtomicU64::new(0);
     let f = |k: u64| {
         memo.__call(
@@ -127,53 +128,33 @@ fn a_hot_set_survives_a_scan_with_a_sharded_policy() {
         )
     };
     for _ in 0..4 {
-        (0..2_000).for_each(|k| {
+        (0..hot).for_each(|k| {
             f(k);
         });
     }
     let before = runs.load(Ordering::Relaxed);
-    for (i, k) in (1_000_000..1_080_000u64).enumerate() {
+    for (i, k) in (1_000_000..1_000_000 + scanned).enumerate() {
         f(k);
         if i % 4 == 0 {
-            f(i as u64 / 4 % 2_000);
+            f(i as u64 / 4 % hot);
         }
     }
-    assert_eq!(runs.load(Ordering::Relaxed) - before, 80_000);
-    assert!(memo.len() <= 8_192);
+    assert_eq!(runs.load(Ordering::Relaxed) - before, scanned);
+    let stats = memo.stats();
+    assert!(stats.rejections > 0, "{stats:?}");
+    assert!(memo.len() <= capacity);
 }
 
 #[test]
 fn a_hot_set_survives_a_scan() {
-    let memo = bounded("eviction::scan", 400);
-    let runs = AtomicU64::new(0);
-    let f = |k: u64| {
-        memo.__call(
-            &k,
-            || k,
-            || {
-                runs.fetch_add(1, Ordering::Relaxed);
-                k
-            },
-            |_| true,
-        )
-    };
-    for _ in 0..4 {
-        (0..100).for_each(|k| {
-            f(k);
-        });
-    }
-    let before = runs.load(Ordering::Relaxed);
-    for (i, k) in (1_000_000..1_004_000u64).enumerate() {
-        f(k);
-        if i % 4 == 0 {
-            f(i as u64 / 4 % 100);
-        }
-    }
-    // Only the 4,000 scanned keys ran their body: no hot key was recomputed.
-    assert_eq!(runs.load(Ordering::Relaxed) - before, 4_000);
-    let stats = memo.stats();
-    assert!(stats.rejections > 0, "{stats:?}");
-    assert!(memo.len() <= 400);
+    a_hot_set_survives_a_scan_of("eviction::scan", 400, 100, 4_000);
+}
+
+/// With a sharded policy (8,192 entries: 4 shards), each shard's frequency filter still keeps
+/// its part of the hot set.
+#[test]
+fn a_hot_set_survives_a_scan_with_a_sharded_policy() {
+    a_hot_set_survives_a_scan_of("eviction::scan_sharded", 8_192, 2_000, 80_000);
 }
 
 #[test]

@@ -486,37 +486,36 @@ fn no_jitter_against_several_victims() {
     assert_eq!(admitted, 0, "warm heavy candidates admitted by the jitter");
 }
 
+/// A policy of `capacity` entries, one of `shards`, told the whole cache's call totals: its
+/// sketch halves after ten times `capacity * shards` calls, not one call before.
+fn ages_after_ten_capacities_of_calls(capacity: u64, shards: u64) -> Policy<Rc<Fake>> {
+    let mut policy: Policy<Rc<Fake>> = Policy::new(capacity).one_of(shards);
+    let h = hash(1);
+    policy.sketch.add(h, 12);
+    policy.observe(0, 0);
+    policy.observe(10 * capacity * shards - 1, 0);
+    assert_eq!(policy.sketch.frequency(h), 12);
+    policy.observe(10 * capacity * shards, 0);
+    assert_eq!(policy.sketch.frequency(h), 6);
+    policy
+}
+
 /// The sketch ages with the cache's calls, hits included: a cache whose calls all hit still
 /// forgets old frequencies (with aging counted in the accesses recorded, hits that the policy
 /// has not yet folded into the sketch did not count).
 #[test]
 fn the_sketch_ages_every_ten_capacities_of_calls() {
     let capacity = 1_000u64;
-    let mut policy: Policy<Rc<Fake>> = Policy::new(capacity);
-    let h = hash(1);
-    policy.sketch.add(h, 12);
-    policy.observe(0, 0);
-    policy.observe(10 * capacity - 1, 0);
-    assert_eq!(policy.sketch.frequency(h), 12);
-    policy.observe(10 * capacity, 0);
-    assert_eq!(policy.sketch.frequency(h), 6);
+    let mut policy = ages_after_ten_capacities_of_calls(capacity, 1);
     policy.observe(15 * capacity, 5 * capacity);
-    assert_eq!(policy.sketch.frequency(h), 3);
+    assert_eq!(policy.sketch.frequency(hash(1)), 3);
 }
 
 /// One of four shards of a cache sees a quarter of its calls and is told the cache's totals:
 /// it ages its sketch after ten capacities of the whole cache's calls, as one policy would.
 #[test]
 fn a_shard_ages_its_sketch_by_the_whole_caches_calls() {
-    let shard_capacity = 1_000u64;
-    let mut policy: Policy<Rc<Fake>> = Policy::new(shard_capacity).one_of(4);
-    let h = hash(1);
-    policy.sketch.add(h, 12);
-    policy.observe(0, 0);
-    policy.observe(40 * shard_capacity - 1, 0);
-    assert_eq!(policy.sketch.frequency(h), 12);
-    policy.observe(40 * shard_capacity, 0);
-    assert_eq!(policy.sketch.frequency(h), 6);
+    ages_after_ten_capacities_of_calls(1_000, 4);
 }
 
 /// Replays the traces that `HIT_RATIO_DUMP=dir cargo bench --bench hit_ratio` writes (u64
