@@ -40,9 +40,9 @@ pub(super) type Weigher<K, V> = fn(&K, &V) -> u64;
 type Removals<K, V> = SmallVec<[(Tracked<K, V>, Removal); 4]>;
 
 /// A cache with a capacity of at least this many entries per shard splits its policy (see
-/// [`Bound`]). Below it, a shard's sample of calls would be too small for its window's hill
-/// climbing and its sketch too small to tell frequencies apart; the policy's lock is also held
-/// for less time, as the policy's memory fits in the core's caches.
+/// [`Bound`]). Below it, splitting buys little (a small policy is quick to update) and each
+/// shard's share of the hot keys would vary more with the hash; shards of 1,024 entries were
+/// no faster at 10,000 entries (`docs/performance-notes.md`).
 const MIN_SHARD_CAPACITY: u64 = 2048;
 
 /// The most shards a bounded cache's policy takes.
