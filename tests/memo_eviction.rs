@@ -29,9 +29,7 @@ fn churn(threads: u64) {
 
 /// As [`churn`], with `capacity` entries and keys drawn from `0..keys`.
 fn churn_keys(threads: u64, capacity: usize, keys: u64) {
-    #[allow(non_snake_case)]
-    let CAP = capacity;
-    let memo = bounded("eviction::churn", CAP);
+    let memo = bounded("eviction::churn", capacity);
     let barrier = Barrier::new(threads as usize);
     let worst = AtomicU64::new(0);
     thread::scope(|s| {
@@ -51,8 +49,8 @@ fn churn_keys(threads: u64, capacity: usize, keys: u64) {
                         let len = memo.len();
                         worst.fetch_max(len as u64, Ordering::Relaxed);
                         assert!(
-                            len <= CAP + threads as usize,
-                            "len {len} > {CAP} + {threads}"
+                            len <= capacity + threads as usize,
+                            "len {len} > {capacity} + {threads}"
                         );
                     }
                 }
@@ -60,7 +58,7 @@ fn churn_keys(threads: u64, capacity: usize, keys: u64) {
         }
     });
     assert!(
-        memo.len() <= CAP,
+        memo.len() <= capacity,
         "{} entries after the threads returned",
         memo.len()
     );

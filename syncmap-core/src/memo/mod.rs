@@ -145,9 +145,9 @@ pub struct MemoConfig {
 /// policy's bookkeeping runs under a lock on the miss path, after the body ran, and is
 /// amortized O(1) per insertion; from 4,096 entries on, the keys are split by hash between up
 /// to 16 policies of at least 2,048 entries each, each with its own lock, so that misses of
-/// different keys rarely wait for each other. Entries being computed are never evicted. Each caller evicts
-/// right after storing its value, so callers inserting at the same instant may exceed the
-/// bound by at most their number. A bounded cache keeps a second copy of each key (for the
+/// different keys rarely wait for each other. Entries being computed are never evicted. Each
+/// caller evicts right after storing its value, so callers inserting at the same instant may
+/// exceed the bound by at most their number. A bounded cache keeps a second copy of each key (for the
 /// policy). [`stats`](Self::stats) counts `evictions` and `rejections` (new values not kept).
 ///
 /// With `max_weight = N, weigher = f` instead, the same policy bounds the total weight of the
