@@ -821,6 +821,41 @@ where
         self.delete_with(key, |old| old.cloned())
     }
 
+    /// Deletes `key`; returns whether it had a value (the memo's `invalidate`, which needs no
+    /// clone of it).
+    pub(crate) fn delete_reporting<Q>(&self, key: &Q) -> bool
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        self.delete_with(key, |old| old.is_some())
+    }
+
+    /// Deletes `key`'s value if it is the very value `old` refers to (compared by address, so
+    /// without `PartialEq`); returns whether it did. `old` must have been read from this map
+    /// under a guard that the caller still holds (inside [`range`](Self::range)'s callback),
+    /// so that its memory cannot have been reused for a newer value.
+    pub(crate) fn compare_and_delete_same<Q>(&self, key: &Q, old: &V) -> bool
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        let guard = sync::enter(&self.collector);
+        self.with_entry(key, &guard, |entry| {
+            entry.delete_if(
+                |current| std::ptr::eq(current, old),
+                &guard,
+                Unlink::Staying,
+                |delta| self.count(delta, &guard),
+            )
+        })
+        .unwrap_or(false)
+    }
+
+    /// The map's collector, for a caller that holds a lock of its own across calls to the map
+    /// and must hold back the reclamation passes (the destructors) meanwhile.
+    pub(crate) fn collector(&self) -> &Collector {
+        &self.collector
+    }
+
     /// Deletes `key` (Go's `Delete`).
     ///
     /// ```

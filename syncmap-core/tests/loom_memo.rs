@@ -23,6 +23,11 @@
 //! longer counted (bounded to 4 preemptions: its spinning body makes the full search too
 //! long).
 //!
+//! Each model runs on both storages of a cache: a cell per key in the map (a cache with a
+//! bound or a TTL), every execution explored; and a plain cache, whose values are in the map
+//! and whose computations in flight are in a striped table beside it (`memo/plain.rs`), within
+//! [`PLAIN_PREEMPTIONS`] preemptions (exhaustively, a model of two callers ran out of memory).
+//!
 //! Run with `RUSTFLAGS="--cfg syncmap_loom" cargo test -p syncmap-core --release --test loom_memo`.
 //! Without that cfg this file compiles to nothing.
 #![cfg(syncmap_loom)]
@@ -31,7 +36,7 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use syncmap_core::memo::__private::MemoOptions;
-use syncmap_core::memo::Memo;
+use syncmap_core::memo::{Memo, MemoConfig};
 
 /// Loom runs a model's threads on small coroutine stacks, which building a `Memo` (its map's
 /// shards) overflows: every thread of these models, the first one included, gets this much.
@@ -66,10 +71,52 @@ fn model_with_preemptions(preemptions: usize, body: impl Fn() + Send + Sync + 's
     });
 }
 
+/// How a model's cache stores its values: a cell per key (as a cache with a bound or a TTL
+/// does: here a TTL no model reaches), or the values in the map with the computations in
+/// flight beside them (a plain cache, `memo/plain.rs`).
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Cells,
+    Plain,
+}
+
 /// A fresh cache per execution, leaked: the memo API takes `&'static self`, as generated code
 /// holds it in a `static`.
-fn memo() -> &'static Memo<u64, u64> {
-    Box::leak(Box::new(Memo::new("loom::f", MemoOptions::DEFAULT.into())))
+fn memo(kind: Kind) -> &'static Memo<u64, u64> {
+    let mut config: MemoConfig = MemoOptions::DEFAULT.into();
+    if let Kind::Cells = kind {
+        config.ttl = Some(std::time::Duration::from_secs(3600));
+    }
+    Box::leak(Box::new(Memo::new("loom::f", config)))
+}
+
+/// The preemption bound of the models of a plain cache. Their executions take a stripe's lock
+/// twice per miss and insert into the map under it: explored exhaustively, a model of two
+/// callers ran out of memory.
+const PLAIN_PREEMPTIONS: usize = 5;
+
+/// Checks `body` on a cache of `kind`: every execution for cells, those within
+/// [`PLAIN_PREEMPTIONS`] preemptions for a plain cache.
+fn check(kind: Kind, body: impl Fn(&'static Memo<u64, u64>) + Send + Sync + 'static) {
+    match kind {
+        Kind::Cells => model(move || body(memo(kind))),
+        Kind::Plain => model_with_preemptions(PLAIN_PREEMPTIONS, move || body(memo(kind))),
+    }
+}
+
+/// Two tests of one model, one per [`Kind`].
+macro_rules! for_both_kinds {
+    ($name:ident, $cells:ident, $plain:ident) => {
+        #[test]
+        fn $cells() {
+            $name(Kind::Cells);
+        }
+
+        #[test]
+        fn $plain() {
+            $name(Kind::Plain);
+        }
+    };
 }
 
 /// `f(key) = key * 10` through the cache, counting how often the body runs.
@@ -96,10 +143,14 @@ fn call_with(
     )
 }
 
-#[test]
-fn concurrent_callers_share_one_computation() {
-    model(|| {
-        let memo = memo();
+for_both_kinds!(
+    concurrent_callers_share_one_computation,
+    cells_concurrent_callers_share_one_computation,
+    plain_concurrent_callers_share_one_computation
+);
+
+fn concurrent_callers_share_one_computation(kind: Kind) {
+    check(kind, |memo| {
         let runs = Arc::new(AtomicUsize::new(0));
         let other = {
             let runs = Arc::clone(&runs);
@@ -118,10 +169,14 @@ fn concurrent_callers_share_one_computation() {
     });
 }
 
-#[test]
-fn an_uncached_result_is_not_kept_and_the_next_caller_computes() {
-    model(|| {
-        let memo = memo();
+for_both_kinds!(
+    an_uncached_result_is_not_kept_and_the_next_caller_computes,
+    cells_an_uncached_result_is_not_kept,
+    plain_an_uncached_result_is_not_kept
+);
+
+fn an_uncached_result_is_not_kept_and_the_next_caller_computes(kind: Kind) {
+    check(kind, |memo| {
         let runs = Arc::new(AtomicUsize::new(0));
         let rejecting = {
             let runs = Arc::clone(&runs);
@@ -138,10 +193,14 @@ fn an_uncached_result_is_not_kept_and_the_next_caller_computes() {
     });
 }
 
-#[test]
-fn invalidation_racing_with_a_computation_leaves_no_stale_or_stuck_cell() {
-    model(|| {
-        let memo = memo();
+for_both_kinds!(
+    invalidation_racing_with_a_computation_leaves_no_stale_or_stuck_cell,
+    cells_invalidation_racing_with_a_computation,
+    plain_invalidation_racing_with_a_computation
+);
+
+fn invalidation_racing_with_a_computation_leaves_no_stale_or_stuck_cell(kind: Kind) {
+    check(kind, |memo| {
         let runs = Arc::new(AtomicUsize::new(0));
         let invalidator = spawn(move || memo.invalidate(&1));
         assert_eq!(call(memo, 1, &runs), 10);
@@ -154,10 +213,14 @@ fn invalidation_racing_with_a_computation_leaves_no_stale_or_stuck_cell() {
     });
 }
 
-#[test]
-fn a_caller_that_waits_for_a_computation_is_counted_while_it_waits() {
-    model(|| {
-        let memo = memo();
+for_both_kinds!(
+    a_caller_that_waits_for_a_computation_is_counted_while_it_waits,
+    cells_a_waiting_caller_is_counted,
+    plain_a_waiting_caller_is_counted
+);
+
+fn a_caller_that_waits_for_a_computation_is_counted_while_it_waits(kind: Kind) {
+    check(kind, |memo| {
         // The body, run by whichever caller computes, ends only once the other caller is
         // counted as waiting: a caller blocked on the cell uncounted would leave it spinning,
         // and loom fails the model (it exceeds its branch bound).
@@ -177,10 +240,15 @@ fn a_caller_that_waits_for_a_computation_is_counted_while_it_waits() {
 
 const PREEMPTIONS: usize = 4;
 
-#[test]
-fn a_caller_counted_as_waiting_is_uncounted_when_it_computes_in_turn() {
-    model_with_preemptions(PREEMPTIONS, || {
-        let memo = memo();
+for_both_kinds!(
+    a_caller_counted_as_waiting_is_uncounted_when_it_computes_in_turn,
+    cells_a_caller_computing_in_turn_is_uncounted,
+    plain_a_caller_computing_in_turn_is_uncounted
+);
+
+fn a_caller_counted_as_waiting_is_uncounted_when_it_computes_in_turn(kind: Kind) {
+    model_with_preemptions(PREEMPTIONS, move || {
+        let memo = memo(kind);
         let rejecter_returned = Arc::new(loom::sync::atomic::AtomicBool::new(false));
         let rejecter = {
             let returned = Arc::clone(&rejecter_returned);

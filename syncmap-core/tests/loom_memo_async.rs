@@ -30,6 +30,10 @@
 //! of the event counts listeners under its mutex, so the fences that pair the "any listener?"
 //! check with the waiter's re-check are not exercised by loom; see `Flight::notify_listeners`.
 //!
+//! Each model runs on both storages of a cache: a cell per key in the map (a cache with a
+//! bound or a TTL), and a plain cache, whose computations in flight are in a striped table
+//! beside the map (`memo/plain.rs`).
+//!
 //! Run with `RUSTFLAGS="--cfg syncmap_loom" cargo test -p syncmap-core --release --test
 //! loom_memo_async` (`LOOM_MAX_PREEMPTIONS=N` to change the bound). Without that cfg this file
 //! compiles to nothing.
@@ -43,17 +47,45 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use syncmap_core::memo::__private::MemoOptions;
-use syncmap_core::memo::Memo;
+use syncmap_core::memo::{Memo, MemoConfig};
 
 /// A fresh cache per execution, leaked: the memo API takes `&'static self`, as generated code
 /// holds it in a `static`. Made on a thread of its own: building a `Memo` (its striped counters
 /// take 9 KiB) overflows the 32 KiB coroutine stack of loom's main thread.
-fn memo() -> &'static Memo<u64, u64> {
-    spawn(|| -> &'static Memo<u64, u64> {
-        Box::leak(Box::new(Memo::new("loom::f", MemoOptions::DEFAULT.into())))
+fn memo(kind: Kind) -> &'static Memo<u64, u64> {
+    spawn(move || -> &'static Memo<u64, u64> {
+        let mut config: MemoConfig = MemoOptions::DEFAULT.into();
+        if let Kind::Cells = kind {
+            config.ttl = Some(std::time::Duration::from_secs(3600));
+        }
+        Box::leak(Box::new(Memo::new("loom::f", config)))
     })
     .join()
     .unwrap()
+}
+
+/// How a model's cache stores its values: a cell per key (as a cache with a bound or a TTL
+/// does: here a TTL no model reaches), or the values in the map with the computations in
+/// flight beside them (a plain cache, `memo/plain.rs`).
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Cells,
+    Plain,
+}
+
+/// Two tests of one model, one per [`Kind`].
+macro_rules! for_both_kinds {
+    ($name:ident, $cells:ident, $plain:ident) => {
+        #[test]
+        fn $cells() {
+            $name(Kind::Cells);
+        }
+
+        #[test]
+        fn $plain() {
+            $name(Kind::Plain);
+        }
+    };
 }
 
 /// Pending once (waking its task at once), then ready: a suspension point inside a body.
@@ -136,10 +168,15 @@ fn call_later(memo: &'static Memo<u64, u64>, runs: &Arc<AtomicUsize>) -> u64 {
         .unwrap()
 }
 
-#[test]
-fn two_callers_of_a_missing_key_share_one_body_run() {
-    model(|| {
-        let memo = memo();
+for_both_kinds!(
+    two_callers_of_a_missing_key_share_one_body_run,
+    cells_two_callers_share_one_body_run,
+    plain_two_callers_share_one_body_run
+);
+
+fn two_callers_of_a_missing_key_share_one_body_run(kind: Kind) {
+    model(move || {
+        let memo = memo(kind);
         let runs = Arc::new(AtomicUsize::new(0));
         let callers: Vec<_> = (0..2)
             .map(|_| {
@@ -156,10 +193,15 @@ fn two_callers_of_a_missing_key_share_one_body_run() {
     });
 }
 
-#[test]
-fn a_computing_future_dropped_midway_hands_over_and_leaves_nothing_claimed() {
-    model(|| {
-        let memo = memo();
+for_both_kinds!(
+    a_computing_future_dropped_midway_hands_over_and_leaves_nothing_claimed,
+    cells_a_dropped_computation_hands_over,
+    plain_a_dropped_computation_hands_over
+);
+
+fn a_computing_future_dropped_midway_hands_over_and_leaves_nothing_claimed(kind: Kind) {
+    model(move || {
+        let memo = memo(kind);
         let runs = Arc::new(AtomicUsize::new(0));
         let other = {
             let runs = Arc::clone(&runs);
@@ -188,10 +230,15 @@ fn a_computing_future_dropped_midway_hands_over_and_leaves_nothing_claimed() {
     });
 }
 
-#[test]
-fn a_result_not_kept_is_not_shared_and_the_waiter_computes_in_turn() {
-    model(|| {
-        let memo = memo();
+for_both_kinds!(
+    a_result_not_kept_is_not_shared_and_the_waiter_computes_in_turn,
+    cells_a_result_not_kept_is_not_shared,
+    plain_a_result_not_kept_is_not_shared
+);
+
+fn a_result_not_kept_is_not_shared_and_the_waiter_computes_in_turn(kind: Kind) {
+    model(move || {
+        let memo = memo(kind);
         let runs = Arc::new(AtomicUsize::new(0));
         // Computes 99 and does not keep it (an `Err` without `cache_err`).
         let rejecting = {
@@ -214,13 +261,18 @@ fn a_result_not_kept_is_not_shared_and_the_waiter_computes_in_turn() {
     });
 }
 
-#[test]
-fn an_async_caller_waiting_for_a_synchronous_computation_is_woken() {
+for_both_kinds!(
+    an_async_caller_waiting_for_a_synchronous_computation_is_woken,
+    cells_an_async_caller_waiting_for_a_thread_is_woken,
+    plain_an_async_caller_waiting_for_a_thread_is_woken
+);
+
+fn an_async_caller_waiting_for_a_synchronous_computation_is_woken(kind: Kind) {
     // The synchronous caller marks the cell as computed by its thread, in the word the async
     // claim uses; the async caller that finds it waits, and the synchronous caller's end
     // notifies only if it sees a listener (a lost wakeup would be reported as a deadlock).
-    model(|| {
-        let memo = memo();
+    model(move || {
+        let memo = memo(kind);
         let runs = Arc::new(AtomicUsize::new(0));
         let sync_caller = {
             let runs = Arc::clone(&runs);

@@ -22,9 +22,10 @@ use std::hash::Hash;
 use std::time::Duration;
 
 use super::flight::{self, Claim};
+use super::plain::FlightOrValue;
 use super::slot::SlotRef;
 use super::stats::Counter;
-use super::Memo;
+use super::{Memo, Store};
 
 impl<K, V> Memo<K, V>
 where
@@ -76,6 +77,8 @@ where
             unsafe { slot.settle(value.clone(), age) };
             if self.bound.is_some() {
                 self.admitted(key, slot);
+            } else {
+                self.publish(&key, slot, None);
             }
         } else {
             drop(abandon);
@@ -117,13 +120,22 @@ where
         K: Clone,
     {
         loop {
-            let mut slot = match self.map.load(key) {
-                Some(slot) => slot,
-                None => {
-                    self.map
-                        .load_or_store_with(key.clone(), || self.new_slot())
-                        .0
+            let map = match &self.store {
+                Store::Plain(plain) => {
+                    match plain.flight_for(plain.hash(key), key, || key.clone(), || self.new_slot())
+                    {
+                        FlightOrValue::Cell(slot) => match self.claim_or_wait(&slot, token).await {
+                            Some(claimed) => return claimed,
+                            None => continue,
+                        },
+                        FlightOrValue::Stored(value) => return Err(value),
+                    }
                 }
+                Store::Cells(map) => map,
+            };
+            let mut slot = match map.load(key) {
+                Some(slot) => slot,
+                None => map.load_or_store_with(key.clone(), || self.new_slot()).0,
             };
             if let Some(stored) = slot.get() {
                 if !self.expired(stored.at) {
@@ -133,39 +145,54 @@ where
                 // caller put (or removed) meanwhile.
                 self.counters.bump(Counter::Expiration);
                 let fresh = self.new_slot();
-                if !self.map.compare_and_swap(key, &slot, fresh.clone()) {
+                if !map.compare_and_swap(key, &slot, fresh.clone()) {
                     continue;
                 }
                 slot.mark_gone();
                 slot = fresh;
             }
-            match slot.flight().try_claim(token) {
-                Claim::Won => {
-                    // A computation may have ended between the look at the cell and the claim.
-                    if let Some(stored) = slot.get() {
-                        slot.flight().release();
-                        return Err(stored.value.clone());
-                    }
-                    return Ok(slot);
+            match self.claim_or_wait(&slot, token).await {
+                Some(claimed) => return claimed,
+                None => continue,
+            }
+        }
+    }
+
+    /// Claims the computation of `slot` (`Ok`), or returns its value: one stored, or the one
+    /// computed by the caller it waited for. `None`: the computation waited for ended without
+    /// a value, so the caller looks the key up again.
+    async fn claim_or_wait(
+        &'static self,
+        slot: &SlotRef<V>,
+        token: u64,
+    ) -> Option<Result<SlotRef<V>, V>> {
+        if let Some(stored) = slot.get() {
+            return Some(Err(stored.value.clone()));
+        }
+        match slot.flight().try_claim(token) {
+            Claim::Won => {
+                // A computation may have ended between the look at the cell and the claim.
+                if let Some(stored) = slot.get() {
+                    slot.flight().release();
+                    return Some(Err(stored.value.clone()));
                 }
-                Claim::Dead => continue,
-                Claim::Busy(owner) => {
-                    if flight::inside(owner) {
-                        panic!(
-                            "#[memoize] function `{}` called itself with the same arguments \
-                             while computing them: this recursion would never end",
-                            self.name
-                        );
-                    }
-                    let waiting = self.counters.waiting().enter();
-                    slot.flight().wait(owner, || slot.get().is_some()).await;
-                    drop(waiting);
-                    // The value of the computation waited for, even if the key was
-                    // invalidated meanwhile; otherwise (it ended without one) start over.
-                    if let Some(stored) = slot.get() {
-                        return Err(stored.value.clone());
-                    }
+                Some(Ok(slot.clone()))
+            }
+            Claim::Dead => None,
+            Claim::Busy(owner) => {
+                if flight::inside(owner) {
+                    panic!(
+                        "#[memoize] function `{}` called itself with the same arguments \
+                         while computing them: this recursion would never end",
+                        self.name
+                    );
                 }
+                let waiting = self.counters.waiting().enter();
+                slot.flight().wait(owner, || slot.get().is_some()).await;
+                drop(waiting);
+                // The value of the computation waited for, even if the key was invalidated
+                // meanwhile; otherwise (it ended without one) start over.
+                slot.get().map(|stored| Err(stored.value.clone()))
             }
         }
     }
@@ -190,7 +217,7 @@ where
     V: Clone + Send + Sync + 'static,
 {
     fn drop(&mut self) {
-        self.memo.map.compare_and_delete(self.key, self.slot);
+        self.memo.remove_cell(self.key, self.slot);
         self.slot.flight().abandon();
     }
 }

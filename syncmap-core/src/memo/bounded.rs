@@ -131,7 +131,9 @@ where
 {
     fn drop(&mut self) {
         self.slot.mark_gone();
-        if self.memo.map.compare_and_delete(self.key, self.slot) {
+        let removed =
+            (self.memo.cells()).is_some_and(|map| map.compare_and_delete(self.key, self.slot));
+        if removed {
             self.memo.counters.add(Counter::Rejection, 1);
         }
     }
@@ -158,7 +160,7 @@ where
     /// entry is removed from the cache (counted as a rejection: it was never inside the bound)
     /// and the panic propagates to this caller.
     pub(super) fn admitted(&self, key: K, slot: SlotRef<V>) {
-        let Some(bound) = &self.bound else {
+        let (Some(bound), Some(map)) = (&self.bound, self.cells()) else {
             return;
         };
         let weight = match (bound.weigher, slot.get()) {
@@ -175,7 +177,7 @@ where
             }
             _ => 1,
         };
-        let hash = self.map.hasher().hash_one(&key);
+        let hash = map.hasher().hash_one(&key);
         let mut out = Removals::new();
         {
             let mut policy = bound.shard(hash).lock();
@@ -194,7 +196,7 @@ where
             tracked.slot.mark_gone();
             // Most of these are keys rejected soon after their insertion, still only in the
             // map's dirty table: `compare_and_remove` takes them out of it at once.
-            if self.map.compare_and_remove(&tracked.key, &tracked.slot) {
+            if map.compare_and_remove(&tracked.key, &tracked.slot) {
                 match why {
                     Removal::Rejected => rejected += 1,
                     _ => evicted += 1,
@@ -246,7 +248,7 @@ where
     /// After `clear`: forgets every entry the policy held, and deletes from the map those an
     /// insertion racing with `clear` left there (so that no entry stays outside the bound).
     pub(super) fn forget_all(&self) {
-        if let Some(bound) = &self.bound {
+        if let (Some(bound), Some(map)) = (&self.bound, self.cells()) {
             let mut out = Vec::new();
             for shard in bound.shards.iter() {
                 shard.0.lock().drain(&mut out);
@@ -254,7 +256,7 @@ where
             // Outside the lock: deleting runs the key's `Eq`, dropping runs `Drop`.
             for (tracked, _) in out {
                 tracked.slot.mark_gone();
-                self.map.compare_and_delete(&tracked.key, &tracked.slot);
+                map.compare_and_delete(&tracked.key, &tracked.slot);
             }
         }
     }

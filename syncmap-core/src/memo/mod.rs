@@ -1,14 +1,17 @@
 //! The memoization runtime behind `#[memoize]`: [`Memo`], one per memoized function, and the
 //! [`registry`](fn@registry) of every cache in the process, for debugging tools.
 //!
-//! A `Memo<K, V>` is a [`SyncMap`] from the key to a single-flight cell:
+//! A `Memo<K, V>` is a [`SyncMap`] from the key to its value, for a cache with no bound, no TTL
+//! and no shared tier, or else to a single-flight cell that holds the value with what the
+//! bound or the TTL needs:
 //!
-//! - **Hits** look the key up by a borrowed view (no allocation), read the cell without a lock
-//!   and return a clone of the value. Hit and miss counts go to per-thread stripes: no shared
-//!   write on the hit path.
-//! - **Misses** insert an empty cell with `load_or_store` and compute in it: concurrent callers of
-//!   the same key wait for that one computation (single flight), callers of other keys are not
-//!   blocked, and no lock is held while the body runs.
+//! - **Hits** look the key up by a borrowed view (no allocation), read the value (or its cell)
+//!   without a lock and return a clone of it. Hit and miss counts go to per-thread stripes: no
+//!   shared write on the hit path.
+//! - **Misses** put an empty cell where concurrent callers of the same key find it (in the map,
+//!   or for a plain cache in a small striped table beside it) and compute in it: those callers
+//!   wait for that one computation (single flight), callers of other keys are not blocked, and
+//!   no lock is held while the body runs. A plain cache then moves the value into its map.
 //! - **A panic** in the body leaves the cell empty and removes it; it propagates to the caller,
 //!   and a caller that was waiting computes in turn (nobody hangs).
 //! - **A recursive call with the same key** on the computing thread panics with a message naming
@@ -51,6 +54,7 @@ mod checks;
 mod flight;
 mod key;
 mod mrc;
+mod plain;
 mod registry;
 #[cfg(feature = "redis")]
 mod shared;
@@ -84,6 +88,7 @@ pub use {
 };
 
 use crate::{Equivalent, SyncMap};
+use plain::{FlightOrValue, PlainStore};
 use slot::{Outcome, SlotRef};
 use stats::{Counter, Counters};
 
@@ -93,6 +98,19 @@ type MemoHasher = foldhash::fast::RandomState;
 /// Loom replays executions and needs them deterministic: a fixed-key hasher.
 #[cfg(syncmap_loom)]
 type MemoHasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+
+/// The map of a cache that keeps a cell per key (see [`Store`]).
+type CellMap<K, V> = SyncMap<K, SlotRef<V>, MemoHasher>;
+
+/// Where a cache keeps its values.
+enum Store<K, V> {
+    /// A cache with a bound, a TTL or a shared tier: a cell per key, holding the value, its
+    /// single flight, the hits its eviction policy reads and the stamp its TTL needs.
+    Cells(CellMap<K, V>),
+    /// Any other cache: the values themselves in the map, and the computations in flight
+    /// beside them (`plain.rs`), so that an entry costs what a map entry costs.
+    Plain(PlainStore<K, V>),
+}
 
 /// How a [`Memo`] was configured (by `#[memoize(...)]` options).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -180,7 +198,7 @@ pub struct MemoConfig {
 pub struct Memo<K, V> {
     name: &'static str,
     config: MemoConfig,
-    map: SyncMap<K, SlotRef<V>, MemoHasher>,
+    store: Store<K, V>,
     counters: Counters,
     debug: __private::MemoDebug<K, V>,
     /// The eviction policy, with a capacity.
@@ -218,10 +236,19 @@ where
         debug: __private::MemoDebug<K, V>,
     ) -> Self {
         let (shared, weigher) = (debug.shared, debug.weigher);
+        let plain = config.capacity.is_none()
+            && config.max_weight.is_none()
+            && config.ttl.is_none()
+            && !config.shared
+            && shared.is_none();
         Memo {
             name,
             config,
-            map: SyncMap::default(),
+            store: if plain {
+                Store::Plain(PlainStore::new())
+            } else {
+                Store::Cells(SyncMap::default())
+            },
             counters: Counters::default(),
             debug,
             bound: (config.capacity.map(|n| n as u64))
@@ -311,9 +338,34 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        self.map
-            .load_with(key, |slot| slot.hit(false, |at| self.expired(at)))
-            .flatten()
+        match &self.store {
+            Store::Plain(plain) => plain.map.load(key),
+            Store::Cells(map) => map
+                .load_with(key, |slot| slot.hit(false, |at| self.expired(at)))
+                .flatten(),
+        }
+    }
+
+    /// The cells of a cache that keeps them (a bound, a TTL or a shared tier).
+    fn cells(&self) -> Option<&CellMap<K, V>> {
+        match &self.store {
+            Store::Cells(map) => Some(map),
+            Store::Plain(_) => None,
+        }
+    }
+
+    /// Takes the cell of a computation that ended without a value to keep out of the cache
+    /// (if it is still there, and still that one).
+    fn remove_cell<Q>(&self, key: &Q, slot: &SlotRef<V>)
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        match &self.store {
+            Store::Plain(plain) => plain.remove(plain.hash(key), slot),
+            Store::Cells(map) => {
+                map.compare_and_delete(key, slot);
+            }
+        }
     }
 
     /// The number of cached values (entries being computed and expired entries, which `get`
@@ -331,12 +383,16 @@ where
     /// assert_eq!(double_cache().len(), 2);
     /// ```
     pub fn len(&self) -> usize {
+        let map = match &self.store {
+            Store::Plain(plain) => return plain.map.len(),
+            Store::Cells(map) => map,
+        };
         let mut hidden = 0;
-        self.map.range(|_, slot| {
+        map.range(|_, slot| {
             hidden += usize::from(slot.get().is_none_or(|stored| self.expired(stored.at)));
             true
         });
-        self.map.len().saturating_sub(hidden)
+        map.len().saturating_sub(hidden)
     }
 
     /// Whether no value is cached.
@@ -379,10 +435,13 @@ where
     /// assert_eq!(entries, [(2, 4), (3, 9)]);
     /// ```
     pub fn range(&self, mut f: impl FnMut(&K, &V) -> bool) {
-        self.map.range(|key, slot| match slot.get() {
-            Some(stored) if !self.expired(stored.at) => f(key, stored.value),
-            _ => true,
-        });
+        match &self.store {
+            Store::Plain(plain) => plain.map.range(f),
+            Store::Cells(map) => map.range(|key, slot| match slot.get() {
+                Some(stored) if !self.expired(stored.at) => f(key, stored.value),
+                _ => true,
+            }),
+        }
     }
 
     /// Removes the cached value for `key`; returns whether there was one. A computation in
@@ -415,10 +474,13 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        self.map.load_and_delete(key).is_some_and(|slot| {
-            slot.mark_gone();
-            slot.get().is_some()
-        })
+        match &self.store {
+            Store::Plain(plain) => plain.invalidate(key),
+            Store::Cells(map) => map.load_and_delete(key).is_some_and(|slot| {
+                slot.mark_gone();
+                slot.get().is_some()
+            }),
+        }
     }
 
     /// Removes every cached value for which `f` returns `true`; returns how many. Entries being
@@ -441,15 +503,25 @@ where
     /// ```
     pub fn invalidate_if(&self, mut f: impl FnMut(&K, &V) -> bool) -> usize {
         let mut removed = 0;
-        self.map.range(|key, slot| {
-            if let Some(stored) = slot.get() {
-                if f(key, stored.value) && self.map.compare_and_delete(key, slot) {
-                    slot.mark_gone();
+        match &self.store {
+            // A value is removed only if it is still the one `f` saw (a newer one, stored
+            // after an invalidation, was not offered to `f`).
+            Store::Plain(plain) => plain.map.range(|key, value| {
+                if f(key, value) && plain.map.compare_and_delete_same(key, value) {
                     removed += 1;
                 }
-            }
-            true
-        });
+                true
+            }),
+            Store::Cells(map) => map.range(|key, slot| {
+                if let Some(stored) = slot.get() {
+                    if f(key, stored.value) && map.compare_and_delete(key, slot) {
+                        slot.mark_gone();
+                        removed += 1;
+                    }
+                }
+                true
+            }),
+        }
         removed
     }
 
@@ -478,8 +550,13 @@ where
 
     /// [`clear`](Self::clear) in this process only.
     pub(crate) fn clear_here(&self) {
-        self.map.clear();
-        self.forget_all();
+        match &self.store {
+            Store::Plain(plain) => plain.clear(),
+            Store::Cells(map) => {
+                map.clear();
+                self.forget_all();
+            }
+        }
     }
 
     /// Removes the entries older than the TTL; returns how many. Does nothing without a TTL.
@@ -497,13 +574,13 @@ where
     /// assert!(fresh_cache().is_empty());
     /// ```
     pub fn purge_expired(&self) -> usize {
-        if self.config.ttl.is_none() {
+        let Some(map) = self.cells().filter(|_| self.config.ttl.is_some()) else {
             return 0;
-        }
+        };
         let mut purged = 0;
-        self.map.range(|key, slot| {
+        map.range(|key, slot| {
             if let Some(stored) = slot.get() {
-                if self.expired(stored.at) && self.map.compare_and_delete(key, slot) {
+                if self.expired(stored.at) && map.compare_and_delete(key, slot) {
                     slot.mark_gone();
                     purged += 1;
                 }
@@ -566,12 +643,14 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        let value = self
-            .map
-            .load_with(key, |slot| {
-                slot.hit(self.bound.is_some(), |at| self.expired(at))
-            })
-            .flatten()?;
+        let value = match &self.store {
+            Store::Plain(plain) => plain.map.load(key)?,
+            Store::Cells(map) => map
+                .load_with(key, |slot| {
+                    slot.hit(self.bound.is_some(), |at| self.expired(at))
+                })
+                .flatten()?,
+        };
         self.counters.bump(Counter::Hit);
         if let Some(mrc) = self.mrc.get() {
             mrc.record(key);
@@ -652,48 +731,62 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
         K: Clone,
     {
-        // The caller's hit check just missed: insert a cell right away (load_or_store_with
-        // returns the existing one if another caller inserted it meanwhile). A bounded cache
-        // keeps a copy of the key for its policy, which gets the entry once its value is stored.
-        //
-        // `load_or_store_with` looks the key up once more before inserting (the hit check just
-        // did): `load_or_store` would skip that lookup, but measured slower (miss u64 and zipf
-        // bounded, 2026-12-04): each locked lookup of a fresh key counts towards the map's next
-        // promotion, and promoting less often sends more lookups of fresh keys to the lock.
-        let owned = make_key();
-        let policy_key = self.bound.is_some().then(|| owned.clone());
-        #[cfg(feature = "redis")]
-        let shared = self.shared_key(&owned);
-        let mut slot = self.map.load_or_store_with(owned, || self.new_slot()).0;
-        if let Some(stored) = slot.get() {
-            if !self.expired(stored.at) {
-                return stored.value.clone();
-            }
-            // Expired: put a fresh cell in its place (or take the one another caller put).
-            self.counters.bump(Counter::Expiration);
-            let fresh = self.new_slot();
-            slot = if self.map.compare_and_swap(key, &slot, fresh.clone()) {
-                slot.mark_gone();
-                fresh
-            } else {
-                match self.map.load(key) {
-                    Some(current) => current,
-                    // Invalidated meanwhile: compute for this caller without caching.
-                    None => return compute(),
+        let (slot, policy_key) = match &self.store {
+            Store::Plain(plain) => {
+                match plain.flight_for(plain.hash(key), key, make_key, || self.new_slot()) {
+                    FlightOrValue::Cell(slot) => (slot, None),
+                    FlightOrValue::Stored(value) => return value,
                 }
-            };
-            if let Some(stored) = slot.get() {
-                return if self.expired(stored.at) {
-                    compute()
-                } else {
-                    stored.value.clone()
-                };
             }
-        }
-        #[cfg(feature = "redis")]
-        if let Some(shared) = shared {
-            return self.miss_shared(key, slot, policy_key, shared, compute, keep);
-        }
+            Store::Cells(map) => {
+                // The caller's hit check just missed: insert a cell right away
+                // (load_or_store_with returns the existing one if another caller inserted it
+                // meanwhile). A bounded cache keeps a copy of the key for its policy, which
+                // gets the entry once its value is stored.
+                //
+                // `load_or_store_with` looks the key up once more before inserting (the hit
+                // check just did): `load_or_store` would skip that lookup, but measured slower
+                // (miss u64 and zipf bounded, 2026-12-04): each locked lookup of a fresh key
+                // counts towards the map's next promotion, and promoting less often sends more
+                // lookups of fresh keys to the lock.
+                let owned = make_key();
+                let policy_key = self.bound.is_some().then(|| owned.clone());
+                #[cfg(feature = "redis")]
+                let shared = self.shared_key(&owned);
+                let mut slot = map.load_or_store_with(owned, || self.new_slot()).0;
+                if let Some(stored) = slot.get() {
+                    if !self.expired(stored.at) {
+                        return stored.value.clone();
+                    }
+                    // Expired: put a fresh cell in its place (or take the one another caller
+                    // put).
+                    self.counters.bump(Counter::Expiration);
+                    let fresh = self.new_slot();
+                    slot = if map.compare_and_swap(key, &slot, fresh.clone()) {
+                        slot.mark_gone();
+                        fresh
+                    } else {
+                        match map.load(key) {
+                            Some(current) => current,
+                            // Invalidated meanwhile: compute for this caller without caching.
+                            None => return compute(),
+                        }
+                    };
+                    if let Some(stored) = slot.get() {
+                        return if self.expired(stored.at) {
+                            compute()
+                        } else {
+                            stored.value.clone()
+                        };
+                    }
+                }
+                #[cfg(feature = "redis")]
+                if let Some(shared) = shared {
+                    return self.miss_shared(key, slot, policy_key, shared, compute, keep);
+                }
+                (slot, policy_key)
+            }
+        };
         let counters = &self.counters;
         // Remove the empty cell if the body panics, so later callers start afresh; armed only
         // once this call's body starts, so the panic that reports a same-key recursion does not
@@ -726,12 +819,7 @@ where
             span.finish(matches!(outcome, Outcome::Cached(_)));
         }
         std::mem::forget(cleanup);
-        self.settle(
-            key,
-            slot,
-            outcome,
-            started.get().then_some(policy_key).flatten(),
-        )
+        self.settle(key, slot, outcome, started.get(), policy_key)
     }
 
     /// `slot`'s value, computed by `compute` unless another caller's value arrives first (see
@@ -747,31 +835,50 @@ where
         slot.get_or_compute_aged(self.name, Some(self.counters.waiting()), compute, keep)
     }
 
-    /// The end of a miss whose cell `slot` is settled: a value kept goes to the eviction
-    /// policy if this caller computed it (`computed_key`, a bounded cache's copy of the key),
-    /// a value not kept leaves the map (so the next caller computes again).
+    /// The end of a miss whose cell `slot` is settled. If this caller `computed` the value
+    /// and it is kept, the value enters a plain cache's map, or the cell goes to a bounded
+    /// cache's eviction policy (with `policy_key`, its copy of the key). A value not kept
+    /// leaves the cache (so the next caller computes again).
     fn settle<Q>(
         &self,
         key: &Q,
         slot: SlotRef<V>,
         outcome: Outcome<V>,
-        computed_key: Option<K>,
+        computed: bool,
+        policy_key: Option<K>,
     ) -> V
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         match outcome {
             Outcome::Cached(value) => {
-                if let Some(owned) = computed_key {
-                    self.admitted(owned, slot);
+                if computed {
+                    self.publish(key, slot, policy_key);
                 }
                 value
             }
             Outcome::Uncached(value) => {
-                self.map.compare_and_delete(key, &slot);
+                self.remove_cell(key, &slot);
                 value
             }
             Outcome::Unstored(value) => value,
+        }
+    }
+
+    /// After this caller stored a value in `slot`: stores it in a plain cache's map (taking
+    /// the cell out of its computations in flight), or hands the cell to a bounded cache's
+    /// eviction policy (`policy_key`).
+    fn publish<Q>(&self, key: &Q, slot: SlotRef<V>, policy_key: Option<K>)
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        match &self.store {
+            Store::Plain(plain) => plain.publish(plain.hash(key), &slot),
+            Store::Cells(_) => {
+                if let Some(owned) = policy_key {
+                    self.admitted(owned, slot);
+                }
+            }
         }
     }
 
@@ -812,7 +919,7 @@ where
 {
     fn drop(&mut self) {
         if self.started.get() && self.slot.get().is_none() {
-            self.memo.map.compare_and_delete(self.key, self.slot);
+            self.memo.remove_cell(self.key, self.slot);
         }
     }
 }

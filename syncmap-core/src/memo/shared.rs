@@ -95,12 +95,7 @@ where
             |_| kept.get(),
         );
         std::mem::forget(cleanup);
-        self.settle(
-            key,
-            slot,
-            outcome,
-            started.get().then_some(policy_key).flatten(),
-        )
+        self.settle(key, slot, outcome, started.get(), policy_key)
     }
 
     /// [`compute_async`](Memo::compute_async) for a `shared` cache: ask the tier (awaiting

@@ -24,7 +24,7 @@ use std::io::{self, BufWriter, Read, Write};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::Memo;
+use super::{Memo, Store};
 
 const MAGIC: &[u8; 8] = b"SYNCMEMO";
 const VERSION: u8 = 1;
@@ -275,8 +275,17 @@ where
         let entries = decode::<K, V>(self.name, &bytes)?;
         drop(bytes);
         let mut inserted = 0;
+        let map = match &self.store {
+            Store::Plain(plain) => {
+                return Ok(entries
+                    .into_iter()
+                    .map(|(key, value)| usize::from(plain.insert_if_absent(key, value)))
+                    .sum());
+            }
+            Store::Cells(map) => map,
+        };
         for (key, value) in entries {
-            if self.map.contains_key(&key) {
+            if map.contains_key(&key) {
                 continue;
             }
             let slot = self.new_slot();
@@ -293,7 +302,7 @@ where
                 |_| true,
             );
             let policy_key = self.bound.is_some().then(|| key.clone());
-            let (slot, existed) = self.map.load_or_store_with(key, || slot);
+            let (slot, existed) = map.load_or_store_with(key, || slot);
             if let (false, Some(key)) = (existed, policy_key) {
                 self.admitted(key, slot);
             }

@@ -493,10 +493,22 @@ impl<K, V> Entry<K, V> {
     where
         V: PartialEq,
     {
+        self.delete_if(|current| current == old, guard, unlink, count)
+    }
+
+    /// Deletes the value while `matches` says so of it. Returns whether it deleted; calls
+    /// `count` as [`compare_and_delete`](Self::compare_and_delete) does.
+    pub(crate) fn delete_if(
+        &self,
+        matches: impl Fn(&V) -> bool,
+        guard: &Guard<'_>,
+        unlink: Unlink,
+        count: impl FnOnce(LiveDelta),
+    ) -> bool {
         let mut current = sync::protect(guard, &self.value);
         loop {
             // SAFETY: live and loaded under `guard` (see `load`).
-            if !is_live(current) || unsafe { &*current } != old {
+            if !is_live(current) || !matches(unsafe { &*current }) {
                 return false;
             }
             if self.exchange(current, ptr::null_mut()) {
