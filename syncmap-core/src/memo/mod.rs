@@ -369,8 +369,9 @@ where
     }
 
     /// The number of cached values (entries being computed and expired entries, which `get`
-    /// and `range` do not show either, are not counted). Takes time linear in the number of
-    /// entries: it visits them to leave out those.
+    /// and `range` do not show either, are not counted). O(1) for a cache with no bound, no
+    /// TTL and no shared tier, whose map holds only values; otherwise it takes time linear in
+    /// the number of entries: it visits them to leave out those.
     ///
     /// ```
     /// #[syncmemo::memoize]
