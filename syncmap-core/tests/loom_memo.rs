@@ -24,9 +24,8 @@
 //! long).
 //!
 //! Each model runs on both storages of a cache: a cell per key in the map (a cache with a
-//! bound or a TTL), every execution explored; and a plain cache, whose values are in the map
-//! and whose computations in flight are in a striped table beside it (`memo/plain.rs`), within
-//! [`PLAIN_PREEMPTIONS`] preemptions (exhaustively, a model of two callers ran out of memory).
+//! bound or a TTL), and a plain cache, whose values are in the map and whose computations in
+//! flight are in a striped table beside it (`memo/plain.rs`); every execution is explored.
 //!
 //! Run with `RUSTFLAGS="--cfg syncmap_loom" cargo test -p syncmap-core --release --test loom_memo`.
 //! Without that cfg this file compiles to nothing.
@@ -35,8 +34,11 @@
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use syncmap_core::memo::__private::MemoOptions;
-use syncmap_core::memo::{Memo, MemoConfig};
+use syncmap_core::memo::Memo;
+
+#[path = "loom_support/kinds.rs"]
+mod kinds;
+use kinds::{for_both_kinds, new_memo, Kind};
 
 /// Loom runs a model's threads on small coroutine stacks, which building a `Memo` (its map's
 /// shards) overflows: every thread of these models, the first one included, gets this much.
@@ -71,52 +73,14 @@ fn model_with_preemptions(preemptions: usize, body: impl Fn() + Send + Sync + 's
     });
 }
 
-/// How a model's cache stores its values: a cell per key (as a cache with a bound or a TTL
-/// does: here a TTL no model reaches), or the values in the map with the computations in
-/// flight beside them (a plain cache, `memo/plain.rs`).
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Cells,
-    Plain,
-}
-
-/// A fresh cache per execution, leaked: the memo API takes `&'static self`, as generated code
-/// holds it in a `static`.
+/// A fresh cache per execution (see [`new_memo`]).
 fn memo(kind: Kind) -> &'static Memo<u64, u64> {
-    let mut config: MemoConfig = MemoOptions::DEFAULT.into();
-    if let Kind::Cells = kind {
-        config.ttl = Some(std::time::Duration::from_secs(3600));
-    }
-    Box::leak(Box::new(Memo::new("loom::f", config)))
+    new_memo(kind)
 }
 
-/// The preemption bound of the models of a plain cache. Their executions take a stripe's lock
-/// twice per miss and insert into the map under it: explored exhaustively, a model of two
-/// callers ran out of memory.
-const PLAIN_PREEMPTIONS: usize = 5;
-
-/// Checks `body` on a cache of `kind`: every execution for cells, those within
-/// [`PLAIN_PREEMPTIONS`] preemptions for a plain cache.
+/// Checks `body` on a fresh cache of `kind`, every execution explored.
 fn check(kind: Kind, body: impl Fn(&'static Memo<u64, u64>) + Send + Sync + 'static) {
-    match kind {
-        Kind::Cells => model(move || body(memo(kind))),
-        Kind::Plain => model_with_preemptions(PLAIN_PREEMPTIONS, move || body(memo(kind))),
-    }
-}
-
-/// Two tests of one model, one per [`Kind`].
-macro_rules! for_both_kinds {
-    ($name:ident, $cells:ident, $plain:ident) => {
-        #[test]
-        fn $cells() {
-            $name(Kind::Cells);
-        }
-
-        #[test]
-        fn $plain() {
-            $name(Kind::Plain);
-        }
-    };
+    model(move || body(memo(kind)));
 }
 
 /// `f(key) = key * 10` through the cache, counting how often the body runs.

@@ -46,46 +46,17 @@ use std::task::{Context, Poll, Waker};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use syncmap_core::memo::__private::MemoOptions;
-use syncmap_core::memo::{Memo, MemoConfig};
+use syncmap_core::memo::Memo;
+
+#[path = "loom_support/kinds.rs"]
+mod kinds;
+use kinds::{for_both_kinds, new_memo, Kind};
 
 /// A fresh cache per execution, leaked: the memo API takes `&'static self`, as generated code
 /// holds it in a `static`. Made on a thread of its own: building a `Memo` (its striped counters
 /// take 9 KiB) overflows the 32 KiB coroutine stack of loom's main thread.
 fn memo(kind: Kind) -> &'static Memo<u64, u64> {
-    spawn(move || -> &'static Memo<u64, u64> {
-        let mut config: MemoConfig = MemoOptions::DEFAULT.into();
-        if let Kind::Cells = kind {
-            config.ttl = Some(std::time::Duration::from_secs(3600));
-        }
-        Box::leak(Box::new(Memo::new("loom::f", config)))
-    })
-    .join()
-    .unwrap()
-}
-
-/// How a model's cache stores its values: a cell per key (as a cache with a bound or a TTL
-/// does: here a TTL no model reaches), or the values in the map with the computations in
-/// flight beside them (a plain cache, `memo/plain.rs`).
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Cells,
-    Plain,
-}
-
-/// Two tests of one model, one per [`Kind`].
-macro_rules! for_both_kinds {
-    ($name:ident, $cells:ident, $plain:ident) => {
-        #[test]
-        fn $cells() {
-            $name(Kind::Cells);
-        }
-
-        #[test]
-        fn $plain() {
-            $name(Kind::Plain);
-        }
-    };
+    spawn(move || new_memo(kind)).join().unwrap()
 }
 
 /// Pending once (waking its task at once), then ready: a suspension point inside a body.

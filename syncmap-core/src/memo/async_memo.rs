@@ -122,8 +122,7 @@ where
         loop {
             let map = match &self.store {
                 Store::Plain(plain) => {
-                    match plain.flight_for(plain.hash(key), key, || key.clone(), || self.new_slot())
-                    {
+                    match plain.flight_for(key, || key.clone(), || self.new_slot()) {
                         FlightOrValue::Cell(slot) => match self.claim_or_wait(&slot, token).await {
                             Some(claimed) => return claimed,
                             None => continue,

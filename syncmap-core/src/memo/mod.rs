@@ -361,7 +361,7 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         match &self.store {
-            Store::Plain(plain) => plain.remove(plain.hash(key), slot),
+            Store::Plain(plain) => plain.remove(key, slot),
             Store::Cells(map) => {
                 map.compare_and_delete(key, slot);
             }
@@ -733,12 +733,10 @@ where
         K: Clone,
     {
         let (slot, policy_key) = match &self.store {
-            Store::Plain(plain) => {
-                match plain.flight_for(plain.hash(key), key, make_key, || self.new_slot()) {
-                    FlightOrValue::Cell(slot) => (slot, None),
-                    FlightOrValue::Stored(value) => return value,
-                }
-            }
+            Store::Plain(plain) => match plain.flight_for(key, make_key, || self.new_slot()) {
+                FlightOrValue::Cell(slot) => (slot, None),
+                FlightOrValue::Stored(value) => return value,
+            },
             Store::Cells(map) => {
                 // The caller's hit check just missed: insert a cell right away
                 // (load_or_store_with returns the existing one if another caller inserted it
@@ -874,7 +872,7 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         match &self.store {
-            Store::Plain(plain) => plain.publish(plain.hash(key), &slot),
+            Store::Plain(plain) => plain.publish(key, &slot),
             Store::Cells(_) => {
                 if let Some(owned) = policy_key {
                     self.admitted(owned, slot);

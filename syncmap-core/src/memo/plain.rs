@@ -116,15 +116,15 @@ where
     }
 
     /// The map's hash of `key`.
-    pub(super) fn hash<Q: ?Sized + Hash>(&self, key: &Q) -> u64 {
+    fn hash<Q: ?Sized + Hash>(&self, key: &Q) -> u64 {
         self.map.hasher().hash_one(key)
     }
 
-    /// Locks the stripe of `hash`, holding back the map's reclamation passes until it is
+    /// Locks `stripe`, holding back the map's reclamation passes until it is
     /// unlocked.
-    fn lock(&self, hash: u64) -> Locked<'_, Flights<K, V>> {
+    fn lock<'a>(&'a self, stripe: &'a Stripe<K, V>) -> Locked<'a, Flights<K, V>> {
         let guard = sync::enter(self.map.collector());
-        sync::lock(&self.stripe(hash).flights, self.map.collector(), &guard)
+        sync::lock(&stripe.flights, self.map.collector(), &guard)
     }
 
     /// The stripe of `hash`, from its top bits (the map's tables and shards index by lower
@@ -137,7 +137,6 @@ where
     /// computation of `key` (whose owned form `make_key` makes, before the lock is taken).
     pub(super) fn flight_for<Q>(
         &self,
-        hash: u64,
         key: &Q,
         make_key: impl FnOnce() -> K,
         new_slot: impl Fn() -> SlotRef<V>,
@@ -145,6 +144,7 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
+        let hash = self.hash(key);
         let stripe = self.stripe(hash);
         let mut owned = Some(make_key());
         loop {
@@ -153,7 +153,7 @@ where
             if let Some(value) = self.map.load(key) {
                 return FlightOrValue::Stored(value);
             }
-            let mut table = self.lock(hash);
+            let mut table = self.lock(stripe);
             if let Some(flying) = table
                 .iter()
                 .find(|flying| flying.hash == hash && key.equivalent(&flying.key))
@@ -180,13 +180,17 @@ where
     /// Stores the value of `slot`'s computation, which just ended, and takes its cell out of
     /// the table, unless the key was invalidated or the cache cleared since it started (then
     /// the cell is no longer there, and nothing is stored).
-    pub(super) fn publish(&self, hash: u64, slot: &SlotRef<V>) {
+    pub(super) fn publish<Q>(&self, key: &Q, slot: &SlotRef<V>)
+    where
+        Q: ?Sized + Hash,
+    {
         let Some(stored) = slot.get() else {
             return;
         };
         let mut value = Some(stored.value.clone());
+        let stripe = self.stripe(self.hash(key));
         let cell = {
-            let mut table = self.lock(hash);
+            let mut table = self.lock(stripe);
             let flying = take(&mut table, |flying| flying.slot == *slot);
             flying.map(|Flying { key, slot, .. }| {
                 if let Some(value) = value.take() {
@@ -194,7 +198,7 @@ where
                     // replaces nothing, so drops nothing under the lock.
                     self.map.store(key, value);
                     // Release: after the store (see `Stripe::published`).
-                    self.stripe(hash).published.fetch_add(1, Ordering::Release);
+                    stripe.published.fetch_add(1, Ordering::Release);
                 }
                 slot
             })
@@ -203,9 +207,12 @@ where
     }
 
     /// Takes `slot`'s cell out of the table (its computation ended without a value to keep).
-    pub(super) fn remove(&self, hash: u64, slot: &SlotRef<V>) {
+    pub(super) fn remove<Q>(&self, key: &Q, slot: &SlotRef<V>)
+    where
+        Q: ?Sized + Hash,
+    {
         let flying = {
-            let mut table = self.lock(hash);
+            let mut table = self.lock(self.stripe(self.hash(key)));
             take(&mut table, |flying| flying.slot == *slot)
         };
         drop(flying);
@@ -219,7 +226,7 @@ where
     {
         let hash = self.hash(key);
         let (flying, had) = {
-            let mut table = self.lock(hash);
+            let mut table = self.lock(self.stripe(hash));
             let flying = take(&mut table, |flying| {
                 flying.hash == hash && key.equivalent(&flying.key)
             });
@@ -233,9 +240,8 @@ where
     /// before the map, so that a computation ending meanwhile either finds its cell gone or
     /// stores before the map is cleared.
     pub(super) fn clear(&self) {
-        for index in 0..STRIPES {
-            let hash = (index as u64) << 59;
-            let forgotten = std::mem::take(&mut *self.lock(hash));
+        for stripe in self.stripes.iter() {
+            let forgotten = std::mem::take(&mut *self.lock(stripe));
             drop(forgotten);
         }
         self.map.clear();
@@ -246,9 +252,10 @@ where
     #[cfg(feature = "serde")]
     pub(super) fn insert_if_absent(&self, key: K, value: V) -> bool {
         let hash = self.hash(&key);
+        let stripe = self.stripe(hash);
         let mut entry = Some((key, value));
         {
-            let table = self.lock(hash);
+            let table = self.lock(stripe);
             if let Some((key, _)) = &entry {
                 let absent = !table
                     .iter()
@@ -258,7 +265,7 @@ where
                     if let Some((key, value)) = entry.take() {
                         // Absent under the lock, so `store` inserts (the module's invariants).
                         self.map.store(key, value);
-                        self.stripe(hash).published.fetch_add(1, Ordering::Release);
+                        stripe.published.fetch_add(1, Ordering::Release);
                     }
                 }
             }
