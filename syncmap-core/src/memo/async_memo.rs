@@ -22,10 +22,9 @@ use std::hash::Hash;
 use std::time::Duration;
 
 use super::flight::{self, Claim};
-use super::plain::FlightOrValue;
 use super::slot::SlotRef;
 use super::stats::Counter;
-use super::{Memo, Store};
+use super::{FlightOrValue, Memo};
 
 impl<K, V> Memo<K, V>
 where
@@ -120,39 +119,14 @@ where
         K: Clone,
     {
         loop {
-            let map = match &self.store {
-                Store::Plain(plain) => {
-                    match plain.flight_for(key, || key.clone(), || self.new_slot()) {
-                        FlightOrValue::Cell(slot) => match self.claim_or_wait(&slot, token).await {
-                            Some(claimed) => return claimed,
-                            None => continue,
-                        },
-                        FlightOrValue::Stored(value) => return Err(value),
-                    }
-                }
-                Store::Cells(map) => map,
-            };
-            let mut slot = match map.load(key) {
-                Some(slot) => slot,
-                None => map.load_or_store_with(key.clone(), || self.new_slot()).0,
-            };
-            if let Some(stored) = slot.get() {
-                if !self.expired(stored.at) {
-                    return Err(stored.value.clone());
-                }
-                // Expired: put a fresh cell in its place, or start over with whatever another
-                // caller put (or removed) meanwhile.
-                self.counters.bump(Counter::Expiration);
-                let fresh = self.new_slot();
-                if !map.compare_and_swap(key, &slot, fresh.clone()) {
-                    continue;
-                }
-                slot.mark_gone();
-                slot = fresh;
-            }
-            match self.claim_or_wait(&slot, token).await {
-                Some(claimed) => return claimed,
-                None => continue,
+            match self.flight_for(key, || key.clone()) {
+                FlightOrValue::Cell(slot) => match self.claim_or_wait(&slot, token).await {
+                    Some(claimed) => return claimed,
+                    None => continue,
+                },
+                FlightOrValue::Stored(value) => return Err(value),
+                // Invalidated while this caller replaced its expired value: start over.
+                FlightOrValue::Invalidated => continue,
             }
         }
     }

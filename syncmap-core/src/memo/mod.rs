@@ -1,9 +1,9 @@
 //! The memoization runtime behind `#[memoize]`: [`Memo`], one per memoized function, and the
 //! [`registry`](fn@registry) of every cache in the process, for debugging tools.
 //!
-//! A `Memo<K, V>` is a [`SyncMap`] from the key to its value, for a cache with no bound, no TTL
-//! and no shared tier, or else to a single-flight cell that holds the value with what the
-//! bound or the TTL needs:
+//! A `Memo<K, V>` is a [`SyncMap`](crate::SyncMap) from the key to its value, for a cache with
+//! no bound, no TTL and no shared tier, or else to a single-flight cell that holds the value
+//! with what the bound or the TTL needs:
 //!
 //! - **Hits** look the key up by a borrowed view (no allocation), read the value (or its cell)
 //!   without a lock and return a clone of it. Hit and miss counts go to per-thread stripes: no
@@ -50,6 +50,8 @@
 mod async_memo;
 mod bounded;
 mod builder;
+mod call;
+mod cells;
 mod checks;
 mod flight;
 mod key;
@@ -87,9 +89,10 @@ pub use {
     warm::WarmStartError,
 };
 
-use crate::{Equivalent, SyncMap};
-use plain::{FlightOrValue, PlainStore};
-use slot::{Outcome, SlotRef};
+use crate::Equivalent;
+use cells::{CellMap, CellStore};
+use plain::PlainStore;
+use slot::SlotRef;
 use stats::{Counter, Counters};
 
 /// The caches' hasher: fast, seeded per cache.
@@ -99,17 +102,26 @@ type MemoHasher = foldhash::fast::RandomState;
 #[cfg(syncmap_loom)]
 type MemoHasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 
-/// The map of a cache that keeps a cell per key (see [`Store`]).
-type CellMap<K, V> = SyncMap<K, SlotRef<V>, MemoHasher>;
-
 /// Where a cache keeps its values.
 enum Store<K, V> {
     /// A cache with a bound, a TTL or a shared tier: a cell per key, holding the value, its
-    /// single flight, the hits its eviction policy reads and the stamp its TTL needs.
-    Cells(CellMap<K, V>),
+    /// single flight, the hits its eviction policy reads and the stamp its TTL needs
+    /// (`cells.rs`).
+    Cells(CellStore<K, V>),
     /// Any other cache: the values themselves in the map, and the computations in flight
     /// beside them (`plain.rs`), so that an entry costs what a map entry costs.
     Plain(PlainStore<K, V>),
+}
+
+/// What a store gives a caller whose hit check missed.
+enum FlightOrValue<V> {
+    /// The cell of the key's computation: one in flight, or a new one this caller put.
+    Cell(SlotRef<V>),
+    /// The key's value, stored.
+    Stored(V),
+    /// The key's expired cell was removed (an invalidation) while this caller replaced it: no
+    /// cell is left to compute in (a bounded or TTL cache only).
+    Invalidated,
 }
 
 /// How a [`Memo`] was configured (by `#[memoize(...)]` options).
@@ -130,9 +142,9 @@ pub struct MemoConfig {
     pub max_weight: Option<u64>,
 }
 
-/// The cache of one memoized function: a [`SyncMap`] from its key (the tuple of its cached
-/// arguments, owned) to its result, with single flight, statistics, invalidation and
-/// introspection.
+/// The cache of one memoized function: a [`SyncMap`](crate::SyncMap) from its key (the tuple
+/// of its cached arguments, owned) to its result, with single flight, statistics,
+/// invalidation and introspection.
 ///
 /// `#[memoize] fn f(..)` generates `f_cache() -> &'static Memo<K, V>`; see the `syncmemo` crate's
 /// documentation of `#[memoize]`. Every method may be called while other threads call the
@@ -193,8 +205,8 @@ pub struct MemoConfig {
 /// # Consistency
 ///
 /// [`range`](Self::range), [`len`](Self::len) and [`stats`](Self::stats) are not snapshots while
-/// other threads call the function (see [`SyncMap::range`]). Entries being computed are not
-/// visited and not counted.
+/// other threads call the function (see [`SyncMap::range`](crate::SyncMap::range)). Entries
+/// being computed are not visited and not counted.
 pub struct Memo<K, V> {
     name: &'static str,
     config: MemoConfig,
@@ -247,7 +259,7 @@ where
             store: if plain {
                 Store::Plain(PlainStore::new())
             } else {
-                Store::Cells(SyncMap::default())
+                Store::Cells(CellStore::new(config.ttl))
             },
             counters: Counters::default(),
             debug,
@@ -302,16 +314,6 @@ where
         self.config
     }
 
-    /// An empty cell of this cache's kind (with a stamp if it has a TTL).
-    fn new_slot(&self) -> SlotRef<V> {
-        SlotRef::new(self.config.ttl.is_some())
-    }
-
-    /// Whether a stored value is past its TTL.
-    fn expired(&self, at: slot::Stamp) -> bool {
-        self.config.ttl.is_some_and(|ttl| at.older_than(ttl))
-    }
-
     /// The cached value for `key`, without computing anything (a peek: counts no hit or miss).
     /// `None` if absent, being computed, or expired.
     ///
@@ -340,16 +342,14 @@ where
     {
         match &self.store {
             Store::Plain(plain) => plain.map.load(key),
-            Store::Cells(map) => map
-                .load_with(key, |slot| slot.hit(false, |at| self.expired(at)))
-                .flatten(),
+            Store::Cells(cells) => cells.get(key, false),
         }
     }
 
     /// The cells of a cache that keeps them (a bound, a TTL or a shared tier).
     fn cells(&self) -> Option<&CellMap<K, V>> {
         match &self.store {
-            Store::Cells(map) => Some(map),
+            Store::Cells(cells) => Some(&cells.map),
             Store::Plain(_) => None,
         }
     }
@@ -362,9 +362,7 @@ where
     {
         match &self.store {
             Store::Plain(plain) => plain.remove(key, slot),
-            Store::Cells(map) => {
-                map.compare_and_delete(key, slot);
-            }
+            Store::Cells(cells) => cells.remove(key, slot),
         }
     }
 
@@ -384,16 +382,10 @@ where
     /// assert_eq!(double_cache().len(), 2);
     /// ```
     pub fn len(&self) -> usize {
-        let map = match &self.store {
-            Store::Plain(plain) => return plain.map.len(),
-            Store::Cells(map) => map,
-        };
-        let mut hidden = 0;
-        map.range(|_, slot| {
-            hidden += usize::from(slot.get().is_none_or(|stored| self.expired(stored.at)));
-            true
-        });
-        map.len().saturating_sub(hidden)
+        match &self.store {
+            Store::Plain(plain) => plain.map.len(),
+            Store::Cells(cells) => cells.len(),
+        }
     }
 
     /// Whether no value is cached.
@@ -413,8 +405,9 @@ where
 
     /// Calls `f` with each cached key and value; stops when `f` returns `false`.
     ///
-    /// Not a snapshot (see [`SyncMap::range`]); entries being computed and expired entries are
-    /// skipped. `f` may call any method of this cache and the memoized function itself.
+    /// Not a snapshot (see [`SyncMap::range`](crate::SyncMap::range)); entries being computed
+    /// and expired entries are skipped. `f` may call any method of this cache and the memoized
+    /// function itself.
     ///
     /// # Panics
     ///
@@ -435,13 +428,10 @@ where
     /// entries.sort();
     /// assert_eq!(entries, [(2, 4), (3, 9)]);
     /// ```
-    pub fn range(&self, mut f: impl FnMut(&K, &V) -> bool) {
+    pub fn range(&self, f: impl FnMut(&K, &V) -> bool) {
         match &self.store {
             Store::Plain(plain) => plain.map.range(f),
-            Store::Cells(map) => map.range(|key, slot| match slot.get() {
-                Some(stored) if !self.expired(stored.at) => f(key, stored.value),
-                _ => true,
-            }),
+            Store::Cells(cells) => cells.range(f),
         }
     }
 
@@ -477,10 +467,7 @@ where
     {
         match &self.store {
             Store::Plain(plain) => plain.invalidate(key),
-            Store::Cells(map) => map.load_and_delete(key).is_some_and(|slot| {
-                slot.mark_gone();
-                slot.get().is_some()
-            }),
+            Store::Cells(cells) => cells.invalidate(key),
         }
     }
 
@@ -502,28 +489,11 @@ where
     /// assert_eq!(double_cache().invalidate_if(|k, _| k % 2 == 0), 5);
     /// assert_eq!(double_cache().len(), 5);
     /// ```
-    pub fn invalidate_if(&self, mut f: impl FnMut(&K, &V) -> bool) -> usize {
-        let mut removed = 0;
+    pub fn invalidate_if(&self, f: impl FnMut(&K, &V) -> bool) -> usize {
         match &self.store {
-            // A value is removed only if it is still the one `f` saw (a newer one, stored
-            // after an invalidation, was not offered to `f`).
-            Store::Plain(plain) => plain.map.range(|key, value| {
-                if f(key, value) && plain.map.compare_and_delete_same(key, value) {
-                    removed += 1;
-                }
-                true
-            }),
-            Store::Cells(map) => map.range(|key, slot| {
-                if let Some(stored) = slot.get() {
-                    if f(key, stored.value) && map.compare_and_delete(key, slot) {
-                        slot.mark_gone();
-                        removed += 1;
-                    }
-                }
-                true
-            }),
+            Store::Plain(plain) => plain.invalidate_if(f),
+            Store::Cells(cells) => cells.invalidate_if(f),
         }
-        removed
     }
 
     /// Removes every cached value (computations in flight finish but are not cached).
@@ -553,8 +523,8 @@ where
     pub(crate) fn clear_here(&self) {
         match &self.store {
             Store::Plain(plain) => plain.clear(),
-            Store::Cells(map) => {
-                map.clear();
+            Store::Cells(cells) => {
+                cells.map.clear();
                 self.forget_all();
             }
         }
@@ -575,19 +545,10 @@ where
     /// assert!(fresh_cache().is_empty());
     /// ```
     pub fn purge_expired(&self) -> usize {
-        let Some(map) = self.cells().filter(|_| self.config.ttl.is_some()) else {
+        let Store::Cells(cells) = &self.store else {
             return 0;
         };
-        let mut purged = 0;
-        map.range(|key, slot| {
-            if let Some(stored) = slot.get() {
-                if self.expired(stored.at) && map.compare_and_delete(key, slot) {
-                    slot.mark_gone();
-                    purged += 1;
-                }
-            }
-            true
-        });
+        let purged = cells.purge_expired();
         self.counters.add(Counter::Expiration, purged as u64);
         purged
     }
@@ -610,277 +571,6 @@ where
         self.counters.snapshot(self.len())
     }
 
-    /// The whole cached call: [`__hit`](Self::__hit), else [`__miss`](Self::__miss).
-    ///
-    /// # Panics
-    ///
-    /// See [`__miss`](Self::__miss).
-    #[doc(hidden)]
-    #[inline]
-    pub fn __call<Q>(
-        &'static self,
-        key: &Q,
-        make_key: impl FnOnce() -> K,
-        compute: impl FnOnce() -> V,
-        keep: impl FnOnce(&V) -> bool,
-    ) -> V
-    where
-        Q: ?Sized + Hash + Equivalent<K>,
-        K: Clone,
-    {
-        match self.__hit(key) {
-            Some(value) => value,
-            None => self.__miss(key, make_key, compute, keep),
-        }
-    }
-
-    /// The hit path, as `#[memoize]` generates it: a clone of the cached value, looked up by a
-    /// borrowed view of the key, with no allocation, no lock and no shared write (a bounded
-    /// cache bumps the entry's hit counter until it saturates). Counts a hit;
-    /// `None` (counting nothing) when the value is absent, being computed or expired.
-    #[doc(hidden)]
-    #[inline]
-    pub fn __hit<Q>(&self, key: &Q) -> Option<V>
-    where
-        Q: ?Sized + Hash + Equivalent<K>,
-    {
-        let value = match &self.store {
-            Store::Plain(plain) => plain.map.load(key)?,
-            Store::Cells(map) => map
-                .load_with(key, |slot| {
-                    slot.hit(self.bound.is_some(), |at| self.expired(at))
-                })
-                .flatten()?,
-        };
-        self.counters.bump(Counter::Hit);
-        if let Some(mrc) = self.mrc.get() {
-            mrc.record(key);
-        }
-        Some(value)
-    }
-
-    /// The miss path: single flight. `make_key` builds the owned key if the cell must be
-    /// inserted, `compute` runs the body outside any lock (at most once per call, and only if no
-    /// other caller's value arrives first), and the value is cached only if `keep(&value)`.
-    /// Counts a miss if this caller runs `compute`, else a wait.
-    ///
-    /// # Panics
-    ///
-    /// Propagates a panic of `compute` (nothing is cached, the cell is removed, waiters compute in
-    /// turn). Panics if the current thread is already computing this key (recursion with the same
-    /// arguments), naming the function.
-    #[doc(hidden)]
-    #[track_caller]
-    pub fn __miss<Q>(
-        &self,
-        key: &Q,
-        make_key: impl FnOnce() -> K,
-        compute: impl FnOnce() -> V,
-        keep: impl FnOnce(&V) -> bool,
-    ) -> V
-    where
-        Q: ?Sized + Hash + Equivalent<K>,
-        K: Clone,
-    {
-        if let Some(mrc) = self.mrc.get() {
-            mrc.record(key);
-        }
-        // A miss if this caller runs the body, a wait if another caller's value arrives first.
-        let mut computed = false;
-        let value = self.miss(
-            key,
-            make_key,
-            || {
-                computed = true;
-                self.counters.bump(Counter::Miss);
-                compute()
-            },
-            keep,
-        );
-        if !computed {
-            self.counters.bump(Counter::Wait);
-        }
-        value
-    }
-
-    /// [`__miss`](Self::__miss) with the key already owned, for generated code that moves the
-    /// arguments into the body: the key is cloned once more if its cell must be inserted.
-    #[doc(hidden)]
-    #[track_caller]
-    pub fn __miss_owned(
-        &self,
-        key: K,
-        compute: impl FnOnce() -> V,
-        keep: impl FnOnce(&V) -> bool,
-    ) -> V
-    where
-        K: Clone,
-    {
-        self.__miss(&key, || key.clone(), compute, keep)
-    }
-
-    #[cold]
-    #[track_caller]
-    pub(super) fn miss<Q>(
-        &self,
-        key: &Q,
-        make_key: impl FnOnce() -> K,
-        compute: impl FnOnce() -> V,
-        keep: impl FnOnce(&V) -> bool,
-    ) -> V
-    where
-        Q: ?Sized + Hash + Equivalent<K>,
-        K: Clone,
-    {
-        let (slot, policy_key) = match &self.store {
-            Store::Plain(plain) => match plain.flight_for(key, make_key, || self.new_slot()) {
-                FlightOrValue::Cell(slot) => (slot, None),
-                FlightOrValue::Stored(value) => return value,
-            },
-            Store::Cells(map) => {
-                // The caller's hit check just missed: insert a cell right away
-                // (load_or_store_with returns the existing one if another caller inserted it
-                // meanwhile). A bounded cache keeps a copy of the key for its policy, which
-                // gets the entry once its value is stored.
-                //
-                // `load_or_store_with` looks the key up once more before inserting (the hit
-                // check just did): `load_or_store` would skip that lookup, but measured slower
-                // (miss u64 and zipf bounded, 2026-12-04): each locked lookup of a fresh key
-                // counts towards the map's next promotion, and promoting less often sends more
-                // lookups of fresh keys to the lock.
-                let owned = make_key();
-                let policy_key = self.bound.is_some().then(|| owned.clone());
-                #[cfg(feature = "redis")]
-                let shared = self.shared_key(&owned);
-                let mut slot = map.load_or_store_with(owned, || self.new_slot()).0;
-                if let Some(stored) = slot.get() {
-                    if !self.expired(stored.at) {
-                        return stored.value.clone();
-                    }
-                    // Expired: put a fresh cell in its place (or take the one another caller
-                    // put).
-                    self.counters.bump(Counter::Expiration);
-                    let fresh = self.new_slot();
-                    slot = if map.compare_and_swap(key, &slot, fresh.clone()) {
-                        slot.mark_gone();
-                        fresh
-                    } else {
-                        match map.load(key) {
-                            Some(current) => current,
-                            // Invalidated meanwhile: compute for this caller without caching.
-                            None => return compute(),
-                        }
-                    };
-                    if let Some(stored) = slot.get() {
-                        return if self.expired(stored.at) {
-                            compute()
-                        } else {
-                            stored.value.clone()
-                        };
-                    }
-                }
-                #[cfg(feature = "redis")]
-                if let Some(shared) = shared {
-                    return self.miss_shared(key, slot, policy_key, shared, compute, keep);
-                }
-                (slot, policy_key)
-            }
-        };
-        let counters = &self.counters;
-        // Remove the empty cell if the body panics, so later callers start afresh; armed only
-        // once this call's body starts, so the panic that reports a same-key recursion does not
-        // remove the cell the outer call is still computing.
-        let started = std::cell::Cell::new(false);
-        let cleanup = RemoveOnUnwind {
-            memo: self,
-            key,
-            slot: &slot,
-            started: &started,
-        };
-        #[cfg(feature = "tracing")]
-        let mut span = None;
-        let outcome = self.compute_or_wait(
-            &slot,
-            || {
-                started.set(true);
-                counters.bump(Counter::Computation);
-                #[cfg(feature = "tracing")]
-                let compute = || {
-                    span.insert(trace::ComputeSpan::start(self.name))
-                        .in_scope(compute)
-                };
-                (compute(), Duration::ZERO)
-            },
-            keep,
-        );
-        #[cfg(feature = "tracing")]
-        if let Some(span) = span {
-            span.finish(matches!(outcome, Outcome::Cached(_)));
-        }
-        std::mem::forget(cleanup);
-        self.settle(key, slot, outcome, started.get(), policy_key)
-    }
-
-    /// `slot`'s value, computed by `compute` unless another caller's value arrives first (see
-    /// `Slot::get_or_compute_aged`). A caller that finds a computation in flight is counted in
-    /// [`MemoStats::waiting`] until it has the value or starts computing in turn.
-    #[track_caller]
-    pub(crate) fn compute_or_wait(
-        &self,
-        slot: &SlotRef<V>,
-        compute: impl FnOnce() -> (V, Duration),
-        keep: impl FnOnce(&V) -> bool,
-    ) -> Outcome<V> {
-        slot.get_or_compute_aged(self.name, Some(self.counters.waiting()), compute, keep)
-    }
-
-    /// The end of a miss whose cell `slot` is settled. If this caller `computed` the value
-    /// and it is kept, the value enters a plain cache's map, or the cell goes to a bounded
-    /// cache's eviction policy (with `policy_key`, its copy of the key). A value not kept
-    /// leaves the cache (so the next caller computes again).
-    fn settle<Q>(
-        &self,
-        key: &Q,
-        slot: SlotRef<V>,
-        outcome: Outcome<V>,
-        computed: bool,
-        policy_key: Option<K>,
-    ) -> V
-    where
-        Q: ?Sized + Hash + Equivalent<K>,
-    {
-        match outcome {
-            Outcome::Cached(value) => {
-                if computed {
-                    self.publish(key, slot, policy_key);
-                }
-                value
-            }
-            Outcome::Uncached(value) => {
-                self.remove_cell(key, &slot);
-                value
-            }
-            Outcome::Unstored(value) => value,
-        }
-    }
-
-    /// After this caller stored a value in `slot`: stores it in a plain cache's map (taking
-    /// the cell out of its computations in flight), or hands the cell to a bounded cache's
-    /// eviction policy (`policy_key`).
-    fn publish<Q>(&self, key: &Q, slot: SlotRef<V>, policy_key: Option<K>)
-    where
-        Q: ?Sized + Hash + Equivalent<K>,
-    {
-        match &self.store {
-            Store::Plain(plain) => plain.publish(key, &slot),
-            Store::Cells(_) => {
-                if let Some(owned) = policy_key {
-                    self.admitted(owned, slot);
-                }
-            }
-        }
-    }
-
     /// The entries as text, for tools that do not know the types: `Debug` of keys and values, or
     /// `<not Debug>`.
     pub(crate) fn dump(&self) -> Vec<(String, String)> {
@@ -893,33 +583,6 @@ where
             true
         });
         entries
-    }
-}
-
-/// Removes a slot that a panicking computation leaves empty.
-struct RemoveOnUnwind<'a, K, V, Q: ?Sized>
-where
-    K: Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-    Q: Hash + Equivalent<K>,
-{
-    memo: &'a Memo<K, V>,
-    key: &'a Q,
-    slot: &'a SlotRef<V>,
-    /// Whether this call's computation started (only then is the cell this call's to remove).
-    started: &'a std::cell::Cell<bool>,
-}
-
-impl<K, V, Q: ?Sized> Drop for RemoveOnUnwind<'_, K, V, Q>
-where
-    K: Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-    Q: Hash + Equivalent<K>,
-{
-    fn drop(&mut self) {
-        if self.started.get() && self.slot.get().is_none() {
-            self.memo.remove_cell(self.key, self.slot);
-        }
     }
 }
 

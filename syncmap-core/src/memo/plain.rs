@@ -34,7 +34,7 @@ use std::panic::{RefUnwindSafe, UnwindSafe};
 use smallvec::SmallVec;
 
 use super::slot::SlotRef;
-use super::MemoHasher;
+use super::{FlightOrValue, MemoHasher};
 use crate::raw::sync::{self, AtomicU64, Locked, Mutex, Ordering};
 use crate::{Equivalent, SyncMap};
 
@@ -90,14 +90,6 @@ impl<K: RefUnwindSafe, V: RefUnwindSafe> RefUnwindSafe for PlainStore<K, V> {}
 /// See the `RefUnwindSafe` implementation.
 impl<K: UnwindSafe, V: UnwindSafe> UnwindSafe for PlainStore<K, V> {}
 
-/// What [`PlainStore::flight_for`] found.
-pub(super) enum FlightOrValue<V> {
-    /// The cell of the key's computation: one in flight, or a new one this caller put.
-    Cell(SlotRef<V>),
-    /// The key's value, stored.
-    Stored(V),
-}
-
 impl<K, V> PlainStore<K, V>
 where
     K: Hash + Eq,
@@ -135,12 +127,7 @@ where
 
     /// The cell of `key`'s computation in flight, else its stored value, else a new cell for a
     /// computation of `key` (whose owned form `make_key` makes, before the lock is taken).
-    pub(super) fn flight_for<Q>(
-        &self,
-        key: &Q,
-        make_key: impl FnOnce() -> K,
-        new_slot: impl Fn() -> SlotRef<V>,
-    ) -> FlightOrValue<V>
+    pub(super) fn flight_for<Q>(&self, key: &Q, make_key: impl FnOnce() -> K) -> FlightOrValue<V>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
@@ -166,7 +153,8 @@ where
                 continue;
             }
             if let Some(key) = owned.take() {
-                let slot = new_slot();
+                // A plain cache has no TTL: its cells carry no stamp.
+                let slot = SlotRef::new(false);
                 table.push(Flying {
                     hash,
                     key,
@@ -234,6 +222,20 @@ where
         };
         drop(flying);
         had
+    }
+
+    /// Removes each value for which `matches` returns `true`, if it is still the one
+    /// `matches` saw (a newer one, stored after an invalidation, was not offered to it);
+    /// returns how many.
+    pub(super) fn invalidate_if(&self, mut matches: impl FnMut(&K, &V) -> bool) -> usize {
+        let mut removed = 0;
+        self.map.range(|key, value| {
+            if matches(key, value) && self.map.compare_and_delete_same(key, value) {
+                removed += 1;
+            }
+            true
+        });
+        removed
     }
 
     /// Removes every value and forgets every computation in flight: each stripe is emptied

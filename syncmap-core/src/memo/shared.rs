@@ -6,9 +6,10 @@ use std::cell::Cell;
 use std::hash::Hash;
 use std::time::Duration;
 
+use super::call::RemoveOnUnwind;
 use super::slot::SlotRef;
 use super::stats::Counter;
-use super::{__private::SharedFactory, Memo, RemoveOnUnwind};
+use super::{__private::SharedFactory, Memo};
 use crate::tier::redis::Ticket;
 use crate::tier::{Hook, HookBox, Lookup, TierError, TierStats};
 use crate::Equivalent;

@@ -275,20 +275,21 @@ where
         let entries = decode::<K, V>(self.name, &bytes)?;
         drop(bytes);
         let mut inserted = 0;
-        let map = match &self.store {
+        let cells = match &self.store {
             Store::Plain(plain) => {
                 return Ok(entries
                     .into_iter()
                     .map(|(key, value)| usize::from(plain.insert_if_absent(key, value)))
                     .sum());
             }
-            Store::Cells(map) => map,
+            Store::Cells(cells) => cells,
         };
+        let map = &cells.map;
         for (key, value) in entries {
             if map.contains_key(&key) {
                 continue;
             }
-            let slot = self.new_slot();
+            let slot = cells.new_slot();
             let mut value = Some(value);
             slot.get_or_compute_aged(
                 self.name,
