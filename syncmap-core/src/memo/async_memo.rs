@@ -119,12 +119,14 @@ where
         K: Clone,
     {
         loop {
-            match self.flight_for(key, || key.clone()) {
+            match self.flight_for(key, || key.clone(), true) {
                 FlightOrValue::Cell(slot) => match self.claim_or_wait(&slot, token).await {
                     Some(claimed) => return claimed,
                     None => continue,
                 },
                 FlightOrValue::Stored(value) => return Err(value),
+                // Not given to a caller that asks for a cell; ended (as abandoned) if it were.
+                FlightOrValue::Owned(flight) => drop(flight),
                 // Invalidated while this caller replaced its expired value: start over.
                 FlightOrValue::Invalidated => continue,
             }

@@ -7,6 +7,7 @@
 use std::hash::Hash;
 use std::time::Duration;
 
+use super::plain::OwnedFlight;
 use super::slot::{Outcome, SlotRef};
 use super::stats::Counter;
 use super::{FlightOrValue, Memo, Store};
@@ -140,19 +141,24 @@ where
         let mut policy_key = None;
         #[cfg(feature = "redis")]
         let mut shared = None;
-        let flight = self.flight_for(key, || {
-            let owned = make_key();
-            if self.bound.is_some() {
-                policy_key = Some(owned.clone());
-            }
-            #[cfg(feature = "redis")]
-            {
-                shared = self.shared_key(&owned);
-            }
-            owned
-        });
+        let flight = self.flight_for(
+            key,
+            || {
+                let owned = make_key();
+                if self.bound.is_some() {
+                    policy_key = Some(owned.clone());
+                }
+                #[cfg(feature = "redis")]
+                {
+                    shared = self.shared_key(&owned);
+                }
+                owned
+            },
+            false,
+        );
         let slot = match flight {
             FlightOrValue::Cell(slot) => slot,
+            FlightOrValue::Owned(flight) => return self.compute_owned(flight, compute, keep),
             FlightOrValue::Stored(value) => return value,
             // Invalidated while this caller replaced its expired value: computed for this
             // caller only, as a call that starts during an invalidation may be.
@@ -197,18 +203,47 @@ where
         self.settle(key, slot, outcome, started.get(), policy_key)
     }
 
-    /// The key's stored value, or the cell to compute it in or wait in (see
-    /// [`FlightOrValue`]); `make_key` builds the owned key, which a new cell needs.
-    pub(super) fn flight_for<Q>(&self, key: &Q, make_key: impl FnOnce() -> K) -> FlightOrValue<V>
+    /// The key's stored value, or the computation to run or wait for (see
+    /// [`FlightOrValue`]); `make_key` builds the owned key, which a new computation needs. An
+    /// `in_cell` caller (an async one) gets a cell for a new computation, never an owned one.
+    pub(super) fn flight_for<Q>(
+        &self,
+        key: &Q,
+        make_key: impl FnOnce() -> K,
+        in_cell: bool,
+    ) -> FlightOrValue<'_, K, V>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         match &self.store {
-            Store::Plain(plain) => plain.flight_for(key, make_key),
+            Store::Plain(plain) => plain.flight_for(key, make_key, in_cell),
             Store::Cells(cells) => cells.flight_for(key, make_key(), || {
                 self.counters.bump(Counter::Expiration);
             }),
         }
+    }
+
+    /// Runs the body for a computation this caller owns without a cell (a plain cache's):
+    /// its end stores the value and hands it to the callers that came to wait meanwhile. If
+    /// the body panics, `flight` is dropped: the waiters compute in turn, nothing is stored.
+    fn compute_owned(
+        &self,
+        flight: OwnedFlight<'_, K, V>,
+        compute: impl FnOnce() -> V,
+        keep: impl FnOnce(&V) -> bool,
+    ) -> V {
+        self.counters.bump(Counter::Computation);
+        #[cfg(feature = "tracing")]
+        let span = super::trace::ComputeSpan::start(self.name);
+        #[cfg(feature = "tracing")]
+        let value = span.in_scope(compute);
+        #[cfg(not(feature = "tracing"))]
+        let value = compute();
+        let kept = keep(&value);
+        flight.end(&value, kept);
+        #[cfg(feature = "tracing")]
+        span.finish(kept);
+        value
     }
 
     /// `slot`'s value, computed by `compute` unless another caller's value arrives first (see

@@ -147,7 +147,12 @@ where
     /// it in (or to wait in, if a computation is in flight there): the cell found, or a new one
     /// put in the map under `owned`. An expired value's cell is replaced by a new one (and
     /// `on_expired` is called once for each expired value found).
-    pub(super) fn flight_for<Q>(&self, key: &Q, owned: K, on_expired: impl Fn()) -> FlightOrValue<V>
+    pub(super) fn flight_for<Q>(
+        &self,
+        key: &Q,
+        owned: K,
+        on_expired: impl Fn(),
+    ) -> FlightOrValue<'_, K, V>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {

@@ -168,6 +168,17 @@ impl Flight {
         }
     }
 
+    /// An untimed flight whose claim thread `thread` (an id of
+    /// [`current_thread_id`](super::slot::current_thread_id)) holds from the start, as if it
+    /// had won [`try_claim_sync`](Self::try_claim_sync): it alone may settle or release it.
+    pub(crate) fn claimed_by_thread(thread: u64) -> Self {
+        Flight {
+            state: AtomicU64::new(SYNC | (thread << OWNER_SHIFT)),
+            #[cfg(syncmap_loom)]
+            ended: Event::new(),
+        }
+    }
+
     /// Claims the computation for `token`, unless a computation is in flight or has ended.
     pub(crate) fn try_claim(&self, token: u64) -> Claim {
         match self.swap_owner(FREE, token) {

@@ -91,7 +91,7 @@ pub use {
 
 use crate::Equivalent;
 use cells::{CellMap, CellStore};
-use plain::PlainStore;
+use plain::{OwnedFlight, PlainStore};
 use slot::SlotRef;
 use stats::{Counter, Counters};
 
@@ -114,9 +114,12 @@ enum Store<K, V> {
 }
 
 /// What a store gives a caller whose hit check missed.
-enum FlightOrValue<V> {
+enum FlightOrValue<'a, K: Hash + Eq, V: Clone> {
     /// The cell of the key's computation: one in flight, or a new one this caller put.
     Cell(SlotRef<V>),
+    /// A new computation of the key, which this caller owns without a cell (a plain cache's
+    /// synchronous callers only).
+    Owned(OwnedFlight<'a, K, V>),
     /// The key's value, stored.
     Stored(V),
     /// The key's expired cell was removed (an invalidation) while this caller replaced it: no

@@ -167,7 +167,7 @@ pub(crate) struct Header {
 /// # Invariants
 ///
 /// `slot` points at a live `Slot<Plain<V>>` or `Slot<Stored<V>>` (as its timed bit says),
-/// allocated by [`SlotRef::new`] as a `Box`, whose count includes this handle.
+/// allocated by [`SlotRef::with_flight`] as a `Box`, whose count includes this handle.
 pub(crate) struct SlotRef<V> {
     slot: NonNull<Header>,
     _value: PhantomData<V>,
@@ -188,23 +188,31 @@ impl<V: RefUnwindSafe> UnwindSafe for SlotRef<V> {}
 impl<V> SlotRef<V> {
     /// A new, empty slot: one that keeps when its value was computed if `timed`.
     pub(crate) fn new(timed: bool) -> Self {
-        fn boxed<P>(timed: bool) -> NonNull<Header> {
-            let slot = Box::new(Slot::<P> {
-                header: Header {
-                    count: AtomicUsize::new(1),
-                    flight: Flight::new(timed),
-                },
-                value: WriteOnce::new(),
-            });
-            NonNull::from(Box::leak(slot)).cast()
-        }
-        let slot = if timed {
-            boxed::<Stored<V>>(true)
+        if timed {
+            Self::with_flight::<Stored<V>>(Flight::new(true))
         } else {
-            boxed::<Plain<V>>(false)
-        };
+            Self::with_flight::<Plain<V>>(Flight::new(false))
+        }
+    }
+
+    /// A new, empty, untimed slot whose computation thread `thread` (an id of
+    /// [`current_thread_id`]) owns from the start: callers wait for that thread, which alone
+    /// may [`settle`](Self::settle) it or release its claim.
+    pub(crate) fn claimed_by_thread(thread: u64) -> Self {
+        Self::with_flight::<Plain<V>>(Flight::claimed_by_thread(thread))
+    }
+
+    /// A slot of kind `P` with `flight`, whose timed bit says `P` (the type's invariants).
+    fn with_flight<P>(flight: Flight) -> Self {
+        let slot = Box::new(Slot::<P> {
+            header: Header {
+                count: AtomicUsize::new(1),
+                flight,
+            },
+            value: WriteOnce::new(),
+        });
         SlotRef {
-            slot,
+            slot: NonNull::from(Box::leak(slot)).cast(),
             _value: PhantomData,
         }
     }
@@ -564,6 +572,12 @@ impl<P> Slot<P> {
                     let stored = unsafe { self.settle(value, age) };
                     return Outcome::Cached(stored.value().clone());
                 }
+                // The claim of a computation this thread owns without the cell (a plain
+                // cache's), which a waiter made in its name: this call is inside it.
+                SyncClaim::Thread(owner) if owner == me => panic!(
+                    "#[memoize] function `{name}` called itself with the same arguments while \
+                     computing them: this recursion would never end"
+                ),
                 SyncClaim::Thread(owner) => {
                     if waiting.is_none() {
                         waiting = gauge.map(WaitingGauge::enter);
