@@ -8,10 +8,11 @@
 //! - **Hits** look the key up by a borrowed view (no allocation), read the value (or its cell)
 //!   without a lock and return a clone of it. Hit and miss counts go to per-thread stripes: no
 //!   shared write on the hit path.
-//! - **Misses** put an empty cell where concurrent callers of the same key find it (in the map,
-//!   or for a plain cache in a small striped table beside it) and compute in it: those callers
-//!   wait for that one computation (single flight), callers of other keys are not blocked, and
-//!   no lock is held while the body runs. A plain cache then moves the value into its map.
+//! - **Misses** register the computation where concurrent callers of the same key find it (an
+//!   empty cell in the map, or for a plain cache an entry in a small striped table beside it,
+//!   which gets a cell only when a caller comes to wait): those callers wait for that one
+//!   computation (single flight), callers of other keys are not blocked, and no lock is held
+//!   while the body runs. A plain cache then moves the value into its map.
 //! - **A panic** in the body leaves the cell empty and removes it; it propagates to the caller,
 //!   and a caller that was waiting computes in turn (nobody hangs).
 //! - **A recursive call with the same key** on the computing thread panics with a message naming
