@@ -22,7 +22,7 @@ use std::hash::Hash;
 use std::time::Duration;
 
 use super::flight::{self, Claim};
-use super::slot::SlotRef;
+use super::slot::{same_key_recursion, SlotRef};
 use super::stats::Counter;
 use super::{FlightOrValue, Memo};
 
@@ -156,11 +156,7 @@ where
             Claim::Dead => None,
             Claim::Busy(owner) => {
                 if flight::inside(owner) {
-                    panic!(
-                        "#[memoize] function `{}` called itself with the same arguments \
-                         while computing them: this recursion would never end",
-                        self.name
-                    );
+                    same_key_recursion(self.name);
                 }
                 let waiting = self.counters.waiting().enter();
                 slot.flight().wait(owner, || slot.get().is_some()).await;

@@ -420,6 +420,17 @@ pub(crate) fn current_thread_id() -> u64 {
     })
 }
 
+/// Panics for a call of memoized function `name` made inside its own computation of the same
+/// key (waiting for it would never end), at the caller's location.
+#[cold]
+#[track_caller]
+pub(crate) fn same_key_recursion(name: &str) -> ! {
+    panic!(
+        "#[memoize] function `{name}` called itself with the same arguments while computing \
+         them: this recursion would never end"
+    )
+}
+
 /// Whether this thread is computing `slot` synchronously (it is inside the slot's `compute`).
 /// Kept apart from the claim word, which an async computation of the same slot may hold: a
 /// recursion is detected whoever holds the claim.
@@ -543,10 +554,7 @@ impl<P> Slot<P> {
         let me = current_thread_id();
         let address = self as *const Self as usize;
         if computing_here(address) {
-            panic!(
-                "#[memoize] function `{name}` called itself with the same arguments while \
-                 computing them: this recursion would never end"
-            );
+            same_key_recursion(name);
         }
         let mut waiting = None;
         loop {
@@ -574,10 +582,7 @@ impl<P> Slot<P> {
                 }
                 // The claim of a computation this thread owns without the cell (a plain
                 // cache's), which a waiter made in its name: this call is inside it.
-                SyncClaim::Thread(owner) if owner == me => panic!(
-                    "#[memoize] function `{name}` called itself with the same arguments while \
-                     computing them: this recursion would never end"
-                ),
+                SyncClaim::Thread(owner) if owner == me => same_key_recursion(name),
                 SyncClaim::Thread(owner) => {
                     if waiting.is_none() {
                         waiting = gauge.map(WaitingGauge::enter);
