@@ -64,6 +64,7 @@ mod shared;
 mod slot;
 #[cfg(feature = "serde")]
 mod snapshot;
+mod spare_slots;
 mod stats;
 #[cfg(feature = "tracing")]
 mod trace;

@@ -17,6 +17,7 @@ use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use crate::raw::sync::WriteOnce;
 
 use super::flight::{Flight, SyncClaim};
+use super::spare_slots;
 use super::stats::WaitingGauge;
 
 /// A value and when it was computed: what the cell of a cache with a TTL stores. The value
@@ -167,7 +168,8 @@ pub(crate) struct Header {
 /// # Invariants
 ///
 /// `slot` points at a live `Slot<Plain<V>>` or `Slot<Stored<V>>` (as its timed bit says),
-/// allocated by [`SlotRef::with_flight`] as a `Box`, whose count includes this handle.
+/// allocated by [`SlotRef::with_flight`] (with `spare_slots::allocate`), whose count includes
+/// this handle.
 pub(crate) struct SlotRef<V> {
     slot: NonNull<Header>,
     _value: PhantomData<V>,
@@ -204,7 +206,7 @@ impl<V> SlotRef<V> {
 
     /// A slot of kind `P` with `flight`, whose timed bit says `P` (the type's invariants).
     fn with_flight<P>(flight: Flight) -> Self {
-        let slot = Box::new(Slot::<P> {
+        let slot = spare_slots::allocate(Slot::<P> {
             header: Header {
                 count: AtomicUsize::new(1),
                 flight,
@@ -212,7 +214,7 @@ impl<V> SlotRef<V> {
             value: WriteOnce::new(),
         });
         SlotRef {
-            slot: NonNull::from(Box::leak(slot)).cast(),
+            slot: slot.cast(),
             _value: PhantomData,
         }
     }
@@ -374,13 +376,13 @@ impl<V> Drop for SlotRef<V> {
         #[cfg(not(syncmap_tsan))]
         fence(Ordering::Acquire);
         let timed = self.flight().is_timed();
-        // SAFETY: the last handle: nobody else reaches the slot; it was allocated as a `Box` of
-        // the kind its timed bit says (the type's invariants).
+        // SAFETY: the last handle: nobody else reaches the slot; it was allocated by
+        // `spare_slots::allocate` as the kind its timed bit says (the type's invariants).
         unsafe {
             if timed {
-                drop(Box::from_raw(self.slot.cast::<Slot<Stored<V>>>().as_ptr()));
+                spare_slots::free(self.slot.cast::<Slot<Stored<V>>>());
             } else {
-                drop(Box::from_raw(self.slot.cast::<Slot<Plain<V>>>().as_ptr()));
+                spare_slots::free(self.slot.cast::<Slot<Plain<V>>>());
             }
         }
     }
