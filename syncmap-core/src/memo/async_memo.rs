@@ -127,6 +127,8 @@ where
                 FlightOrValue::Stored(value) => return Err(value),
                 // Not given to a caller that asks for a cell; ended (as abandoned) if it were.
                 FlightOrValue::Owned(flight) => drop(flight),
+                // Claimed for a thread: given only to synchronous callers (`flight_for`).
+                FlightOrValue::Claimed(_) => unreachable!("a cell claimed for an async caller"),
                 // Invalidated while this caller replaced its expired value: start over.
                 FlightOrValue::Invalidated => continue,
             }

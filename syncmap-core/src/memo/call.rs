@@ -156,8 +156,9 @@ where
             },
             false,
         );
-        let slot = match flight {
-            FlightOrValue::Cell(slot) => slot,
+        let (slot, claimed) = match flight {
+            FlightOrValue::Cell(slot) => (slot, false),
+            FlightOrValue::Claimed(slot) => (slot, true),
             FlightOrValue::Owned(flight) => return self.compute_owned(flight, compute, keep),
             FlightOrValue::Stored(value) => return value,
             // Invalidated while this caller replaced its expired value: computed for this
@@ -166,6 +167,8 @@ where
         };
         #[cfg(feature = "redis")]
         if let Some(shared) = shared {
+            // A cache with a tier is given no claimed cell (see `flight_for`).
+            debug_assert!(!claimed);
             return self.miss_shared(key, slot, policy_key, shared, compute, keep);
         }
         let counters = &self.counters;
@@ -181,20 +184,23 @@ where
         };
         #[cfg(feature = "tracing")]
         let mut span = None;
-        let outcome = self.compute_or_wait(
-            &slot,
-            || {
-                started.set(true);
-                counters.bump(Counter::Computation);
-                #[cfg(feature = "tracing")]
-                let compute = || {
-                    span.insert(super::trace::ComputeSpan::start(self.name))
-                        .in_scope(compute)
-                };
-                (compute(), Duration::ZERO)
-            },
-            keep,
-        );
+        let body = || {
+            started.set(true);
+            counters.bump(Counter::Computation);
+            #[cfg(feature = "tracing")]
+            let compute = || {
+                span.insert(super::trace::ComputeSpan::start(self.name))
+                    .in_scope(compute)
+            };
+            (compute(), Duration::ZERO)
+        };
+        let outcome = if claimed {
+            // SAFETY: `flight_for` put this cell claimed by this thread, and only this call
+            // ends that claim.
+            unsafe { slot.compute_claimed(body, keep) }
+        } else {
+            self.compute_or_wait(&slot, body, keep)
+        };
         #[cfg(feature = "tracing")]
         if let Some(span) = span {
             span.finish(matches!(outcome, Outcome::Cached(_)));
@@ -217,9 +223,18 @@ where
     {
         match &self.store {
             Store::Plain(plain) => plain.flight_for(key, make_key, in_cell),
-            Store::Cells(cells) => cells.flight_for(key, make_key(), || {
-                self.counters.bump(Counter::Expiration);
-            }),
+            Store::Cells(cells) => {
+                // A shared tier's miss waits in the cell for the tier's answer: its cells are
+                // claimed as they are reached, not at creation.
+                #[cfg(feature = "redis")]
+                let claimed_at_creation = !in_cell && self.shared.is_none();
+                #[cfg(not(feature = "redis"))]
+                let claimed_at_creation = !in_cell;
+                let claim_for = claimed_at_creation.then(super::slot::current_thread_id);
+                cells.flight_for(key, make_key(), claim_for, || {
+                    self.counters.bump(Counter::Expiration);
+                })
+            }
         }
     }
 

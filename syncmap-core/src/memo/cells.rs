@@ -146,11 +146,14 @@ where
     /// The key's value if a cell holds one that is not expired; otherwise the cell to compute
     /// it in (or to wait in, if a computation is in flight there): the cell found, or a new one
     /// put in the map under `owned`. An expired value's cell is replaced by a new one (and
-    /// `on_expired` is called once for each expired value found).
+    /// `on_expired` is called once for each expired value found). With `claim_for`, a thread's
+    /// id, the new cell put for a missing key is claimed by that thread from the start
+    /// ([`FlightOrValue::Claimed`]): its computation starts without a claim's exchange.
     pub(super) fn flight_for<Q>(
         &self,
         key: &Q,
         owned: K,
+        claim_for: Option<u64>,
         on_expired: impl Fn(),
     ) -> FlightOrValue<'_, K, V>
     where
@@ -161,7 +164,14 @@ where
         // (miss u64 and zipf bounded, 2026-12-04): each locked lookup of a fresh key counts
         // towards the map's next promotion, and promoting less often sends more lookups of
         // fresh keys to the lock.
-        let mut slot = self.map.load_or_store_with(owned, || self.new_slot()).0;
+        let new_slot = || match claim_for {
+            Some(thread) => SlotRef::claimed_by_thread(thread, self.ttl.is_some()),
+            None => self.new_slot(),
+        };
+        let (mut slot, found) = self.map.load_or_store_with(owned, new_slot);
+        if !found && claim_for.is_some() {
+            return FlightOrValue::Claimed(slot);
+        }
         loop {
             let Some(stored) = slot.get() else {
                 return FlightOrValue::Cell(slot);

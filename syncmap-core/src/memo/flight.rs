@@ -168,12 +168,13 @@ impl Flight {
         }
     }
 
-    /// An untimed flight whose claim thread `thread` (an id of
+    /// A flight (of the timed kind if `timed`) whose claim thread `thread` (an id of
     /// [`current_thread_id`](super::slot::current_thread_id)) holds from the start, as if it
     /// had won [`try_claim_sync`](Self::try_claim_sync): it alone may settle or release it.
-    pub(crate) fn claimed_by_thread(thread: u64) -> Self {
+    pub(crate) fn claimed_by_thread(thread: u64, timed: bool) -> Self {
+        let timed = if timed { TIMED } else { 0 };
         Flight {
-            state: AtomicU64::new(SYNC | (thread << OWNER_SHIFT)),
+            state: AtomicU64::new(SYNC | timed | (thread << OWNER_SHIFT)),
             #[cfg(syncmap_loom)]
             ended: Event::new(),
         }

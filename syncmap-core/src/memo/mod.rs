@@ -119,6 +119,10 @@ enum Store<K, V> {
 enum FlightOrValue<'a, K: Hash + Eq, V: Clone> {
     /// The cell of the key's computation: one in flight, or a new one this caller put.
     Cell(SlotRef<V>),
+    /// A new cell this caller put, claimed by its thread from the start (a synchronous caller
+    /// of a cache that keeps cells, without a shared tier): it computes there with
+    /// `SlotRef::compute_claimed`, without claiming.
+    Claimed(SlotRef<V>),
     /// A new computation of the key, which this caller owns without a cell (a plain cache's
     /// synchronous callers only).
     Owned(OwnedFlight<'a, K, V>),

@@ -278,7 +278,7 @@ where
                     // Made claimed by the owner's thread: callers wait for it as for any
                     // synchronous computation (and the owner's own recursive call is told).
                     let thread = owner.map_or(0, |owner| owner.thread);
-                    SlotRef::claimed_by_thread(thread)
+                    SlotRef::claimed_by_thread(thread, false)
                 });
                 return FlightOrValue::Cell(slot.clone());
             }

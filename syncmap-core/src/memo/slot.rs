@@ -197,11 +197,17 @@ impl<V> SlotRef<V> {
         }
     }
 
-    /// A new, empty, untimed slot whose computation thread `thread` (an id of
-    /// [`current_thread_id`]) owns from the start: callers wait for that thread, which alone
-    /// may [`settle`](Self::settle) it or release its claim.
-    pub(crate) fn claimed_by_thread(thread: u64) -> Self {
-        Self::with_flight::<Plain<V>>(Flight::claimed_by_thread(thread))
+    /// A new, empty slot (one that keeps when its value was computed if `timed`) whose
+    /// computation thread `thread` (an id of [`current_thread_id`]) owns from the start:
+    /// callers wait for that thread, which alone may [`settle`](Self::settle) it or release
+    /// its claim (see [`compute_claimed`](Self::compute_claimed)).
+    pub(crate) fn claimed_by_thread(thread: u64, timed: bool) -> Self {
+        let flight = Flight::claimed_by_thread(thread, timed);
+        if timed {
+            Self::with_flight::<Stored<V>>(flight)
+        } else {
+            Self::with_flight::<Plain<V>>(flight)
+        }
     }
 
     /// A slot of kind `P` with `flight`, whose timed bit says `P` (the type's invariants).
@@ -311,6 +317,31 @@ impl<V> SlotRef<V> {
                 self.slot::<Stored<V>>().settle(value, age);
             } else {
                 self.slot::<Plain<V>>().settle(value, age);
+            }
+        }
+    }
+
+    /// [`Slot::compute_claimed`] on this slot.
+    ///
+    /// # Safety
+    ///
+    /// The current thread holds the slot's claim, from its creation
+    /// ([`claimed_by_thread`](Self::claimed_by_thread) with its id), and nothing else settles
+    /// or releases it.
+    pub(crate) unsafe fn compute_claimed(
+        &self,
+        compute: impl FnOnce() -> (V, Duration),
+        keep: impl FnOnce(&V) -> bool,
+    ) -> Outcome<V>
+    where
+        V: Clone,
+    {
+        // SAFETY: the kind is the one the timed bit says; the claim is the caller's.
+        unsafe {
+            if self.flight().is_timed() {
+                self.slot::<Stored<V>>().compute_claimed(compute, keep)
+            } else {
+                self.slot::<Plain<V>>().compute_claimed(compute, keep)
             }
         }
     }
@@ -519,6 +550,36 @@ impl<P> Slot<P> {
         self.header.flight.settle();
         // SAFETY: written just above, by this thread.
         unsafe { self.value.get() }
+    }
+
+    /// Runs `compute` for a slot whose claim this thread holds since its creation, and
+    /// stores the value if `keep(&value)` (else, and if `compute` panics, releases the claim:
+    /// a waiter computes in turn). No same-key recursion check is needed before: the slot is
+    /// new; a recursive call finds it claimed by this thread and panics (see
+    /// [`get_or_compute_aged`](Self::get_or_compute_aged)).
+    ///
+    /// # Safety
+    ///
+    /// As [`SlotRef::compute_claimed`].
+    pub(crate) unsafe fn compute_claimed<V>(
+        &self,
+        compute: impl FnOnce() -> (V, Duration),
+        keep: impl FnOnce(&V) -> bool,
+    ) -> Outcome<V>
+    where
+        P: Payload<V>,
+        V: Clone,
+    {
+        let claimed = Claimed(&self.header.flight);
+        let (value, age) = compute();
+        if !keep(&value) {
+            return Outcome::Uncached(value);
+        }
+        std::mem::forget(claimed);
+        // SAFETY: this thread holds the claim (the caller's contract; not released: the guard
+        // is forgotten) and nobody else stores.
+        let stored = unsafe { self.settle(value, age) };
+        Outcome::Cached(stored.value().clone())
     }
 
     /// Returns the value, computing it if no caller has: concurrent callers wait for the one
