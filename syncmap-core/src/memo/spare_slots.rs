@@ -1,11 +1,12 @@
 //! The memory of single-flight cells, kept per thread for reuse.
 //!
-//! A bounded cache allocates a cell at every miss and frees one at every eviction, and the
-//! frees come in bursts: an evicted cell goes with its map entry, which the map's epoch
-//! reclamation frees a thousand at a time. glibc's per-thread cache holds 7 chunks of a size,
-//! so most of a burst went to its shared bins, and the allocations after it came back from
-//! there, slowly (`_int_malloc`, `malloc_consolidate`). Here each thread keeps up to
-//! `KEPT` (1,024) freed blocks of each size class and hands them out again.
+//! A bounded cache allocates a cell at every miss and frees one at every eviction (most of
+//! them when the map's epoch reclamation frees the evicted entries, a batch at a time).
+//! glibc's per-thread cache holds 7 chunks of a size; past them, its frees and allocations
+//! went through its shared bins (`_int_malloc`, `malloc_consolidate`: about 9% of a
+//! zipf-bounded profile). Here each thread keeps up to `KEPT` (64) freed blocks of each size
+//! class and hands them out again: 64, 256 and 1,024 measured the same
+//! (`docs/performance-notes.md`), so the least memory held back.
 //!
 //! A block may move between threads (allocated by one, freed and kept by another): it is
 //! plain memory of its class's layout, whoever holds it. A thread's blocks go back to the
@@ -43,9 +44,8 @@ mod kept {
 
     use super::{class_layout, CLASSES};
 
-    /// The most blocks a thread keeps per class (at most 128 KiB for the largest): enough for
-    /// the cells an epoch pass frees at once in a small cache, a bounded overhead in any.
-    pub(super) const KEPT: usize = 1024;
+    /// The most blocks a thread keeps per class (8 KiB for the largest class).
+    pub(super) const KEPT: usize = 64;
 
     /// One thread's kept blocks: for each class, a list linked through the blocks' first word.
     ///
