@@ -190,11 +190,7 @@ impl<V: RefUnwindSafe> UnwindSafe for SlotRef<V> {}
 impl<V> SlotRef<V> {
     /// A new, empty slot: one that keeps when its value was computed if `timed`.
     pub(crate) fn new(timed: bool) -> Self {
-        if timed {
-            Self::with_flight::<Stored<V>>(Flight::new(true))
-        } else {
-            Self::with_flight::<Plain<V>>(Flight::new(false))
-        }
+        Self::with_flight(Flight::new(timed))
     }
 
     /// A new, empty slot (one that keeps when its value was computed if `timed`) whose
@@ -202,16 +198,20 @@ impl<V> SlotRef<V> {
     /// callers wait for that thread, which alone may [`settle`](Self::settle) it or release
     /// its claim (see [`compute_claimed`](Self::compute_claimed)).
     pub(crate) fn claimed_by_thread(thread: u64, timed: bool) -> Self {
-        let flight = Flight::claimed_by_thread(thread, timed);
-        if timed {
-            Self::with_flight::<Stored<V>>(flight)
+        Self::with_flight(Flight::claimed_by_thread(thread, timed))
+    }
+
+    /// A slot with `flight`, of the kind its timed bit says (the type's invariants).
+    fn with_flight(flight: Flight) -> Self {
+        if flight.is_timed() {
+            Self::of_kind::<Stored<V>>(flight)
         } else {
-            Self::with_flight::<Plain<V>>(flight)
+            Self::of_kind::<Plain<V>>(flight)
         }
     }
 
-    /// A slot of kind `P` with `flight`, whose timed bit says `P` (the type's invariants).
-    fn with_flight<P>(flight: Flight) -> Self {
+    /// A slot of kind `P` with `flight`, whose timed bit says `P`.
+    fn of_kind<P>(flight: Flight) -> Self {
         let slot = spare_slots::allocate(Slot::<P> {
             header: Header {
                 count: AtomicUsize::new(1),
@@ -321,7 +321,11 @@ impl<V> SlotRef<V> {
         }
     }
 
-    /// [`Slot::compute_claimed`] on this slot.
+    /// Runs `compute` for a slot whose claim this thread holds since its creation, and
+    /// stores the value if `keep(&value)` (else, and if `compute` panics, releases the claim:
+    /// a waiter computes in turn). No same-key recursion check is needed before: the slot is
+    /// new; a recursive call finds it claimed by this thread and panics (see
+    /// [`get_or_compute_aged`](Self::get_or_compute_aged)).
     ///
     /// # Safety
     ///
@@ -336,14 +340,17 @@ impl<V> SlotRef<V> {
     where
         V: Clone,
     {
-        // SAFETY: the kind is the one the timed bit says; the claim is the caller's.
-        unsafe {
-            if self.flight().is_timed() {
-                self.slot::<Stored<V>>().compute_claimed(compute, keep)
-            } else {
-                self.slot::<Plain<V>>().compute_claimed(compute, keep)
-            }
+        let claimed = Claimed(self.flight());
+        let (value, age) = compute();
+        if !keep(&value) {
+            return Outcome::Uncached(value);
         }
+        std::mem::forget(claimed);
+        // SAFETY: this thread holds the claim (the caller's contract; not released: the guard
+        // is forgotten) and nobody else stores.
+        unsafe { self.settle(value, age) };
+        let stored = self.get().expect("a settled slot holds its value");
+        Outcome::Cached(stored.value.clone())
     }
 
     /// [`Slot::get_or_compute_aged`] on this slot.
@@ -550,36 +557,6 @@ impl<P> Slot<P> {
         self.header.flight.settle();
         // SAFETY: written just above, by this thread.
         unsafe { self.value.get() }
-    }
-
-    /// Runs `compute` for a slot whose claim this thread holds since its creation, and
-    /// stores the value if `keep(&value)` (else, and if `compute` panics, releases the claim:
-    /// a waiter computes in turn). No same-key recursion check is needed before: the slot is
-    /// new; a recursive call finds it claimed by this thread and panics (see
-    /// [`get_or_compute_aged`](Self::get_or_compute_aged)).
-    ///
-    /// # Safety
-    ///
-    /// As [`SlotRef::compute_claimed`].
-    pub(crate) unsafe fn compute_claimed<V>(
-        &self,
-        compute: impl FnOnce() -> (V, Duration),
-        keep: impl FnOnce(&V) -> bool,
-    ) -> Outcome<V>
-    where
-        P: Payload<V>,
-        V: Clone,
-    {
-        let claimed = Claimed(&self.header.flight);
-        let (value, age) = compute();
-        if !keep(&value) {
-            return Outcome::Uncached(value);
-        }
-        std::mem::forget(claimed);
-        // SAFETY: this thread holds the claim (the caller's contract; not released: the guard
-        // is forgotten) and nobody else stores.
-        let stored = unsafe { self.settle(value, age) };
-        Outcome::Cached(stored.value().clone())
     }
 
     /// Returns the value, computing it if no caller has: concurrent callers wait for the one

@@ -142,6 +142,7 @@ mod kept {
 /// Moves `value` to memory of its own: a kept block of its class, or a new allocation. The
 /// result is freed by [`free`] only.
 pub(super) fn allocate<T>(value: T) -> NonNull<T> {
+    const { assert!(size_of::<T>() != 0, "cells are never zero-sized") };
     let block = match class_of::<T>() {
         Some(class) => kept::take(class).unwrap_or_else(|| fresh(class_layout(class))),
         None => fresh(Layout::new::<T>()),
@@ -154,7 +155,7 @@ pub(super) fn allocate<T>(value: T) -> NonNull<T> {
 
 /// New memory of `layout` (not zero-sized) from the global allocator.
 fn fresh(layout: Layout) -> NonNull<u8> {
-    // SAFETY: the layout is not zero-sized (`class_of`, and `allocate`'s callers' cells).
+    // SAFETY: the layout is not zero-sized (`class_of`, and `allocate`'s assertion).
     NonNull::new(unsafe { alloc(layout) }).unwrap_or_else(|| handle_alloc_error(layout))
 }
 
