@@ -4,9 +4,12 @@
 //! them when the map's epoch reclamation frees the evicted entries, a batch at a time).
 //! glibc's per-thread cache holds 7 chunks of a size; past them, its frees and allocations
 //! went through its shared bins (`_int_malloc`, `malloc_consolidate`: about 9% of a
-//! zipf-bounded profile). Here each thread keeps up to `KEPT` (64) freed blocks of each size
-//! class and hands them out again: 64, 256 and 1,024 measured the same
-//! (`docs/performance-notes.md`), so the least memory held back.
+//! zipf-bounded profile). Here each thread keeps up to `KEPT` freed blocks of each size
+//! class and hands them out again. `KEPT` is the epoch's batch (1,024 objects): a reclamation
+//! pass frees up to a batch of entries at once, and so of cells, which the thread's next
+//! misses take back. With 64 kept, the rest of each batch went to glibc's shared bins again
+//! (5% of a zipf-bounded profile on one host, and 0.92x-0.95x the time with 1,024 kept,
+//! `docs/performance-notes.md`); 4,096 measured as 1,024.
 //!
 //! A block may move between threads (allocated by one, freed and kept by another): it is
 //! plain memory of its class's layout, whoever holds it. A thread's blocks go back to the
@@ -44,8 +47,9 @@ mod kept {
 
     use super::{class_layout, CLASSES};
 
-    /// The most blocks a thread keeps per class (8 KiB for the largest class).
-    pub(super) const KEPT: usize = 64;
+    /// The most blocks a thread keeps per class: a reclamation batch (128 KiB for the largest
+    /// class, 24 or 32 KiB for the cells of a `u64`).
+    pub(super) const KEPT: usize = crate::raw::epoch::BATCH;
 
     /// One thread's kept blocks: for each class, a list linked through the blocks' first word.
     ///

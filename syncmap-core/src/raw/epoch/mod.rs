@@ -180,9 +180,9 @@ const INACTIVE: u64 = u64::MAX;
 /// `SwapMostlyHits` at 2 threads go from 54-58 to about 40 ns/op in a quick run (BENCHMARKS.md,
 /// "What was tried"), at the cost of more memory pending reclamation (see "Limits").
 #[cfg(not(miri))]
-const BATCH: usize = 1024;
+pub(crate) const BATCH: usize = 1024;
 #[cfg(miri)]
-const BATCH: usize = 8;
+pub(crate) const BATCH: usize = 8;
 
 mod barrier;
 mod guard;
