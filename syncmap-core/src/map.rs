@@ -417,12 +417,13 @@ impl<K, V, S> SyncMap<K, V, S> {
 }
 
 /// The number of shards a map made by [`SyncMap::new`] or [`SyncMap::with_hasher`] splits into
-/// (see "One shard until it pays to split" in the module documentation): all 16. Shards past
-/// the first are allocated only when the map splits, so a map that never splits pays for one;
-/// once split, two threads inserting new keys meet on one lock a sixteenth of the time. With
-/// 16 instead of 4 (this machine's default before, twice its threads), at 2 threads: RapidGrow
-/// 1.26x the throughput, LoadOrStoreBalanced and LoadOrStoreUnique 0.77x and 0.89x the time
-/// (`conc_map`, `go_workloads`, 6 alternated full runs; docs/performance-notes.md).
+/// (see "One shard until it pays to split" in the module documentation): all of them, 64.
+/// Shards past the first are allocated only when the map splits, so a map that never splits
+/// pays for one; once split, two threads inserting new keys meet on one lock a 64th of the
+/// time. With 16 instead of 4 (this machine's default before, twice its threads), at 2
+/// threads: RapidGrow 1.26x the throughput, LoadOrStoreBalanced and LoadOrStoreUnique 0.77x
+/// and 0.89x the time (`conc_map`, `go_workloads`, 6 alternated full runs); 64 instead of 16,
+/// RapidGrow 1.2-1.3x again ([`MAX_SHARDS`]; docs/performance-notes.md).
 fn default_shards() -> usize {
     MAX_SHARDS
 }

@@ -120,12 +120,15 @@ impl<K, V> ReadOnly<K, V> {
     /// one cache line of it, not two: in a large map each is a cache miss. At four bits per
     /// key, the false positives of two bits in one 64-bit word stay near those of two bits
     /// anywhere (about 16% against 15% at full capacity). hashbrown uses the low bits for the
-    /// bucket and the top seven for the tag, and the shard index takes bits 32..36: the word
-    /// comes from bits 8.., the bits from bits 36..48.
+    /// bucket and the top seven for the tag, the shard index takes bits 32..38, and a
+    /// [`CountedEntry`](super::entry) keeps its holds in bits 48..57 of its stored hash: the
+    /// word comes from bits 8..25 (at most [`MAX_FILTER_WORDS`](Self::MAX_FILTER_WORDS)
+    /// words), the bits from bits 26..32 and 42..48.
     #[inline]
     fn bits(&self, hash: u64) -> (usize, u64) {
+        const { assert!(Self::MAX_FILTER_WORDS <= 1 << (26 - 8)) };
         let word = (hash >> 8) as usize & (self.filter.len() - 1);
-        let first = (hash >> 36) & 63;
+        let first = (hash >> 26) & 63;
         let second = (hash >> 42) & 63;
         (word, (1 << first) | (1 << second))
     }
