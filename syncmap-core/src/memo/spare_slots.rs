@@ -8,8 +8,9 @@
 //! class and hands them out again. `KEPT` is the epoch's batch (1,024 objects): a reclamation
 //! pass frees up to a batch of entries at once, and so of cells, which the thread's next
 //! misses take back. With 64 kept, the rest of each batch went to glibc's shared bins again
-//! (5% of a zipf-bounded profile on one host, and 0.92x-0.95x the time with 1,024 kept,
-//! `docs/performance-notes.md`); 4,096 measured as 1,024.
+//! (5% of a zipf-bounded profile on one host; with 1,024 kept, 0.85x-1.03x the time at 1
+//! thread and 0.91x-0.96x at 2 in three runs, `docs/performance-notes.md`); 4,096 measured as
+//! 1,024.
 //!
 //! A block may move between threads (allocated by one, freed and kept by another): it is
 //! plain memory of its class's layout, whoever holds it. A thread's blocks go back to the
