@@ -4,7 +4,8 @@
 use equivalent::Equivalent;
 use hashbrown::HashTable;
 
-use super::entry::EntryPtr;
+use super::entry::{EntryPtr, HOLDS_BITS};
+use super::shard;
 use super::sync::{AtomicBool, AtomicU64, Ordering};
 
 /// The table both the read snapshot and the dirty map use: entries by the hash of their key.
@@ -22,6 +23,20 @@ where
 {
     table.find(hash, |entry| key.equivalent(&entry.key))
 }
+
+/// Where the filter's two bit positions come from in a key's hash (six bits each; see
+/// [`ReadOnly::bits`]).
+const FIRST_SHIFT: u32 = 26;
+const SECOND_SHIFT: u32 = 42;
+
+// Neither position reads a shard's index (one shard's keys would share a few positions) or a
+// counted entry's holds (cleared in the hash it stores, so a filter written from it would
+// disagree with a lookup's).
+const _: () = {
+    let positions = (63 << FIRST_SHIFT) | (63 << SECOND_SHIFT);
+    let shard_index = (shard::MAX_SHARDS as u64 - 1) << shard::INDEX_SHIFT;
+    assert!(positions & (shard_index | HOLDS_BITS) == 0);
+};
 
 /// A read snapshot, published by the map and read without locks.
 ///
@@ -126,10 +141,11 @@ impl<K, V> ReadOnly<K, V> {
     /// words), the bits from bits 26..32 and 42..48.
     #[inline]
     fn bits(&self, hash: u64) -> (usize, u64) {
-        const { assert!(Self::MAX_FILTER_WORDS <= 1 << (26 - 8)) };
+        // The word's index stays below the first position's bits.
+        const { assert!(Self::MAX_FILTER_WORDS <= 1 << (FIRST_SHIFT - 8)) };
         let word = (hash >> 8) as usize & (self.filter.len() - 1);
-        let first = (hash >> 26) & 63;
-        let second = (hash >> 42) & 63;
+        let first = (hash >> FIRST_SHIFT) & 63;
+        let second = (hash >> SECOND_SHIFT) & 63;
         (word, (1 << first) | (1 << second))
     }
 

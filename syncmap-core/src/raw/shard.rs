@@ -29,6 +29,9 @@ use super::sync::{self, ArcSwap, AtomicPtr, Guard, Mutex, Ordering};
 /// rounds); 32 shards measured as 16 (docs/performance-notes.md).
 pub(crate) const MAX_SHARDS: usize = 64;
 
+/// Where the hash bits that choose a key's shard start ([`index`]).
+pub(crate) const INDEX_SHIFT: u32 = 32;
+
 /// The bytes of an old snapshot's table (and of the entries leaving with it) from which it is
 /// retired promptly ([`sync::retire_box_promptly`]): its thread's bag is sealed at once and a
 /// reclamation pass follows, which frees it unless a guard still covers it (the lookup that
@@ -46,7 +49,7 @@ pub(crate) const PROMPT_RETIRE_BYTES: usize = if cfg!(miri) { 1024 } else { 64 *
 pub(crate) fn index(hash: u64, mask: usize) -> usize {
     // The constant mask lets the compiler see that the index fits the map's array of snapshot
     // pointers (no bounds check on the hit path).
-    (hash >> 32) as usize & mask & (MAX_SHARDS - 1)
+    (hash >> INDEX_SHIFT) as usize & mask & (MAX_SHARDS - 1)
 }
 
 /// Keeps the branch it is in a branch: an empty assembly block, which the compiler must assume

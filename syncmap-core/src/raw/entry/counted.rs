@@ -15,10 +15,11 @@ use super::{EntryPtr, Unlink};
 /// No table reads them: hashbrown takes a bucket's index from the low bits (a table of fewer
 /// than 2^48 buckets, 2 PiB of pointers, never reads bit 48) and its tag from the top seven,
 /// the shard index comes from bits 32..38 and the snapshot's filter from bits 8..32 and
-/// 42..48. So the stored hash, with these bits cleared, finds the same bucket and tag as the
-/// full hash a lookup computes. Keeping the holds there saves a word per entry, which takes a counted entry
-/// of a `u64` key from a 64-byte glibc chunk to a 48-byte one.
-pub(super) const HOLDS_BITS: u64 = 0x1FF << HOLDS_SHIFT;
+/// 42..48 (both checked at compile time in `ReadOnly::bits`). So the stored hash, with these
+/// bits cleared, finds the same bucket and tag as the full hash a lookup computes. Keeping the
+/// holds there saves a word per entry, which takes a counted entry of a `u64` key from a
+/// 64-byte glibc chunk to a 48-byte one.
+pub(crate) const HOLDS_BITS: u64 = 0x1FF << HOLDS_SHIFT;
 /// Where the holds start in [`Entry::hash_word`].
 pub(super) const HOLDS_SHIFT: u32 = 48;
 /// One hold.

@@ -16,9 +16,10 @@ use std::ptr;
 
 use super::sync::{self, AtomicPtr, AtomicU64, Guard, Ordering};
 
+pub(crate) use counted::HOLDS_BITS;
 use counted::{
     drop_first_and_release, holds, CountedEntry, InlineEntry, FIRST_DROPS_WITH_ENTRY, HOLD,
-    HOLDS_BITS, HOLDS_COUNT, HOLDS_SHIFT, MAX_HOLDS,
+    HOLDS_COUNT, HOLDS_SHIFT, MAX_HOLDS,
 };
 pub(crate) use pointer::EntryPtr;
 
