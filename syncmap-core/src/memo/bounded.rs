@@ -6,7 +6,7 @@
 use std::hash::{BuildHasher, Hash};
 use std::panic::{RefUnwindSafe, UnwindSafe};
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use super::slot::SlotRef;
@@ -52,29 +52,6 @@ const MAX_SHARDS: u64 = 16;
 /// invalidate each other's lines.
 #[repr(align(128))]
 struct PolicyShard<K, V>(Mutex<Policy<Tracked<K, V>>>);
-
-/// How many times a miss that finds its policy locked checks it again, a pause apart, before it
-/// sleeps (see [`lock_policy`]).
-const SPINS_BEFORE_SLEEP: usize = 128;
-
-/// Takes a policy's lock on the miss path, spinning up to [`SPINS_BEFORE_SLEEP`] pauses (about
-/// 1.7 µs on the machine of `BENCHMARKS.md`) while it is held before sleeping on it.
-///
-/// The lock is held for a policy update, a few hundred nanoseconds. parking_lot spins for about
-/// fifteen pauses, then yields the CPU and sleeps: at two threads a waiting miss went to the
-/// kernel (a futex wait and wake-up, microseconds) for a lock free again a moment later. Spinning
-/// on loads (the lock's word is written only when it looks free) keeps the holder's line shared.
-fn lock_policy<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
-    for _ in 0..SPINS_BEFORE_SLEEP {
-        if !lock.is_locked() {
-            if let Some(guard) = lock.try_lock() {
-                return guard;
-            }
-        }
-        std::hint::spin_loop();
-    }
-    lock.lock()
-}
 
 /// The policy of a bounded cache.
 ///
@@ -203,7 +180,11 @@ where
         let hash = map.hasher().hash_one(&key);
         let mut out = Removals::new();
         {
-            let mut policy = lock_policy(bound.shard(hash));
+            let shard = bound.shard(hash);
+            // A bounded spin before sleeping: an update lasts a few hundred nanoseconds.
+            let mut policy = shard
+                .try_lock()
+                .unwrap_or_else(|| crate::raw::spin::lock_after_spinning(shard));
             policy.insert(hash, weight, Tracked { key, slot }, &mut out);
             if policy.wants_sample() {
                 let stats = self.counters.snapshot(0);

@@ -10,5 +10,6 @@ pub(crate) mod epoch;
 pub(crate) mod prefetch;
 pub(crate) mod read;
 pub(crate) mod shard;
+pub(crate) mod spin;
 pub(crate) mod sync;
 pub(crate) mod unwind;

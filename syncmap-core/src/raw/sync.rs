@@ -251,7 +251,7 @@ mod imp {
         collector.hold_reclamation();
         let held = mutex.try_lock().unwrap_or_else(|| {
             contended();
-            mutex.lock()
+            crate::raw::spin::lock_after_spinning(mutex)
         });
         let locked = Locked {
             guard: std::mem::ManuallyDrop::new(held),
