@@ -1,6 +1,7 @@
 //! Internals of [`SyncMap`](crate::SyncMap): the shared [`entry::Entry`], the [`read::ReadOnly`]
-//! snapshot, the [`shard::Shard`] that pairs a snapshot with its dirty map, and a striped
-//! counter. Everything `unsafe` in the crate lives here.
+//! snapshot, the [`shard::Shard`] that pairs a snapshot with its dirty map, a striped counter,
+//! and the bounded spin its locks (and a bounded cache's policy locks) take before sleeping
+//! ([`spin`]). Everything `unsafe` in the crate lives here.
 
 pub(crate) mod counter;
 pub(crate) mod dirty;
