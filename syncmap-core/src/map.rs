@@ -121,7 +121,7 @@ use std::sync::Arc;
 use crate::raw::counter::StripedCounter;
 use crate::raw::dirty::Dirty;
 use crate::raw::entry::{Entry, EntryPtr, LiveDelta, LoadOrStored, Unlink};
-use crate::raw::read::{find, ReadOnly, Table};
+use crate::raw::read::{find, find_by, ReadOnly, Table};
 use crate::raw::shard::{self, ShardRef, Shards, MAX_SHARDS};
 use crate::raw::sync::{self, Collector, Guard, Locked};
 use crate::raw::sync::{AtomicPtr, AtomicUsize, Ordering};
@@ -946,17 +946,19 @@ where
     /// this way what its policy evicts, mostly keys it rejects a few hundred misses after
     /// inserting them, which are not promoted yet.
     ///
-    /// The comparison runs under the lock: [`IdentityEq`] values compare without user code.
-    pub(crate) fn compare_and_remove<Q>(&self, key: &Q, old: &V) -> bool
+    /// The entry is found by `hash` (the key's, by [`hasher`](Self::hasher)) and its value
+    /// alone, so the caller needs no copy of the key, and no user code runs: [`IdentityEq`]
+    /// values compare by identity. A value other than `old` is never deleted, whatever its key.
+    pub(crate) fn compare_and_remove(&self, hash: u64, old: &V) -> bool
     where
-        Q: ?Sized + Hash + Equivalent<K>,
         V: IdentityEq,
     {
-        let hash = self.hash(key);
         let shard = self.shard(hash);
         let guard = sync::enter(&self.collector);
         let read = shard.snapshot(&guard);
-        if let Some(entry) = find(&read.table, hash, key) {
+        let holds_old =
+            |entry: &EntryPtr<K, V>| entry.load(&guard).is_some_and(|value| value == old);
+        if let Some(entry) = find_by(&read.table, hash, holds_old) {
             return entry.compare_and_delete(old, &guard, Unlink::Staying, |delta| {
                 self.count(delta, &guard)
             });
@@ -964,7 +966,7 @@ where
         if !read.may_be_dirty(hash) && !self.resharded(shard) {
             return false;
         }
-        self.compare_and_remove_locked(shard, hash, key, old, read, &guard)
+        self.compare_and_remove_locked(shard, hash, old, read, &guard)
     }
 
     /// Calls `f` for each key and value; stops when `f` returns `false` (Go's `Range`).

@@ -206,11 +206,30 @@ where
     where
         Q: ?Sized + Equivalent<K>,
     {
+        Self::find_current_locked_by(
+            shard,
+            hash,
+            |entry| key.equivalent(&entry.key),
+            missed,
+            guard,
+        )
+    }
+
+    /// [`find_current_locked`](Self::find_current_locked) for the entry of `hash` that
+    /// `matches` accepts.
+    #[inline]
+    pub(super) fn find_current_locked_by<'g>(
+        shard: ShardRef<'_, K, V>,
+        hash: u64,
+        matches: impl FnMut(&EntryPtr<K, V>) -> bool,
+        missed: Option<&ReadOnly<K, V>>,
+        guard: &'g Guard<'_>,
+    ) -> (&'g ReadOnly<K, V>, Option<&'g EntryPtr<K, V>>) {
         let read = shard.snapshot(guard);
         if missed.is_some_and(|missed| std::ptr::eq(missed, read)) {
             return (read, None);
         }
-        (read, find(&read.table, hash, key))
+        (read, find_by(&read.table, hash, matches))
     }
 
     /// The locked half of a lookup that missed in the snapshot `missed`: the entry for `key` in
@@ -323,21 +342,22 @@ where
     /// The locked half of [`compare_and_remove`](Self::compare_and_remove), after a miss in the
     /// snapshot `missed`.
     #[cold]
-    pub(super) fn compare_and_remove_locked<'a, Q>(
+    pub(super) fn compare_and_remove_locked<'a>(
         &'a self,
         mut shard: ShardRef<'a, K, V>,
         hash: u64,
-        key: &Q,
         old: &V,
         missed: &ReadOnly<K, V>,
         guard: &Guard<'_>,
     ) -> bool
     where
-        Q: ?Sized + Equivalent<K>,
         V: IdentityEq,
     {
+        let holds_old =
+            |entry: &EntryPtr<K, V>| entry.load(guard).is_some_and(|value| value == old);
         let mut dirty = self.lock_routed(&mut shard, hash, guard);
-        let (read, found) = Self::find_current_locked(shard, hash, key, Some(missed), guard);
+        let (read, found) =
+            Self::find_current_locked_by(shard, hash, holds_old, Some(missed), guard);
         if let Some(entry) = found {
             return entry.compare_and_delete(old, guard, Unlink::Staying, |delta| {
                 self.count(delta, guard)
@@ -346,10 +366,18 @@ where
         if !read.amended() {
             return false;
         }
-        // The user's `Eq` runs in this lookup, before anything changes. From here on no user
-        // code runs: the comparison is by identity, and retiring under the lock runs no
-        // destructor (passes wait for the unlock).
-        let found = dirty.find(hash, key).copied();
+        // No user code runs from here on: the comparisons are by identity, and retiring under
+        // the lock runs no destructor (passes wait for the unlock). An entry of the dirty table
+        // may be in the snapshot too (the copy shares them), with a value that became `old`
+        // after the search above: it is deleted in place, as one found there would be.
+        let found = dirty.find_by(hash, holds_old).copied();
+        let in_snapshot =
+            |entry: &EntryPtr<K, V>| find_by(&read.table, hash, |e| e.same(*entry)).is_some();
+        if let Some(entry) = found.filter(in_snapshot) {
+            return entry.compare_and_delete(old, guard, Unlink::Staying, |delta| {
+                self.count(delta, guard)
+            });
+        }
         let deleted = found.is_some_and(|entry| {
             // Removed from the dirty table just below: its first value goes with it.
             entry.compare_and_delete(old, guard, Unlink::LeavingMap, |delta| {
@@ -359,13 +387,13 @@ where
         if let (true, Some(entry)) = (deleted, found) {
             if dirty.remove_entry(entry) {
                 dirty.note_removed_new_key(read);
-                // SAFETY: the entry was only in the dirty map (the current snapshot lacks its
-                // key, and snapshots change only under this lock) and has just left it under the
-                // lock, so threads that take the lock later cannot reach it; threads that found
-                // it before hold guards of the map's collector, which retiring waits for. No
-                // store to it is lost: its value was deleted just above, stores reach entries of
-                // the dirty map only under the lock, and a compare-and-swap outside it (through
-                // an entry found before) fails on a deleted value.
+                // SAFETY: the entry was only in the dirty map (the current snapshot lacks it, as
+                // checked above, and snapshots change only under this lock) and has just left it
+                // under the lock, so threads that take the lock later cannot reach it; threads
+                // that found it before hold guards of the map's collector, which retiring waits
+                // for. No store to it is lost: its value was deleted just above, stores reach
+                // entries of the dirty map only under the lock, and a compare-and-swap outside
+                // it (through an entry found before) fails on a deleted value.
                 unsafe { entry.retire(guard) };
             }
         }

@@ -396,7 +396,7 @@ fn removals_of_dirty_only_keys_do_not_hasten_promotion() {
         if k % 2 == 0 {
             map.delete(&k);
         } else {
-            assert!(map.compare_and_remove(&k, &id(k)), "key {k}");
+            assert!(map.compare_and_remove(map.hash(&k), &id(k)), "key {k}");
         }
     }
     assert_eq!(
@@ -409,10 +409,10 @@ fn removals_of_dirty_only_keys_do_not_hasten_promotion() {
         snapshot,
         "promoted by removals"
     );
-    // A removal that finds the key but not the value it names still counts (a dirty-only
+    // A removal that finds no entry of the hash holding the value still counts (a dirty-only
     // key: the bulk load promoted the first 128 keys only, then 384 and 1,408).
     let last = len / 2 - 1;
-    assert!(!map.compare_and_remove(&last, &id(0)));
+    assert!(!map.compare_and_remove(map.hash(&last), &id(0)));
     assert_eq!(misses(), before + 1);
     assert!((0..len).all(|k| map.load_with(&k, |v| *v.0) == (k < len / 2).then_some(k)));
     assert_eq!(map.len(), (len / 2) as usize);
@@ -499,14 +499,23 @@ fn compare_and_remove_takes_dirty_only_keys_out_of_the_dirty_map() {
         (dirty.dirty_only, dirty.len(), read.amended())
     };
     assert_eq!(dirty_state(), (2, 6, true));
-    assert!(!map.compare_and_remove(&4, &id(5)), "not its value");
-    assert!(map.compare_and_remove(&4, &id(4)));
+    assert!(
+        !map.compare_and_remove(map.hash(&4u64), &id(5)),
+        "not its value"
+    );
+    assert!(map.compare_and_remove(map.hash(&4u64), &id(4)));
     assert_eq!(dirty_state(), (1, 5, true));
-    assert!(!map.compare_and_remove(&4, &id(4)), "already gone");
-    assert!(map.compare_and_remove(&5, &id(5)));
+    assert!(
+        !map.compare_and_remove(map.hash(&4u64), &id(4)),
+        "already gone"
+    );
+    assert!(map.compare_and_remove(map.hash(&5u64), &id(5)));
     assert_eq!(dirty_state(), (0, 4, false), "the filter was emptied");
-    assert!(map.compare_and_remove(&1, &id(1)), "a key of the snapshot");
-    assert!(!map.compare_and_remove(&2, &id(3)));
+    assert!(
+        map.compare_and_remove(map.hash(&1u64), &id(1)),
+        "a key of the snapshot"
+    );
+    assert!(!map.compare_and_remove(map.hash(&2u64), &id(3)));
     assert_eq!(map.shard_at(0, 0).snapshot_ptr(), snapshot, "no promotion");
     assert_eq!(map.len(), 3);
     let mut keys = Vec::new();
@@ -861,4 +870,47 @@ fn the_probe_hint_says_where_the_dirty_tables_buckets_are() {
         }
     }
     assert!(checked as u64 >= n, "{checked} buckets checked");
+}
+
+/// A hasher that gives every key the same hash.
+#[derive(Default)]
+struct SameHash;
+
+impl std::hash::Hasher for SameHash {
+    fn finish(&self) -> u64 {
+        0x0123_4567_89ab_cdef
+    }
+
+    fn write(&mut self, _: &[u8]) {}
+}
+
+/// `compare_and_remove` finds the entry by the hash and the value alone: among keys of one
+/// hash it removes the one whose value is the one given (by identity, not by equality), from
+/// the dirty table or from the snapshot, and no other.
+#[test]
+fn compare_and_remove_finds_the_value_among_keys_of_one_hash() {
+    let map: SyncMap<u64, Id, std::hash::BuildHasherDefault<SameHash>> =
+        SyncMap::with_shards_and_hasher(1, Default::default());
+    let values: Vec<Arc<u64>> = (0..6).map(Arc::new).collect();
+    let id = |k: u64| Id(Arc::clone(&values[k as usize]));
+    (&map).extend((0..3).map(|k| (k, id(k))));
+    map.range(|_, _| true); // promotes 0..3 into the snapshot
+    (&map).extend((3..6).map(|k| (k, id(k)))); // 3..6 only in the dirty map
+    let hash = map.hash(&0u64);
+    assert_eq!((0..6).map(|k| map.hash(&k)).collect::<Vec<_>>(), [hash; 6]);
+    assert!(
+        !map.compare_and_remove(hash, &Id(Arc::new(1))),
+        "an equal value, not the one stored"
+    );
+    assert!(map.compare_and_remove(hash, &id(4)), "dirty-only");
+    assert!(map.compare_and_remove(hash, &id(1)), "in the snapshot");
+    assert!(!map.compare_and_remove(hash, &id(4)), "already gone");
+    assert_eq!(map.len(), 4);
+    let mut kept = Vec::new();
+    map.range(|k, v| {
+        kept.push((*k, *v.0));
+        true
+    });
+    kept.sort_unstable();
+    assert_eq!(kept, [(0, 0), (2, 2), (3, 3), (5, 5)]);
 }

@@ -75,7 +75,8 @@ where
             // after the claim; only the claim's owner stores).
             unsafe { slot.settle(value.clone(), age) };
             if self.bound.is_some() {
-                self.admitted(key, slot);
+                let weighed = self.bound.as_ref().is_some_and(|bound| bound.weighs());
+                self.admitted(&key, weighed.then_some(&key), slot);
             } else {
                 self.publish(&key, slot, None);
             }

@@ -4,6 +4,8 @@
 //! entry's own hit counter ([`Flight::touch`](super::flight::Flight::touch)).
 
 use std::hash::{BuildHasher, Hash};
+
+use crate::Equivalent;
 use std::panic::{RefUnwindSafe, UnwindSafe};
 
 use parking_lot::Mutex;
@@ -14,14 +16,20 @@ use super::stats::Counter;
 use super::Memo;
 use crate::policy::{Policy, Removal, Resident};
 
-/// What the policy holds of an entry: its key (to delete it from the map) and its slot
-/// (compared by identity, so that a newer value for the same key is never deleted instead).
-pub(super) struct Tracked<K, V> {
-    key: K,
+/// What the policy holds of an entry: its key's hash and its slot, which find it in the map
+/// (the slot compared by identity, so that a newer value for the same key is never deleted
+/// instead). No copy of the key: a miss clones none for the policy, and evicting runs no user
+/// code (no `Eq`, no key's `Drop`).
+pub(super) struct Tracked<V> {
+    hash: u64,
     slot: SlotRef<V>,
 }
 
-impl<K, V> Resident for Tracked<K, V> {
+impl<V> Resident for Tracked<V> {
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+
     fn take_hits(&self) -> u32 {
         self.slot.take_hits()
     }
@@ -37,7 +45,7 @@ pub(super) type Weigher<K, V> = fn(&K, &V) -> u64;
 /// What [`Policy::insert`] hands back: the entries to remove, and why. A miss evicts at most a
 /// few (the rejected candidate or the victims it displaced, and entries already gone that the
 /// policy met), so the list lives on the caller's stack.
-type Removals<K, V> = SmallVec<[(Tracked<K, V>, Removal); 4]>;
+type Removals<V> = SmallVec<[(Tracked<V>, Removal); 4]>;
 
 /// A cache with a capacity of at least this many entries per shard splits its policy (see
 /// [`Bound`]). Below it, splitting buys little (a small policy is quick to update) and each
@@ -51,7 +59,7 @@ const MAX_SHARDS: u64 = 16;
 /// One shard's policy, on cache lines of its own: the threads inserting into two shards do not
 /// invalidate each other's lines.
 #[repr(align(128))]
-struct PolicyShard<K, V>(Mutex<Policy<Tracked<K, V>>>);
+struct PolicyShard<V>(Mutex<Policy<Tracked<V>>>);
 
 /// The policy of a bounded cache.
 ///
@@ -64,7 +72,7 @@ struct PolicyShard<K, V>(Mutex<Policy<Tracked<K, V>>>);
 /// one policy (the hit-ratio bench, `docs/performance-notes.md`). A cache bounded by weight
 /// keeps one policy: an entry may weigh up to the whole `max_weight`.
 pub(super) struct Bound<K, V> {
-    shards: Box<[PolicyShard<K, V>]>,
+    shards: Box<[PolicyShard<V>]>,
     /// Each entry weighs 1 without it.
     weigher: Option<Weigher<K, V>>,
 }
@@ -91,12 +99,17 @@ impl<K, V> Bound<K, V> {
         }
     }
 
+    /// Whether the cache weighs its entries (its policy is then handed the keys).
+    pub(super) fn weighs(&self) -> bool {
+        self.weigher.is_some()
+    }
+
     /// The shard of the policy that holds the key of `hash`, from the hash's top four bits.
     /// Within a shard those bits are the same for every key, so no part of the policy may
     /// index by them: the ghost's slot comes from bits below 47 (with bits 40..42 it filled
     /// a quarter of its slots, and the shifting trace lost half a point), the sketch mixes
     /// every bit.
-    fn shard(&self, hash: u64) -> &Mutex<Policy<Tracked<K, V>>> {
+    fn shard(&self, hash: u64) -> &Mutex<Policy<Tracked<V>>> {
         let index = (hash >> 60) as usize & (self.shards.len() - 1);
         &self.shards[index].0
     }
@@ -120,7 +133,7 @@ where
     V: Clone + Send + Sync + 'static,
 {
     memo: &'a Memo<K, V>,
-    key: &'a K,
+    hash: u64,
     slot: &'a SlotRef<V>,
 }
 
@@ -132,14 +145,14 @@ where
     fn drop(&mut self) {
         self.slot.mark_gone();
         let removed =
-            (self.memo.cells()).is_some_and(|map| map.compare_and_delete(self.key, self.slot));
+            (self.memo.cells()).is_some_and(|map| map.compare_and_remove(self.hash, self.slot));
         if removed {
             self.memo.counters.add(Counter::Rejection, 1);
         }
     }
 }
 
-/// No user code runs under a policy's lock (keys are hashed before, compared and dropped
+/// No user code runs under a policy's lock (keys are hashed before, and the policy holds none
 /// after), so a panic never leaves a policy half-updated, and the locks do not poison.
 impl<K: RefUnwindSafe, V: RefUnwindSafe> RefUnwindSafe for Bound<K, V> {}
 
@@ -156,28 +169,45 @@ where
     /// several callers inserting at once, the cache may hold one more entry per such caller
     /// until they return.
     ///
-    /// The weigher (user code) runs here, before the policy's lock is taken. If it panics, the
-    /// entry is removed from the cache (counted as a rejection: it was never inside the bound)
-    /// and the panic propagates to this caller.
-    pub(super) fn admitted(&self, key: K, slot: SlotRef<V>) {
+    /// `owned` is the key itself for a cache with a weigher ([`Bound::weighs`]), which gets
+    /// it; other caches need only its hash, and the caller makes no copy of the key for them.
+    ///
+    /// The key's `Hash` and the weigher (user code) run here, before the policy's lock is
+    /// taken. If the weigher panics, the entry is removed from the cache (counted as a
+    /// rejection: it was never inside the bound) and the panic propagates to this caller.
+    pub(super) fn admitted<Q>(&self, key: &Q, owned: Option<&K>, slot: SlotRef<V>)
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        if let (Some(_), Some(map)) = (&self.bound, self.cells()) {
+            self.admitted_hashed(map.hasher().hash_one(key), owned, slot);
+        }
+    }
+
+    /// [`admitted`](Self::admitted) for a key of hash `hash` (by the map's hasher).
+    pub(super) fn admitted_hashed(&self, hash: u64, owned: Option<&K>, slot: SlotRef<V>) {
         let (Some(bound), Some(map)) = (&self.bound, self.cells()) else {
             return;
         };
-        let weight = match (bound.weigher, slot.get()) {
-            (Some(weigher), Some(stored)) => {
+        debug_assert_eq!(
+            bound.weighs(),
+            owned.is_some(),
+            "the key goes with a weigher only"
+        );
+        let weight = match (bound.weigher, owned, slot.get()) {
+            (Some(weigher), Some(key), Some(stored)) => {
                 let remove = RemoveUnweighed {
                     memo: self,
-                    key: &key,
+                    hash,
                     slot: &slot,
                 };
-                let weight = weigher(&key, stored.value);
+                let weight = weigher(key, stored.value);
                 std::mem::forget(remove);
                 // A weight of 0 would let the window grow without bound.
                 weight.max(1)
             }
             _ => 1,
         };
-        let hash = map.hasher().hash_one(&key);
         let mut out = Removals::new();
         {
             let shard = bound.shard(hash);
@@ -185,14 +215,15 @@ where
             let mut policy = shard
                 .try_lock()
                 .unwrap_or_else(|| crate::raw::spin::lock_after_spinning(shard));
-            policy.insert(hash, weight, Tracked { key, slot }, &mut out);
+            policy.insert(weight, Tracked { hash, slot }, &mut out);
             if policy.wants_sample() {
                 let stats = self.counters.snapshot(0);
                 policy.observe(stats.hits + stats.waits, stats.misses);
             }
         }
         let (mut evicted, mut rejected) = (0, 0);
-        // If a key's `Eq` or `Drop` panics here, the rest of the list is dropped with it.
+        // If a value's `Drop` panics here (an evicted slot's last handle drops its value), the
+        // rest of the list is dropped with it.
         for (tracked, why) in out {
             if why == Removal::Gone {
                 continue;
@@ -200,7 +231,7 @@ where
             tracked.slot.mark_gone();
             // Most of these are keys rejected soon after their insertion, still only in the
             // map's dirty table: `compare_and_remove` takes them out of it at once.
-            if map.compare_and_remove(&tracked.key, &tracked.slot) {
+            if map.compare_and_remove(tracked.hash, &tracked.slot) {
                 match why {
                     Removal::Rejected => rejected += 1,
                     _ => evicted += 1,
@@ -257,10 +288,10 @@ where
             for shard in bound.shards.iter() {
                 shard.0.lock().drain(&mut out);
             }
-            // Outside the lock: deleting runs the key's `Eq`, dropping runs `Drop`.
+            // Outside the lock: dropping a slot may drop its value (user code).
             for (tracked, _) in out {
                 tracked.slot.mark_gone();
-                map.compare_and_delete(&tracked.key, &tracked.slot);
+                map.compare_and_remove(tracked.hash, &tracked.slot);
             }
         }
     }

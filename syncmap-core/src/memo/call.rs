@@ -136,8 +136,8 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
         K: Clone,
     {
-        // A bounded cache keeps a copy of the key for its policy, which gets the entry once
-        // its value is stored; a shared one, the key's name in the tier.
+        // A cache with a weigher keeps a copy of the key to weigh the entry once its value is
+        // stored; a shared one, the key's name in the tier.
         let mut policy_key = None;
         #[cfg(feature = "redis")]
         let mut shared = None;
@@ -145,7 +145,7 @@ where
             key,
             || {
                 let owned = make_key();
-                if self.bound.is_some() {
+                if self.bound.as_ref().is_some_and(|bound| bound.weighs()) {
                     policy_key = Some(owned.clone());
                 }
                 #[cfg(feature = "redis")]
@@ -277,8 +277,8 @@ where
 
     /// The end of a miss whose cell `slot` is settled. If this caller `computed` the value
     /// and it is kept, the value enters a plain cache's map, or the cell goes to a bounded
-    /// cache's eviction policy (with `policy_key`, its copy of the key). A value not kept
-    /// leaves the cache (so the next caller computes again).
+    /// cache's eviction policy (with `policy_key`, the key, if the cache weighs its entries). A
+    /// value not kept leaves the cache (so the next caller computes again).
     pub(super) fn settle<Q>(
         &self,
         key: &Q,
@@ -307,18 +307,14 @@ where
 
     /// After this caller stored a value in `slot`: stores it in a plain cache's map (taking
     /// the cell out of its computations in flight), or hands the cell to a bounded cache's
-    /// eviction policy (`policy_key`).
+    /// eviction policy (with `policy_key`, the key, if the cache weighs its entries).
     pub(super) fn publish<Q>(&self, key: &Q, slot: SlotRef<V>, policy_key: Option<K>)
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         match &self.store {
             Store::Plain(plain) => plain.publish(key, &slot),
-            Store::Cells(_) => {
-                if let Some(owned) = policy_key {
-                    self.admitted(owned, slot);
-                }
-            }
+            Store::Cells(_) => self.admitted(key, policy_key.as_ref(), slot),
         }
     }
 }

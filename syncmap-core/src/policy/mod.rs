@@ -51,6 +51,8 @@ use sketch::Sketch;
 
 /// What the policy needs to know of a cached entry.
 pub(crate) trait Resident {
+    /// The hash of the entry's key (what the sketch and the ghost index by).
+    fn hash(&self) -> u64;
     /// The hits recorded since the last call, resetting the count.
     fn take_hits(&self) -> u32;
     /// Whether the entry is still in the cache (not invalidated, expired or replaced since it
@@ -120,7 +122,6 @@ const MAX_CREDIT: u32 = 3;
 
 /// An entry in a queue.
 struct Node<E> {
-    hash: u64,
     weight: u64,
     /// Passes of the main queue's hand this entry survives without new hits.
     credit: u8,
@@ -250,7 +251,8 @@ impl<E: Resident> Policy<E> {
     /// Takes a new entry, just inserted in the cache with `weight`, and pushes to `out` the
     /// entries that must leave so that the total weight is at most the capacity (possibly the
     /// new entry itself).
-    pub(crate) fn insert(&mut self, hash: u64, weight: u64, entry: E, out: &mut impl Removals<E>) {
+    pub(crate) fn insert(&mut self, weight: u64, entry: E, out: &mut impl Removals<E>) {
+        let hash = entry.hash();
         self.inserts += 1;
         if let Some(sized_for) = self.sketch_for {
             if self.len() as u64 >= sized_for {
@@ -267,7 +269,6 @@ impl<E: Resident> Policy<E> {
             return;
         }
         self.window.push_back(Node {
-            hash,
             weight,
             credit: 0,
             returning: self.ghost.take(hash),
@@ -284,7 +285,7 @@ impl<E: Resident> Policy<E> {
                 continue;
             }
             let hits = candidate.entry.take_hits();
-            self.sketch.add(candidate.hash, hits);
+            self.sketch.add(candidate.entry.hash(), hits);
             self.admit(candidate, out);
         }
         // The window may have grown past what the main space left it.
@@ -327,14 +328,14 @@ impl<E: Resident> Policy<E> {
     /// lost duel go back to the front of probation, in their order.
     fn admit(&mut self, candidate: Node<E>, out: &mut impl Removals<E>) {
         let main_max = self.capacity.saturating_sub(self.window_max);
-        let frequency = self.sketch.frequency(candidate.hash);
+        let frequency = self.sketch.frequency(candidate.entry.hash());
         let mut victims = std::mem::take(&mut self.victims);
         let mut victims_frequency = 0u32;
         while self.main_weight + candidate.weight > main_max {
             let Some(victim) = self.victim(out) else {
                 break;
             };
-            victims_frequency += u32::from(self.sketch.frequency(victim.hash));
+            victims_frequency += u32::from(self.sketch.frequency(victim.entry.hash()));
             victims.push(victim);
         }
         // Without the weight condition, a returning heavy key pushed out several lighter,
@@ -358,7 +359,7 @@ impl<E: Resident> Policy<E> {
                 self.main_weight += victim.weight;
                 self.probation.push_front(victim);
             }
-            self.ghost.insert(candidate.hash);
+            self.ghost.insert(candidate.entry.hash());
             out.push((candidate.entry, Removal::Rejected));
         }
         self.victims = victims;
@@ -396,7 +397,7 @@ impl<E: Resident> Policy<E> {
                 continue;
             }
             let hits = node.entry.take_hits();
-            self.sketch.add(node.hash, hits);
+            self.sketch.add(node.entry.hash(), hits);
             node.credit = (u32::from(node.credit) + hits).min(MAX_CREDIT) as u8;
             if node.credit == 0 || chances == 0 {
                 return Some(node);

@@ -11,6 +11,7 @@ use super::*;
 struct Fake {
     hits: Cell<u32>,
     live: Cell<bool>,
+    hash: Cell<u64>,
 }
 
 /// What [`Policy::insert`] reports removed.
@@ -26,6 +27,9 @@ impl Fake {
 }
 
 impl Resident for Rc<Fake> {
+    fn hash(&self) -> u64 {
+        self.hash.get()
+    }
     fn take_hits(&self) -> u32 {
         self.hits.replace(0)
     }
@@ -45,6 +49,12 @@ struct Sim {
     rejections: u64,
     /// Mixed into the keys' hashes.
     seed: u64,
+}
+
+/// Inserts `e`, whose key has the hash `hash`, with `weight`.
+fn insert(policy: &mut Policy<Rc<Fake>>, hash: u64, weight: u64, e: Rc<Fake>, out: &mut Removals) {
+    e.hash.set(hash);
+    policy.insert(weight, e, out);
 }
 
 fn hash(k: u64) -> u64 {
@@ -85,8 +95,7 @@ impl Sim {
         self.map.insert(k, e.clone());
         self.keys.insert(Rc::as_ptr(&e), k);
         let mut out = Vec::new();
-        self.policy
-            .insert(hash_seeded(k, self.seed), 1, e, &mut out);
+        insert(&mut self.policy, hash_seeded(k, self.seed), 1, e, &mut out);
         for (e, why) in out {
             let key = self.keys.remove(&Rc::as_ptr(&e)).expect("known entry");
             match why {
@@ -232,13 +241,13 @@ fn oversized_entries_are_rejected_and_weights_bound_the_total() {
     let mut policy: Policy<Rc<Fake>> = Policy::new(100);
     let mut out = Vec::new();
     let e = Fake::live();
-    policy.insert(1, 101, e, &mut out);
+    insert(&mut policy, 1, 101, e, &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].1, Removal::Rejected);
     out.clear();
     for k in 0..1000u64 {
         let e = Fake::live();
-        policy.insert(hash(k), 1 + k % 30, e, &mut out);
+        insert(&mut policy, hash(k), 1 + k % 30, e, &mut out);
         for (e, _) in out.drain(..) {
             e.live.set(false);
         }
@@ -266,7 +275,7 @@ fn weighted_sketch_grows_with_the_entries_not_the_weight() {
     let mut out = Vec::new();
     for k in 0..1000u64 {
         let e = Fake::live();
-        policy.insert(hash(k), 1_000 + k, e, &mut out);
+        insert(&mut policy, hash(k), 1_000 + k, e, &mut out);
     }
     assert!(out.is_empty(), "all fit: {}", out.len());
     assert_eq!(policy.len(), 1000);
@@ -276,7 +285,7 @@ fn weighted_sketch_grows_with_the_entries_not_the_weight() {
     let mut policy: Policy<Rc<Fake>> = Policy::weighted(10_000);
     for k in 0..5_000u64 {
         let e = Fake::live();
-        policy.insert(hash(k), 1 + k % 200, e, &mut out);
+        insert(&mut policy, hash(k), 1 + k % 200, e, &mut out);
         for (e, _) in out.drain(..) {
             e.live.set(false);
         }
@@ -295,7 +304,7 @@ fn admitted_against_hotter_victims(frequency: u32, tries: u64) -> usize {
     let mut out = Vec::new();
     for k in 0..capacity {
         let e = Fake::live();
-        policy.insert(hash(k), 1, e, &mut out);
+        insert(&mut policy, hash(k), 1, e, &mut out);
         policy.sketch.add(hash(k), 7);
     }
     assert!(out.is_empty());
@@ -305,7 +314,7 @@ fn admitted_against_hotter_victims(frequency: u32, tries: u64) -> usize {
         policy.sketch.add(h, frequency - 1); // the insertion adds the last one
         let e = Fake::live();
         candidates.push(e.clone());
-        policy.insert(h, 1, e, &mut out);
+        insert(&mut policy, h, 1, e, &mut out);
         for (e, _) in out.drain(..) {
             e.live.set(false);
         }
@@ -334,7 +343,7 @@ fn weighted_full_of_weight_one(capacity: u64) -> (Policy<Rc<Fake>>, Removals) {
     let mut policy: Policy<Rc<Fake>> = Policy::weighted(capacity);
     let mut out = Vec::new();
     for k in 0..capacity {
-        policy.insert(hash(k), 1, Fake::live(), &mut out);
+        insert(&mut policy, hash(k), 1, Fake::live(), &mut out);
     }
     (policy, out)
 }
@@ -348,7 +357,7 @@ fn a_rejected_key_that_returns_soon_is_admitted() {
     let mut out = Vec::new();
     for k in 0..capacity {
         let e = Fake::live();
-        policy.insert(hash(k), 1, e, &mut out);
+        insert(&mut policy, hash(k), 1, e, &mut out);
         policy.sketch.add(hash(k), 7);
     }
     assert!(out.is_empty());
@@ -357,11 +366,11 @@ fn a_rejected_key_that_returns_soon_is_admitted() {
     let mut fresh = 1u64 << 50;
     let mut offer = |policy: &mut Policy<Rc<Fake>>, k: u64| {
         let e = Fake::live();
-        policy.insert(hash(k), 1, e.clone(), &mut out);
+        insert(policy, hash(k), 1, e.clone(), &mut out);
         for _ in 0..policy.window_max() + 1 {
             let other = Fake::live();
             fresh += 1;
-            policy.insert(hash(fresh), 1, other, &mut out);
+            insert(policy, hash(fresh), 1, other, &mut out);
         }
         for (gone, _) in out.drain(..) {
             gone.live.set(false);
@@ -405,11 +414,11 @@ fn a_returning_heavy_key_still_duels_lighter_victims() {
     let mut fresh = 1u64 << 50;
     for round in 0..2 {
         let e = Fake::live();
-        policy.insert(heavy, 8, e.clone(), &mut out);
+        insert(&mut policy, heavy, 8, e.clone(), &mut out);
         for _ in 0..policy.window_max() + 1 {
             let other = Fake::live();
             fresh += 1;
-            policy.insert(hash(fresh), 1, other, &mut out);
+            insert(&mut policy, hash(fresh), 1, other, &mut out);
         }
         let rejected = out
             .iter()
@@ -438,11 +447,11 @@ fn a_heavy_candidate_duels_the_sum_of_its_victims() {
         let h = hash(k);
         policy.sketch.add(h, frequency - 1); // the insertion adds the last one
         let e = Fake::live();
-        policy.insert(h, 4, e.clone(), &mut out);
+        insert(policy, h, 4, e.clone(), &mut out);
         for _ in 0..policy.window_max() + 1 {
             let other = Fake::live();
             fresh += 1;
-            policy.insert(hash(fresh), 1, other, &mut out);
+            insert(policy, hash(fresh), 1, other, &mut out);
         }
         for (gone, _) in out.drain(..) {
             gone.live.set(false);
@@ -473,10 +482,10 @@ fn no_jitter_against_several_victims() {
         let h = hash(1 << 40 | i);
         policy.sketch.add(h, u32::from(JITTER_FROM) + 1);
         let e = Fake::live();
-        policy.insert(h, 4, e.clone(), &mut out);
+        insert(&mut policy, h, 4, e.clone(), &mut out);
         for j in 0..policy.window_max() + 1 {
             let other = Fake::live();
-            policy.insert(hash(1 << 45 | i << 16 | j), 1, other, &mut out);
+            insert(&mut policy, hash(1 << 45 | i << 16 | j), 1, other, &mut out);
         }
         for (gone, _) in out.drain(..) {
             gone.live.set(false);
@@ -564,4 +573,11 @@ fn replay_dumped_traces() {
             );
         }
     }
+}
+
+/// A queue's node of a 16-byte entry (the memo's: its key's hash and its slot) takes half a
+/// cache line: the node keeps no hash of its own (the entry gives it).
+#[test]
+fn a_node_of_a_sixteen_byte_entry_takes_32_bytes() {
+    assert_eq!(std::mem::size_of::<Node<[u64; 2]>>(), 32);
 }

@@ -12,7 +12,7 @@ use equivalent::Equivalent;
 
 use super::entry::EntryPtr;
 use super::prefetch::prefetch_address;
-use super::read::{find, ReadOnly, Table};
+use super::read::{find, find_by, ReadOnly, Table};
 
 /// Go's `dirty`, `misses` and an incremental copy of the read snapshot.
 ///
@@ -174,6 +174,17 @@ impl<K, V> Dirty<K, V> {
         Q: ?Sized + Equivalent<K>,
     {
         self.table.as_ref().and_then(|table| find(table, hash, key))
+    }
+
+    /// The entry of `hash` that `matches` accepts, if the dirty map has one.
+    pub(crate) fn find_by(
+        &self,
+        hash: u64,
+        matches: impl FnMut(&EntryPtr<K, V>) -> bool,
+    ) -> Option<&EntryPtr<K, V>> {
+        self.table
+            .as_ref()
+            .and_then(|table| find_by(table, hash, matches))
     }
 
     /// How many entries the dirty table holds without growing (0 without one).

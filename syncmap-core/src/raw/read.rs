@@ -21,7 +21,18 @@ pub(crate) fn find<'t, K, V, Q>(
 where
     Q: ?Sized + Equivalent<K>,
 {
-    table.find(hash, |entry| key.equivalent(&entry.key))
+    find_by(table, hash, |entry| key.equivalent(&entry.key))
+}
+
+/// Finds the entry of `hash` in `table` that `matches` accepts (it sees only entries whose
+/// stored hash has the same tag as `hash`).
+#[inline]
+pub(crate) fn find_by<K, V>(
+    table: &Table<K, V>,
+    hash: u64,
+    matches: impl FnMut(&EntryPtr<K, V>) -> bool,
+) -> Option<&EntryPtr<K, V>> {
+    table.find(hash, matches)
 }
 
 /// Where the filter's two bit positions come from in a key's hash (six bits each; see
