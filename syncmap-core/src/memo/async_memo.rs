@@ -75,8 +75,7 @@ where
             // after the claim; only the claim's owner stores).
             unsafe { slot.settle(value.clone(), age) };
             if self.bound.is_some() {
-                let weighed = self.bound.as_ref().is_some_and(|bound| bound.weighs());
-                self.admitted(&key, weighed.then_some(&key), slot);
+                self.admitted(&key, self.weighs_entries().then_some(&key), slot);
             } else {
                 self.publish(&key, slot, None);
             }

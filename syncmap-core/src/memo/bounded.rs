@@ -4,8 +4,6 @@
 //! entry's own hit counter ([`Flight::touch`](super::flight::Flight::touch)).
 
 use std::hash::{BuildHasher, Hash};
-
-use crate::Equivalent;
 use std::panic::{RefUnwindSafe, UnwindSafe};
 
 use parking_lot::Mutex;
@@ -15,6 +13,7 @@ use super::slot::SlotRef;
 use super::stats::Counter;
 use super::Memo;
 use crate::policy::{Policy, Removal, Resident};
+use crate::Equivalent;
 
 /// What the policy holds of an entry: its key's hash and its slot, which find it in the map
 /// (the slot compared by identity, so that a newer value for the same key is never deleted
@@ -152,8 +151,8 @@ where
     }
 }
 
-/// No user code runs under a policy's lock (keys are hashed before, and the policy holds none
-/// after), so a panic never leaves a policy half-updated, and the locks do not poison.
+/// No user code runs under a policy's lock (keys are hashed before it is taken, and the policy
+/// holds no keys), so a panic never leaves a policy half-updated, and the locks do not poison.
 impl<K: RefUnwindSafe, V: RefUnwindSafe> RefUnwindSafe for Bound<K, V> {}
 
 /// See the `RefUnwindSafe` implementation.
@@ -169,8 +168,9 @@ where
     /// several callers inserting at once, the cache may hold one more entry per such caller
     /// until they return.
     ///
-    /// `owned` is the key itself for a cache with a weigher ([`Bound::weighs`]), which gets
-    /// it; other caches need only its hash, and the caller makes no copy of the key for them.
+    /// `owned` is the key itself for a cache that weighs its entries
+    /// ([`weighs_entries`](Self::weighs_entries)); other caches need only its hash, and the
+    /// caller makes no copy of the key for them.
     ///
     /// The key's `Hash` and the weigher (user code) run here, before the policy's lock is
     /// taken. If the weigher panics, the entry is removed from the cache (counted as a
@@ -179,16 +179,10 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        if let (Some(_), Some(map)) = (&self.bound, self.cells()) {
-            self.admitted_hashed(map.hasher().hash_one(key), owned, slot);
-        }
-    }
-
-    /// [`admitted`](Self::admitted) for a key of hash `hash` (by the map's hasher).
-    pub(super) fn admitted_hashed(&self, hash: u64, owned: Option<&K>, slot: SlotRef<V>) {
         let (Some(bound), Some(map)) = (&self.bound, self.cells()) else {
             return;
         };
+        let hash = map.hasher().hash_one(key);
         debug_assert_eq!(
             bound.weighs(),
             owned.is_some(),
@@ -244,6 +238,12 @@ where
         if rejected > 0 {
             self.counters.add(Counter::Rejection, rejected);
         }
+    }
+
+    /// Whether this cache weighs its entries, so that a miss hands [`admitted`](Self::admitted)
+    /// the key itself.
+    pub(super) fn weighs_entries(&self) -> bool {
+        self.bound.as_ref().is_some_and(Bound::weighs)
     }
 
     /// The total weight of the entries the eviction policy holds; `None` for an unbounded

@@ -145,7 +145,7 @@ where
             key,
             || {
                 let owned = make_key();
-                if self.bound.as_ref().is_some_and(|bound| bound.weighs()) {
+                if self.weighs_entries() {
                     policy_key = Some(owned.clone());
                 }
                 #[cfg(feature = "redis")]

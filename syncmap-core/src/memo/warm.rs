@@ -302,13 +302,10 @@ where
                 },
                 |_| true,
             );
-            let weighed = self.bound.as_ref().is_some_and(|bound| bound.weighs());
-            let policy_key = weighed.then(|| key.clone());
-            let hash = (self.bound.is_some())
-                .then(|| std::hash::BuildHasher::hash_one(map.hasher(), &key));
+            let policy_key = self.bound.is_some().then(|| key.clone());
             let (slot, existed) = map.load_or_store_with(key, || slot);
-            if let (false, Some(hash)) = (existed, hash) {
-                self.admitted_hashed(hash, policy_key.as_ref(), slot);
+            if let (false, Some(key)) = (existed, policy_key) {
+                self.admitted(&key, self.weighs_entries().then_some(&key), slot);
             }
             inserted += usize::from(!existed);
         }
