@@ -956,9 +956,7 @@ where
         let shard = self.shard(hash);
         let guard = sync::enter(&self.collector);
         let read = shard.snapshot(&guard);
-        let holds_old =
-            |entry: &EntryPtr<K, V>| entry.load(&guard).is_some_and(|value| value == old);
-        if let Some(entry) = find_by(&read.table, hash, holds_old) {
+        if let Some(entry) = find_by(&read.table, hash, |entry| entry.holds(old, &guard)) {
             return entry.compare_and_delete(old, &guard, Unlink::Staying, |delta| {
                 self.count(delta, &guard)
             });

@@ -12,7 +12,7 @@ use equivalent::Equivalent;
 
 use super::entry::EntryPtr;
 use super::prefetch::prefetch_address;
-use super::read::{find, find_by, ReadOnly, Table};
+use super::read::{find_by, ReadOnly, Table};
 
 /// Go's `dirty`, `misses` and an incremental copy of the read snapshot.
 ///
@@ -173,7 +173,7 @@ impl<K, V> Dirty<K, V> {
     where
         Q: ?Sized + Equivalent<K>,
     {
-        self.table.as_ref().and_then(|table| find(table, hash, key))
+        self.find_by(hash, |entry| key.equivalent(&entry.key))
     }
 
     /// The entry of `hash` that `matches` accepts, if the dirty map has one.

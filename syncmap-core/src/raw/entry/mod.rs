@@ -243,6 +243,15 @@ impl<K, V> Entry<K, V> {
         }
     }
 
+    /// Whether the current value is `value` (by `PartialEq`: identity for the memo's cells).
+    #[inline]
+    pub(crate) fn holds(&self, value: &V, guard: &Guard<'_>) -> bool
+    where
+        V: PartialEq,
+    {
+        self.load(guard).is_some_and(|current| current == value)
+    }
+
     /// Whether the entry is expunged.
     pub(crate) fn is_expunged(&self) -> bool {
         self.value.load(Ordering::Acquire) == expunged()
