@@ -13,8 +13,8 @@
 //!   then loads its snapshot pointer without waiting for the hash to choose a shard: hits as
 //!   fast as the unsharded map's (LoadMostlyHits, 1,024 keys: 1.04-1.07x the time of
 //!   9b89db1, where a map split from the start takes 1.11-1.18x; 30 alternated runs). The map splits, once, into all its shards when shard 0 promotes
-//!   [`SPLIT_AT_LEN`] keys or more, or a thread has found its lock held
-//!   [`SPLIT_AFTER_CONTENDED`] times: under shard 0's lock, right after promoting it, its snapshot's entries are distributed
+//!   [`SPLIT_AT_LEN`](locked::SPLIT_AT_LEN) keys or more, or a thread has found its lock held
+//!   [`SPLIT_AFTER_CONTENDED`](locked::SPLIT_AFTER_CONTENDED) times: under shard 0's lock, right after promoting it, its snapshot's entries are distributed
 //!   into new snapshots of their shards (entries do not move, only pointers to them), and the
 //!   shard mask is published between the other shards' snapshots and shard 0's. A thread that
 //!   chose shard 0 before the split and misses there checks the mask again before answering
@@ -130,9 +130,8 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
-/// Values whose `PartialEq` compares identities (pointers) and runs no user code, so that
-/// [`SyncMap::compare_and_remove`] may compare them under the map's lock.
-pub(crate) trait IdentityEq: PartialEq {}
+pub(crate) use runtime::IdentityEq;
+use shards::default_shards;
 
 /// A concurrent map with the read/dirty design of Go's `sync.Map`, typed.
 ///
@@ -353,36 +352,6 @@ impl<K, V, S> SyncMap<K, V, S> {
         }
     }
 
-    /// The shard with this index, in the map's shards chosen by `mask` (`index <= mask`).
-    #[inline]
-    fn shard_at(&self, index: usize, mask: usize) -> ShardRef<'_, K, V> {
-        ShardRef {
-            read_ptr: &self.read_ptrs[index],
-            shards: &self.shards,
-            index,
-            mask,
-        }
-    }
-
-    /// The number of shards in use: 1 until the map splits. For tests and measurements.
-    #[doc(hidden)]
-    pub fn shards_in_use(&self) -> usize {
-        self.shard_mask.load(Ordering::Acquire) + 1
-    }
-
-    /// The shard mask of the map once split: every shard in use.
-    #[inline]
-    fn split_mask(&self) -> usize {
-        self.shards.count() - 1
-    }
-
-    /// Whether the map split after `shard` was chosen, so that the key sought may have moved
-    /// from it. Callers check this before answering that a key is absent.
-    #[inline]
-    fn resharded(&self, shard: ShardRef<'_, K, V>) -> bool {
-        self.shard_mask.load(Ordering::Acquire) != shard.mask
-    }
-
     /// The number of entries.
     ///
     /// Exact when no writer runs concurrently; otherwise some value the count had during the call
@@ -416,33 +385,6 @@ impl<K, V, S> SyncMap<K, V, S> {
     }
 }
 
-/// The number of shards a map made by [`SyncMap::new`] or [`SyncMap::with_hasher`] splits into
-/// (see "One shard until it pays to split" in the module documentation): all of them, 64.
-/// Shards past the first are allocated only when the map splits, so a map that never splits
-/// pays for one; once split, two threads inserting new keys meet on one lock a 64th of the
-/// time. With 16 instead of 4 (this machine's default before, twice its threads), at 2
-/// threads: RapidGrow 1.26x the throughput, LoadOrStoreBalanced and LoadOrStoreUnique 0.77x
-/// and 0.89x the time (`conc_map`, `go_workloads`, 6 alternated full runs); 64 instead of 16,
-/// RapidGrow 1.2-1.3x again ([`MAX_SHARDS`]; docs/performance-notes.md).
-fn default_shards() -> usize {
-    MAX_SHARDS
-}
-
-/// A promotion needs misses reaching the dirty map's length divided by this (Go: 1); see
-/// "Promotion on fewer misses" in the module documentation for the measurements.
-const MISS_DIVISOR: usize = 2;
-/// ... and at least this many misses, so that small maps do not promote every few operations.
-const MIN_PROMOTION_MISSES: usize = 64;
-
-/// A map with one shard in use splits when that shard promotes a dirty map of this many keys or
-/// more (5,504 for a map that only grows): a promotion's copy then takes the whole map, while a
-/// map of 1,024 keys (Go's LoadMostlyHits) keeps the faster hits of one shard...
-const SPLIT_AT_LEN: usize = 4096;
-/// ... or once a thread has found its lock held this many times: two threads that insert
-/// new keys at once meet on it within microseconds, while a map that only takes the lock for
-/// an occasional new key may never split.
-const SPLIT_AFTER_CONTENDED: usize = 8;
-
 impl<K, V, S> SyncMap<K, V, S>
 where
     K: Hash + Eq,
@@ -451,29 +393,6 @@ where
     #[inline]
     fn hash<Q: ?Sized + Hash>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
-    }
-
-    /// The index of the shard that holds `key` (`0..` the number of shards), for tests that
-    /// place keys in chosen shards.
-    #[doc(hidden)]
-    pub fn shard_of<Q: ?Sized + Hash>(&self, key: &Q) -> usize {
-        shard::index(self.hash(key), self.shard_mask.load(Ordering::Acquire))
-    }
-
-    /// The shard that holds the keys with this hash.
-    #[inline]
-    fn shard(&self, hash: u64) -> ShardRef<'_, K, V> {
-        let mask = self.shard_mask.load(Ordering::Acquire);
-        if mask == 0 {
-            // One shard: its snapshot pointer is loaded without waiting for the hash.
-            self.shard_at(0, 0)
-        } else {
-            // Without this barrier the compiler sees that the index is 0 when the mask is, and
-            // merges the branches into the split map's index computation, which makes every
-            // lookup's snapshot load wait for the hash again (9% of a `load` hit, issue 16).
-            shard::keep_branch();
-            self.shard_at(shard::index(hash, mask), mask)
-        }
     }
 
     /// Finds the entry for `key`: lock-free in the snapshot, then under the lock when the
@@ -822,51 +741,6 @@ where
         self.delete_with(key, |old| old.cloned())
     }
 
-    /// Deletes `key`; returns whether it had a value (the memo's `invalidate`, which needs no
-    /// clone of it).
-    pub(crate) fn delete_reporting<Q>(&self, key: &Q) -> bool
-    where
-        Q: ?Sized + Hash + Equivalent<K>,
-    {
-        self.delete_with(key, |old| old.is_some())
-    }
-
-    /// Deletes `key`'s value if it is the very value `old` refers to (compared by address, so
-    /// without `PartialEq`); returns whether it did. `old` must have been read from this map
-    /// under a guard that the caller still holds (inside [`range`](Self::range)'s callback),
-    /// so that its memory cannot have been reused for a newer value.
-    pub(crate) fn compare_and_delete_same<Q>(&self, key: &Q, old: &V) -> bool
-    where
-        Q: ?Sized + Hash + Equivalent<K>,
-    {
-        let guard = sync::enter(&self.collector);
-        self.with_entry(key, &guard, |entry| {
-            entry.delete_if(
-                |current| std::ptr::eq(current, old),
-                &guard,
-                Unlink::Staying,
-                |delta| self.count(delta, &guard),
-            )
-        })
-        .unwrap_or(false)
-    }
-
-    /// Asks for the memory an insertion of a key will probe under the lock (the start of its
-    /// probe in the dirty table, as `load_or_store` does before its lock-free lookup), for a
-    /// caller that knows it will insert the key a while later (a memo miss, before its
-    /// computation): in a large map that probe is a cache miss, and the time between hides it.
-    /// `hash` is the key's hash by [`hasher`](Self::hasher). Only a hint: no effect on the map.
-    #[inline]
-    pub(crate) fn prefetch_insert(&self, hash: u64) {
-        self.shard(hash).probe_hint.prefetch::<K, V>(hash);
-    }
-
-    /// The map's collector, for a caller that holds a lock of its own across calls to the map
-    /// and must hold back the reclamation passes (the destructors) meanwhile.
-    pub(crate) fn collector(&self) -> &Collector {
-        &self.collector
-    }
-
     /// Deletes `key` (Go's `Delete`).
     ///
     /// ```
@@ -938,35 +812,6 @@ where
         .unwrap_or(false)
     }
 
-    /// [`compare_and_delete`](Self::compare_and_delete) for values compared by identity, which
-    /// also takes an entry that only the dirty map has out of it at once, under the lock
-    /// (as [`delete`](Self::delete) does), instead of leaving it there deleted: such an entry
-    /// would be promoted into the next snapshot as a deleted entry, copied (expunged) by the
-    /// next dirty map's copy, and leave only at the promotion after that. A bounded memo deletes
-    /// this way what its policy evicts, mostly keys it rejects a few hundred misses after
-    /// inserting them, which are not promoted yet.
-    ///
-    /// The entry is found by `hash` (the key's, by [`hasher`](Self::hasher)) and its value
-    /// alone, so the caller needs no copy of the key, and no user code runs: [`IdentityEq`]
-    /// values compare by identity. A value other than `old` is never deleted, whatever its key.
-    pub(crate) fn compare_and_remove(&self, hash: u64, old: &V) -> bool
-    where
-        V: IdentityEq,
-    {
-        let shard = self.shard(hash);
-        let guard = sync::enter(&self.collector);
-        let read = shard.snapshot(&guard);
-        if let Some(entry) = find_by(&read.table, hash, |entry| entry.holds(old, &guard)) {
-            return entry.compare_and_delete(old, &guard, Unlink::Staying, |delta| {
-                self.count(delta, &guard)
-            });
-        }
-        if !read.may_be_dirty(hash) && !self.resharded(shard) {
-            return false;
-        }
-        self.compare_and_remove_locked(shard, hash, old, read, &guard)
-    }
-
     /// Calls `f` for each key and value; stops when `f` returns `false` (Go's `Range`).
     ///
     /// **Not a snapshot**: each key is visited at most once; a key stored or deleted during the
@@ -1035,208 +880,11 @@ where
         let guard = sync::enter(&self.collector);
         self.for_each_shard_in_use(|shard| self.clear_shard(shard, &guard));
     }
-
-    /// Calls `f` with each shard in use, in order. If the map split meanwhile, shard 0 may have
-    /// been handled before its keys moved to the other shards: then `f` is called again with
-    /// every shard (at most once more, the map splits once).
-    fn for_each_shard_in_use(&self, mut f: impl FnMut(ShardRef<'_, K, V>)) {
-        loop {
-            let mask = self.shard_mask.load(Ordering::Acquire);
-            for index in 0..=mask {
-                f(self.shard_at(index, mask));
-            }
-            if self.shard_mask.load(Ordering::Acquire) == mask {
-                return;
-            }
-        }
-    }
-
-    /// Removes every entry of one shard, under its lock.
-    fn clear_shard(&self, shard: ShardRef<'_, K, V>, guard: &Guard<'_>) {
-        let read = shard.snapshot(guard);
-        if read.table.is_empty() && !read.amended() {
-            return; // already empty, as Go checks
-        }
-        let mut dirty = sync::lock(&shard.get().dirty, &self.collector, guard);
-        let read = shard.snapshot(guard);
-        if read.table.is_empty() {
-            // Only dirty-only keys: no new snapshot needed, and the dirty table is reused.
-            for entry in dirty.entries() {
-                self.count(entry.expunge_locked(guard), guard);
-                // SAFETY: the entry is only in the dirty table, which is emptied below before
-                // the lock is released, so threads that take the lock later cannot reach it.
-                // Retiring under the lock runs no destructor.
-                unsafe { entry.retire(guard) };
-            }
-            dirty.clear_keeping_capacity(read);
-        } else {
-            let dead = self.detach_all_locked(shard, &dirty, guard);
-            let dead_birth = dead
-                .iter()
-                .map(|entry| entry.birth())
-                .fold(u64::MAX, u64::min);
-            dirty.reset();
-            shard.publish_empty_locked(&self.empty, dead, dead_birth, guard);
-        }
-    }
-}
-
-/// A panic in user code (a closure, `Hash`, `Eq`, `PartialEq`, `Clone`) leaves the map consistent,
-/// and its lock does not poison, so the map may be used across `catch_unwind`.
-///
-/// ```
-/// use syncmap_core::SyncMap;
-///
-/// let map = SyncMap::new();
-/// map.store(1, 1);
-/// let caught = std::panic::catch_unwind(|| map.load_with(&1, |_| panic!("in a closure")));
-/// assert!(caught.is_err());
-/// assert_eq!(map.load(&1), Some(1));
-/// ```
-impl<K, V, S> std::panic::RefUnwindSafe for SyncMap<K, V, S>
-where
-    K: std::panic::RefUnwindSafe,
-    V: std::panic::RefUnwindSafe,
-    S: std::panic::RefUnwindSafe,
-{
-}
-
-/// See the `RefUnwindSafe` implementation.
-impl<K, V, S> std::panic::UnwindSafe for SyncMap<K, V, S>
-where
-    K: std::panic::UnwindSafe,
-    V: std::panic::UnwindSafe,
-    S: std::panic::UnwindSafe,
-{
-}
-
-impl<K, V, S> Drop for SyncMap<K, V, S> {
-    fn drop(&mut self) {
-        // Their values are retired to the collector, which drops them when it is dropped, right
-        // after this (it is the last field). No pass runs meanwhile (a destructor that panicked
-        // there would stop the detaching).
-        sync::hold_reclamation(&self.collector);
-        let mut all = Vec::new();
-        for i in 0..self.shards.allocated() {
-            let dirty = std::mem::take(self.shards.get_mut(i).dirty.get_mut());
-            let shard = self.shard_at(i, self.split_mask());
-            all.extend(self.detach_all_locked(shard, &dirty, &sync::enter(&self.collector)));
-        }
-        // Every entry is freed even if a key's or value's `Drop` panics (then resumed, after
-        // which the collector, dropped by the unwind, still frees everything retired).
-        let mut panics = crate::raw::unwind::Panics::default();
-        for entry in all {
-            // SAFETY: `&mut self`: no other thread can reach the map; `detach_all_locked`
-            // returns each entry once.
-            panics.run(|| unsafe { entry.free() });
-        }
-        sync::release_reclamation(&self.collector);
-        panics.resume();
-    }
-}
-
-impl<K, V, S: Default> Default for SyncMap<K, V, S> {
-    /// An empty map with the hasher's default; see [`SyncMap::new`].
-    fn default() -> Self {
-        Self::with_hasher(S::default())
-    }
-}
-
-/// Prints like `HashMap`: `{k1: v1, k2: v2}` (visits entries with [`SyncMap::range`]).
-///
-/// ```
-/// use syncmap_core::SyncMap;
-///
-/// let map = SyncMap::new();
-/// map.store("a", 1);
-/// assert_eq!(format!("{map:?}"), r#"{"a": 1}"#);
-/// ```
-impl<K, V, S> fmt::Debug for SyncMap<K, V, S>
-where
-    K: Hash + Eq + fmt::Debug,
-    V: fmt::Debug,
-    S: BuildHasher,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = f.debug_map();
-        self.range(|k, v| {
-            out.entry(k, v);
-            true
-        });
-        out.finish()
-    }
-}
-
-/// Collects pairs; a later pair for the same key replaces the earlier one.
-///
-/// ```
-/// use syncmap_core::SyncMap;
-///
-/// let map: SyncMap<&str, i32> = [("a", 1), ("a", 2)].into_iter().collect();
-/// assert_eq!(map.load("a"), Some(2));
-/// ```
-impl<K, V, S> FromIterator<(K, V)> for SyncMap<K, V, S>
-where
-    K: Hash + Eq,
-    S: BuildHasher + Default,
-{
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let map = Self::with_hasher(S::default());
-        map.extend_shared(iter);
-        map
-    }
-}
-
-impl<K, V, S> SyncMap<K, V, S>
-where
-    K: Hash + Eq,
-    S: BuildHasher,
-{
-    fn extend_shared<I: IntoIterator<Item = (K, V)>>(&self, iter: I) {
-        for (key, value) in iter {
-            self.store(key, value);
-        }
-    }
-}
-
-/// Stores every pair, as [`SyncMap::store`] does.
-///
-/// ```
-/// use syncmap_core::SyncMap;
-///
-/// let mut map = SyncMap::new();
-/// map.extend([(1, "a"), (2, "b")]);
-/// assert_eq!(map.len(), 2);
-/// ```
-impl<K, V, S> Extend<(K, V)> for SyncMap<K, V, S>
-where
-    K: Hash + Eq,
-    S: BuildHasher,
-{
-    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        self.extend_shared(iter);
-    }
-}
-
-/// Stores every pair through a shared reference, so several threads can extend one map.
-///
-/// ```
-/// use syncmap_core::SyncMap;
-///
-/// let map = SyncMap::new();
-/// (&map).extend([(1, "a")]);
-/// assert_eq!(map.load(&1), Some("a"));
-/// ```
-impl<K, V, S> Extend<(K, V)> for &SyncMap<K, V, S>
-where
-    K: Hash + Eq,
-    S: BuildHasher,
-{
-    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        self.extend_shared(iter);
-    }
 }
 
 mod locked;
+mod runtime;
+mod shards;
 #[cfg(test)]
 mod tests;
+mod traits;

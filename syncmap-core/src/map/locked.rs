@@ -3,7 +3,51 @@
 
 use super::*;
 
+/// A promotion needs misses reaching the dirty map's length divided by this (Go: 1); see
+/// "Promotion on fewer misses" in the module documentation for the measurements.
+pub(super) const MISS_DIVISOR: usize = 2;
+/// ... and at least this many misses, so that small maps do not promote every few operations.
+pub(super) const MIN_PROMOTION_MISSES: usize = 64;
+
+/// A map with one shard in use splits when that shard promotes a dirty map of this many keys or
+/// more (5,504 for a map that only grows): a promotion's copy then takes the whole map, while a
+/// map of 1,024 keys (Go's LoadMostlyHits) keeps the faster hits of one shard...
+pub(super) const SPLIT_AT_LEN: usize = 4096;
+/// ... or once a thread has found its lock held this many times: two threads that insert
+/// new keys at once meet on it within microseconds, while a map that only takes the lock for
+/// an occasional new key may never split.
+pub(super) const SPLIT_AFTER_CONTENDED: usize = 8;
+
 impl<K, V, S> SyncMap<K, V, S> {
+    /// Removes every entry of one shard, under its lock.
+    pub(super) fn clear_shard(&self, shard: ShardRef<'_, K, V>, guard: &Guard<'_>) {
+        let read = shard.snapshot(guard);
+        if read.table.is_empty() && !read.amended() {
+            return; // already empty, as Go checks
+        }
+        let mut dirty = sync::lock(&shard.get().dirty, &self.collector, guard);
+        let read = shard.snapshot(guard);
+        if read.table.is_empty() {
+            // Only dirty-only keys: no new snapshot needed, and the dirty table is reused.
+            for entry in dirty.entries() {
+                self.count(entry.expunge_locked(guard), guard);
+                // SAFETY: the entry is only in the dirty table, which is emptied below before
+                // the lock is released, so threads that take the lock later cannot reach it.
+                // Retiring under the lock runs no destructor.
+                unsafe { entry.retire(guard) };
+            }
+            dirty.clear_keeping_capacity(read);
+        } else {
+            let dead = self.detach_all_locked(shard, &dirty, guard);
+            let dead_birth = dead
+                .iter()
+                .map(|entry| entry.birth())
+                .fold(u64::MAX, u64::min);
+            dirty.reset();
+            shard.publish_empty_locked(&self.empty, dead, dead_birth, guard);
+        }
+    }
+
     /// Expunges every entry of `shard` and returns them, each once. Caller holds the shard's
     /// dirty lock and takes the entries out of the map.
     pub(super) fn detach_all_locked(

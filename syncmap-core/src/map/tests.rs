@@ -1,5 +1,6 @@
 //! Unit tests of `SyncMap` that look at its internals (shards, snapshots, the filter).
 
+use super::locked::{SPLIT_AFTER_CONTENDED, SPLIT_AT_LEN};
 use super::*;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
