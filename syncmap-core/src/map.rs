@@ -294,7 +294,7 @@ impl<K, V, S> SyncMap<K, V, S> {
     }
 
     /// Creates an empty map with `shards` read/dirty shards from the start (rounded up to a
-    /// power of two, at most 16), which never splits. For tests and measurements; the default
+    /// power of two, at most 64), which never splits. For tests and measurements; the default
     /// suits the machine.
     #[doc(hidden)]
     pub fn with_shards_and_hasher(shards: usize, hasher: S) -> Self {
@@ -305,7 +305,7 @@ impl<K, V, S> SyncMap<K, V, S> {
     }
 
     /// Creates an empty map with one shard in use, which splits into `shards` (rounded up to a
-    /// power of two, at most 16) when its lock is contended or it grows, as the maps of
+    /// power of two, at most 64) when its lock is contended or it grows, as the maps of
     /// [`new`](SyncMap::new) do, or when [`split`](Self::split) is called. For tests.
     #[doc(hidden)]
     pub fn splitting_into_shards_with_hasher(shards: usize, hasher: S) -> Self {
