@@ -4,7 +4,7 @@
 use super::*;
 
 /// A promotion needs misses reaching the dirty map's length divided by this (Go: 1); see
-/// "Promotion on fewer misses" in the module documentation for the measurements.
+/// "Promotion on fewer misses" in the documentation of `map.rs` for the measurements.
 pub(super) const MISS_DIVISOR: usize = 2;
 /// ... and at least this many misses, so that small maps do not promote every few operations.
 pub(super) const MIN_PROMOTION_MISSES: usize = 64;
@@ -182,7 +182,7 @@ where
 
     /// Go's `missLocked`: counts a locked lookup and promotes the shard's dirty map once misses
     /// reach half of its length (at least [`MIN_PROMOTION_MISSES`]) and its copy is finished;
-    /// see "Promotion on fewer misses" in the module documentation.
+    /// see "Promotion on fewer misses" in the documentation of `map.rs`.
     ///
     /// Unlike Go, it does not promote a dirty map that holds no key the snapshot lacks: that
     /// promotion would only drop deleted keys, and paying a new snapshot and a new copy for it
