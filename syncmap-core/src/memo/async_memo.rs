@@ -57,8 +57,9 @@ where
         let token = flight::next_token();
         let slot = match self.claim_or_join(&key, token).await {
             Ok(slot) => slot,
-            Err(value) => {
-                self.counters.bump(Counter::Wait);
+            Err((value, hit)) => {
+                self.counters
+                    .bump(if hit { Counter::Hit } else { Counter::Wait });
                 return value;
             }
         };
@@ -114,17 +115,19 @@ where
 
     /// Finds the key's cell and either claims its computation (`Ok`) or returns a value: a
     /// cached one, or the one computed by the caller it waited for.
-    async fn claim_or_join(&'static self, key: &K, token: u64) -> Result<SlotRef<V>, V>
+    async fn claim_or_join(&'static self, key: &K, token: u64) -> Result<SlotRef<V>, (V, bool)>
     where
         K: Clone,
     {
         loop {
             match self.flight_for(key, || key.clone(), true) {
                 FlightOrValue::Cell(slot) => match self.claim_or_wait(&slot, token).await {
-                    Some(claimed) => return claimed,
+                    Some(claimed) => return claimed.map_err(|value| (value, false)),
                     None => continue,
                 },
-                FlightOrValue::Stored(value) => return Err(value),
+                FlightOrValue::Stored(value) => return Err((value, false)),
+                // A hit in a bounded cache's window: counted as one, not as a wait.
+                FlightOrValue::Hit(value) => return Err((value, true)),
                 // Not given to a caller that asks for a cell; ended (as abandoned) if it were.
                 FlightOrValue::Owned(flight) => drop(flight),
                 // Claimed for a thread: given only to synchronous callers (`flight_for`).

@@ -1,18 +1,21 @@
-//! The bound of a `Memo` with a capacity: the eviction [`Policy`], split by key hash into
-//! independent shards of the capacity for large caches, each under a mutex taken on the miss
-//! path only, after the computing caller has stored its value. Hits never see it; they bump the
-//! entry's own hit counter ([`Flight::touch`](super::flight::Flight::touch)).
+//! The bound of a `Memo` with a capacity: the eviction [`Policy`] and its window
+//! (`window.rs`), split by key hash into independent shards of the capacity for large caches,
+//! each under a mutex taken on the miss path (to find or put the key's cell in the window, then
+//! to hand the stored value to the policy), and by hits of the keys still in the window. Hits
+//! of the map never see it; they bump the entry's own hit counter
+//! ([`Flight::touch`](super::flight::Flight::touch)).
 
 use std::hash::{BuildHasher, Hash};
 use std::panic::{RefUnwindSafe, UnwindSafe};
 
-use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use super::slot::SlotRef;
 use super::stats::Counter;
+use super::window::{Left, Window};
 use super::Memo;
 use crate::policy::{Policy, Removal, Resident};
+use crate::raw::sync::{self, Collector, Locked, Mutex};
 use crate::Equivalent;
 
 /// What the policy holds of an entry: its key's hash and its slot, which find it in the map
@@ -41,24 +44,32 @@ impl<V> Resident for Tracked<V> {
 /// Weighs an entry (`#[memoize(weigher = f)]`, [`MemoBuilder::weigher`](super::MemoBuilder::weigher)).
 pub(super) type Weigher<K, V> = fn(&K, &V) -> u64;
 
-/// What [`Policy::insert`] hands back: the entries to remove, and why. A miss evicts at most a
+/// What [`Policy::admit_candidate`] hands back: the entries to remove, and why. A miss evicts at most a
 /// few (the rejected candidate or the victims it displaced, and entries already gone that the
 /// policy met), so the list lives on the caller's stack.
 type Removals<V> = SmallVec<[(Tracked<V>, Removal); 4]>;
 
 /// A cache with a capacity of at least this many entries per shard splits its policy (see
 /// [`Bound`]). Below it, splitting buys little (a small policy is quick to update) and each
-/// shard's share of the hot keys would vary more with the hash; shards of 1,024 entries were
-/// no faster at 10,000 entries (`docs/performance-notes.md`).
-const MIN_SHARD_CAPACITY: u64 = 2048;
+/// shard's share of the hot keys would vary more with the hash. Since the window moved beside
+/// the policy (a miss takes its shard's lock twice), 1,024 ran zipf bounded at 2 threads in
+/// 0.88x the time of 2,048, and 512 in 0.95x that of 1,024, the hit ratios unchanged
+/// (`docs/performance-notes.md`); 1,024 keeps caches of a few thousand entries in one or two.
+const MIN_SHARD_CAPACITY: u64 = 1024;
 
 /// The most shards a bounded cache's policy takes.
 const MAX_SHARDS: u64 = 16;
 
-/// One shard's policy, on cache lines of its own: the threads inserting into two shards do not
+/// One shard of the bound: its policy (the main space) and its window (`window.rs`).
+pub(super) struct Shard<K, V> {
+    pub(super) policy: Policy<Tracked<V>>,
+    pub(super) window: Window<K, V>,
+}
+
+/// One shard, on cache lines of its own: the threads inserting into two shards do not
 /// invalidate each other's lines.
 #[repr(align(128))]
-struct PolicyShard<V>(Mutex<Policy<Tracked<V>>>);
+struct PolicyShard<K, V>(Mutex<Shard<K, V>>);
 
 /// The policy of a bounded cache.
 ///
@@ -71,7 +82,7 @@ struct PolicyShard<V>(Mutex<Policy<Tracked<V>>>);
 /// one policy (the hit-ratio bench, `docs/performance-notes.md`). A cache bounded by weight
 /// keeps one policy: an entry may weigh up to the whole `max_weight`.
 pub(super) struct Bound<K, V> {
-    shards: Box<[PolicyShard<V>]>,
+    shards: Box<[PolicyShard<K, V>]>,
     /// Each entry weighs 1 without it.
     weigher: Option<Weigher<K, V>>,
 }
@@ -80,15 +91,21 @@ impl<K, V> Bound<K, V> {
     /// A bound of `max` in total weight: `capacity` entries, or `max_weight` as weighed by
     /// `weigher` (each entry weighs 1 without one).
     pub(super) fn new(max: u64, weigher: Option<Weigher<K, V>>) -> Bound<K, V> {
+        let shard = |policy| {
+            PolicyShard(Mutex::new(Shard {
+                policy,
+                window: Window::new(),
+            }))
+        };
         let shards = match weigher {
-            Some(_) => vec![PolicyShard(Mutex::new(Policy::weighted(max)))],
+            Some(_) => vec![shard(Policy::weighted(max))],
             None => {
                 let count = shard_count(max);
                 // The remainder goes to the first shards: the capacities add up to `max`.
                 (0..count)
                     .map(|i| max / count + u64::from(i < max % count))
                     .map(|capacity| Policy::new(capacity).one_of(count))
-                    .map(|policy| PolicyShard(Mutex::new(policy)))
+                    .map(shard)
                     .collect()
             }
         };
@@ -108,9 +125,36 @@ impl<K, V> Bound<K, V> {
     /// index by them: the ghost's slot comes from bits below 47 (with bits 40..42 it filled
     /// a quarter of its slots, and the shifting trace lost half a point), the sketch mixes
     /// every bit.
-    fn shard(&self, hash: u64) -> &Mutex<Policy<Tracked<V>>> {
+    fn shard(&self, hash: u64) -> &Mutex<Shard<K, V>> {
         let index = (hash >> 60) as usize & (self.shards.len() - 1);
         &self.shards[index].0
+    }
+
+    /// Calls `f` with each shard, locked in turn (holding back the map's reclamation passes).
+    pub(super) fn each_locked(&self, collector: &Collector, mut f: impl FnMut(&mut Shard<K, V>)) {
+        for shard in self.shards.iter() {
+            let guard = sync::enter(collector);
+            f(&mut sync::lock(&shard.0, collector, &guard));
+        }
+    }
+
+    /// Locks every shard, in order (no other path holds two): while they are held, the map of
+    /// a bounded cache gains and loses entries only by invalidation.
+    pub(super) fn lock_all<'a>(&'a self, collector: &'a Collector) -> Vec<Locked<'a, Shard<K, V>>> {
+        let guard = sync::enter(collector);
+        let lock = |shard: &'a PolicyShard<K, V>| sync::lock(&shard.0, collector, &guard);
+        self.shards.iter().map(lock).collect()
+    }
+
+    /// Locks the shard of the key of `hash`, holding back the reclamation passes of the map
+    /// (whose collector is `collector`) until it is unlocked: no destructor runs under it.
+    pub(super) fn lock<'a>(
+        &'a self,
+        hash: u64,
+        collector: &'a Collector,
+    ) -> Locked<'a, Shard<K, V>> {
+        let guard = sync::enter(collector);
+        sync::lock(self.shard(hash), collector, &guard)
     }
 }
 
@@ -143,16 +187,17 @@ where
 {
     fn drop(&mut self) {
         self.slot.mark_gone();
-        let removed =
-            (self.memo.cells()).is_some_and(|map| map.compare_and_remove(self.hash, self.slot));
-        if removed {
+        // Still in the window: a cell enters the map only once the policy admitted it.
+        if self.memo.remove_from_window(self.hash, self.slot) {
             self.memo.counters.add(Counter::Rejection, 1);
         }
     }
 }
 
-/// No user code runs under a policy's lock (keys are hashed before it is taken, and the policy
-/// holds no keys), so a panic never leaves a policy half-updated, and the locks do not poison.
+/// No user code runs under a shard's lock but the keys' `Eq` and `Clone` (the window's lookups
+/// and copies, which change nothing): keys are hashed before it is taken, and what leaves the
+/// shard is dropped after. So a panic never leaves a policy or a window half-updated, and the
+/// locks do not poison.
 impl<K: RefUnwindSafe, V: RefUnwindSafe> RefUnwindSafe for Bound<K, V> {}
 
 /// See the `RefUnwindSafe` implementation.
@@ -202,36 +247,70 @@ where
             }
             _ => 1,
         };
-        let mut out = Removals::new();
-        {
-            let shard = bound.shard(hash);
-            // A bounded spin before sleeping: an update lasts a few hundred nanoseconds.
-            let mut policy = shard
-                .try_lock()
-                .unwrap_or_else(|| crate::raw::spin::lock_after_spinning(shard));
-            policy.insert(weight, Tracked { hash, slot }, &mut out);
-            if policy.wants_sample() {
-                let stats = self.counters.snapshot(0);
-                policy.observe(stats.hits + stats.waits, stats.misses);
-            }
-        }
+        let (mut out, mut left) = (Removals::new(), SmallVec::<[Left<K, V>; 2]>::new());
         let (mut evicted, mut rejected) = (0, 0);
-        // If a value's `Drop` panics here (an evicted slot's last handle drops its value), the
-        // rest of the list is dropped with it.
-        for (tracked, why) in out {
-            if why == Removal::Gone {
-                continue;
-            }
-            tracked.slot.mark_gone();
-            // Most of these are keys rejected soon after their insertion, still only in the
-            // map's dirty table: `compare_and_remove` takes them out of it at once.
-            if map.compare_and_remove(tracked.hash, &tracked.slot) {
+        // Takes out of the map what the policy evicted (the map retires it: nothing is
+        // dropped, and the lock holds back the passes that would drop it).
+        let mut remove = |removals: &[(Tracked<V>, Removal)]| {
+            for (tracked, why) in removals {
+                tracked.slot.mark_gone();
                 match why {
+                    Removal::Gone => {}
+                    // A candidate: never in the map.
                     Removal::Rejected => rejected += 1,
-                    _ => evicted += 1,
+                    Removal::Evicted => {
+                        if map.compare_and_remove(tracked.hash, &tracked.slot) {
+                            evicted += 1;
+                        }
+                    }
                 }
             }
+        };
+        {
+            let mut shard = bound.lock(hash, map.collector());
+            let shard = &mut *shard;
+            // Invalidated during its computation: the invalidation took it out.
+            if !shard.window.settle(hash, &slot, weight) {
+                return;
+            }
+            while shard.window.weight() > shard.policy.window_max() {
+                let Some((hash, (key, slot), weight)) = shard.window.pop_candidate() else {
+                    break;
+                };
+                let tracked = Tracked {
+                    hash,
+                    slot: slot.clone(),
+                };
+                let seen = out.len();
+                let admitted = shard.policy.admit_candidate(weight, tracked, &mut out);
+                // Its victims leave the map before it enters, so that the map never holds
+                // more than the bound but for the values of callers inserting at that instant.
+                remove(&out[seen..]);
+                if !admitted {
+                    left.push((key, slot));
+                    continue;
+                }
+                // Into the map before it leaves the window's lock (the window's invariants).
+                let (stored, key, unused) = map.store_new_hashed(hash, key, slot.clone());
+                if !stored {
+                    // The key has a cell in the map already (the window's invariants rule it
+                    // out): this one is forgotten by the policy when met.
+                    slot.mark_gone();
+                }
+                left.extend(key.zip(unused));
+            }
+            // The window may have grown since the main space filled (the climber moved).
+            let seen = out.len();
+            shard.policy.make_room(shard.window.weight(), &mut out);
+            remove(&out[seen..]);
+            if shard.policy.wants_sample() {
+                let stats = self.counters.snapshot(0);
+                shard.policy.observe(stats.hits + stats.waits, stats.misses);
+            }
         }
+        // Outside the lock: dropping a key or a cell's last handle runs user code. If a
+        // value's `Drop` panics here, the rest of the lists is dropped with it.
+        drop((left, out));
         if evicted > 0 {
             self.counters.add(Counter::Eviction, evicted);
         }
@@ -275,7 +354,20 @@ where
             bound
                 .shards
                 .iter()
-                .map(|shard| shard.0.lock().weight())
+                .map(|shard| {
+                    let shard = shard.0.lock();
+                    if std::env::var_os("DBGLEN").is_some() {
+                        eprintln!(
+                            "DBG policy {} len {} window {} wmax {} table {}",
+                            shard.policy.weight(),
+                            shard.policy.len(),
+                            shard.window.weight(),
+                            shard.policy.window_max(),
+                            shard.window.slots().count()
+                        );
+                    }
+                    shard.policy.weight() + shard.window.weight()
+                })
                 .sum()
         })
     }
@@ -284,14 +376,18 @@ where
     /// insertion racing with `clear` left there (so that no entry stays outside the bound).
     pub(super) fn forget_all(&self) {
         if let (Some(bound), Some(map)) = (&self.bound, self.cells()) {
-            let mut out = Vec::new();
-            for shard in bound.shards.iter() {
-                shard.0.lock().drain(&mut out);
-            }
+            let (mut out, mut left) = (Vec::new(), Vec::new());
+            bound.each_locked(map.collector(), |shard| {
+                shard.policy.drain(&mut out);
+                left.extend(shard.window.take_all());
+            });
             // Outside the lock: dropping a slot may drop its value (user code).
             for (tracked, _) in out {
                 tracked.slot.mark_gone();
                 map.compare_and_remove(tracked.hash, &tracked.slot);
+            }
+            for (_, slot) in &left {
+                slot.mark_gone();
             }
         }
     }
@@ -306,7 +402,7 @@ mod tests {
         assert_eq!(shard_count(1), 1);
         assert_eq!(shard_count(2 * MIN_SHARD_CAPACITY - 1), 1);
         assert_eq!(shard_count(2 * MIN_SHARD_CAPACITY), 2);
-        assert_eq!(shard_count(10_000), 4);
+        assert_eq!(shard_count(10_000), 8);
         assert_eq!(shard_count(u64::MAX), MAX_SHARDS);
         for capacity in [1, 4_095, 4_096, 10_003, 65_535, 1 << 20] {
             let count = shard_count(capacity);

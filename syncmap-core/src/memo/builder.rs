@@ -309,6 +309,7 @@ where
                 value
             },
             |_| true,
+            &std::cell::Cell::new(false),
         );
         stored
     }

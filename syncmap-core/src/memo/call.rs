@@ -54,7 +54,12 @@ where
     {
         let value = match &self.store {
             Store::Plain(plain) => plain.map.load(key)?,
-            Store::Cells(cells) => cells.get(key, self.bound.is_some())?,
+            Store::Cells(cells) => match cells.get(key, self.bound.is_some()) {
+                Some(value) => value,
+                // The keys computed last wait in a bounded cache's windows.
+                None if self.bound.is_some() => self.get_in_window(key, true)?,
+                None => return None,
+            },
         };
         self.counters.bump(Counter::Hit);
         if let Some(mrc) = self.mrc.get() {
@@ -89,8 +94,10 @@ where
         if let Some(mrc) = self.mrc.get() {
             mrc.record(key);
         }
-        // A miss if this caller runs the body, a wait if another caller's value arrives first.
+        // A miss if this caller runs the body, a wait if another caller's value arrives first
+        // (a hit if it was in a bounded cache's window).
         let mut computed = false;
+        let hit = std::cell::Cell::new(false);
         let value = self.miss(
             key,
             make_key,
@@ -100,8 +107,11 @@ where
                 compute()
             },
             keep,
+            &hit,
         );
-        if !computed {
+        if hit.get() {
+            self.counters.bump(Counter::Hit);
+        } else if !computed {
             self.counters.bump(Counter::Wait);
         }
         value
@@ -131,11 +141,13 @@ where
         make_key: impl FnOnce() -> K,
         compute: impl FnOnce() -> V,
         keep: impl FnOnce(&V) -> bool,
+        hit: &std::cell::Cell<bool>,
     ) -> V
     where
         Q: ?Sized + Hash + Equivalent<K>,
         K: Clone,
     {
+        self.clone_key.get_or_init(|| K::clone);
         // A cache with a weigher keeps a copy of the key to weigh the entry once its value is
         // stored; a shared one, the key's name in the tier.
         let mut policy_key = None;
@@ -161,6 +173,10 @@ where
             FlightOrValue::Claimed(slot) => (slot, true),
             FlightOrValue::Owned(flight) => return self.compute_owned(flight, compute, keep),
             FlightOrValue::Stored(value) => return value,
+            FlightOrValue::Hit(value) => {
+                hit.set(true);
+                return value;
+            }
             // Invalidated while this caller replaced its expired value: computed for this
             // caller only, as a call that starts during an invalidation may be.
             FlightOrValue::Invalidated => return compute(),
@@ -231,9 +247,13 @@ where
                 #[cfg(not(feature = "redis"))]
                 let claimed_at_creation = !in_cell;
                 let claim_for = claimed_at_creation.then(super::slot::current_thread_id);
-                cells.flight_for(key, make_key(), claim_for, || {
-                    self.counters.bump(Counter::Expiration);
-                })
+                let on_expired = || self.counters.bump(Counter::Expiration);
+                match &self.bound {
+                    Some(bound) => {
+                        self.flight_in_window(cells, bound, key, make_key(), claim_for, on_expired)
+                    }
+                    None => cells.flight_for(key, make_key(), claim_for, on_expired),
+                }
             }
         }
     }

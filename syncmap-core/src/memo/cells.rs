@@ -7,8 +7,10 @@
 //! an empty cell in the map, where concurrent callers of the key find it and wait for the one
 //! computation in it; the value stays in the cell, and a hit reads it there.
 //!
-//! A cache with none of these needs keeps its values in the map itself (`plain.rs`); both
-//! stores answer a miss with a [`FlightOrValue`].
+//! A bounded cache puts a new key's cell in its policy's window instead, beside the map
+//! (`window.rs`): the cell enters the map only once the policy admits it. A cache with none of
+//! these needs keeps its values in the map itself (`plain.rs`); both stores answer a miss with
+//! a [`FlightOrValue`].
 //!
 //! # Invariants
 //!
@@ -57,8 +59,19 @@ where
         SlotRef::new(self.ttl.is_some())
     }
 
+    /// An empty cell (with a stamp if the cache has a TTL) whose computation the thread
+    /// `thread` owns from the start.
+    pub(super) fn new_claimed_slot(&self, thread: u64) -> SlotRef<V> {
+        SlotRef::claimed_by_thread(thread, self.ttl.is_some())
+    }
+
+    /// Whether the cache has a TTL.
+    pub(super) fn has_ttl(&self) -> bool {
+        self.ttl.is_some()
+    }
+
     /// Whether a value stored `at` is past the TTL.
-    fn expired(&self, at: Stamp) -> bool {
+    pub(super) fn expired(&self, at: Stamp) -> bool {
         self.ttl.is_some_and(|ttl| at.older_than(ttl))
     }
 

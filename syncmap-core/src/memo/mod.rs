@@ -70,6 +70,7 @@ mod stats;
 mod trace;
 #[cfg(feature = "serde")]
 mod warm;
+mod window;
 
 #[doc(hidden)]
 pub mod __private;
@@ -128,6 +129,8 @@ enum FlightOrValue<'a, K: Hash + Eq, V: Clone> {
     Owned(OwnedFlight<'a, K, V>),
     /// The key's value, stored.
     Stored(V),
+    /// The key's value, stored in a bounded cache's window (`window.rs`): a hit.
+    Hit(V),
     /// The key's expired cell was removed (an invalidation) while this caller replaced it: no
     /// cell is left to compute in (a bounded or TTL cache only).
     Invalidated,
@@ -179,15 +182,18 @@ pub struct MemoConfig {
 /// adaptive W-TinyLFU policy judges most useful: a new value first enters a small window
 /// (recency); when it leaves the window it is kept only if it was used more often, recently,
 /// than the entry it would displace (frequency), so one-time scans do not flush the hot set;
-/// the window's size follows the workload by hill climbing. A hit only bumps a small counter in
-/// the entry (a load, and a store until the counter saturates): no lock, no allocation. The
-/// policy's bookkeeping runs under a lock on the miss path, after the body ran, and is
-/// amortized O(1) per insertion; from 4,096 entries on, the keys are split by hash between up
-/// to 16 policies of at least 2,048 entries each, each with its own lock, so that misses of
-/// different keys rarely wait for each other. Entries being computed are never evicted. Each
-/// caller evicts right after storing its value, so callers inserting at the same instant may
-/// exceed the bound by at most their number. A bounded cache keeps a second copy of each key (for the
-/// policy). [`stats`](Self::stats) counts `evictions` and `rejections` (new values not kept).
+/// the window's size follows the workload by hill climbing. The window is kept beside the map,
+/// in a small table per policy: a new key enters the map only once admitted, so the keys turned
+/// away (most new keys, in a skewed workload) never cost the map an insertion and a removal.
+/// A hit in the map only bumps a small counter in the entry (a load, and a store until the
+/// counter saturates): no lock, no allocation; a hit of a key still in the window takes its
+/// policy's lock, without allocating. The policy's bookkeeping runs under that lock on the
+/// miss path, after the body ran, and is amortized O(1) per insertion; from 2,048 entries on,
+/// the keys are split by hash between up to 16 policies of at least 1,024 entries each, each
+/// with its own lock, so that misses of different keys rarely wait for each other. Entries
+/// being computed are never evicted. Each caller evicts right after storing its value, so
+/// callers inserting at the same instant may exceed the bound by at most their number.
+/// [`stats`](Self::stats) counts `evictions` and `rejections` (new values not kept).
 ///
 /// With `max_weight = N, weigher = f` instead, the same policy bounds the total weight of the
 /// entries, as `f(&key, &value)` weighs each one (say, its size in bytes): a value heavier
@@ -197,14 +203,17 @@ pub struct MemoConfig {
 ///
 /// # Allocation
 ///
-/// A hit allocates nothing and writes no shared memory. One exception, by the map's design (Go's
-/// `sync.Map`): the first hits of a key inserted since the map's last promotion are looked up
-/// under the map's lock and may trigger the promotion, which allocates a new read snapshot once.
+/// A hit allocates nothing and writes no shared memory. Two exceptions: by the map's design
+/// (Go's `sync.Map`), the first hits of a key inserted since the map's last promotion are looked
+/// up under the map's lock and may trigger the promotion, which allocates a new read snapshot
+/// once; and a bounded cache's hits of the keys still in its window take that window's lock.
 ///
 /// # Panics, reentrancy and deadlocks
 ///
 /// No method holds a lock while user code (the function's body, `range` callbacks, `Debug` of
-/// keys and values) runs, so every method may be called from inside them. A computation that
+/// keys and values) runs, so every method may be called from inside them. (Keys' `Eq`, and in
+/// a bounded cache their `Clone` for `range` and `len`, run under internal locks: they must not
+/// call the cache.) A computation that
 /// panics caches nothing; if a caller waiting on it then computes instead while the panicking
 /// caller has already removed the cell, that value is returned but not cached (the next call
 /// computes again). A recursive call with the same key on the computing thread panics, at
@@ -229,6 +238,9 @@ pub struct Memo<K, V> {
     shared: Option<Box<dyn crate::tier::Hook<K, V>>>,
     /// The miss-ratio curve's estimator, once enabled (one load on each call while off).
     mrc: std::sync::OnceLock<Box<mrc::Estimator>>,
+    /// Copies a key: set by the first miss (the miss paths require `K: Clone`), so that the
+    /// keys of a bounded cache's windows can be read outside their locks (`window.rs`).
+    clone_key: std::sync::OnceLock<fn(&K) -> K>,
 }
 
 impl<K, V> Memo<K, V>
@@ -278,6 +290,7 @@ where
             #[cfg(feature = "redis")]
             shared: None,
             mrc: std::sync::OnceLock::new(),
+            clone_key: std::sync::OnceLock::new(),
         }
         .with_shared(shared)
     }
@@ -351,7 +364,9 @@ where
     {
         match &self.store {
             Store::Plain(plain) => plain.map.load(key),
-            Store::Cells(cells) => cells.get(key, false),
+            Store::Cells(cells) => {
+                (cells.get(key, false)).or_else(|| self.get_in_window(key, false))
+            }
         }
     }
 
@@ -371,6 +386,13 @@ where
     {
         match &self.store {
             Store::Plain(plain) => plain.remove(key, slot),
+            // A bounded cache's cells in flight are in its windows.
+            Store::Cells(cells) if self.bound.is_some() => {
+                self.remove_from_window(
+                    std::hash::BuildHasher::hash_one(cells.map.hasher(), key),
+                    slot,
+                );
+            }
             Store::Cells(cells) => cells.remove(key, slot),
         }
     }
@@ -393,7 +415,13 @@ where
     pub fn len(&self) -> usize {
         match &self.store {
             Store::Plain(plain) => plain.map.len(),
-            Store::Cells(cells) => cells.len(),
+            Store::Cells(cells) => match &self.bound {
+                Some(bound) => {
+                    let live = |stored: &slot::Found<'_, V>| !cells.expired(stored.at);
+                    self.len_with_windows(bound, || cells.len(), live)
+                }
+                None => cells.len(),
+            },
         }
     }
 
@@ -440,7 +468,17 @@ where
     pub fn range(&self, f: impl FnMut(&K, &V) -> bool) {
         match &self.store {
             Store::Plain(plain) => plain.map.range(f),
-            Store::Cells(cells) => cells.range(f),
+            Store::Cells(cells) => {
+                let mut f = f;
+                let mut went_through = true;
+                cells.range(|key, value| {
+                    went_through = f(key, value);
+                    went_through
+                });
+                if went_through {
+                    self.window_range(|stored| !cells.expired(stored.at), f);
+                }
+            }
         }
     }
 
@@ -476,7 +514,7 @@ where
     {
         match &self.store {
             Store::Plain(plain) => plain.invalidate(key),
-            Store::Cells(cells) => cells.invalidate(key),
+            Store::Cells(cells) => cells.invalidate(key) | self.invalidate_in_window(key),
         }
     }
 
@@ -501,7 +539,11 @@ where
     pub fn invalidate_if(&self, f: impl FnMut(&K, &V) -> bool) -> usize {
         match &self.store {
             Store::Plain(plain) => plain.invalidate_if(f),
-            Store::Cells(cells) => cells.invalidate_if(f),
+            Store::Cells(cells) => {
+                let mut f = f;
+                let in_map = cells.invalidate_if(&mut f);
+                in_map + self.window_remove_where(|key, stored| f(key, stored.value))
+            }
         }
     }
 
@@ -557,7 +599,11 @@ where
         let Store::Cells(cells) = &self.store else {
             return 0;
         };
-        let purged = cells.purge_expired();
+        let purged = cells.purge_expired()
+            + match cells.has_ttl() {
+                true => self.window_remove_where(|_, stored| cells.expired(stored.at)),
+                false => 0,
+            };
         self.counters.add(Counter::Expiration, purged as u64);
         purged
     }

@@ -225,6 +225,11 @@ impl<V> SlotRef<V> {
         }
     }
 
+    /// The cell's address: names it (identity) without a handle.
+    pub(crate) fn address(&self) -> usize {
+        self.slot.as_ptr() as usize
+    }
+
     #[inline]
     fn header(&self) -> &Header {
         // SAFETY: live while this handle is (the type's invariants); `Header` is the first

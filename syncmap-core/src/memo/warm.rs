@@ -282,6 +282,14 @@ where
                     .map(|(key, value)| usize::from(plain.insert_if_absent(key, value)))
                     .sum());
             }
+            // A bounded cache's values enter its windows, as computed ones do, through the
+            // miss path (which hands them to the eviction policy).
+            Store::Cells(_) if self.bound.is_some() => {
+                let stored = entries
+                    .into_iter()
+                    .map(|(key, value)| self.insert(key, value));
+                return Ok(stored.filter(|&stored| stored).count());
+            }
             Store::Cells(cells) => cells,
         };
         let map = &cells.map;

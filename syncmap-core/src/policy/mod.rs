@@ -4,7 +4,10 @@
 //! large cache's keys, see [`Policy::one_of`]).
 //!
 //! - **Window**: a new entry enters a small FIFO window (it starts at 1% of the capacity;
-//!   [`Climber`] resizes it).
+//!   [`Climber`] resizes it). The memo keeps that window outside the policy, beside its map
+//!   (`memo/window.rs`), and hands the policy each entry leaving it
+//!   ([`Policy::admit_candidate`]); the policy's own window (`Policy::insert`) serves its
+//!   unit tests, which simulate the whole.
 //! - **Admission**: an entry leaving the window enters the main space if that has room, or
 //!   if its estimated frequency (a [`Sketch`] of recent accesses) beats the frequency of the
 //!   main space's victim (the summed frequencies of the victims, when weights make it
@@ -243,14 +246,16 @@ impl<E: Resident> Policy<E> {
     }
 
     /// The window's current maximum weight.
-    #[cfg(test)]
     pub(crate) fn window_max(&self) -> u64 {
         self.window_max
     }
 
-    /// Takes a new entry, just inserted in the cache with `weight`, and pushes to `out` the
-    /// entries that must leave so that the total weight is at most the capacity (possibly the
-    /// new entry itself).
+    /// Takes a new entry, just inserted in the cache with `weight`, into the policy's own
+    /// window, and pushes to `out` the entries that must leave so that the total weight is at
+    /// most the capacity (possibly the new entry itself). The memo keeps its window outside
+    /// the policy ([`admit_candidate`](Self::admit_candidate)); this form, the policy whole,
+    /// is what its unit tests and trace replays simulate.
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, weight: u64, entry: E, out: &mut impl Removals<E>) {
         let hash = entry.hash();
         self.inserts += 1;
@@ -305,6 +310,59 @@ impl<E: Resident> Policy<E> {
         self.prefetch_next();
     }
 
+    /// `insert` for a cache that keeps its window outside the policy (the
+    /// memo's, `memo/window.rs`): takes `entry`, a candidate leaving that window (with the hits
+    /// it got there, not taken yet), into the main space if it wins its duel, and pushes to
+    /// `out` the entries that must leave (its victims, or `entry` itself). Returns whether
+    /// `entry` was admitted. The outer window holds at most [`window_max`](Self::window_max)
+    /// in weight, and the main space the rest of the capacity (see
+    /// [`make_room`](Self::make_room)).
+    pub(crate) fn admit_candidate(
+        &mut self,
+        weight: u64,
+        entry: E,
+        out: &mut impl Removals<E>,
+    ) -> bool {
+        let hash = entry.hash();
+        self.inserts += 1;
+        if let Some(sized_for) = self.sketch_for {
+            if self.len() as u64 >= sized_for {
+                let entries = sized_for.saturating_mul(2);
+                self.sketch = Sketch::new(entries);
+                self.ghost = Ghost::new(entries);
+                self.sketch_for = Some(entries);
+            }
+        }
+        // The call that inserted it, and its hits since.
+        let hits = entry.take_hits();
+        self.sketch.add(hash, 1 + hits);
+        if weight > self.capacity {
+            out.push((entry, Removal::Rejected));
+            return false;
+        }
+        let candidate = Node {
+            weight,
+            credit: 0,
+            returning: self.ghost.take(hash),
+            entry,
+        };
+        let admitted = self.admit(candidate, out);
+        self.prefetch_next();
+        admitted
+    }
+
+    /// With a window kept outside the policy, of weight `outside`: evicts from the main space
+    /// until both fit the capacity (the window grows when the climber says so, and the main
+    /// space then gives way, as in `insert`).
+    pub(crate) fn make_room(&mut self, outside: u64, out: &mut impl Removals<E>) {
+        while self.main_weight + outside > self.capacity {
+            let Some(victim) = self.victim(out) else {
+                break;
+            };
+            out.push((victim.entry, Removal::Evicted));
+        }
+    }
+
     /// Asks, with write intent, for the lines at the backs of the queues where the next
     /// insertions write their nodes. Each was last touched a lap of its queue ago (in a large
     /// cache, a miss) or by another core, and the policy's lock is released only once those
@@ -326,7 +384,7 @@ impl<E: Resident> Policy<E> {
     /// key rejected recently (the [`Ghost`] remembered it) that displaces a single entry at
     /// least as heavy skips the duel. A candidate rejected now is remembered; the victims of a
     /// lost duel go back to the front of probation, in their order.
-    fn admit(&mut self, candidate: Node<E>, out: &mut impl Removals<E>) {
+    fn admit(&mut self, candidate: Node<E>, out: &mut impl Removals<E>) -> bool {
         let main_max = self.capacity.saturating_sub(self.window_max);
         let frequency = self.sketch.frequency(candidate.entry.hash());
         let mut victims = std::mem::take(&mut self.victims);
@@ -354,6 +412,8 @@ impl<E: Resident> Policy<E> {
             }
             self.main_weight += candidate.weight;
             self.probation.push_back(candidate);
+            self.victims = victims;
+            true
         } else {
             for victim in victims.drain(..).rev() {
                 self.main_weight += victim.weight;
@@ -361,8 +421,9 @@ impl<E: Resident> Policy<E> {
             }
             self.ghost.insert(candidate.entry.hash());
             out.push((candidate.entry, Removal::Rejected));
+            self.victims = victims;
+            false
         }
-        self.victims = victims;
     }
 
     /// Whether a candidate of `frequency` that lost its duel is admitted anyway (once in

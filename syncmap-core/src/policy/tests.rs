@@ -581,3 +581,52 @@ fn replay_dumped_traces() {
 fn a_node_of_a_sixteen_byte_entry_takes_32_bytes() {
     assert_eq!(std::mem::size_of::<Node<[u64; 2]>>(), 32);
 }
+
+/// With the window outside the policy (the memo's, `memo/window.rs`): a candidate duels at
+/// once, the main space and a full outer window of `window_max` stay within the capacity (the
+/// main space gives way when the window grows), and a key called often keeps its place
+/// against a stream of keys called once.
+#[test]
+fn candidates_from_an_outer_window_duel_and_the_bound_holds() {
+    let capacity = 100;
+    let mut policy: Policy<Rc<Fake>> = Policy::new(capacity);
+    let mut out: Removals = Vec::new();
+    let hot: Vec<Rc<Fake>> = (0..20).map(|_| Fake::live()).collect();
+    for (i, e) in hot.iter().enumerate() {
+        e.hash.set(hash(1_000_000 + i as u64));
+        assert!(
+            policy.admit_candidate(1, e.clone(), &mut out),
+            "room: admitted"
+        );
+    }
+    let mut admitted_cold = 0;
+    for k in 0..5_000u64 {
+        // The hot keys are called again between the cold ones (their hits, as a cache's
+        // entries count them).
+        for e in &hot {
+            e.hits.set(e.hits.get() + 1);
+        }
+        let cold = Fake::live();
+        cold.hash.set(hash(k));
+        admitted_cold += usize::from(policy.admit_candidate(1, cold, &mut out));
+        policy.make_room(policy.window_max(), &mut out);
+        for (e, why) in out.drain(..) {
+            assert_ne!(why, Removal::Gone, "no entry left the cache on its own");
+            e.live.set(false);
+        }
+        assert!(
+            policy.weight() + policy.window_max() <= capacity,
+            "main {} + window {} > {capacity}",
+            policy.weight(),
+            policy.window_max()
+        );
+    }
+    assert!(hot.iter().all(|e| e.live.get()), "a hot key was evicted");
+    assert!(
+        admitted_cold > 0,
+        "the main space took cold keys while it had room"
+    );
+    // A window grown by the climber: the main space gives way at once.
+    policy.make_room(30, &mut out);
+    assert!(policy.weight() + 30 <= capacity, "main {}", policy.weight());
+}
