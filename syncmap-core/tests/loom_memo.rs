@@ -41,7 +41,7 @@ use syncmap_core::memo::Memo;
 
 #[path = "loom_support/kinds.rs"]
 mod kinds;
-use kinds::{for_both_kinds, new_memo, Kind};
+use kinds::{for_each_kind, new_memo, Kind};
 
 /// Loom runs a model's threads on small coroutine stacks, which building a `Memo` (its map's
 /// shards) overflows: every thread of these models, the first one included, gets this much.
@@ -110,10 +110,11 @@ fn call_with(
     )
 }
 
-for_both_kinds!(
+for_each_kind!(
     concurrent_callers_share_one_computation,
     cells_concurrent_callers_share_one_computation,
-    plain_concurrent_callers_share_one_computation
+    plain_concurrent_callers_share_one_computation,
+    bounded_concurrent_callers_share_one_computation
 );
 
 fn concurrent_callers_share_one_computation(kind: Kind) {
@@ -136,10 +137,11 @@ fn concurrent_callers_share_one_computation(kind: Kind) {
     });
 }
 
-for_both_kinds!(
+for_each_kind!(
     an_uncached_result_is_not_kept_and_the_next_caller_computes,
     cells_an_uncached_result_is_not_kept,
-    plain_an_uncached_result_is_not_kept
+    plain_an_uncached_result_is_not_kept,
+    bounded_an_uncached_result_is_not_kept
 );
 
 fn an_uncached_result_is_not_kept_and_the_next_caller_computes(kind: Kind) {
@@ -160,10 +162,11 @@ fn an_uncached_result_is_not_kept_and_the_next_caller_computes(kind: Kind) {
     });
 }
 
-for_both_kinds!(
+for_each_kind!(
     invalidation_racing_with_a_computation_leaves_no_stale_or_stuck_cell,
     cells_invalidation_racing_with_a_computation,
-    plain_invalidation_racing_with_a_computation
+    plain_invalidation_racing_with_a_computation,
+    bounded_invalidation_racing_with_a_computation
 );
 
 fn invalidation_racing_with_a_computation_leaves_no_stale_or_stuck_cell(kind: Kind) {
@@ -180,10 +183,11 @@ fn invalidation_racing_with_a_computation_leaves_no_stale_or_stuck_cell(kind: Ki
     });
 }
 
-for_both_kinds!(
+for_each_kind!(
     a_caller_that_waits_for_a_computation_is_counted_while_it_waits,
     cells_a_waiting_caller_is_counted,
-    plain_a_waiting_caller_is_counted
+    plain_a_waiting_caller_is_counted,
+    bounded_a_waiting_caller_is_counted
 );
 
 fn a_caller_that_waits_for_a_computation_is_counted_while_it_waits(kind: Kind) {
@@ -207,10 +211,11 @@ fn a_caller_that_waits_for_a_computation_is_counted_while_it_waits(kind: Kind) {
 
 const PREEMPTIONS: usize = 4;
 
-for_both_kinds!(
+for_each_kind!(
     a_caller_counted_as_waiting_is_uncounted_when_it_computes_in_turn,
     cells_a_caller_computing_in_turn_is_uncounted,
-    plain_a_caller_computing_in_turn_is_uncounted
+    plain_a_caller_computing_in_turn_is_uncounted,
+    bounded_a_caller_computing_in_turn_is_uncounted
 );
 
 fn a_caller_counted_as_waiting_is_uncounted_when_it_computes_in_turn(kind: Kind) {

@@ -50,7 +50,7 @@ use syncmap_core::memo::Memo;
 
 #[path = "loom_support/kinds.rs"]
 mod kinds;
-use kinds::{for_both_kinds, new_memo, Kind};
+use kinds::{for_each_kind, new_memo, Kind};
 
 /// A fresh cache per execution, leaked: the memo API takes `&'static self`, as generated code
 /// holds it in a `static`. Made on a thread of its own: building a `Memo` (its striped counters
@@ -139,10 +139,11 @@ fn call_later(memo: &'static Memo<u64, u64>, runs: &Arc<AtomicUsize>) -> u64 {
         .unwrap()
 }
 
-for_both_kinds!(
+for_each_kind!(
     two_callers_of_a_missing_key_share_one_body_run,
     cells_two_callers_share_one_body_run,
-    plain_two_callers_share_one_body_run
+    plain_two_callers_share_one_body_run,
+    bounded_two_callers_share_one_body_run
 );
 
 fn two_callers_of_a_missing_key_share_one_body_run(kind: Kind) {
@@ -164,10 +165,11 @@ fn two_callers_of_a_missing_key_share_one_body_run(kind: Kind) {
     });
 }
 
-for_both_kinds!(
+for_each_kind!(
     a_computing_future_dropped_midway_hands_over_and_leaves_nothing_claimed,
     cells_a_dropped_computation_hands_over,
-    plain_a_dropped_computation_hands_over
+    plain_a_dropped_computation_hands_over,
+    bounded_a_dropped_computation_hands_over
 );
 
 fn a_computing_future_dropped_midway_hands_over_and_leaves_nothing_claimed(kind: Kind) {
@@ -201,10 +203,11 @@ fn a_computing_future_dropped_midway_hands_over_and_leaves_nothing_claimed(kind:
     });
 }
 
-for_both_kinds!(
+for_each_kind!(
     a_result_not_kept_is_not_shared_and_the_waiter_computes_in_turn,
     cells_a_result_not_kept_is_not_shared,
-    plain_a_result_not_kept_is_not_shared
+    plain_a_result_not_kept_is_not_shared,
+    bounded_a_result_not_kept_is_not_shared
 );
 
 fn a_result_not_kept_is_not_shared_and_the_waiter_computes_in_turn(kind: Kind) {
@@ -232,10 +235,11 @@ fn a_result_not_kept_is_not_shared_and_the_waiter_computes_in_turn(kind: Kind) {
     });
 }
 
-for_both_kinds!(
+for_each_kind!(
     an_async_caller_waiting_for_a_synchronous_computation_is_woken,
     cells_an_async_caller_waiting_for_a_thread_is_woken,
-    plain_an_async_caller_waiting_for_a_thread_is_woken
+    plain_an_async_caller_waiting_for_a_thread_is_woken,
+    bounded_an_async_caller_waiting_for_a_thread_is_woken
 );
 
 fn an_async_caller_waiting_for_a_synchronous_computation_is_woken(kind: Kind) {
