@@ -178,7 +178,7 @@ where
         // towards the map's next promotion, and promoting less often sends more lookups of
         // fresh keys to the lock.
         let new_slot = || match claim_for {
-            Some(thread) => SlotRef::claimed_by_thread(thread, self.ttl.is_some()),
+            Some(thread) => self.new_claimed_slot(thread),
             None => self.new_slot(),
         };
         let (mut slot, found) = self.map.load_or_store_with(owned, new_slot);

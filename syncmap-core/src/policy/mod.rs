@@ -258,16 +258,7 @@ impl<E: Resident> Policy<E> {
     #[cfg(test)]
     pub(crate) fn insert(&mut self, weight: u64, entry: E, out: &mut impl Removals<E>) {
         let hash = entry.hash();
-        self.inserts += 1;
-        if let Some(sized_for) = self.sketch_for {
-            if self.len() as u64 >= sized_for {
-                // Doubling: amortized O(1); the frequencies start over, as Caffeine's do.
-                let entries = sized_for.saturating_mul(2);
-                self.sketch = Sketch::new(entries);
-                self.ghost = Ghost::new(entries);
-                self.sketch_for = Some(entries);
-            }
-        }
+        self.count_insertion();
         self.sketch.add(hash, 1);
         if weight > self.capacity {
             out.push((entry, Removal::Rejected));
@@ -324,15 +315,7 @@ impl<E: Resident> Policy<E> {
         out: &mut impl Removals<E>,
     ) -> bool {
         let hash = entry.hash();
-        self.inserts += 1;
-        if let Some(sized_for) = self.sketch_for {
-            if self.len() as u64 >= sized_for {
-                let entries = sized_for.saturating_mul(2);
-                self.sketch = Sketch::new(entries);
-                self.ghost = Ghost::new(entries);
-                self.sketch_for = Some(entries);
-            }
-        }
+        self.count_insertion();
         // The call that inserted it, and its hits since.
         let hits = entry.take_hits();
         self.sketch.add(hash, 1 + hits);
@@ -360,6 +343,21 @@ impl<E: Resident> Policy<E> {
                 break;
             };
             out.push((victim.entry, Removal::Evicted));
+        }
+    }
+
+    /// Counts an insertion (for [`wants_sample`](Self::wants_sample)) and, with weights, grows
+    /// the sketch with the number of entries held.
+    fn count_insertion(&mut self) {
+        self.inserts += 1;
+        if let Some(sized_for) = self.sketch_for {
+            if self.len() as u64 >= sized_for {
+                // Doubling: amortized O(1); the frequencies start over, as Caffeine's do.
+                let entries = sized_for.saturating_mul(2);
+                self.sketch = Sketch::new(entries);
+                self.ghost = Ghost::new(entries);
+                self.sketch_for = Some(entries);
+            }
         }
     }
 
