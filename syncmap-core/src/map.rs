@@ -646,6 +646,24 @@ where
     where
         V: Clone,
     {
+        let (outcome, key, value) = self.load_or_store_leaving(hash, key, value, guard);
+        // Leftovers are dropped before the result exists: a panic in their `Drop` would leak a
+        // result already made (rust-lang/rust#47949).
+        drop((key, value));
+        Self::cloned_outcome(outcome)
+    }
+
+    /// `load_or_store` for `key` of `hash`, returning what it did not keep (the key, unless a
+    /// new entry took it; the value, unless stored) for the caller to drop: nothing is
+    /// dropped here, and the lock is released before it returns. Runs the key's `Eq`, never
+    /// its `Hash`.
+    pub(super) fn load_or_store_leaving<'g>(
+        &self,
+        hash: u64,
+        key: K,
+        value: V,
+        guard: &'g Guard<'_>,
+    ) -> (LoadOrStored<'g, V>, Option<K>, Option<V>) {
         let mut value = Some(value);
         let mut shard = self.shard(hash);
         shard.probe_hint.prefetch::<K, V>(hash);
@@ -654,10 +672,7 @@ where
         if let Some(entry) = found {
             if let Some(outcome) = entry.try_load_or_store(&mut value, guard) {
                 self.count(outcome.delta(), guard);
-                // Leftovers are dropped before the result exists: a panic in their `Drop` would
-                // leak a result already made (rust-lang/rust#47949).
-                drop((key, value));
-                return Self::cloned_outcome(outcome);
+                return (outcome, Some(key), value);
             }
         }
         let missed = found.is_none().then_some(read);
@@ -680,16 +695,14 @@ where
             // SAFETY: the value was just stored in an entry of this map; it is only ever retired
             // through `self.collector`, so it stays allocated while `guard` is held.
             let stored = unsafe { &*stored.expect("a new entry holds its value") };
-            return (stored.clone(), false);
+            return (LoadOrStored::Stored(stored), None, None);
         };
         // Under the lock, an entry of the snapshot was just unexpunged if needed, and an entry of
         // the dirty table is never expunged: expunging needs the lock.
         let outcome = outcome.expect("entries are expunged only under the lock");
         self.count(outcome.delta(), guard);
         drop(dirty);
-        // Outside the lock, and before the result exists (see above).
-        drop((key, value));
-        Self::cloned_outcome(outcome)
+        (outcome, Some(key), value)
     }
 
     /// What `load_or_store` returns for `outcome`.

@@ -55,40 +55,8 @@ where
         value: V,
     ) -> (bool, Option<K>, Option<V>) {
         let guard = sync::enter(&self.collector);
-        let mut value = Some(value);
-        let mut shard = self.shard(hash);
-        let read = shard.snapshot(&guard);
-        let found = find(&read.table, hash, &key);
-        if let Some(entry) = found {
-            if let Some(outcome) = entry.try_load_or_store(&mut value, &guard) {
-                self.count(outcome.delta(), &guard);
-                let stored = matches!(outcome, LoadOrStored::Stored(_));
-                return (stored, Some(key), value);
-            }
-        }
-        let missed = found.is_none().then_some(read);
-        let mut dirty = self.lock_routed(&mut shard, hash, &guard);
-        let (read, found) = Self::find_current_locked(shard, hash, &key, missed, &guard);
-        let outcome = if let Some(entry) = found {
-            self.unexpunge_locked(&mut dirty, *entry);
-            entry.try_load_or_store(&mut value, &guard)
-        } else if let Some(entry) = dirty.find(hash, &key) {
-            let outcome = entry.try_load_or_store(&mut value, &guard);
-            self.miss_locked(shard, &mut dirty, &guard);
-            outcome
-        } else {
-            let value = value.take().expect("the value to store is present");
-            let entry = EntryPtr::new(key, hash, value, &guard);
-            self.insert_new_locked(shard, &mut dirty, read, entry, &guard);
-            self.count(LiveDelta::Added, &guard);
-            return (true, None, None);
-        };
-        // Under the lock, an entry of the snapshot was just unexpunged if needed, and an entry
-        // of the dirty table is never expunged: expunging needs the lock.
-        let outcome = outcome.expect("entries are expunged only under the lock");
-        self.count(outcome.delta(), &guard);
-        let stored = matches!(outcome, LoadOrStored::Stored(_));
-        (stored, Some(key), value)
+        let (outcome, key, value) = self.load_or_store_leaving(hash, key, value, &guard);
+        (matches!(outcome, LoadOrStored::Stored(_)), key, value)
     }
 
     /// Asks for the memory an insertion of a key will probe under the lock (the start of its

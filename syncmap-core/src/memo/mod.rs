@@ -76,7 +76,7 @@ mod window;
 pub mod __private;
 
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 pub use builder::MemoBuilder;
@@ -388,10 +388,7 @@ where
             Store::Plain(plain) => plain.remove(key, slot),
             // A bounded cache's cells in flight are in its windows.
             Store::Cells(cells) if self.bound.is_some() => {
-                self.remove_from_window(
-                    std::hash::BuildHasher::hash_one(cells.map.hasher(), key),
-                    slot,
-                );
+                self.remove_from_window(cells.map.hasher().hash_one(key), slot);
             }
             Store::Cells(cells) => cells.remove(key, slot),
         }
