@@ -356,16 +356,6 @@ where
                 .iter()
                 .map(|shard| {
                     let shard = shard.0.lock();
-                    if std::env::var_os("DBGLEN").is_some() {
-                        eprintln!(
-                            "DBG policy {} len {} window {} wmax {} table {}",
-                            shard.policy.weight(),
-                            shard.policy.len(),
-                            shard.window.weight(),
-                            shard.policy.window_max(),
-                            shard.window.slots().count()
-                        );
-                    }
                     shard.policy.weight() + shard.window.weight()
                 })
                 .sum()
