@@ -28,7 +28,8 @@
 //! flight are in a striped table beside it (`memo/plain.rs`); every execution is explored. A
 //! plain cache's caller computes without a cell until another caller comes to wait (which
 //! makes one); one more model, for the plain cache only, adds an invalidation to that (three
-//! threads, bounded to 5 preemptions).
+//! threads, bounded to 5 preemptions). And one for a bounded cache whose keys have drop glue,
+//! whose miss builds its key between two looks at the window.
 //!
 //! Run with `RUSTFLAGS="--cfg syncmap_loom" cargo test -p syncmap-core --release --test loom_memo`.
 //! Without that cfg this file compiles to nothing.
@@ -280,6 +281,47 @@ fn plain_an_invalidation_while_a_caller_waits_for_an_owned_computation() {
         assert!(matches!(memo.get(&1), None | Some(10)));
         // Nothing is stuck in flight: the next caller hits or computes, and the value stays.
         assert_eq!(call(memo, 1, &runs), 10);
+        assert_eq!(memo.get(&1), Some(10));
+    });
+}
+
+/// A bounded cache whose keys have drop glue (a `Box`, as a `String` key): its miss looks in
+/// the window under the lock before it builds the key, builds it outside, and takes the lock
+/// again to put the cell there, so another caller may put the key's cell (or admit it into the
+/// map) in between (`memo/window.rs`, `flight_in_window`). Two callers of one key and a
+/// caller of another (which fills the window and sends the first key to the policy): one
+/// computation of each key, every caller gets its value, and the first key's value is cached.
+/// It fails (the body runs twice) if the second lock does not look again before inserting (a
+/// seeded bug, tried).
+#[test]
+fn bounded_keys_with_drop_glue_are_built_between_two_looks() {
+    model(|| {
+        let mut config: syncmap_core::memo::MemoConfig =
+            syncmap_core::memo::__private::MemoOptions::DEFAULT.into();
+        config.capacity = Some(2);
+        let memo: &'static Memo<Box<u64>, u64> =
+            Box::leak(Box::new(Memo::new("loom::boxed", config)));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let call = move |key: u64, runs: &AtomicUsize| {
+            memo.__call(
+                &key,
+                || Box::new(key),
+                || {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    key * 10
+                },
+                |_| true,
+            )
+        };
+        let other = {
+            let runs = Arc::clone(&runs);
+            spawn(move || call(1, &runs))
+        };
+        assert_eq!(call(1, &runs), 10);
+        assert_eq!(other.join().unwrap(), 10);
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the body ran twice");
+        assert_eq!(call(2, &runs), 20);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
         assert_eq!(memo.get(&1), Some(10));
     });
 }

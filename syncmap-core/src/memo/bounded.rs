@@ -12,7 +12,7 @@ use smallvec::SmallVec;
 
 use super::slot::SlotRef;
 use super::stats::Counter;
-use super::window::{Left, Window};
+use super::window::Window;
 use super::Memo;
 use crate::policy::{Policy, Removal, Resident};
 use crate::raw::sync::{self, Collector, Locked, Mutex};
@@ -247,18 +247,22 @@ where
             }
             _ => 1,
         };
-        let (mut out, mut left) = (Removals::new(), SmallVec::<[Left<K, V>; 2]>::new());
+        let (mut out, mut left) = (
+            Removals::new(),
+            SmallVec::<[(Option<K>, Option<SlotRef<V>>); 2]>::new(),
+        );
         let (mut evicted, mut rejected) = (0, 0);
         // Takes out of the map what the policy evicted (the map retires it: nothing is
         // dropped, and the lock holds back the passes that would drop it).
         let mut remove = |removals: &[(Tracked<V>, Removal)]| {
             for (tracked, why) in removals {
-                tracked.slot.mark_gone();
+                // Only the policy reads the mark (`Tracked::is_live`): a gone entry has it, and
+                // a rejected candidate was never in the policy's queues (nor in the map).
                 match why {
                     Removal::Gone => {}
-                    // A candidate: never in the map.
                     Removal::Rejected => rejected += 1,
                     Removal::Evicted => {
+                        tracked.slot.mark_gone();
                         if map.compare_and_remove(tracked.hash, &tracked.slot) {
                             evicted += 1;
                         }
@@ -277,27 +281,30 @@ where
                 let Some((hash, (key, slot), weight)) = shard.window.pop_candidate() else {
                     break;
                 };
-                let tracked = Tracked {
-                    hash,
-                    slot: slot.clone(),
-                };
+                // The window's handle of the cell moves to the policy: a rejected candidate
+                // comes back in `out`, dropped after the lock; an admitted one is cloned once,
+                // for the map. (Atomic increments and decrements of a handle's count are
+                // what a miss spends most on: `docs/performance-notes.md`.)
                 let seen = out.len();
-                let admitted = shard.policy.admit_candidate(weight, tracked, &mut out);
+                let admitted = shard
+                    .policy
+                    .admit_candidate(weight, Tracked { hash, slot }, &mut out)
+                    .map(|held| held.slot.clone());
                 // Its victims leave the map before it enters, so that the map never holds
                 // more than the bound but for the values of callers inserting at that instant.
                 remove(&out[seen..]);
-                if !admitted {
-                    left.push((key, slot));
+                let Some(slot) = admitted else {
+                    left.push((Some(key), None));
                     continue;
-                }
+                };
                 // Into the map before it leaves the window's lock (the window's invariants).
-                let (stored, key, unused) = map.store_new_hashed(hash, key, slot.clone());
-                if !stored {
+                let (_, key, unused) = map.store_new_hashed(hash, key, slot);
+                if let Some(unused) = &unused {
                     // The key has a cell in the map already (the window's invariants rule it
                     // out): this one is forgotten by the policy when met.
-                    slot.mark_gone();
+                    unused.mark_gone();
                 }
-                left.extend(key.zip(unused));
+                left.push((key, unused));
             }
             // The window may have grown since the main space filled (the climber moved).
             let seen = out.len();

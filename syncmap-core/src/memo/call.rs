@@ -54,12 +54,10 @@ where
     {
         let value = match &self.store {
             Store::Plain(plain) => plain.map.load(key)?,
-            Store::Cells(cells) => match cells.get(key, self.bound.is_some()) {
-                Some(value) => value,
-                // The keys computed last wait in a bounded cache's windows.
-                None if self.bound.is_some() => self.get_in_window(key, true)?,
-                None => return None,
-            },
+            // The keys a bounded cache computed last wait in its windows, under locks: the
+            // miss path looks there (and counts a hit) before it builds a key, so that a real
+            // miss takes a window's lock once.
+            Store::Cells(cells) => cells.get(key, self.bound.is_some())?,
         };
         self.counters.bump(Counter::Hit);
         if let Some(mrc) = self.mrc.get() {
@@ -250,7 +248,7 @@ where
                 let on_expired = || self.counters.bump(Counter::Expiration);
                 match &self.bound {
                     Some(bound) => {
-                        self.flight_in_window(cells, bound, key, make_key(), claim_for, on_expired)
+                        self.flight_in_window(cells, bound, key, make_key, claim_for, on_expired)
                     }
                     None => cells.flight_for(key, make_key(), claim_for, on_expired),
                 }

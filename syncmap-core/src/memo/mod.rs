@@ -364,9 +364,7 @@ where
     {
         match &self.store {
             Store::Plain(plain) => plain.map.load(key),
-            Store::Cells(cells) => {
-                (cells.get(key, false)).or_else(|| self.get_in_window(key, false))
-            }
+            Store::Cells(cells) => (cells.get(key, false)).or_else(|| self.get_in_window(key)),
         }
     }
 

@@ -182,16 +182,23 @@ where
     V: Clone + Send + Sync + 'static,
 {
     /// `flight_for` of a bounded cache, whose hit check just missed the map: the key's cell
-    /// in its window, or in the map if admitted meanwhile (looked up again under the window's
-    /// lock), else a new cell put in the window under `owned` (claimed by the thread
-    /// `claim_for` from the start, if given). An expired value's cell is taken out and the
-    /// lookup starts over (`on_expired` is called for each).
+    /// in its window (a hit of a key computed last), or in the map if admitted meanwhile
+    /// (looked up again under the window's lock), else a new cell put in the window under the
+    /// key `make_key` builds (claimed by the thread `claim_for` from the start, if given). An
+    /// expired value's cell is taken out and the lookup starts over (`on_expired` is called
+    /// for each).
+    ///
+    /// `make_key` (user code: the key's `Clone`) runs outside the lock. A key without drop
+    /// glue is built before the lock is taken (its copy allocates nothing, and a real miss
+    /// then takes the lock once); any other is built only once the lock found nothing, which
+    /// is then taken again to insert the cell: a window hit builds no key (a hit allocates
+    /// nothing).
     pub(super) fn flight_in_window<Q>(
         &self,
         cells: &CellStore<K, V>,
         bound: &Bound<K, V>,
         key: &Q,
-        owned: K,
+        make_key: impl FnOnce() -> K,
         claim_for: Option<u64>,
         on_expired: impl Fn(),
     ) -> FlightOrValue<'_, K, V>
@@ -200,7 +207,11 @@ where
     {
         let map = &cells.map;
         let hash = map.hasher().hash_one(key);
-        let mut owned = Some(owned);
+        let mut make_key = Some(make_key);
+        let mut owned = None;
+        if !std::mem::needs_drop::<K>() {
+            owned = make_key.take().map(|make| make());
+        }
         loop {
             let (slot, in_window) = {
                 let mut shard = bound.lock(hash, map.collector());
@@ -209,11 +220,16 @@ where
                     None => match map.load(key) {
                         Some(slot) => (slot, false),
                         None => {
+                            let Some(owned) = owned.take() else {
+                                drop(shard);
+                                owned = make_key.take().map(|make| make());
+                                debug_assert!(owned.is_some(), "a key is built once");
+                                continue;
+                            };
                             let (slot, claimed) = match claim_for {
                                 Some(thread) => (cells.new_claimed_slot(thread), true),
                                 None => (cells.new_slot(), false),
                             };
-                            let owned = owned.take().expect("a key is inserted once");
                             shard.window.insert(hash, owned, slot.clone());
                             return match claimed {
                                 true => FlightOrValue::Claimed(slot),
@@ -245,10 +261,10 @@ where
         }
     }
 
-    /// The key's value if its window holds one (not expired), recording the hit for the
-    /// policy if `touch`: the hit check's second place to look, for the keys computed last.
+    /// The key's value if its window holds one (not expired), for [`get`](Self::get), which
+    /// records no hit: the second place to look, for the keys computed last.
     #[cold]
-    pub(super) fn get_in_window<Q>(&self, key: &Q, touch: bool) -> Option<V>
+    pub(super) fn get_in_window<Q>(&self, key: &Q) -> Option<V>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
@@ -261,7 +277,7 @@ where
             .window
             .find(hash, key)
             .cloned()?;
-        slot.hit(touch, |at| cells.expired(at))
+        slot.hit(false, |at| cells.expired(at))
     }
 
     /// Takes `slot` out of the window of the key of `hash`, if it is there; returns whether it

@@ -304,16 +304,16 @@ impl<E: Resident> Policy<E> {
     /// `insert` for a cache that keeps its window outside the policy (the
     /// memo's, `memo/window.rs`): takes `entry`, a candidate leaving that window (with the hits
     /// it got there, not taken yet), into the main space if it wins its duel, and pushes to
-    /// `out` the entries that must leave (its victims, or `entry` itself). Returns whether
-    /// `entry` was admitted. The outer window holds at most [`window_max`](Self::window_max)
-    /// in weight, and the main space the rest of the capacity (see
-    /// [`make_room`](Self::make_room)).
+    /// `out` the entries that must leave (its victims, or `entry` itself). Returns the
+    /// entry if it was admitted (now held by the policy), `None` if it was rejected (in
+    /// `out`). The outer window holds at most [`window_max`](Self::window_max) in weight, and
+    /// the main space the rest of the capacity (see [`make_room`](Self::make_room)).
     pub(crate) fn admit_candidate(
         &mut self,
         weight: u64,
         entry: E,
         out: &mut impl Removals<E>,
-    ) -> bool {
+    ) -> Option<&E> {
         let hash = entry.hash();
         self.count_insertion();
         // The call that inserted it, and its hits since.
@@ -321,7 +321,7 @@ impl<E: Resident> Policy<E> {
         self.sketch.add(hash, 1 + hits);
         if weight > self.capacity {
             out.push((entry, Removal::Rejected));
-            return false;
+            return None;
         }
         let candidate = Node {
             weight,
@@ -331,7 +331,8 @@ impl<E: Resident> Policy<E> {
         };
         let admitted = self.admit(candidate, out);
         self.prefetch_next();
-        admitted
+        // An admitted candidate is the last of probation.
+        admitted.then(|| &self.probation.back().expect("just admitted").entry)
     }
 
     /// With a window kept outside the policy, of weight `outside`: evicts from the main space

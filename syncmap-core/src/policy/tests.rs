@@ -594,9 +594,10 @@ fn candidates_from_an_outer_window_duel_and_the_bound_holds() {
     let hot: Vec<Rc<Fake>> = (0..20).map(|_| Fake::live()).collect();
     for (i, e) in hot.iter().enumerate() {
         e.hash.set(hash(1_000_000 + i as u64));
+        let admitted = policy.admit_candidate(1, e.clone(), &mut out);
         assert!(
-            policy.admit_candidate(1, e.clone(), &mut out),
-            "room: admitted"
+            admitted.is_some_and(|held| Rc::ptr_eq(held, e)),
+            "room: admitted, and handed back"
         );
     }
     let mut admitted_cold = 0;
@@ -608,7 +609,7 @@ fn candidates_from_an_outer_window_duel_and_the_bound_holds() {
         }
         let cold = Fake::live();
         cold.hash.set(hash(k));
-        admitted_cold += usize::from(policy.admit_candidate(1, cold, &mut out));
+        admitted_cold += usize::from(policy.admit_candidate(1, cold, &mut out).is_some());
         policy.make_room(policy.window_max(), &mut out);
         for (e, why) in out.drain(..) {
             assert_ne!(why, Removal::Gone, "no entry left the cache on its own");
