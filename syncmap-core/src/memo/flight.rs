@@ -49,8 +49,13 @@ use model::Event;
 
 /// The bits of the state word below the owner: the entry's hits and its `gone` mark.
 const OWNER_SHIFT: u32 = 8;
-/// The saturating hit counter (bounded caches), bits 0..4.
-const HITS: u64 = 0x0F;
+/// The saturating hit counter (bounded caches), bits 0..2 (bits 2..4 are free). Three hits
+/// between two looks of the policy tell it enough (its credit stops at 3, and the sketch
+/// has seen the entry's earlier hits): with 15, a hot entry's first fifteen hits after each
+/// look each wrote its line, which the other cores then read again. 3 ran zipf bounded in
+/// 0.97x / 0.985x the time of 15 at 1 / 2 threads, the hit-ratio bench's rows within their
+/// run-to-run noise (`docs/performance-notes.md`).
+const HITS: u64 = 0x03;
 /// Set when the entry left the map other than by the policy.
 const GONE: u64 = 0x10;
 /// Set while the owner is a thread computing synchronously (not an async claim): cleared with
