@@ -80,7 +80,7 @@ fn the_bound_holds_with_four_threads_churning() {
     churn(4);
 }
 
-/// A cache of 10,000 entries splits its policy into shards (4): the bound holds for the whole.
+/// A cache of 10,000 entries splits its policy into shards (16): the bound holds for the whole.
 #[test]
 fn the_bound_holds_with_a_sharded_policy_and_two_threads_churning() {
     churn_keys(2, 10_000, 200_000);
@@ -148,7 +148,7 @@ fn a_hot_set_survives_a_scan() {
     a_hot_set_survives_a_scan_of("eviction::scan", 400, 100, 4_000);
 }
 
-/// With a sharded policy (8,192 entries: 4 shards), each shard's frequency filter still keeps
+/// With a sharded policy (8,192 entries: 16 shards), each shard's frequency filter still keeps
 /// its part of the hot set.
 #[test]
 fn a_hot_set_survives_a_scan_with_a_sharded_policy() {
