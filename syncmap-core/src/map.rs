@@ -653,58 +653,6 @@ where
         Self::cloned_outcome(outcome)
     }
 
-    /// `load_or_store` for `key` of `hash`, returning what it did not keep (the key, unless a
-    /// new entry took it; the value, unless stored) for the caller to drop: nothing is
-    /// dropped here, and the lock is released before it returns. Runs the key's `Eq`, never
-    /// its `Hash`.
-    pub(super) fn load_or_store_leaving<'g>(
-        &self,
-        hash: u64,
-        key: K,
-        value: V,
-        guard: &'g Guard<'_>,
-    ) -> (LoadOrStored<'g, V>, Option<K>, Option<V>) {
-        let mut value = Some(value);
-        let mut shard = self.shard(hash);
-        shard.probe_hint.prefetch::<K, V>(hash);
-        let read = shard.snapshot(guard);
-        let found = find(&read.table, hash, &key);
-        if let Some(entry) = found {
-            if let Some(outcome) = entry.try_load_or_store(&mut value, guard) {
-                self.count(outcome.delta(), guard);
-                return (outcome, Some(key), value);
-            }
-        }
-        let missed = found.is_none().then_some(read);
-        let mut dirty = self.lock_routed(&mut shard, hash, guard);
-        let (read, found) = Self::find_current_locked(shard, hash, &key, missed, guard);
-        let outcome = if let Some(entry) = found {
-            self.unexpunge_locked(&mut dirty, *entry);
-            entry.try_load_or_store(&mut value, guard)
-        } else if let Some(entry) = dirty.find(hash, &key) {
-            let outcome = entry.try_load_or_store(&mut value, guard);
-            self.miss_locked(shard, &mut dirty, guard);
-            outcome
-        } else {
-            let value = value.take().expect("the value to store is present");
-            let entry = EntryPtr::new(key, hash, value, guard);
-            let stored = entry.load(guard).map(|v| v as *const V);
-            self.insert_new_locked(shard, &mut dirty, read, entry, guard);
-            self.count(LiveDelta::Added, guard);
-            drop(dirty);
-            // SAFETY: the value was just stored in an entry of this map; it is only ever retired
-            // through `self.collector`, so it stays allocated while `guard` is held.
-            let stored = unsafe { &*stored.expect("a new entry holds its value") };
-            return (LoadOrStored::Stored(stored), None, None);
-        };
-        // Under the lock, an entry of the snapshot was just unexpunged if needed, and an entry of
-        // the dirty table is never expunged: expunging needs the lock.
-        let outcome = outcome.expect("entries are expunged only under the lock");
-        self.count(outcome.delta(), guard);
-        drop(dirty);
-        (outcome, Some(key), value)
-    }
-
     /// What `load_or_store` returns for `outcome`.
     fn cloned_outcome(outcome: LoadOrStored<'_, V>) -> (V, bool)
     where
