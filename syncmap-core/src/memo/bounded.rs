@@ -283,8 +283,8 @@ where
                 };
                 // The window's handle of the cell moves to the policy: a rejected candidate
                 // comes back in `out`, dropped after the lock; an admitted one is cloned once,
-                // for the map. (Atomic increments and decrements of a handle's count are
-                // what a miss spends most on: `docs/performance-notes.md`.)
+                // for the map. (Each change of a handle's count is a locked instruction, and
+                // those were a quarter of a miss's time: `docs/performance-notes.md`.)
                 let seen = out.len();
                 let admitted = shard
                     .policy
