@@ -43,20 +43,15 @@ where
     }
 
     /// Stores `value` for `key`, whose hash by [`hasher`](Self::hasher) is `hash`, unless the
-    /// key has a value; returns whether it stored, and what it did not keep (the key, when the
-    /// entry already had one or took `value` in place; `value`, when not stored), for the
-    /// caller to drop where it chooses. For a caller that holds a lock of its own (a bounded
+    /// key has a value; returns what it did not keep (the key, when the entry already had one
+    /// or took `value` in place; `value`, when not stored), for the caller to drop where it
+    /// chooses. For a caller that holds a lock of its own (a bounded
     /// memo's policy shard): it runs the key's `Eq` (in lookups that change nothing), never its
     /// `Hash`, and drops nothing.
-    pub(crate) fn store_new_hashed(
-        &self,
-        hash: u64,
-        key: K,
-        value: V,
-    ) -> (bool, Option<K>, Option<V>) {
+    pub(crate) fn store_new_hashed(&self, hash: u64, key: K, value: V) -> (Option<K>, Option<V>) {
         let guard = sync::enter(&self.collector);
-        let (outcome, key, value) = self.load_or_store_leaving(hash, key, value, &guard);
-        (matches!(outcome, LoadOrStored::Stored(_)), key, value)
+        let (_, key, value) = self.load_or_store_leaving(hash, key, value, &guard);
+        (key, value)
     }
 
     /// Asks for the memory an insertion of a key will probe under the lock (the start of its

@@ -186,8 +186,8 @@ where
     V: Clone + Send + Sync + 'static,
 {
     fn drop(&mut self) {
-        self.slot.mark_gone();
-        // Still in the window: a cell enters the map only once the policy admitted it.
+        // Still in the window (not in the policy, so no gone mark): a cell enters the map and
+        // the policy only once admitted.
         if self.memo.remove_from_window(self.hash, self.slot) {
             self.memo.counters.add(Counter::Rejection, 1);
         }
@@ -298,7 +298,7 @@ where
                     continue;
                 };
                 // Into the map before it leaves the window's lock (the window's invariants).
-                let (_, key, unused) = map.store_new_hashed(hash, key, slot);
+                let (key, unused) = map.store_new_hashed(hash, key, slot);
                 if let Some(unused) = &unused {
                     // The key has a cell in the map already (the window's invariants rule it
                     // out): this one is forgotten by the policy when met.
@@ -383,9 +383,8 @@ where
                 tracked.slot.mark_gone();
                 map.compare_and_remove(tracked.hash, &tracked.slot);
             }
-            for (_, slot) in &left {
-                slot.mark_gone();
-            }
+            // The windows' cells (`left`) were never in the policy: they need no gone mark.
+            drop(left);
         }
     }
 }

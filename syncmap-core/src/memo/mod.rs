@@ -188,8 +188,8 @@ pub struct MemoConfig {
 /// A hit in the map only bumps a small counter in the entry (a load, and a store until the
 /// counter saturates): no lock, no allocation; a hit of a key still in the window takes its
 /// policy's lock, without allocating. The policy's bookkeeping runs under that lock on the
-/// miss path, after the body ran, and is amortized O(1) per insertion; from 2,048 entries on,
-/// the keys are split by hash between up to 16 policies of at least 1,024 entries each, each
+/// miss path, after the body ran, and is amortized O(1) per insertion; from 1,024 entries on,
+/// the keys are split by hash between up to 16 policies of at least 512 entries each, each
 /// with its own lock, so that misses of different keys rarely wait for each other. Entries
 /// being computed are never evicted. Each caller evicts right after storing its value, so
 /// callers inserting at the same instant may exceed the bound by at most their number.

@@ -306,10 +306,8 @@ where
             .lock(hash, map.collector())
             .window
             .remove_key(hash, key);
-        left.is_some_and(|(_, slot)| {
-            slot.mark_gone();
-            slot.get().is_some()
-        })
+        // No gone mark: only the policy reads it, and a window's cells are not in its queues.
+        left.is_some_and(|(_, slot)| slot.get().is_some())
     }
 
     /// The windows' cells with a value that `live` accepts (not expired), with copies of their
@@ -378,7 +376,6 @@ where
         for (hash, key, slot) in self.window_entries(|_| true) {
             let Some(stored) = slot.get() else { continue };
             if remove(&key, &stored) && self.remove_from_window(hash, &slot) {
-                slot.mark_gone();
                 removed += 1;
             }
         }
