@@ -408,7 +408,22 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        let hash = self.hash(key);
+        self.with_entry_hashed(self.hash(key), key, guard, f)
+    }
+
+    /// [`with_entry`](Self::with_entry) for a key whose hash by [`hasher`](Self::hasher) is
+    /// `hash`.
+    #[inline]
+    fn with_entry_hashed<Q, R>(
+        &self,
+        hash: u64,
+        key: &Q,
+        guard: &Guard<'_>,
+        f: impl FnOnce(&Entry<K, V>) -> R,
+    ) -> Option<R>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
         let shard = self.shard(hash);
         let read = shard.snapshot(guard);
         let locked;

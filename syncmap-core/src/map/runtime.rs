@@ -42,6 +42,20 @@ where
         .unwrap_or(false)
     }
 
+    /// [`load`](Self::load) of `key`, whose hash by [`hasher`](Self::hasher) is `hash`, for a
+    /// caller that hashed the key already (a memo miss, which looks the key up again after its
+    /// hit check).
+    #[inline]
+    pub(crate) fn load_hashed<Q>(&self, hash: u64, key: &Q) -> Option<V>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+        V: Clone,
+    {
+        let guard = sync::enter(&self.collector);
+        self.with_entry_hashed(hash, key, &guard, |entry| entry.load(&guard).cloned())
+            .flatten()
+    }
+
     /// Stores `value` for `key`, whose hash by [`hasher`](Self::hasher) is `hash`, unless the
     /// key has a value; returns what it did not keep (the key, when the entry already had one
     /// or took `value` in place; `value`, when not stored), for the caller to drop where it

@@ -150,6 +150,18 @@ struct Stripe<K, V> {
     published: AtomicU64,
 }
 
+impl<K, V> Stripe<K, V> {
+    /// Counts a value that just entered the map from this stripe. The caller holds the
+    /// stripe's lock, so no other bump runs at once: a load and a store, not a locked
+    /// read-modify-write.
+    fn bump_published(&self) {
+        let published = self.published.load(Ordering::Relaxed);
+        // Release: after the store of the value (see `published`).
+        self.published
+            .store(published.wrapping_add(1), Ordering::Release);
+    }
+}
+
 /// The values of a plain cache, and its computations in flight (see the module's invariants).
 pub(super) struct PlainStore<K, V> {
     pub(super) map: SyncMap<K, V, MemoHasher>,
@@ -264,7 +276,7 @@ where
         loop {
             // Acquire: pairs with the bump of a value's publication, which follows its store.
             let published = stripe.published.load(Ordering::Acquire);
-            if let Some(value) = self.map.load(key) {
+            if let Some(value) = self.map.load_hashed(hash, key) {
                 return FlightOrValue::Stored(value);
             }
             let mut table = self.lock(stripe);
@@ -341,8 +353,7 @@ where
                         // The map holds no value for the key (the module's invariants): `store`
                         // replaces nothing, so drops nothing under the lock.
                         self.map.store(key, stored);
-                        // Release: after the store (see `Stripe::published`).
-                        stripe.published.fetch_add(1, Ordering::Release);
+                        stripe.bump_published();
                         (None, slot)
                     } else {
                         (Some(key), slot)
@@ -385,8 +396,7 @@ where
                 // replaces nothing, so drops nothing under the lock. (A computation in a cell
                 // from the start is taken out, never marked, when it is forgotten.)
                 self.map.store(key, value);
-                // Release: after the store (see `Stripe::published`).
-                stripe.published.fetch_add(1, Ordering::Release);
+                stripe.bump_published();
                 slot
             })
         };
@@ -468,7 +478,7 @@ where
                     if let Some((key, value)) = entry.take() {
                         // Absent under the lock, so `store` inserts (the module's invariants).
                         self.map.store(key, value);
-                        stripe.published.fetch_add(1, Ordering::Release);
+                        stripe.bump_published();
                     }
                 }
             }
