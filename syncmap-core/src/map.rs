@@ -395,26 +395,11 @@ where
         self.hasher.hash_one(key)
     }
 
-    /// Finds the entry for `key`: lock-free in the snapshot, then under the lock when the
-    /// snapshot's filter says the dirty table may have it. Calls `f` with the entry, outside the
-    /// lock.
+    /// Finds the entry for `key`, whose hash by [`hasher`](Self::hasher) is `hash`: lock-free
+    /// in the snapshot, then under the lock when the snapshot's filter says the dirty table may
+    /// have it. Calls `f` with the entry, outside the lock.
     #[inline]
     fn with_entry<Q, R>(
-        &self,
-        key: &Q,
-        guard: &Guard<'_>,
-        f: impl FnOnce(&Entry<K, V>) -> R,
-    ) -> Option<R>
-    where
-        Q: ?Sized + Hash + Equivalent<K>,
-    {
-        self.with_entry_hashed(self.hash(key), key, guard, f)
-    }
-
-    /// [`with_entry`](Self::with_entry) for a key whose hash by [`hasher`](Self::hasher) is
-    /// `hash`.
-    #[inline]
-    fn with_entry_hashed<Q, R>(
         &self,
         hash: u64,
         key: &Q,
@@ -464,8 +449,10 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let guard = sync::enter(&self.collector);
-        self.with_entry(key, &guard, |entry| entry.load(&guard).map(f))
-            .flatten()
+        self.with_entry(self.hash(key), key, &guard, |entry| {
+            entry.load(&guard).map(f)
+        })
+        .flatten()
     }
 
     /// Returns a clone of the value stored for `key` (Go's `Load`).
@@ -756,7 +743,7 @@ where
         V: PartialEq,
     {
         let guard = sync::enter(&self.collector);
-        self.with_entry(key, &guard, |entry| {
+        self.with_entry(self.hash(key), key, &guard, |entry| {
             entry.compare_and_swap(old, new, &guard)
         })
         .unwrap_or(false)
@@ -780,7 +767,7 @@ where
         V: PartialEq,
     {
         let guard = sync::enter(&self.collector);
-        self.with_entry(key, &guard, |entry| {
+        self.with_entry(self.hash(key), key, &guard, |entry| {
             entry.compare_and_delete(old, &guard, Unlink::Staying, |delta| {
                 self.count(delta, &guard)
             })

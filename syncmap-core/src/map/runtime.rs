@@ -31,7 +31,7 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let guard = sync::enter(&self.collector);
-        self.with_entry(key, &guard, |entry| {
+        self.with_entry(self.hash(key), key, &guard, |entry| {
             entry.delete_if(
                 |current| std::ptr::eq(current, old),
                 &guard,
@@ -52,7 +52,7 @@ where
         V: Clone,
     {
         let guard = sync::enter(&self.collector);
-        self.with_entry_hashed(hash, key, &guard, |entry| entry.load(&guard).cloned())
+        self.with_entry(hash, key, &guard, |entry| entry.load(&guard).cloned())
             .flatten()
     }
 
