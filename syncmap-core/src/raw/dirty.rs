@@ -56,9 +56,6 @@ pub(crate) struct Dirty<K, V> {
     pub(crate) dirty_only: usize,
     /// The snapshot's filter words set since the filter was last empty, each once.
     filter_words: Vec<usize>,
-    /// Where `table` was at its last insertion, for the copy's prefetches (stale after the
-    /// table grows, which only makes a prefetch useless).
-    place: Option<TablePlace>,
     /// The new keys the current cycle's table was sized for (0 before [`ensure`](Self::ensure)).
     room: usize,
     /// The new keys the previous cycle took, if it ended before filling its room (on misses);
@@ -135,7 +132,6 @@ impl<K, V> Default for Dirty<K, V> {
             new_keys: 0,
             dirty_only: 0,
             filter_words: Vec::new(),
-            place: None,
             room: 0,
             previous: None,
         }
@@ -210,7 +206,6 @@ impl<K, V> Dirty<K, V> {
             self.room = source.dirty_capacity();
             let new_keys = Self::cycle_room(self.room, self.previous);
             self.table = Some(Table::with_capacity(source.table.len() + new_keys));
-            self.place = None;
             self.copy = Some(Copy {
                 unvisited: source.table.len(),
                 next_bucket: 0,
@@ -255,49 +250,35 @@ impl<K, V> Dirty<K, V> {
         } else {
             buckets.min(copy.next_bucket + Self::COPY_STEP)
         };
-        // The entries the copy visits are scattered over the heap, and so are the places the
-        // table inserts them at: in a map larger than the cache each is a miss, and the lock's
-        // release waits for the insertions' writes. So the copy asks for both ahead, across
-        // steps (the time between two locked operations hides them): the entry
-        // `2 * COPY_STEP` buckets ahead, and where the entry `COPY_STEP` ahead (asked for a
-        // step ago) will be inserted. (In a smaller map the extra loads only cost.)
+        // The entries the copy visits are scattered over the heap: in a map larger than the
+        // cache each is a miss. The load of the entry `COPY_STEP` buckets ahead is issued
+        // before each is handled, so that the misses overlap instead of each waiting for the
+        // one before. (In a smaller map the extra loads only cost.)
         let prefetching = buckets >= Self::PREFETCH_FROM;
-        let source = &copy.source.table;
-        let prefetch_entry = |bucket: usize| {
-            if let Some(entry) = source.get_bucket(bucket) {
+        let prefetch = |bucket: usize| {
+            if let Some(entry) = copy.source.table.get_bucket(bucket) {
                 super::prefetch::prefetch(&**entry);
             }
         };
-        if prefetching && copy.next_bucket == 0 {
-            // The copy's first two steps: nothing asked for them before.
-            (0..2 * Self::COPY_STEP).for_each(prefetch_entry);
+        if prefetching {
+            (copy.next_bucket..end.min(copy.next_bucket + Self::COPY_STEP)).for_each(prefetch);
         }
-        let mut place = self.place;
         while copy.next_bucket < end {
             let bucket = copy.next_bucket;
             copy.next_bucket += 1;
-            if prefetching {
-                prefetch_entry(bucket + 2 * Self::COPY_STEP);
-                if let (Some(place), Some(ahead)) =
-                    (place, source.get_bucket(bucket + Self::COPY_STEP))
-                {
-                    place.prefetch_probe::<K, V>(ahead.hash());
-                }
+            if prefetching && bucket + Self::COPY_STEP < end {
+                prefetch(bucket + Self::COPY_STEP);
             }
-            if let Some(entry) = source.get_bucket(bucket) {
+            if let Some(entry) = copy.source.table.get_bucket(bucket) {
                 copy.unvisited -= 1;
                 if entry.try_expunge_locked() {
                     self.expunged_birth = self.expunged_birth.min(entry.birth());
                     self.expunged.push(*entry);
                 } else {
-                    let inserted = table.insert_unique(entry.hash(), *entry, |e| e.hash());
-                    if prefetching {
-                        place = Some(TablePlace::of(inserted));
-                    }
+                    table.insert_unique(entry.hash(), *entry, |e| e.hash());
                 }
             }
         }
-        self.place = place;
         if end == buckets {
             self.copy = None;
         }
@@ -308,9 +289,7 @@ impl<K, V> Dirty<K, V> {
     /// table is, for [`ProbeHint`](super::shard::ProbeHint).
     pub(crate) fn insert(&mut self, entry: EntryPtr<K, V>) -> TablePlace {
         let table = self.table.as_mut().expect("ensure() runs before insert()");
-        let place = TablePlace::of(table.insert_unique(entry.hash(), entry, |e| e.hash()));
-        self.place = Some(place);
-        place
+        TablePlace::of(table.insert_unique(entry.hash(), entry, |e| e.hash()))
     }
 
     /// Inserts an entry of the snapshot that the copy expunged and a store just unexpunged.

@@ -1,6 +1,6 @@
 //! Software prefetch, where a large map's memory is read in an order known ahead: the copy of
 //! a snapshot into the next dirty table ([`Dirty::step`](super::dirty::Dirty::step)), whose
-//! entries, and the places the table inserts them at, are scattered over the heap, and a new key's probe of the dirty table, which a
+//! entries are scattered over the heap, and a new key's probe of the dirty table, which a
 //! writer asks for before it searches the snapshot
 //! ([`ProbeHint`](super::shard::ProbeHint)). Each would be a cache miss waiting for the one
 //! before; asked for first, the misses overlap. Also the places a bounded cache's eviction
