@@ -59,9 +59,9 @@ where
     /// Stores `value` for `key`, whose hash by [`hasher`](Self::hasher) is `hash`, unless the
     /// key has a value; returns what it did not keep (the key, when the entry already had one
     /// or took `value` in place; `value`, when not stored), for the caller to drop where it
-    /// chooses. For a caller that holds a lock of its own (a bounded
-    /// memo's policy shard): it runs the key's `Eq` (in lookups that change nothing), never its
-    /// `Hash`, and drops nothing.
+    /// chooses. For a caller that holds a lock of its own (a bounded memo's policy shard): it
+    /// runs the key's `Eq` (in lookups that change nothing), never its `Hash`, and drops
+    /// nothing.
     pub(crate) fn store_new_hashed(&self, hash: u64, key: K, value: V) -> (Option<K>, Option<V>) {
         let guard = sync::enter(&self.collector);
         let (_, key, value) = self.load_or_store_leaving(hash, key, value, &guard);
