@@ -214,7 +214,8 @@ where
         dirty: &mut Dirty<K, V>,
         guard: &Guard<'_>,
     ) {
-        if let Some(promotion) = dirty.take_for_promotion() {
+        if let Some(mut promotion) = dirty.take_for_promotion() {
+            promotion.fit_table();
             let len = promotion.table.len();
             shard.publish_locked(promotion.table, promotion.dead, promotion.dead_birth, guard);
             if self.may_split(shard) && len >= SPLIT_AT_LEN {

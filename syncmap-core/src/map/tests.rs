@@ -424,6 +424,46 @@ fn a_cycle_that_ended_on_misses_sizes_the_next_table_by_its_new_keys() {
     assert!((0..end).all(|k| map.load(&k) == Some(if k == len + 100 { 0 } else { k })));
 }
 
+/// A cycle allocates its dirty table for its whole room of new keys; one that ends on misses
+/// after a few must not publish that table, mostly empty buckets, as the snapshot (which never
+/// grows, and on a map that stops taking new keys stays for good): the snapshot is rehashed
+/// into the fewest buckets that hold its entries.
+#[test]
+fn a_snapshot_promoted_early_in_its_cycle_fits_its_entries() {
+    let len: u64 = if cfg!(miri) { 300 } else { 3000 };
+    let map: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
+    (&map).extend((0..len).map(|k| (k, k)));
+    map.range(|_, _| true); // promotes: a snapshot of `len` entries
+    let shard = map.shard_at(0, 0);
+    let snapshot_capacity = || {
+        let guard = sync::enter(&map.collector);
+        shard.snapshot(&guard).table.capacity()
+    };
+    // A cycle of 100 new keys, ended by reading them (misses) rather than by its room.
+    let snapshot = shard.snapshot_ptr();
+    (&map).extend((len..len + 100).map(|k| (k, k)));
+    let allocated = {
+        let guard = sync::enter(&map.collector);
+        let dirty = sync::lock(&shard.get().dirty, &map.collector, &guard);
+        dirty.table_capacity()
+    };
+    let fitting = Table::<u64, u64>::with_capacity((len + 100) as usize).capacity();
+    assert!(
+        allocated >= 2 * fitting,
+        "the cycle allocated for its room: {allocated} entries, {fitting} fit"
+    );
+    while shard.snapshot_ptr() == snapshot {
+        assert_eq!(map.load(&(len + 99)), Some(len + 99));
+    }
+    assert_eq!(
+        snapshot_capacity(),
+        fitting,
+        "the promoted snapshot fits its entries"
+    );
+    assert_eq!(map.len(), (len + 100) as usize);
+    assert!((0..len + 100).all(|k| map.load(&k) == Some(k)));
+}
+
 /// Threads delete and store again keys of the read snapshot (lock-free paths that change the
 /// count, each thread on its own stripe) and new keys (locked paths); the count must come
 /// out exact. A stripe written by two threads with plain stores would lose updates here.
