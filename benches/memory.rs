@@ -1,7 +1,8 @@
-//! Bytes per entry at 1M `u64 -> u64` entries, each subject in a fresh child process:
+//! Bytes per entry at 1M `u64 -> u64` entries (or the sizes `--workloads` names), each
+//! subject in a fresh child process:
 //!
 //! - the maps (`SyncMap` and its peers): 1M `store`s, then two loads of each key (SyncMap
-//!   promotes its dirty map after as many missed loads as it has entries);
+//!   promotes a shard's dirty map after as many missed loads as half its entries);
 //! - the memoization caches: 1M distinct calls of a memoized `fn(u64) -> u64` (`#[memoize]`,
 //!   quick_cache `get_or_insert_with` with a capacity of 1.25M, `cached`'s `#[cached]` with its
 //!   default `UnboundCache`, moka `get_with` with a capacity of 16M), then two more calls of
@@ -13,7 +14,10 @@
 //! resident memory the child gained (`/proc/self/statm`, Linux), which also counts what was
 //! freed but not returned to the system (old tables) and the allocator's own overhead.
 //!
-//! `cargo bench --bench memory [-- --quick] [--maps x,y]`
+//! A table that doubles when full costs between 1 and 2 times its minimum, so one size can
+//! flatter or wrong a subject; `--workloads 500k,1.5M,3M` measures others.
+//!
+//! `cargo bench --bench memory [-- --quick] [--maps x,y] [--workloads 1M,1.5M]`
 
 #[path = "common/maps.rs"]
 mod maps;
@@ -111,7 +115,7 @@ fn map_per_entry<M: BenchMap>(n: u64) -> PerEntry {
         for k in 0..n {
             map.store(k, k);
         }
-        // Settle: SyncMap promotes its dirty map after as many missed loads as it has entries.
+        // Settle: SyncMap promotes a shard's dirty map after missed loads of half its entries.
         for _ in 0..2 {
             for k in 0..n {
                 map.load(k);
@@ -192,6 +196,16 @@ fn measure(subject: &str, n: u64) -> PerEntry {
     }
 }
 
+/// The sizes `--workloads` may name, in entries; without it, 1M (100k with `--quick`).
+const SIZES: &[(&str, u64)] = &[
+    ("500k", 500_000),
+    ("700k", 700_000),
+    ("1M", 1_000_000),
+    ("1.5M", 1_500_000),
+    ("2M", 2_000_000),
+    ("3M", 3_000_000),
+];
+
 /// The child's answer on stdout: `per-entry requested heap resident` (`-` when unknown).
 const CHILD: &str = "SYNCMEMO_MEMORY_CHILD";
 
@@ -209,11 +223,25 @@ fn main() {
         return;
     }
     let subjects: Vec<&str> = maps::ALL.iter().chain(MEMOS).copied().collect();
-    let args = Args::parse("memory", &[], &subjects);
-    let n: u64 = if args.quick { 100_000 } else { 1_000_000 };
+    let size_names: Vec<&str> = SIZES.iter().map(|(name, _)| *name).collect();
+    let args = Args::parse("memory", &size_names, &subjects);
+    let sizes: Vec<u64> = match args.workloads {
+        Some(_) => SIZES
+            .iter()
+            .filter(|(name, _)| args.wants_workload(name))
+            .map(|&(_, n)| n)
+            .collect(),
+        None if args.quick => vec![100_000],
+        None => vec![1_000_000],
+    };
     let exe = std::env::current_exe().expect("the bench's own path");
     let mut rows = Vec::new();
-    for subject in subjects.iter().filter(|s| args.wants_map(s)) {
+    for (n, subject) in sizes.iter().flat_map(|&n| {
+        subjects
+            .iter()
+            .filter(|s| args.wants_map(s))
+            .map(move |s| (n, s))
+    }) {
         let out = std::process::Command::new(&exe)
             .env(CHILD, subject)
             .env("SYNCMEMO_MEMORY_N", n.to_string())
