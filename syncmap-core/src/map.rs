@@ -197,13 +197,14 @@ use shards::default_shards;
 /// next writes instead of going back to the allocator: at most 32 KiB per writing thread for
 /// each of the two (and twice that shared between threads), freed when the map is dropped.
 ///
-/// Besides the keys' allocations, each shard holds its read snapshot's table (9 bytes per
-/// bucket for 7/8 of a bucket per key at most, a power of two, rehashed to fit at each
-/// promotion). After new keys, until lookups of them promote the dirty map (as many locked
+/// Besides the keys' allocations, each shard holds its read snapshot's table: 9 bytes per
+/// bucket, a power of two of buckets and at least 8/7 of one per key, rehashed to fit at
+/// each promotion. After new keys, until lookups of them promote the dirty map (as many locked
 /// lookups as half the shard's keys), the shard also holds the dirty table, which has every
 /// key again and room for the new keys of a whole cycle: two to four times the snapshot's
-/// buckets. 1.5M `u64` keys take 64 resident bytes per key once settled, 113 with the last
-/// cycle open (`cargo bench --bench memory`).
+/// buckets. 1.5M `u64` keys take 64 resident bytes per key once promoted; a memoized
+/// function's cache of as many after three calls per key, its last cycle still open, 113
+/// (`cargo bench --bench memory -- --workloads 1.5M`).
 ///
 /// # Hashing
 ///
