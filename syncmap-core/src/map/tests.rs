@@ -377,6 +377,29 @@ fn reads_of_dirty_only_keys_promote_after_half_the_length() {
     assert_eq!(map.len(), len as usize);
 }
 
+/// A map of one shard whose read snapshot holds keys `0..len` (each key its own value).
+fn one_shard_promoted(len: u64) -> SyncMap<u64, u64> {
+    let map: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
+    (&map).extend((0..len).map(|k| (k, k)));
+    map.range(|_, _| true); // promotes: a snapshot of `len` entries
+    map
+}
+
+/// How many entries the dirty table of a one-shard map holds without growing.
+fn dirty_table_capacity(map: &SyncMap<u64, u64>) -> usize {
+    let guard = sync::enter(&map.collector);
+    let dirty = sync::lock(&map.shard_at(0, 0).get().dirty, &map.collector, &guard);
+    dirty.table_capacity()
+}
+
+/// Reads `key`, a dirty-only key of a one-shard map, until its misses promote the dirty map.
+fn read_until_promoted(map: &SyncMap<u64, u64>, key: u64) {
+    let snapshot = map.shard_at(0, 0).snapshot_ptr();
+    while map.shard_at(0, 0).snapshot_ptr() == snapshot {
+        assert_eq!(map.load(&key), Some(key));
+    }
+}
+
 /// A shard whose promotion cycles end on misses with few new keys (a bounded cache: the
 /// snapshot keeps its size) gets a dirty table sized for twice the previous cycle's new keys,
 /// not for the whole room of the cycle (which left most buckets empty); a cycle that takes
@@ -384,21 +407,11 @@ fn reads_of_dirty_only_keys_promote_after_half_the_length() {
 #[test]
 fn a_cycle_that_ended_on_misses_sizes_the_next_table_by_its_new_keys() {
     let len: u64 = if cfg!(miri) { 300 } else { 3000 };
-    let map: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
-    (&map).extend((0..len).map(|k| (k, k)));
-    map.range(|_, _| true); // promotes: a snapshot of `len` entries
+    let map = one_shard_promoted(len);
     let shard = map.shard_at(0, 0);
-    let dirty_capacity = || {
-        let guard = sync::enter(&map.collector);
-        let dirty = sync::lock(&shard.get().dirty, &map.collector, &guard);
-        dirty.table_capacity()
-    };
     // A cycle of 100 new keys, ended by reading them (misses) rather than by its room.
-    let snapshot = shard.snapshot_ptr();
     (&map).extend((len..len + 100).map(|k| (k, k)));
-    while shard.snapshot_ptr() == snapshot {
-        assert_eq!(map.load(&(len + 99)), Some(len + 99));
-    }
+    read_until_promoted(&map, len + 99);
     let room = {
         let guard = sync::enter(&map.collector);
         shard.snapshot(&guard).dirty_capacity() as u64
@@ -406,7 +419,7 @@ fn a_cycle_that_ended_on_misses_sizes_the_next_table_by_its_new_keys() {
     // The next cycle: twice 100 new keys (at least SMALL_CYCLE) on top of the snapshot, not the
     // whole room.
     map.store(len + 100, 0);
-    let sized = dirty_capacity() as u64;
+    let sized = dirty_table_capacity(&map) as u64;
     let entries = len + 100;
     assert!(
         (entries + 200..entries + room).contains(&sized),
@@ -419,7 +432,7 @@ fn a_cycle_that_ended_on_misses_sizes_the_next_table_by_its_new_keys() {
         "the burst overflows the table"
     );
     (&map).extend((len + 101..end).map(|k| (k, k)));
-    assert!(dirty_capacity() as u64 > sized, "the table grew");
+    assert!(dirty_table_capacity(&map) as u64 > sized, "the table grew");
     assert_eq!(map.len(), end as usize);
     assert!((0..end).all(|k| map.load(&k) == Some(if k == len + 100 { 0 } else { k })));
 }
@@ -431,30 +444,20 @@ fn a_cycle_that_ended_on_misses_sizes_the_next_table_by_its_new_keys() {
 #[test]
 fn a_snapshot_promoted_early_in_its_cycle_fits_its_entries() {
     let len: u64 = if cfg!(miri) { 300 } else { 3000 };
-    let map: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
-    (&map).extend((0..len).map(|k| (k, k)));
-    map.range(|_, _| true); // promotes: a snapshot of `len` entries
-    let shard = map.shard_at(0, 0);
+    let map = one_shard_promoted(len);
     let snapshot_capacity = || {
         let guard = sync::enter(&map.collector);
-        shard.snapshot(&guard).table.capacity()
+        map.shard_at(0, 0).snapshot(&guard).table.capacity()
     };
     // A cycle of 100 new keys, ended by reading them (misses) rather than by its room.
-    let snapshot = shard.snapshot_ptr();
     (&map).extend((len..len + 100).map(|k| (k, k)));
-    let allocated = {
-        let guard = sync::enter(&map.collector);
-        let dirty = sync::lock(&shard.get().dirty, &map.collector, &guard);
-        dirty.table_capacity()
-    };
+    let allocated = dirty_table_capacity(&map);
     let fitting = Table::<u64, u64>::with_capacity((len + 100) as usize).capacity();
     assert!(
         allocated >= 2 * fitting,
         "the cycle allocated for its room: {allocated} entries, {fitting} fit"
     );
-    while shard.snapshot_ptr() == snapshot {
-        assert_eq!(map.load(&(len + 99)), Some(len + 99));
-    }
+    read_until_promoted(&map, len + 99);
     assert_eq!(
         snapshot_capacity(),
         fitting,
