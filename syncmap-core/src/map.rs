@@ -76,7 +76,12 @@
 //!   map every 12 operations in bustle's Exchange. A removal that takes a key out of the dirty
 //!   map is not a miss (Go's `LoadAndDelete` counts it): no lookup of that key is left for a
 //!   promotion to make lock-free. A bounded memo removes most keys it rejects that way, and
-//!   counting them doubled its promotions.
+//!   counting them doubled its promotions. A cycle whose table holds room for four times its
+//!   entries or more (a map that grew, then stopped taking keys) promotes once the misses
+//!   reach its new keys: its table is then rehashed to fit instead of keeping that room until
+//!   half the shard's length in misses (1.5M memoized keys called three times each: 113.7 ->
+//!   63 resident bytes per entry). The room was given because the cycle before took about
+//!   half the shard's length in new keys or more, which pays for the two passes.
 //! - **No O(n) pause after a promotion.** The copy of the snapshot into a new dirty map is
 //!   spread over the locked operations that follow (32 buckets each), and the dirty table is
 //!   allocated for the whole cycle, so inserts into a growing map never rehash (a table promoted
@@ -199,12 +204,13 @@ use shards::default_shards;
 ///
 /// Besides the keys' allocations, each shard holds its read snapshot's table: 9 bytes per
 /// bucket, a power of two of buckets and at least 8/7 of one per key, rehashed to fit at
-/// each promotion. After new keys, until lookups of them promote the dirty map (as many locked
-/// lookups as half the shard's keys), the shard also holds the dirty table, which has every
-/// key again and room for the new keys of a whole cycle: two to four times the snapshot's
-/// buckets. 1.5M `u64` keys take 64 resident bytes per key once promoted; a memoized
-/// function's cache of as many after three calls per key, its last cycle still open, 113
-/// (`cargo bench --bench memory -- --workloads 1.5M`).
+/// each promotion. After new keys, until lookups of them promote the dirty map, the shard also
+/// holds the dirty table, which has every key again and room for the new keys of a whole
+/// cycle: two to four times the snapshot's buckets. The promotion comes after as many locked
+/// lookups as half the shard's keys or, when the table is mostly room its cycle did not use
+/// (a map that grew, then stopped), as many as the new keys. 1.5M `u64` keys take 64 resident
+/// bytes per key once promoted, and a memoized function's cache of as many, after three calls
+/// per key, 63 (`cargo bench --bench memory -- --workloads 1.5M`).
 ///
 /// # Hashing
 ///

@@ -389,7 +389,7 @@ fn one_shard_promoted(len: u64) -> SyncMap<u64, u64> {
 fn dirty_table_capacity(map: &SyncMap<u64, u64>) -> usize {
     let guard = sync::enter(&map.collector);
     let dirty = sync::lock(&map.shard_at(0, 0).get().dirty, &map.collector, &guard);
-    dirty.table_capacity()
+    dirty.capacity()
 }
 
 /// Reads `key`, a dirty-only key of a one-shard map, until its misses promote the dirty map.
@@ -465,6 +465,77 @@ fn a_snapshot_promoted_early_in_its_cycle_fits_its_entries() {
     );
     assert_eq!(map.len(), (len + 100) as usize);
     assert!((0..len + 100).all(|k| map.load(&k) == Some(k)));
+}
+
+/// A map that grew, then stopped: its last cycle was given room for many more new keys than it
+/// took. Its table promotes (and is rehashed to fit) once its new keys were each missed once
+/// on average, not after half its length in misses, so that the room's memory does not stay
+/// on a map that takes no more keys. A cycle whose table has no such unused room still waits
+/// for half its length.
+#[test]
+fn a_cycle_with_unused_room_promotes_once_its_new_keys_were_missed() {
+    // Keys one at a time until a cycle fills its room (its last insert promotes): the next
+    // cycle is given the whole room, as when a growing map stops.
+    let map: SyncMap<u64, u64> = SyncMap::with_shards_and_hasher(1, RandomState::new());
+    let min_len: u64 = if cfg!(miri) { 1000 } else { 3000 };
+    let mut len = 0;
+    loop {
+        let snapshot = map.shard_at(0, 0).snapshot_ptr();
+        map.store(len, len);
+        len += 1;
+        if len >= min_len && map.shard_at(0, 0).snapshot_ptr() != snapshot {
+            break;
+        }
+    }
+    // Enough locked operations to finish the copy of the snapshot (32 buckets each).
+    let new_keys = len / 20 + locked::MIN_PROMOTION_MISSES as u64;
+    (&map).extend((len..len + new_keys).map(|k| (k, k)));
+    let entries = (len + new_keys) as usize;
+    assert!(
+        dirty_table_capacity(&map) >= locked::UNUSED_ROOM_FACTOR * entries,
+        "the cycle was given room for {} entries, {entries} are there",
+        dirty_table_capacity(&map)
+    );
+    let snapshot = map.shard_at(0, 0).snapshot_ptr();
+    for k in len..len + new_keys - 1 {
+        assert_eq!(map.load(&k), Some(k));
+    }
+    assert_eq!(
+        map.shard_at(0, 0).snapshot_ptr(),
+        snapshot,
+        "not promoted before the misses reach the new keys"
+    );
+    assert_eq!(map.load(&(len + new_keys - 1)), Some(len + new_keys - 1));
+    assert_ne!(
+        map.shard_at(0, 0).snapshot_ptr(),
+        snapshot,
+        "promoted once the misses reach the new keys ({new_keys} of {entries} entries)"
+    );
+    let guard = sync::enter(&map.collector);
+    assert_eq!(
+        map.shard_at(0, 0).snapshot(&guard).table.capacity(),
+        Table::<u64, u64>::with_capacity(entries).capacity(),
+        "the promoted snapshot fits its entries"
+    );
+    drop(guard);
+    assert!((0..len + new_keys).all(|k| map.load(&k) == Some(k)));
+
+    // The next cycle is sized by the new keys of this one: no unused room, Go's rule (halved).
+    let more = len + new_keys;
+    (&map).extend((more..more + new_keys).map(|k| (k, k)));
+    let entries = (more + new_keys) as usize;
+    assert!(dirty_table_capacity(&map) < locked::UNUSED_ROOM_FACTOR * entries);
+    let snapshot = map.shard_at(0, 0).snapshot_ptr();
+    for k in more..more + new_keys {
+        assert_eq!(map.load(&k), Some(k));
+    }
+    assert_eq!(
+        map.shard_at(0, 0).snapshot_ptr(),
+        snapshot,
+        "a table without unused room waits for half its length in misses"
+    );
+    read_until_promoted(&map, more);
+    assert_eq!(map.len(), entries);
 }
 
 /// Threads delete and store again keys of the read snapshot (lock-free paths that change the

@@ -122,7 +122,9 @@ impl<K, V> Promotion<K, V> {
     /// resident bytes per entry instead of 64.0, `cargo bench --bench memory -- --workloads
     /// 1.5M`). The rehash uses the entries' stored hashes (no user code) and
     /// costs a pass over the entries, paid for by the misses that triggered the promotion (as
-    /// many as half the entries). A table that its cycle filled is not rehashed.
+    /// many as half the entries) or, for a table mostly room, by the cycle before, whose new
+    /// keys earned that room (see `SyncMap::miss_locked`). A table that its cycle filled is not
+    /// rehashed.
     pub(crate) fn fit_table(&mut self) {
         self.table.shrink_to(self.table.len(), |e| e.hash());
     }
@@ -203,8 +205,7 @@ impl<K, V> Dirty<K, V> {
     }
 
     /// How many entries the dirty table holds without growing (0 without one).
-    #[cfg(test)]
-    pub(crate) fn table_capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.table.as_ref().map_or(0, Table::capacity)
     }
 
