@@ -149,7 +149,7 @@ where
         let source = promotion.as_ref().map_or(&current.table, |p| &p.table);
         let per_shard = source.len() / (mask + 1);
         let mut tables: Vec<Table<K, V>> = (0..=mask)
-            .map(|_| Table::with_capacity(per_shard + per_shard / 8))
+            .map(|_| table_with_capacity(per_shard + per_shard / 8))
             .collect();
         for entry in source.iter() {
             tables[shard::index(entry.hash(), mask)]

@@ -452,7 +452,7 @@ fn a_snapshot_promoted_early_in_its_cycle_fits_its_entries() {
     // A cycle of 100 new keys, ended by reading them (misses) rather than by its room.
     (&map).extend((len..len + 100).map(|k| (k, k)));
     let allocated = dirty_table_capacity(&map);
-    let fitting = Table::<u64, u64>::with_capacity((len + 100) as usize).capacity();
+    let fitting = table_with_capacity::<u64, u64>((len + 100) as usize).capacity();
     assert!(
         allocated >= 2 * fitting,
         "the cycle allocated for its room: {allocated} entries, {fitting} fit"
@@ -514,7 +514,7 @@ fn a_cycle_with_unused_room_promotes_once_its_new_keys_were_missed() {
     let guard = sync::enter(&map.collector);
     assert_eq!(
         map.shard_at(0, 0).snapshot(&guard).table.capacity(),
-        Table::<u64, u64>::with_capacity(entries).capacity(),
+        table_with_capacity::<u64, u64>(entries).capacity(),
         "the promoted snapshot fits its entries"
     );
     drop(guard);

@@ -12,7 +12,8 @@ use equivalent::Equivalent;
 
 use super::entry::EntryPtr;
 use super::prefetch::prefetch_address;
-use super::read::{find_by, ReadOnly, Table};
+use super::read::{find_by, table_with_capacity, ReadOnly, Table};
+use super::table_alloc::TableAlloc;
 
 /// Go's `dirty`, `misses` and an incremental copy of the read snapshot.
 ///
@@ -78,7 +79,9 @@ pub(crate) struct TablePlace {
 
 impl TablePlace {
     /// Where the table of `inserted`, an entry just inserted, is.
-    fn of<K, V>(inserted: hashbrown::hash_table::OccupiedEntry<'_, EntryPtr<K, V>>) -> Self {
+    fn of<K, V>(
+        inserted: hashbrown::hash_table::OccupiedEntry<'_, EntryPtr<K, V>, TableAlloc>,
+    ) -> Self {
         let size = std::mem::size_of::<EntryPtr<K, V>>();
         let control =
             inserted.get() as *const EntryPtr<K, V> as usize + (inserted.bucket_index() + 1) * size;
@@ -221,7 +224,7 @@ impl<K, V> Dirty<K, V> {
             let source = snapshot();
             self.room = source.dirty_capacity();
             let new_keys = Self::cycle_room(self.room, self.previous);
-            self.table = Some(Table::with_capacity(source.table.len() + new_keys));
+            self.table = Some(table_with_capacity(source.table.len() + new_keys));
             self.copy = Some(Copy {
                 unvisited: source.table.len(),
                 next_bucket: 0,

@@ -13,4 +13,5 @@ pub(crate) mod read;
 pub(crate) mod shard;
 pub(crate) mod spin;
 pub(crate) mod sync;
+pub(crate) mod table_alloc;
 pub(crate) mod unwind;

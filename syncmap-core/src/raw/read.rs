@@ -7,9 +7,20 @@ use hashbrown::HashTable;
 use super::entry::{EntryPtr, HOLDS_BITS};
 use super::shard;
 use super::sync::{AtomicBool, AtomicU64, Ordering};
+use super::table_alloc::TableAlloc;
 
 /// The table both the read snapshot and the dirty map use: entries by the hash of their key.
-pub(crate) type Table<K, V> = HashTable<EntryPtr<K, V>>;
+pub(crate) type Table<K, V> = HashTable<EntryPtr<K, V>, TableAlloc>;
+
+/// An empty table (no allocation).
+pub(crate) fn empty_table<K, V>() -> Table<K, V> {
+    HashTable::new_in(TableAlloc)
+}
+
+/// A table that holds `capacity` entries without growing.
+pub(crate) fn table_with_capacity<K, V>(capacity: usize) -> Table<K, V> {
+    HashTable::with_capacity_in(capacity, TableAlloc)
+}
 
 /// Finds the entry for `key` in `table`.
 #[inline]
@@ -115,7 +126,7 @@ impl<K, V> ReadOnly<K, V> {
     /// ([`is_shared_empty`](Self::is_shared_empty)).
     pub(crate) fn shared_empty() -> Self {
         ReadOnly {
-            table: Table::new(),
+            table: empty_table(),
             birth: 0,
             amended: AtomicBool::new(false),
             filter: Box::new([]),
@@ -207,7 +218,7 @@ impl<K, V> ReadOnly<K, V> {
 
 #[cfg(all(test, not(miri), not(syncmap_loom)))]
 mod tests {
-    use super::{AtomicU64, ReadOnly, Table};
+    use super::{empty_table, AtomicU64, ReadOnly};
 
     /// The hashes the memo's hasher gives `seed..`.
     fn hashes(seed: u64) -> impl Iterator<Item = u64> {
@@ -223,7 +234,7 @@ mod tests {
     #[test]
     fn the_filter_has_no_false_negatives_and_stays_selective_at_capacity() {
         let read: ReadOnly<u64, u64> = ReadOnly {
-            table: Table::new(),
+            table: empty_table(),
             birth: 0,
             amended: Default::default(),
             filter: (0..1024).map(|_| AtomicU64::new(0)).collect(),

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::dirty::{Dirty, TablePlace};
 use super::entry::EntryPtr;
-use super::read::{ReadOnly, Table};
+use super::read::{empty_table, ReadOnly, Table};
 use super::sync::{self, ArcSwap, AtomicPtr, Guard, Mutex, Ordering};
 
 /// The most shards a map can have: hash bits 32..38 choose the shard. hashbrown takes a
@@ -266,7 +266,7 @@ impl<'a, K, V> ShardRef<'a, K, V> {
     /// before the shard's first new key (whose filter bits it will record). Caller holds this
     /// shard's dirty lock, which has no dirty map yet.
     pub(crate) fn own_snapshot_locked<'g>(self, guard: &'g Guard<'_>) -> &'g ReadOnly<K, V> {
-        self.publish_locked(Table::new(), Vec::new(), u64::MAX, guard);
+        self.publish_locked(empty_table(), Vec::new(), u64::MAX, guard);
         self.snapshot(guard)
     }
 
