@@ -198,6 +198,8 @@ fn measure(subject: &str, n: u64) -> PerEntry {
 
 /// The sizes `--workloads` may name, in entries; without it, 1M (100k with `--quick`).
 const SIZES: &[(&str, u64)] = &[
+    ("100k", 100_000),
+    ("200k", 200_000),
     ("500k", 500_000),
     ("700k", 700_000),
     ("1M", 1_000_000),
