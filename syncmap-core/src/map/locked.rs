@@ -193,9 +193,10 @@ where
     /// soon as the misses reach its new keys instead: its table, rehashed to fit at promotion,
     /// would otherwise hold that room until half its length in misses, on a map that stopped
     /// growing for good (1.5M memoized `u64` keys called three times each: 113.7 resident
-    /// bytes per entry instead of 64, `cargo bench --bench memory -- --workloads 1.5M`). The
+    /// bytes per entry instead of 63, `cargo bench --bench memory -- --workloads 1.5M`). The
     /// promotion and the next copy cost two passes over the shard, paid for by the cycle
-    /// before, which took about half the shard's length in new keys or more to be given that room.
+    /// before, which took about half the shard's length in new keys or more to be given that
+    /// room.
     ///
     /// Unlike Go, it does not promote a dirty map that holds no key the snapshot lacks: that
     /// promotion would only drop deleted keys, and paying a new snapshot and a new copy for it

@@ -15,6 +15,11 @@
 //! for any global allocator, which still gets every allocation and deallocation (so memory
 //! profilers that wrap it see the tables). Elsewhere than Linux, and under Miri and loom, the
 //! tables are freed as usual.
+//!
+//! Most tables are freed by the collector, outside any lock. One freed under a shard's lock (a
+//! dirty table that grows, or one rehashed to fit at a promotion) makes the system call there,
+//! after a pass over that table's entries that costs more: 9 µs per call on average while a
+//! memoized cache grows to 1M keys (64 calls, `strace -c` on the memory bench's child).
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
