@@ -58,13 +58,14 @@ unsafe impl Allocator for TableAlloc {
 }
 
 /// Gives the whole pages inside the `size` bytes at `ptr` back to the kernel; their contents
-/// read as zeros afterwards. A failure (memory the kernel will not drop, such as locked or
-/// huge-TLB pages) leaves them as they were.
+/// are lost (private anonymous memory, what allocators map, reads as zeros afterwards). A
+/// failure (memory the kernel will not drop, such as locked or huge-TLB pages) leaves them as
+/// they were.
 ///
 /// # Safety
 ///
-/// The caller owns the `size` bytes at `ptr`, and nothing reads them before they are written
-/// again (they are about to be freed).
+/// The caller owns the `size` bytes at `ptr` and needs none of their contents (they are about
+/// to be freed).
 #[cfg(all(target_os = "linux", not(miri), not(syncmap_loom)))]
 unsafe fn release(ptr: NonNull<u8>, size: usize) {
     let page = page_size();
@@ -72,8 +73,8 @@ unsafe fn release(ptr: NonNull<u8>, size: usize) {
     let end = (ptr.as_ptr().addr() + size) / page * page;
     if end > start {
         // SAFETY: `[start, end)` lies inside the caller's block (the function's contract), so
-        // the call changes no memory but that block's, and only to zeros. The result is
-        // ignored: a page the kernel keeps keeps its contents, which no one reads.
+        // the call changes no memory but that block's, whose contents no one needs. The
+        // result is ignored: a page the kernel keeps keeps its contents.
         unsafe {
             libc::madvise(
                 ptr.as_ptr().with_addr(start).cast(),
@@ -149,7 +150,7 @@ mod tests {
         unsafe { ptr.write_bytes(0xA5, size) };
         let before = resident_pages(ptr, size);
         assert!(before * page >= size, "the written block is resident");
-        // SAFETY: the block is ours and nothing reads it until it is written again.
+        // SAFETY: the block is ours; the test reads what is left of its contents.
         unsafe { release(block, size) };
         let after = resident_pages(ptr, size);
         assert!(
