@@ -392,6 +392,12 @@ fn dirty_table_capacity(map: &SyncMap<u64, u64>) -> usize {
     dirty.capacity()
 }
 
+/// How many entries the read snapshot's table of a one-shard map holds.
+fn snapshot_table_capacity(map: &SyncMap<u64, u64>) -> usize {
+    let guard = sync::enter(&map.collector);
+    map.shard_at(0, 0).snapshot(&guard).table.capacity()
+}
+
 /// Reads `key`, a dirty-only key of a one-shard map, until its misses promote the dirty map.
 fn read_until_promoted(map: &SyncMap<u64, u64>, key: u64) {
     let snapshot = map.shard_at(0, 0).snapshot_ptr();
@@ -445,10 +451,6 @@ fn a_cycle_that_ended_on_misses_sizes_the_next_table_by_its_new_keys() {
 fn a_snapshot_promoted_early_in_its_cycle_fits_its_entries() {
     let len: u64 = if cfg!(miri) { 300 } else { 3000 };
     let map = one_shard_promoted(len);
-    let snapshot_capacity = || {
-        let guard = sync::enter(&map.collector);
-        map.shard_at(0, 0).snapshot(&guard).table.capacity()
-    };
     // A cycle of 100 new keys, ended by reading them (misses) rather than by its room.
     (&map).extend((len..len + 100).map(|k| (k, k)));
     let allocated = dirty_table_capacity(&map);
@@ -459,7 +461,7 @@ fn a_snapshot_promoted_early_in_its_cycle_fits_its_entries() {
     );
     read_until_promoted(&map, len + 99);
     assert_eq!(
-        snapshot_capacity(),
+        snapshot_table_capacity(&map),
         fitting,
         "the promoted snapshot fits its entries"
     );
@@ -511,13 +513,11 @@ fn a_cycle_with_unused_room_promotes_once_its_new_keys_were_missed() {
         snapshot,
         "promoted once the misses reach the new keys ({new_keys} of {entries} entries)"
     );
-    let guard = sync::enter(&map.collector);
     assert_eq!(
-        map.shard_at(0, 0).snapshot(&guard).table.capacity(),
+        snapshot_table_capacity(&map),
         table_with_capacity::<u64, u64>(entries).capacity(),
         "the promoted snapshot fits its entries"
     );
-    drop(guard);
     assert!((0..len + new_keys).all(|k| map.load(&k) == Some(k)));
 
     // The next cycle is sized by the new keys of this one: no unused room, Go's rule (halved).
