@@ -878,3 +878,39 @@ fn the_probe_hint_says_where_the_dirty_tables_buckets_are() {
     }
     assert!(checked as u64 >= n, "{checked} buckets checked");
 }
+
+/// A new key whose promotion splits the map (its one shard reached `SPLIT_AT_LEN` keys) while
+/// the lock's contention also asks for a split splits it once: the second check sees the map
+/// split (it once read the mask the shard was chosen with, and split again).
+#[test]
+fn a_promotion_that_splits_is_not_followed_by_a_second_split() {
+    let map: SyncMap<u64, u64> = SyncMap::new();
+    let mut k = 0;
+    loop {
+        let promotes = {
+            let guard = sync::enter(&map.collector);
+            let shard = map.shard_at(0, 0);
+            let read = shard.snapshot(&guard);
+            let dirty = sync::lock(&shard.get().dirty, &map.collector, &guard);
+            dirty.len() + 1 >= SPLIT_AT_LEN && dirty.new_keys + 1 >= read.dirty_capacity()
+        };
+        if promotes {
+            break;
+        }
+        map.store(k, k);
+        k += 1;
+        assert_eq!(
+            map.shard_mask.load(Ordering::Relaxed),
+            0,
+            "split before the test"
+        );
+    }
+    map.contended
+        .store(SPLIT_AFTER_CONTENDED, Ordering::Relaxed);
+    map.store(k, k);
+    assert_ne!(map.shard_mask.load(Ordering::Relaxed), 0, "the map split");
+    for key in 0..=k {
+        assert_eq!(map.load(&key), Some(key));
+    }
+    assert_eq!(map.len(), k as usize + 1);
+}
