@@ -416,7 +416,7 @@ where
     where
         V: IdentityEq,
     {
-        let holds_old = |entry: &EntryPtr<K, V>| entry.holds(old, guard);
+        let holds_old = |entry: &EntryPtr<K, V>| entry.hashed_as(hash) && entry.holds(old, guard);
         let mut dirty = self.lock_routed(&mut shard, hash, guard);
         let (read, found) =
             Self::find_current_locked_by(shard, hash, holds_old, Some(missed), guard);

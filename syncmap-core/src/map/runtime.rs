@@ -94,7 +94,8 @@ where
     ///
     /// The entry is found by `hash` (the key's, by [`hasher`](Self::hasher)) and its value
     /// alone, so the caller needs no copy of the key, and no user code runs: [`IdentityEq`]
-    /// values compare by identity. A value other than `old` is never deleted, whatever its key.
+    /// values compare by identity. A value other than `old` is never deleted, nor `old` under
+    /// a key of another hash.
     pub(crate) fn compare_and_remove(&self, hash: u64, old: &V) -> bool
     where
         V: IdentityEq,
@@ -102,7 +103,9 @@ where
         let shard = self.shard(hash);
         let guard = sync::enter(&self.collector);
         let read = shard.snapshot(&guard);
-        if let Some(entry) = find_by(&read.table, hash, |entry| entry.holds(old, &guard)) {
+        if let Some(entry) = find_by(&read.table, hash, |entry| {
+            entry.hashed_as(hash) && entry.holds(old, &guard)
+        }) {
             return entry.compare_and_delete(old, &guard, Unlink::Staying, |delta| {
                 self.count(delta, &guard)
             });

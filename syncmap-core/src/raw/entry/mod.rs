@@ -110,6 +110,13 @@ impl<K, V> Entry<K, V> {
         self.hash_word.load(Ordering::Relaxed) & !HOLDS_BITS
     }
 
+    /// Whether the entry's key has the map's hash `hash` (as far as the entry keeps it: all
+    /// but [`HOLDS_BITS`]). A table's probe only matches 7 bits of it.
+    #[inline]
+    pub(crate) fn hashed_as(&self, hash: u64) -> bool {
+        self.hash() == hash & !HOLDS_BITS
+    }
+
     /// Whether the first value lives in the entry: small values do. A replaced first value
     /// keeps its bytes until the entry is freed, so that readers may still be reading it; the
     /// size bound caps what an updated key keeps this way (32 bytes, the size of the
