@@ -108,6 +108,14 @@
 //! - **Deleting a key only the dirty map has takes it out of the dirty table** (`delete`, and
 //!   the memo's evictions): left there deleted, it would be promoted, copied and dropped only a
 //!   cycle later.
+//! - **Small objects live in pages.** Entries and small values are carved from 1 MiB pages
+//!   (`raw/epoch/pages.rs`) instead of one `malloc` each: glibc's 8-byte header made a 40-byte
+//!   entry take a 48-byte chunk. Resident bytes per memoized `u64` entry at 1M 70.8 -> 63.3,
+//!   100k 86.5 -> 78.3, 500k 73.1 -> 63.5. A page is aligned to its size, so freeing an object
+//!   finds its page by masking the address (no collector needed: values are freed from
+//!   `Drop`s too); the bit that says so is in the birth word the collector keeps anyway.
+//!   1 MiB, not 64 KiB: glibc's aligned blocks leave free pieces whose headers it writes (64
+//!   KiB pages gave 67.7 at 1M).
 //! - **The first value shares the entry's allocation** when it is small (at most 32 bytes):
 //!   one allocation per new key instead of two, and one dependent load less per lookup of a
 //!   value never replaced. A replaced first value keeps its bytes until the entry is freed,
@@ -198,15 +206,23 @@ use shards::default_shards;
 /// value's `Drop` may call back into the map (`tests/reentrant_drop.rs`).
 /// Deleted keys leave the map at the next promotion of the dirty map, as in Go.
 ///
-/// Each key takes one allocation holding the key and, when the value type is at most 32 bytes
+/// Each key takes one object holding the key and, when the value type is at most 32 bytes
 /// (integers, `String`, `Arc<T>`, `Vec<T>`, small tuples), its first value; larger values and
-/// every later value have an allocation of their own. A replaced first value is dropped like
-/// any other (once no reader holds it) but keeps its bytes in the key's allocation until the
+/// every later value have an object of their own. A replaced first value is dropped like
+/// any other (once no reader holds it) but keeps its bytes in the key's object until the
 /// key leaves the map.
 ///
+/// Objects of up to 256 bytes live in pages of 1 MiB, taken from the global allocator, once a
+/// thread has allocated a quarter page's worth of them one by one (so a small map takes no
+/// page): a page spares them the allocator's header (8 bytes of each with glibc). Each
+/// thread that allocates takes its own page; a page goes back to the allocator once every
+/// object in it is freed, and its freed objects are reused by the map's next writes until then.
+/// As with any allocator, a few long-lived keys keep their pages: a map that loses most of
+/// its keys but not all may keep pages mostly empty until new keys fill them.
+///
 /// The memory of dropped values (and of entries deleted before a promotion) is kept for the
-/// next writes instead of going back to the allocator: at most 32 KiB per writing thread for
-/// each of the two (and twice that shared between threads), freed when the map is dropped.
+/// next writes: at most 32 KiB per writing thread for each of the two (and twice that shared
+/// between threads); beyond that it goes back to its page or to the allocator.
 ///
 /// Besides the keys' allocations, each shard holds its read snapshot's table: 9 bytes per
 /// bucket, a power of two of buckets and at least 8/7 of one per key, rehashed to fit at

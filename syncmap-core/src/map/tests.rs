@@ -879,6 +879,39 @@ fn the_probe_hint_says_where_the_dirty_tables_buckets_are() {
     assert!(checked as u64 >= n, "{checked} buckets checked");
 }
 
+/// A large map's entries live in pages (`raw/epoch/pages.rs`); once they are gone, the pages
+/// go back to the allocator but for the one this thread still takes entries from.
+#[test]
+fn a_cleared_map_gives_its_entry_pages_back() {
+    let map: SyncMap<u64, u64> = SyncMap::new();
+    // Past the entries a thread allocates one by one (a quarter page's worth), then pages.
+    let n = if cfg!(miri) { 1_500 } else { 200_000 };
+    for k in 0..n {
+        map.store(k, k);
+    }
+    let filled = map.collector.page_count();
+    assert!(filled >= 3, "{n} entries took {filled} pages");
+    let mut rounds = 0;
+    // The entries are retired with the snapshot `clear` replaces, and freed by a pass that
+    // no guard holds back (the clear's own runs after it ends; other tests' guards are of
+    // other maps).
+    while map.collector.page_count() > 1 {
+        rounds += 1;
+        assert!(
+            rounds <= 8,
+            "{} of {filled} pages left after {rounds} clears",
+            map.collector.page_count()
+        );
+        map.clear();
+    }
+    // New entries take the freed memory of the page left, not new pages.
+    for k in 0..n / 100 {
+        map.store(k, k);
+    }
+    assert_eq!(map.collector.page_count(), 1);
+    assert_eq!(map.len(), (n / 100) as usize);
+}
+
 /// A new key whose promotion splits the map (its one shard reached `SPLIT_AT_LEN` keys) while
 /// the lock's contention also asks for a split splits it once: the second check sees the map
 /// split (it once read the mask the shard was chosen with, and split again).

@@ -163,20 +163,26 @@ impl LocalGuard<'_> {
     /// [`defer_recycle`](Self::defer_recycle).
     #[inline]
     pub(crate) fn alloc<T>(&self, value: T) -> *mut T {
-        let born = Born {
-            birth: self.birth(),
-            object: value,
-        };
-        let p = match self.collector.take_spare::<T>(self.slot) {
-            Some(memory) => {
+        let birth = self.birth();
+        let p = match self.collector.pool_memory::<T>(self.slot) {
+            Some((memory, paged)) => {
                 let p = memory.as_ptr();
-                // SAFETY: a spare is an allocation of `Layout::new::<Born<T>>()` holding no
-                // object, now ours; writing a `Born<T>` makes it exactly what `Box::new`
-                // returns.
-                unsafe { p.write(born) };
+                let birth = if paged { birth | PAGED } else { birth };
+                // SAFETY: memory of the pool of `Born<T>`'s layout holding no object, now
+                // ours; writing a `Born<T>` makes it exactly what `Box::new` returns, or an
+                // object of a page.
+                unsafe {
+                    p.write(Born {
+                        birth,
+                        object: value,
+                    })
+                };
                 p
             }
-            None => Box::into_raw(Box::new(born)),
+            None => Box::into_raw(Box::new(Born {
+                birth,
+                object: value,
+            })),
         };
         // SAFETY: `p` is a valid `Born<T>`; the field pointer keeps the allocation's
         // provenance (`Born::of` steps back from it).
@@ -195,7 +201,7 @@ impl LocalGuard<'_> {
         // SAFETY: from `alloc`, per the caller.
         let born = unsafe { Born::of(ptr) };
         // SAFETY: the header is live until the object is freed.
-        let birth = unsafe { (*born).birth };
+        let birth = unsafe { (*born).birth() };
         unsafe fn free_born<T>(ptr: *mut ()) {
             // SAFETY: `ptr` is the retired `*mut Born<T>`, a `Box` leaked by `alloc`, freed once.
             drop(unsafe { Box::from_raw(ptr.cast::<Born<T>>()) });
@@ -205,9 +211,15 @@ impl LocalGuard<'_> {
             // invariants); its memory is handled by the pass.
             unsafe { ptr::drop_in_place(ptr.cast::<Born<T>>()) }
         }
+        // SAFETY: as above.
+        let paged = unsafe { (*born).birth } & PAGED != 0;
         let (free, pool) = match self.collector.pool_of::<T>() {
-            Some((pool, _)) => (drop_born::<T> as unsafe fn(*mut ()), pool as u8),
-            None => (free_born::<T> as unsafe fn(*mut ()), NO_POOL),
+            // A pool with pages recycles only their memory; the objects a thread allocated
+            // one by one before it took pages are freed whole.
+            Some((index, pool)) if paged || pool.pages.is_none() => {
+                (drop_born::<T> as unsafe fn(*mut ()), index as u8)
+            }
+            _ => (free_born::<T> as unsafe fn(*mut ()), NO_POOL),
         };
         self.collector.retire(
             self,

@@ -6,8 +6,8 @@
 //!
 //! The collector and its slots are here; [`record`] holds the thread records and ids,
 //! [`guard`] the guards that pin and protect, [`retired`] the batches of retired objects, the
-//! pools of spare allocations and the birth header, and [`barrier`] the light and heavy memory
-//! barriers.
+//! pools of spare allocations and the birth header, [`pages`] the pages small objects are
+//! carved from, and [`barrier`] the light and heavy memory barriers.
 //!
 //! # Design
 //!
@@ -186,6 +186,7 @@ pub(crate) const BATCH: usize = 8;
 
 mod barrier;
 mod guard;
+mod pages;
 mod record;
 mod retired;
 #[cfg(test)]
@@ -193,6 +194,7 @@ mod tests;
 
 pub(crate) use guard::LocalGuard;
 use guard::*;
+use pages::{Page, Pages, PagesBox};
 use record::*;
 use retired::*;
 pub(crate) use retired::{birth_of, free_allocated};
@@ -225,6 +227,12 @@ struct Slot {
     /// `spares[i]`: allocations of the layout of `Collector::pools[i]` whose objects were
     /// dropped: uninitialized memory, owned by the collector, at most that pool's `limit`.
     spares: [UnsafeCell<Vec<NonNull<u8>>>; POOLS],
+    /// `pages[i]`: the page this slot takes new objects of `Collector::pools[i]` from, if that
+    /// pool has pages (null until the first).
+    pages: [UnsafeCell<*mut Page>; POOLS],
+    /// `boxed[i]`: objects of `Collector::pools[i]` this slot allocated one by one, counted
+    /// up to the pool's `Pages::boxed_first`, after which it takes them from pages.
+    boxed: [UnsafeCell<usize>; POOLS],
 }
 
 impl Slot {
@@ -235,6 +243,8 @@ impl Slot {
             bag: UnsafeCell::new(Vec::new()),
             next_bag: UnsafeCell::new(Vec::new()),
             spares: [const { UnsafeCell::new(Vec::new()) }; POOLS],
+            pages: [const { UnsafeCell::new(ptr::null_mut()) }; POOLS],
+            boxed: [const { UnsafeCell::new(0) }; POOLS],
         }
     }
 }
@@ -277,10 +287,13 @@ struct Epoch(AtomicU64, bool);
 ///   [`Record`]), never across a call to user code (a destructor could re-enter the
 ///   collector); or by `Drop`. Reclaimers only read its `lo` and `hi`.
 /// - Every retired pointer is in exactly one slot's bag or one batch until it is freed, once.
-/// - Every spare of pool `i` is a live allocation of the global allocator with layout
+/// - Every spare of pool `i` is memory of that pool (see [`Pool::dispose`]) with layout
 ///   `pools[i].layout`, holding no object, in exactly one slot's `spares[i]` or in
 ///   `pools[i].shared`; it leaves by being handed out (then it is the caller's, as if from
-///   `Box::new`) or deallocated, once.
+///   `Box::new` or a page) or disposed of, once.
+/// - A slot's `pages[i]` is null or a page of `pools[i].pages` that the slot owns (see
+///   `pages.rs`); every page of a pool is owned by one slot or in the pool's unowned list
+///   until it is deallocated.
 /// - No two pools have the same layout.
 ///
 /// # Recycling
@@ -295,7 +308,14 @@ struct Epoch(AtomicU64, bool);
 /// will reuse (the batches of other threads too), so what does not fit goes to the pool's
 /// shared list, from which a thread that ran out refills (one lock per refill, not per
 /// allocation). Spares are bounded (a pool's `limit`, about [`SPARE_BYTES`] per thread, pool
-/// and collector, and twice that shared) and freed with the collector.
+/// and collector, and twice that shared); what exceeds them goes back to its page or to the
+/// allocator.
+///
+/// A pool of small objects (at most `pages::MAX_PAGED` bytes) takes their memory from pages
+/// (`pages.rs`) once a thread has allocated `Pages::boxed_first` of them one by one: then only
+/// page memory is recycled, and the objects allocated one by one are freed whole. Whether an
+/// object is in a page is a bit of its birth word ([`PAGED`]), so it can be freed without the
+/// collector (`free_allocated`).
 pub(crate) struct Collector {
     epoch: Epoch,
     first: [Slot; FIRST_SLOTS],
@@ -347,6 +367,7 @@ impl Collector {
             }
             collector.pools[next] = Some(Pool {
                 layout,
+                pages: pages::pages_fit(layout).then(|| PagesBox::new(Pages::new(layout))),
                 limit: (SPARE_BYTES / layout.size()).clamp(1, BATCH),
                 shared: Mutex::new(Vec::new()),
                 shared_len: AtomicUsize::new(0),
@@ -681,9 +702,9 @@ impl Collector {
                 pool.shared_len.store(shared.len(), Ordering::Relaxed);
             }
             for p in memory {
-                // SAFETY: `p` was allocated with the pool's layout (`defer_recycle`'s contract)
-                // and its object was dropped above; nothing else refers to it.
-                unsafe { alloc::dealloc(p.as_ptr(), pool.layout) };
+                // SAFETY: `p` was allocated by the pool (`defer_recycle`'s contract) and its
+                // object was dropped above; nothing else refers to it.
+                unsafe { pool.dispose(p) };
             }
         }
         if let (Some(record), Some(bag)) = (record, emptied) {
@@ -696,11 +717,57 @@ impl Collector {
         panics.resume();
     }
 
+    /// Memory for a `Born<T>` if a pool recycles its layout: from this thread's spares, or
+    /// else from the slot's page if the pool has pages (`true` then: see [`PAGED`]).
+    /// `None` if no pool has the layout, or it has no pages and no spare is there.
+    #[inline]
+    fn pool_memory<T>(&self, slot: &Slot) -> Option<(NonNull<Born<T>>, bool)> {
+        let (index, pool) = self.pool_of::<T>()?;
+        let paged = pool.pages.is_some();
+        if let Some(spare) = self.take_spare_of(slot, index, pool) {
+            return Some((spare.cast(), paged));
+        }
+        let pages = pool.pages.as_ref()?;
+        // SAFETY: the caller owns `slot`; the borrow ends here, before any user code.
+        let boxed = unsafe { &mut *slot.boxed[index].get() };
+        if *boxed < pages.boxed_first {
+            *boxed += 1;
+            return None;
+        }
+        // SAFETY: the caller owns `slot`, whose page of pool `index` is of `pages`; the borrow
+        // ends here, before any user code.
+        let memory = unsafe { pages.alloc(&mut *slot.pages[index].get()) };
+        Some((memory.cast(), true))
+    }
+
+    /// The pages of all pools, owned or not (for tests: reads every slot's page, so no other
+    /// thread may use the collector meanwhile).
+    #[cfg(test)]
+    pub(crate) fn page_count(&self) -> usize {
+        let pools = self.pools.iter().enumerate();
+        pools
+            .filter_map(|(index, pool)| Some((index, pool.as_ref()?.pages.as_ref()?)))
+            .map(|(index, pages)| {
+                // SAFETY: no other thread uses the collector (the caller's contract).
+                let owned = self
+                    .slots()
+                    .filter(|slot| !unsafe { *slot.pages[index].get() }.is_null());
+                pages.count(owned.count())
+            })
+            .sum()
+    }
+
     /// Memory for a `Born<T>`, from this thread's spares if a pool recycles its layout and a
     /// spare is there; `None` otherwise.
-    #[inline]
+    #[cfg(test)]
     fn take_spare<T>(&self, slot: &Slot) -> Option<NonNull<Born<T>>> {
         let (index, pool) = self.pool_of::<T>()?;
+        self.take_spare_of(slot, index, pool).map(NonNull::cast)
+    }
+
+    /// A spare of pool `index` from `slot` (refilled from the shared list if empty).
+    #[inline]
+    fn take_spare_of(&self, slot: &Slot, index: usize, pool: &Pool) -> Option<NonNull<u8>> {
         // SAFETY: the caller owns `slot` and holds a guard; the borrow ends here, before any
         // user code.
         let spares = unsafe { &mut *slot.spares[index].get() };
@@ -710,7 +777,7 @@ impl Collector {
             spares.extend(shared.drain(keep..));
             pool.shared_len.store(shared.len(), Ordering::Relaxed);
         }
-        spares.pop().map(NonNull::cast)
+        spares.pop()
     }
 }
 
@@ -728,6 +795,8 @@ impl Drop for Collector {
         // Ids whose bag here was not empty: their records count one bag less.
         let mut emptied: Vec<usize> = Vec::new();
         let pools = &self.pools;
+        // The slots' pages, freed last.
+        let mut owned: [Vec<*mut Page>; POOLS] = [const { Vec::new() }; POOLS];
         let mut drain = |id: usize, slot: &mut Slot| {
             let bag = mem::take(slot.bag.get_mut());
             if !bag.is_empty() {
@@ -737,9 +806,15 @@ impl Drop for Collector {
             for (index, spares) in slot.spares.iter_mut().enumerate() {
                 for spare in spares.get_mut().drain(..) {
                     let pool = pools[index].as_ref().expect("spares imply a pool");
-                    // SAFETY: a spare is an allocation of its pool's layout holding no object,
-                    // owned by the collector (invariants); deallocated once, here.
-                    unsafe { alloc::dealloc(spare.as_ptr(), pool.layout) };
+                    // SAFETY: a spare is memory of its pool holding no object, owned by the
+                    // collector (invariants); disposed of once, here.
+                    unsafe { pool.dispose(spare) };
+                }
+            }
+            for (index, page) in slot.pages.iter_mut().enumerate() {
+                let page = mem::replace(page.get_mut(), ptr::null_mut());
+                if !page.is_null() {
+                    owned[index].push(page);
                 }
             }
         };
@@ -765,13 +840,14 @@ impl Drop for Collector {
             }
         }
         for pool in self.pools.iter_mut().flatten() {
-            let shared = pool
-                .shared
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner);
-            for spare in shared.drain(..) {
+            let shared = mem::take(
+                pool.shared
+                    .get_mut()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            for spare in shared {
                 // SAFETY: as for the slots' spares above.
-                unsafe { alloc::dealloc(spare.as_ptr(), pool.layout) };
+                unsafe { pool.dispose(spare) };
             }
         }
         // Every object is freed even if destructors panic; the first panic is resumed after.
@@ -785,9 +861,17 @@ impl Drop for Collector {
                     .as_ref()
                     .expect("an object of a pool implies the pool");
                 // SAFETY: `free` only dropped the object (by return or unwind); its memory was
-                // allocated with the pool's layout (`defer_recycle`'s contract) and is
-                // deallocated once, here.
-                unsafe { alloc::dealloc(item.ptr.cast(), pool.layout) };
+                // allocated by the pool (`defer_recycle`'s contract) and is disposed of once,
+                // here.
+                unsafe { pool.dispose(NonNull::new_unchecked(item.ptr.cast())) };
+            }
+        }
+        // Last: the destructors above may have freed objects into pages.
+        for (pool, owned) in self.pools.iter().zip(owned) {
+            if let Some(pages) = pool.as_ref().and_then(|pool| pool.pages.as_ref()) {
+                // SAFETY: every object of the collector was dropped and disposed of above, and
+                // `owned` holds each slot's page once.
+                unsafe { pages.free_all(owned.into_iter()) };
             }
         }
         panics.resume();

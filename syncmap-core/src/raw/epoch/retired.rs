@@ -34,6 +34,28 @@ pub(super) struct Pool {
     /// `shared.len()`, read without the lock to skip it when empty (a hint: refills check
     /// again under the lock).
     pub(super) shared_len: AtomicUsize,
+    /// Where the pool's memory comes from if its objects are small (`pages.rs`); else from the
+    /// global allocator, one allocation each.
+    pub(super) pages: Option<PagesBox>,
+}
+
+impl Pool {
+    /// Gives back the memory of an object of this pool (dropped already).
+    ///
+    /// # Safety
+    ///
+    /// `memory` was handed out by this pool (a spare, or from `Pages::alloc`) or allocated by
+    /// the global allocator with `layout` if the pool has no pages, holds no object, and is
+    /// not used afterwards.
+    pub(super) unsafe fn dispose(&self, memory: NonNull<u8>) {
+        if self.pages.is_some() {
+            // SAFETY: a pool with pages hands out only their memory, per the caller.
+            unsafe { pages::free(memory.as_ptr()) };
+        } else {
+            // SAFETY: per the caller.
+            unsafe { alloc::dealloc(memory.as_ptr(), self.layout) };
+        }
+    }
 }
 
 /// Sealed retired objects, all unlinked before the collector's epoch took the value `tag`.
@@ -43,16 +65,27 @@ pub(super) struct Batch {
 }
 
 /// An object allocated by [`LocalGuard::alloc`], followed by its birth: the collector's epoch
-/// when it was allocated, read before the object could be published. The object comes first,
-/// at the start of the allocation, so that it keeps the allocator's alignment and a pointer to
-/// it is a pointer to the whole.
+/// when it was allocated, read before the object could be published, and [`PAGED`] if its
+/// memory is in a page (`pages.rs`) rather than an allocation of its own. The object comes
+/// first, at the start of the allocation, so that it keeps the allocator's alignment and a
+/// pointer to it is a pointer to the whole.
 #[repr(C)]
 pub(super) struct Born<T> {
     pub(super) object: T,
     pub(super) birth: u64,
 }
 
+/// [`Born::birth`]'s bit for memory in a page: an epoch never reaches it (one `fetch_add` per
+/// 1024 retirements).
+pub(super) const PAGED: u64 = 1 << 63;
+
 impl<T> Born<T> {
+    /// The object's birth, without the [`PAGED`] bit.
+    #[inline]
+    pub(super) fn birth(&self) -> u64 {
+        self.birth & !PAGED
+    }
+
     /// The header of an object allocated by [`LocalGuard::alloc`].
     ///
     /// # Safety
@@ -83,9 +116,28 @@ impl<T> Born<T> {
 ///
 /// `object` came from `LocalGuard::alloc::<T>`, nothing else will use it, and it is freed once.
 pub(crate) unsafe fn free_allocated<T>(object: *mut T) {
-    // SAFETY: per the caller, `Born::of` gives the `Box<Born<T>>` that `alloc` leaked (spares
-    // are allocations of `Layout::new::<Born<T>>()`, as `Box` makes them).
-    drop(unsafe { Box::from_raw(Born::of(object)) });
+    // SAFETY: per the caller, `Born::of` gives the `Born<T>` that `alloc` made.
+    let born = unsafe { Born::of(object) };
+    // SAFETY: as above; the header is written before the object is handed out.
+    if unsafe { (*born).birth } & PAGED != 0 {
+        /// Gives the memory back when dropped, so also if the object's `Drop` panics (as a
+        /// `Box` frees its memory then).
+        struct GiveBack(*mut u8);
+        impl Drop for GiveBack {
+            fn drop(&mut self) {
+                // SAFETY: memory of a page (its mark), whose object was dropped (or unwound
+                // from), given back once.
+                unsafe { pages::free(self.0) }
+            }
+        }
+        let _give_back = GiveBack(born.cast());
+        // SAFETY: the object is initialized and dropped once, here.
+        unsafe { ptr::drop_in_place(born) };
+    } else {
+        // SAFETY: the `Box<Born<T>>` that `alloc` leaked (or a spare of a pool without pages:
+        // an allocation of `Layout::new::<Born<T>>()`, as `Box` makes them).
+        drop(unsafe { Box::from_raw(born) });
+    }
 }
 
 /// The birth of an object of [`LocalGuard::alloc`].
@@ -96,5 +148,5 @@ pub(crate) unsafe fn free_allocated<T>(object: *mut T) {
 pub(crate) unsafe fn birth_of<T>(object: *mut T) -> u64 {
     // SAFETY: per the caller; the header is written before the object is handed out and never
     // again.
-    unsafe { (*Born::of(object)).birth }
+    unsafe { (*Born::of(object)).birth() }
 }

@@ -1,3 +1,4 @@
+use super::pages::{self, Pages, PAGE};
 use super::*;
 use std::sync::atomic::{AtomicBool, AtomicIsize};
 use std::sync::Arc;
@@ -185,16 +186,16 @@ fn reclaimed_memory_is_handed_out_again() {
     let spare = collector
         .take_spare::<Tracked>(guard.slot)
         .expect("the slot has spares");
-    // SAFETY: a spare is uninitialized memory for a `Born<Tracked>`, now ours; as a `Box`
-    // it is freed below.
+    // SAFETY: a spare is uninitialized memory for a `Born<Tracked>`, now ours; marked as in a
+    // page (this small layout's pool has pages), as `alloc` does, and freed below.
     unsafe {
         spare.as_ptr().write(Born {
-            birth: 0,
+            birth: PAGED,
             object: Tracked::value(&live, 0),
         })
     };
-    // SAFETY: as from `Box::into_raw`.
-    drop(unsafe { Box::from_raw(spare.as_ptr()) });
+    // SAFETY: made as `alloc` makes objects; freed once.
+    unsafe { free_allocated(ptr::addr_of_mut!((*spare.as_ptr()).object)) };
     // Types of another layout than the recycled one get no spare.
     assert!(collector.take_spare::<u64>(guard.slot).is_none());
     drop(guard);
@@ -347,3 +348,167 @@ fn exited_threads_release_their_records() {
     drop(collector);
     assert_eq!(live.load(Ordering::Relaxed), 0);
 }
+
+/// Writes `tag` over the two words of a 16-byte object.
+///
+/// # Safety
+///
+/// `object` is 16 bytes of memory handed out by `Pages::alloc`, not freed.
+unsafe fn tag(object: *mut u8, tag: u64) {
+    // SAFETY: per the caller; slots are 8-aligned.
+    unsafe { object.cast::<[u64; 2]>().write([tag, !tag]) };
+}
+
+/// Checks that an object still holds `expected`.
+///
+/// # Safety
+///
+/// As for [`tag`], and `object` was tagged.
+unsafe fn check_tag(object: *mut u8, expected: u64) {
+    // SAFETY: per the caller.
+    let words = unsafe { object.cast::<[u64; 2]>().read() };
+    assert_eq!(
+        words,
+        [expected, !expected],
+        "an object's memory was handed out twice"
+    );
+}
+
+/// Objects of pages sent to another thread to free.
+struct Objects(Vec<(*mut u8, u64)>);
+
+// SAFETY: the objects are plain memory of pages, which any thread may free.
+unsafe impl Send for Objects {}
+
+/// Pages hand out distinct slots inside themselves, and go back to the allocator once every
+/// object in them is freed (from any thread) and no slot owns them; freed slots are handed out
+/// again before a new page is taken.
+#[test]
+fn pages_hand_out_distinct_slots_and_give_back_empty_pages() {
+    let layout = Layout::new::<[u64; 2]>();
+    let pages = Pages::new(layout);
+    let per_page = PAGE / layout.size() - 16;
+    // Stands for a slot's page.
+    let mut current = ptr::null_mut();
+    let n = per_page * 5 / 2;
+    let objects: Vec<(*mut u8, u64)> = (0..n as u64)
+        .map(|i| {
+            // SAFETY: `current` is ours; the object is ours until freed.
+            unsafe {
+                let object = pages.alloc(&mut current).as_ptr();
+                tag(object, i);
+                (object, i)
+            }
+        })
+        .collect();
+    let mut addresses: Vec<usize> = objects.iter().map(|(p, _)| p.addr()).collect();
+    addresses.sort_unstable();
+    assert!(
+        addresses.windows(2).all(|w| w[1] - w[0] >= layout.size()),
+        "two objects overlap"
+    );
+    // Two pages given up when they ran out, and the one in use.
+    assert_eq!(pages.count(1), 3);
+    let free = |objects: &[(*mut u8, u64)]| {
+        for &(object, i) in objects {
+            // SAFETY: handed out above, tagged, freed once.
+            unsafe {
+                check_tag(object, i);
+                pages::free(object);
+            }
+        }
+    };
+    let (ours, theirs) = objects.split_at(n / 2);
+    let theirs = Objects(theirs.to_vec());
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let theirs = theirs;
+            free(&theirs.0)
+        });
+        free(ours);
+    });
+    // Only the page in use is left.
+    assert_eq!(pages.count(1), 1);
+    // Its freed slots come back before any new page.
+    for i in 0..per_page as u64 / 2 {
+        // SAFETY: as above; freed at once.
+        unsafe {
+            let object = pages.alloc(&mut current).as_ptr();
+            tag(object, i);
+            check_tag(object, i);
+            pages::free(object);
+        }
+    }
+    assert_eq!(pages.count(1), 1);
+    // SAFETY: nothing is in use; `current` once.
+    unsafe { pages.free_all(std::iter::once(current)) };
+}
+
+/// Two threads take objects from their own pages and free half of them on the other thread,
+/// keeping some alive across rounds: no object's memory is handed out while it is in use
+/// (each keeps its tag), and once all are freed only the two pages the threads own remain.
+#[test]
+fn pages_under_frees_from_other_threads() {
+    let layout = Layout::new::<[u64; 2]>();
+    let pages = Pages::new(layout);
+    let (rounds, batch) = if cfg!(miri) { (4, 300) } else { (200, 5_000) };
+    let (to_first, from_second) = std::sync::mpsc::channel::<Objects>();
+    let (to_second, from_first) = std::sync::mpsc::channel::<Objects>();
+    let run = |thread: u64,
+               send: std::sync::mpsc::Sender<Objects>,
+               receive: std::sync::mpsc::Receiver<Objects>| {
+        let pages = &pages;
+        move || {
+            let mut current = ptr::null_mut();
+            let mut kept: Vec<(*mut u8, u64)> = Vec::new();
+            for round in 0..rounds {
+                let mut sent = Vec::new();
+                for i in 0..batch {
+                    let id = thread << 48 | (round as u64) << 24 | i as u64;
+                    // SAFETY: `current` is this thread's; the object is ours until freed.
+                    let object = unsafe { pages.alloc(&mut current) }.as_ptr();
+                    // SAFETY: ours.
+                    unsafe { tag(object, id) };
+                    if i % 2 == 0 {
+                        sent.push((object, id));
+                    } else {
+                        kept.push((object, id));
+                    }
+                }
+                send.send(Objects(sent)).expect("the other thread receives");
+                let received = receive.recv().expect("the other thread sends");
+                // Free what the other thread sent, and the older half of what we kept.
+                let older = kept.len() / 2;
+                for (object, id) in received.0.into_iter().chain(kept.drain(..older)) {
+                    // SAFETY: handed out, tagged, and freed once, here.
+                    unsafe {
+                        check_tag(object, id);
+                        pages::free(object);
+                    }
+                }
+            }
+            for (object, id) in kept {
+                // SAFETY: as above.
+                unsafe {
+                    check_tag(object, id);
+                    pages::free(object);
+                }
+            }
+            OwnedPage(current)
+        }
+    };
+    let owned: Vec<OwnedPage> = std::thread::scope(|s| {
+        let first = s.spawn(run(1, to_second, from_second));
+        let second = s.spawn(run(2, to_first, from_first));
+        [first, second].map(|t| t.join().expect("no panic")).into()
+    });
+    assert_eq!(pages.count(2), 2, "pages left unowned with nothing in use");
+    // SAFETY: nothing is in use; each thread's page once.
+    unsafe { pages.free_all(owned.into_iter().map(|page| page.0)) };
+}
+
+/// A thread's page, handed back when the thread ends.
+struct OwnedPage(*mut pages::Page);
+
+// SAFETY: the thread that owned it has ended.
+unsafe impl Send for OwnedPage {}
