@@ -916,6 +916,10 @@ fn a_cleared_map_gives_its_entry_pages_back() {
 /// the lock's contention also asks for a split splits it once: the second check sees the map
 /// split (it once read the mask the shard was chosen with, and split again).
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "4,096 inserts, each with a look under the lock (176 s): a check of logic, not memory"
+)]
 fn a_promotion_that_splits_is_not_followed_by_a_second_split() {
     let map: SyncMap<u64, u64> = SyncMap::new();
     let mut k = 0;
