@@ -69,8 +69,10 @@ mod imp {
     /// A thread's protection against reclamation, for the duration of one operation.
     pub(crate) type Guard<'c> = crate::raw::epoch::LocalGuard<'c>;
 
-    /// Starts protecting the current thread's loads.
-    #[inline]
+    /// Starts protecting the current thread's loads. Inlined always, as `Collector::enter`
+    /// is: a call that returns the guard passes it through memory (SwapMostlyHits took 2.4 ns
+    /// more when a change elsewhere made the heuristics stop inlining this one).
+    #[inline(always)]
     pub(crate) fn enter(collector: &Collector) -> Guard<'_> {
         collector.enter()
     }

@@ -766,7 +766,7 @@ impl Collector {
     }
 
     /// A spare of pool `index` from `slot` (refilled from the shared list if empty).
-    #[inline]
+    #[inline(always)]
     fn take_spare_of(&self, slot: &Slot, index: usize, pool: &Pool) -> Option<NonNull<u8>> {
         // SAFETY: the caller owns `slot` and holds a guard; the borrow ends here, before any
         // user code.

@@ -175,6 +175,7 @@ impl Pages {
     /// # Safety
     ///
     /// `current` is a slot's page of this pool (or null), and the caller owns that slot.
+    #[inline]
     pub(super) unsafe fn alloc(&self, current: &mut *mut Page) -> NonNull<u8> {
         loop {
             let page = *current;
@@ -217,6 +218,8 @@ impl Pages {
     /// # Safety
     ///
     /// The caller owns `page` and does not use it afterwards.
+    #[cold]
+    #[inline(never)]
     unsafe fn give_up(&self, page: *mut Page) {
         let mut unowned = self.unowned.lock().unwrap_or_else(PoisonError::into_inner);
         // SAFETY: owned by the caller until this ends.
@@ -233,6 +236,8 @@ impl Pages {
     }
 
     /// An unowned page with freed slots, or a new page; the caller owns it.
+    #[cold]
+    #[inline(never)]
     fn take_or_allocate(&self) -> *mut Page {
         let mut unowned = self.unowned.lock().unwrap_or_else(PoisonError::into_inner);
         // SeqCst with the frees' push and hint: a free either sees the hint cleared (and sets
@@ -341,6 +346,8 @@ pub(super) unsafe fn free(object: *mut u8) {
 impl Pages {
     /// Deallocates `page` if it is unowned and nothing in it is used (its last object was
     /// freed; a thread may have taken the page since, or even given it back).
+    #[cold]
+    #[inline(never)]
     fn release_if_unused(&self, page: *mut Page) {
         let mut unowned = self.unowned.lock().unwrap_or_else(PoisonError::into_inner);
         // Compared by address only: `page` may be gone, or another page now.
