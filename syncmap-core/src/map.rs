@@ -111,7 +111,7 @@
 //! - **Small objects live in pages.** Entries and small values are carved from 1 MiB pages
 //!   (`raw/epoch/pages.rs`) instead of one `malloc` each: glibc's 8-byte header made a 40-byte
 //!   entry take a 48-byte chunk. Resident bytes per memoized `u64` entry at 1M 70.8 -> 63.3,
-//!   100k 86.5 -> 78.3, 500k 73.1 -> 63.5. A page is aligned to its size, so freeing an object
+//!   100k 86.8 -> 79.5, 500k 73.4 -> 64.0. A page is aligned to its size, so freeing an object
 //!   finds its page by masking the address (no collector needed: values are freed from
 //!   `Drop`s too); the bit that says so is in the birth word the collector keeps anyway.
 //!   1 MiB, not 64 KiB: glibc's aligned blocks leave free pieces whose headers it writes (64
