@@ -1,25 +1,26 @@
 //! Pages: the memory of a pool's objects (the map's entries and small values), carved from
 //! blocks of [`PAGE`] bytes instead of one allocation each. glibc puts a 40-byte entry in a
 //! 48-byte chunk (its 8-byte header, rounded to 16); a page puts it in 40, which took a
-//! memoized `u64 -> u64` entry at 1M from 70.8 to 63.2 resident bytes.
+//! memoized `u64 -> u64` entry at 1M from 70.8 to 63.3 resident bytes.
 //!
 //! A page is aligned to its size, so the page of an object is its address rounded down, and
 //! freeing one needs neither the collector nor the pool: [`free`] runs wherever an object of
-//! [`LocalGuard::alloc`](super::LocalGuard::alloc) is freed (a reclamation pass, the map's `Drop`, a value that was
-//! never published, the last hold of a counted entry).
+//! [`LocalGuard::alloc`](super::LocalGuard::alloc) is freed (a reclamation pass, the map's
+//! `Drop`, a value that was never published, the last hold of a counted entry).
 //!
 //! # Design
 //!
-//! - A page is owned by at most one [`Slot`](super::Slot) (the thread holding its id) at a time, which
-//!   takes objects from it without atomics: first from its local list of free slots, then
-//!   from the page's never used tail.
+//! - A page is owned by at most one [`Slot`](super::Slot) (the thread holding its id) at a
+//!   time, which takes objects from it without atomics: first from its local list of free
+//!   slots, then from the page's never used tail.
 //! - Any thread frees an object by pushing it on the page's `remote` stack (a compare and
 //!   swap); the owner takes that stack whole when its local list and the tail run out. Only
 //!   whole-stack takes pop, so the stack has no ABA problem.
 //! - `used` counts the objects handed out and not freed, as far as the owner published its
 //!   count: the owner counts what it hands out in a plain field and adds it when it gives the
-//!   page up. While owned, `used` holds one more (the owner's), so it reaches 0 only when
-//!   no thread owns the page and every object in it is free.
+//!   page up, and holds one more while it owns the page. So `used` is exact once the page is
+//!   unowned, and 0 there means every object in it is free; while owned it may read 0 or less
+//!   (frees of objects whose count is not published yet), which the list check below ignores.
 //! - A page whose local list, tail and `remote` stack are all empty is given up: it goes to its
 //!   pool's list of unowned pages, or, if nothing in it is used any more, back to the
 //!   allocator. The free that takes `used` of an unowned page to 0 gives it back too. A thread
@@ -40,8 +41,8 @@ use std::sync::{Mutex, PoisonError};
 
 /// The size and alignment of a page. Large, so that the few pages a big map holds waste
 /// little around them: glibc makes an aligned block from a larger one and writes the headers of
-/// the free pieces it leaves (64 KiB pages cost 4.5 more resident bytes per memoized entry at
-/// 1M than 1 MiB pages, 256 KiB 1.0 more). A small map takes no page at all (see
+/// the free pieces it leaves (64 KiB pages cost 4.4 more resident bytes per memoized entry at
+/// 1M than 1 MiB pages, 256 KiB 1.1 more). A small map takes no page at all (see
 /// [`Pages::boxed_first`]). Smaller under Miri, which checks every byte.
 #[cfg(not(miri))]
 pub(super) const PAGE: usize = 1024 * 1024;
@@ -62,9 +63,9 @@ pub(super) const MAX_PAGED: usize = 256;
 /// - `local`, `fresh` and `handed_out` are accessed only by the owner, or under the pool's
 ///   lock while the page is unowned (in `unowned`), or by the collector's `Drop`.
 /// - `used` equals the objects handed out and not freed, minus the owner's `handed_out`, plus 1
-///   while the page is owned. It is only 0 while unowned and with every object free, and
-///   the page is deallocated only then, under the pool's lock, after leaving `unowned` (or by
-///   the collector's `Drop`).
+///   while the page is owned. The page is deallocated only when it is unowned and `used` is 0
+///   (every object free), under the pool's lock, out of `unowned` (or by the collector's
+///   `Drop`).
 #[repr(C, align(128))]
 pub(super) struct Page {
     pages: *const Pages,
@@ -73,7 +74,7 @@ pub(super) struct Page {
     used: AtomicIsize,
     /// The owner's fields below, which it writes at every allocation, stay off the line that
     /// other threads' frees write.
-    _apart: [u8; 128 - 24],
+    _apart: [u8; 128 - 3 * size_of::<usize>()],
     /// Free slots the owner took from `remote`, linked through their first word.
     local: Cell<*mut u8>,
     /// The offset of the first never used slot.
@@ -88,7 +89,8 @@ pub(super) struct Pages {
     slot: Layout,
     /// The offset of a page's first slot.
     first: usize,
-    /// Pages no thread owns, with objects in use.
+    /// Pages no thread owns, with objects in use (or whose last free is about to give them
+    /// back).
     unowned: Mutex<Vec<NonNull<Page>>>,
     /// Set when a free finds a page's `remote` stack empty (so a page of `unowned` may have
     /// free slots); cleared by the scan that looks for one.
@@ -275,7 +277,7 @@ impl Pages {
                 pages: self,
                 remote: AtomicPtr::new(ptr::null_mut()),
                 used: AtomicIsize::new(1),
-                _apart: [0; 128 - 24],
+                _apart: [0; 128 - 3 * size_of::<usize>()],
                 local: Cell::new(ptr::null_mut()),
                 fresh: Cell::new(self.first),
                 handed_out: Cell::new(0),
