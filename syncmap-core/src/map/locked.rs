@@ -126,7 +126,7 @@ where
     /// map's mask, not the one `shard` was chosen with: a promotion under the same lock may
     /// have split the map since.
     fn may_split(&self, shard: ShardRef<'_, K, V>) -> bool {
-        shard.mask == 0 && self.shard_mask.load(Ordering::Relaxed) == 0 && self.split_mask() != 0
+        shard.mask == 0 && !self.resharded(shard) && self.split_mask() != 0
     }
 
     /// Splits a map whose shard 0 holds every key into all its shards. Caller holds shard 0's

@@ -212,7 +212,7 @@ impl LocalGuard<'_> {
             unsafe { ptr::drop_in_place(ptr.cast::<Born<T>>()) }
         }
         // SAFETY: as above.
-        let paged = unsafe { (*born).birth } & PAGED != 0;
+        let paged = unsafe { (*born).is_paged() };
         let (free, pool) = match self.collector.pool_of::<T>() {
             // A pool with pages recycles only their memory; the objects a thread allocated
             // one by one before it took pages are freed whole.

@@ -86,6 +86,12 @@ impl<T> Born<T> {
         self.birth & !PAGED
     }
 
+    /// Whether the object's memory is in a page.
+    #[inline]
+    pub(super) fn is_paged(&self) -> bool {
+        self.birth & PAGED != 0
+    }
+
     /// The header of an object allocated by [`LocalGuard::alloc`].
     ///
     /// # Safety
@@ -119,7 +125,7 @@ pub(crate) unsafe fn free_allocated<T>(object: *mut T) {
     // SAFETY: per the caller, `Born::of` gives the `Born<T>` that `alloc` made.
     let born = unsafe { Born::of(object) };
     // SAFETY: as above; the header is written before the object is handed out.
-    if unsafe { (*born).birth } & PAGED != 0 {
+    if unsafe { (*born).is_paged() } {
         /// Gives the memory back when dropped, so also if the object's `Drop` panics (as a
         /// `Box` frees its memory then).
         struct GiveBack(*mut u8);
